@@ -1,0 +1,284 @@
+//! `tapwire dissect`: offline dissection of capture files.
+//!
+//! Exit status: 0 when every file was read (a file cut short mid-record is used as far as it
+//! goes, with one warning); 2 when any file could not be read (not a capture, unreadable,
+//! unknown link type); the other files are still processed. A closed stdout (e.g. `| head`)
+//! ends the run quietly.
+
+use std::cell::Cell;
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pipeline::source::{self, FileSummary, SourceError};
+use pipeline::{Pipeline, Stats};
+use schemas::{Exchange, Status};
+
+use crate::cli::{DissectArgs, Format};
+
+/// A reader that counts the bytes read through it (for the progress bar).
+struct Counting<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+struct Output<W: Write> {
+    w: W,
+    format: Format,
+    closed: bool,
+    line: String,
+}
+
+impl<W: Write> Output<W> {
+    fn write(&mut self, events: &mut Vec<Exchange>) {
+        for ex in events.drain(..) {
+            if self.closed {
+                continue;
+            }
+            let res = match self.format {
+                Format::Ndjson => serde_json::to_writer(&mut self.w, &ex)
+                    .map_err(io::Error::from)
+                    .and_then(|_| self.w.write_all(b"\n")),
+                Format::Table => {
+                    self.line.clear();
+                    table_line(&ex, &mut self.line);
+                    self.w.write_all(self.line.as_bytes())
+                }
+            };
+            if let Err(e) = res {
+                if e.kind() != io::ErrorKind::BrokenPipe {
+                    eprintln!("tapwire: cannot write output: {e}");
+                }
+                self.closed = true;
+            }
+        }
+    }
+}
+
+/// One readable line: time, protocol, peers, what was asked, what came back, duration.
+fn table_line(ex: &Exchange, s: &mut String) {
+    use std::fmt::Write as _;
+    let secs = ex.start_time_unix_nano / 1_000_000_000;
+    let micros = (ex.start_time_unix_nano % 1_000_000_000) / 1000;
+    let (h, m, sec) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let dur_ms = ex.end_time_unix_nano.saturating_sub(ex.start_time_unix_nano) as f64 / 1e6;
+    let _ = write!(
+        s,
+        "{h:02}:{m:02}:{sec:02}.{micros:06}  {:<5} {}:{} -> {}:{}  ",
+        ex.protocol.as_str(),
+        ex.client.address,
+        ex.client.port,
+        ex.server.address,
+        ex.server.port
+    );
+    if let Some(http) = &ex.http {
+        let path = ex.url.as_ref().map(|u| u.path.as_str()).unwrap_or("");
+        let query = ex
+            .url
+            .as_ref()
+            .and_then(|u| u.query.as_deref())
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        let status = http
+            .response
+            .as_ref()
+            .and_then(|r| r.status_code)
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "-".into());
+        let _ = write!(s, "{} {path}{query} -> {status}", http.request.method);
+    } else if let Some(dns) = &ex.dns {
+        let (name, qtype) = dns
+            .question
+            .as_ref()
+            .map(|q| (q.name.as_str(), q.qtype.as_str()))
+            .unwrap_or(("?", "?"));
+        let _ = write!(
+            s,
+            "{qtype} {name} -> {} ({} answers)",
+            dns.response_code.as_deref().unwrap_or("-"),
+            dns.answers.len()
+        );
+    }
+    let status = match ex.status {
+        Status::Ok => "ok",
+        Status::Error => "error",
+        Status::NoResponse => "no_response",
+        Status::Incomplete => "incomplete",
+    };
+    let _ = writeln!(s, "  {dur_ms:.3}ms {status}");
+}
+
+fn progress_bar(path: &Path) -> Option<ProgressBar> {
+    if !io::stderr().is_terminal() {
+        return None;
+    }
+    let len = std::fs::metadata(path).ok()?.len();
+    let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .ok()?
+            .progress_chars("=> "),
+    );
+    pb.set_message(path.display().to_string());
+    Some(pb)
+}
+
+fn read_one(
+    path: &Path,
+    pipe: &mut Pipeline,
+    out: &mut Output<impl Write>,
+    events: &mut Vec<Exchange>,
+) -> Result<FileSummary, SourceError> {
+    let file = source::open(path)?;
+    let count = Rc::new(Cell::new(0u64));
+    let reader = io::BufReader::with_capacity(
+        1 << 18,
+        Counting {
+            inner: file,
+            count: count.clone(),
+        },
+    );
+    let pb = progress_bar(path);
+    let started = Instant::now();
+    let mut shown = false;
+    let mut n = 0u64;
+    let res = source::read(reader, path, |frame| {
+        pipe.packet(frame.link, frame.ts, frame.data, frame.orig_len, events);
+        if !events.is_empty() {
+            out.write(events);
+        }
+        n += 1;
+        if n % 8192 == 0
+            && let Some(pb) = &pb
+        {
+            if !shown && started.elapsed() > Duration::from_secs(1) {
+                pb.set_draw_target(ProgressDrawTarget::stderr());
+                shown = true;
+            }
+            pb.set_position(count.get());
+        }
+    });
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    res
+}
+
+fn summary(stats: &Stats, flows_open: usize, elapsed: Duration) -> String {
+    let d = &stats.decode;
+    let f = &stats.flows;
+    let r = &f.reassembly;
+    let mut s = format!(
+        "tapwire: {} packets ({} bytes) in {:.2}s, {} flows, {} exchanges, {} anomalies",
+        d.packets,
+        d.bytes,
+        elapsed.as_secs_f64(),
+        f.created,
+        stats.exchanges,
+        stats.anomalies.total()
+    );
+    s.push_str(&format!(
+        "\n  decode: truncated={} not_ip={} not_tcp_udp={} bad_l4={} fragments={} reassembled={} frag_dropped={}",
+        d.truncated, d.not_ip, d.not_tcp_udp, d.bad_l4, d.fragments, d.reassembled, d.frag_dropped
+    ));
+    s.push_str(&format!(
+        "\n  flows: midstream={} opaque={} timed_out={} dissector_errors={} open_at_end={}",
+        f.midstream, f.opaque, f.timed_out, f.dissector_errors, flows_open
+    ));
+    s.push_str(&format!(
+        "\n  tcp: retransmitted={} overlapping={} out_of_order={} gaps={} gap_bytes={}",
+        r.retransmitted_segments, r.overlapping_segments, r.out_of_order_segments, r.gaps, r.gap_bytes
+    ));
+    s.push_str(&format!(
+        "\n  drops by cap: flows_evicted={} ooo_overflow={} pending_overflow={} frag_evicted={} frag_timed_out={} frag_errors={}",
+        f.evicted,
+        r.ooo_overflow,
+        f.pending_overflow,
+        stats.defrag.evicted,
+        stats.defrag.timed_out,
+        stats.defrag.errors
+    ));
+    if !stats.anomalies.0.is_empty() {
+        let list: Vec<String> = stats
+            .anomalies
+            .0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        s.push_str(&format!("\n  anomalies: {}", list.join(" ")));
+    }
+    s
+}
+
+pub fn run(args: DissectArgs) -> ExitCode {
+    let started = Instant::now();
+    let stdout = io::stdout();
+    let mut out = Output {
+        w: BufWriter::with_capacity(1 << 16, stdout.lock()),
+        format: args.format,
+        closed: false,
+        line: String::new(),
+    };
+    let mut pipe = Pipeline::default();
+    let mut events = Vec::new();
+    let mut failed = false;
+    let mut flows_open = 0;
+    for path in &args.files {
+        match read_one(path, &mut pipe, &mut out, &mut events) {
+            Ok(sum) => {
+                if sum.cut_short {
+                    eprintln!(
+                        "tapwire: warning: {}: capture cut short mid-record after {} packets; used what is there",
+                        path.display(),
+                        sum.packets
+                    );
+                }
+                for lt in &sum.unknown_linktypes {
+                    eprintln!(
+                        "tapwire: {}: unsupported link type {lt} on an interface; its {} packets skipped",
+                        path.display(),
+                        sum.skipped_unknown_link
+                    );
+                    failed = true;
+                }
+            }
+            Err(e) => {
+                eprintln!("tapwire: {e}");
+                failed = true;
+            }
+        }
+        if out.closed {
+            break;
+        }
+    }
+    if !out.closed {
+        flows_open = pipe.flows();
+        pipe.finish(&mut events);
+        out.write(&mut events);
+    }
+    if let Err(e) = out.w.flush()
+        && e.kind() != io::ErrorKind::BrokenPipe
+    {
+        eprintln!("tapwire: cannot write output: {e}");
+        failed = true;
+    }
+    if !args.quiet {
+        eprintln!("{}", summary(&pipe.stats(), flows_open, started.elapsed()));
+    }
+    if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,23 @@
+//! `tapwire`: the node agent and its command-line tools.
+
+mod cli;
+mod dissect;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version go to stdout with status 0; usage errors are one line + exit 2.
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        cli::Command::Dissect(args) => dissect::run(args),
+    }
+}

@@ -1,0 +1,868 @@
+//! HTTP/1.0 and HTTP/1.1 (and HTTP/0.9 simple requests).
+//!
+//! Header blocks are parsed by `httparse`; message framing is ours (RFC 9112 §6): chunked
+//! transfer coding (which wins over Content-Length, flagged `http.te_and_cl`), Content-Length,
+//! close-delimited response bodies, and the responses that never have a body (HEAD, 1xx,
+//! 204, 304, 2xx to CONNECT). Requests are paired with responses in order (pipelining), up
+//! to `pairing::DEFAULT_IN_FLIGHT` in flight. Interim 1xx responses (100 Continue, 103) are
+//! skipped; `101 Switching Protocols` and a 2xx answer to CONNECT end HTTP/1 parsing on the
+//! flow (the tunnel's bytes are not dissected).
+//!
+//! Limits: a header block is at most [`MAX_HEADER_BLOCK`] bytes and [`MAX_HEADERS`] fields;
+//! beyond either the message is dropped and the side resynchronises (`http.header_too_large`).
+//! Bodies are counted, not kept.
+//!
+//! Loss: a gap inside a body of known length keeps the framing (the exchange is marked
+//! `incomplete`); a gap anywhere else loses the message in flight and the side resynchronises
+//! at the next line that starts a request (a method) or a response (`HTTP/1.`).
+
+use schemas::l7::http::{Body, Http, HttpRequest, HttpResponse, Url};
+use schemas::{Exchange, HeaderMap, NetworkProtocol, Protocol, Status, Transport};
+
+use super::detect::Detection;
+use super::pairing::{DEFAULT_IN_FLIGHT, Fifo};
+use super::registry::ProtocolEntry;
+use super::{Direction, Dissector, Emitter, FlowMeta, Progress};
+
+/// Largest header block (request/status line plus fields) accepted.
+pub const MAX_HEADER_BLOCK: usize = 64 * 1024;
+/// Most header fields in one message.
+pub const MAX_HEADERS: usize = 96;
+/// Longest chunk-size or trailer line.
+const MAX_LINE: usize = 4096;
+
+/// Header values never copied out: replaced by this.
+pub const REDACTED: &str = "REDACTED";
+
+pub const ENTRY: ProtocolEntry = ProtocolEntry {
+    protocol: Protocol::Http,
+    tcp: true,
+    udp: false,
+    ports: &[80, 8080, 8000, 8008, 8888, 3000, 5000, 9000],
+    detect,
+    new: |meta: &FlowMeta| Box::new(Http1::new(meta)),
+};
+
+const METHODS: &[&[u8]] = &[
+    b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
+    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"REPORT",
+    b"SEARCH", b"PURGE",
+];
+
+/// Does `data` start with a known method followed by a space (or could it, if short)?
+fn method_prefix(data: &[u8]) -> Detection {
+    for m in METHODS {
+        if data.len() > m.len() {
+            if data.starts_with(m) && data[m.len()] == b' ' {
+                return Detection::FromClient;
+            }
+        } else if m.starts_with(data) && !data.is_empty() {
+            return Detection::NeedMore;
+        }
+    }
+    Detection::No
+}
+
+fn detect(data: &[u8], _t: Transport) -> Detection {
+    match method_prefix(data) {
+        Detection::No => {}
+        d => return d,
+    }
+    const RESP: &[u8] = b"HTTP/1.";
+    if data.len() >= RESP.len() {
+        if data.starts_with(RESP) {
+            return Detection::FromServer;
+        }
+    } else if RESP.starts_with(data) && !data.is_empty() {
+        return Detection::NeedMore;
+    }
+    Detection::No
+}
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+/// Parse state of one direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Headers,
+    Body(Framing, Chunk),
+    /// After a gap that broke framing: look for the next message start.
+    Resync,
+    /// Upgraded or CONNECTed: not HTTP any more.
+    Tunnel,
+}
+
+/// A request seen (headers at least) and waiting for, or holding, its response.
+#[derive(Debug)]
+struct Req {
+    start_ts: u64,
+    end_ts: u64,
+    method: String,
+    path: String,
+    query: Option<String>,
+    version: &'static str,
+    headers: HeaderMap,
+    body_size: u64,
+    complete: bool,
+    incomplete: bool,
+    resp: Option<Resp>,
+}
+
+#[derive(Debug)]
+struct Resp {
+    end_ts: u64,
+    status: Option<u16>,
+    headers: HeaderMap,
+    body_size: u64,
+    complete: bool,
+    incomplete: bool,
+}
+
+/// HTTP/1 dissector state for one connection.
+pub struct Http1 {
+    req_state: State,
+    resp_state: State,
+    /// Requests in order; the first without a complete response is the one being answered.
+    inflight: Fifo<Req>,
+    /// Index in `inflight` of the request whose body is being received.
+    req_body_of: Option<usize>,
+    /// Response in progress (headers parsed, body not complete).
+    resp_cur: Option<Resp>,
+    /// Timestamp of the first byte of the message being parsed, per direction.
+    msg_start: [Option<u64>; 2],
+    /// An HTTP/0.9 simple request is in flight: the response is raw bytes until close.
+    http09: bool,
+}
+
+impl Http1 {
+    pub fn new(_meta: &FlowMeta) -> Self {
+        Http1 {
+            req_state: State::Headers,
+            resp_state: State::Headers,
+            inflight: Fifo::new(DEFAULT_IN_FLIGHT),
+            req_body_of: None,
+            resp_cur: None,
+            msg_start: [None, None],
+            http09: false,
+        }
+    }
+
+    /// Emit every request at the front whose exchange is finished.
+    fn flush_done(&mut self, out: &mut Emitter<'_>) {
+        while self
+            .inflight
+            .front_mut()
+            .is_some_and(|r| r.complete && r.resp.as_ref().is_some_and(|p| p.complete))
+        {
+            if let Some(r) = self.inflight.pop() {
+                self.req_body_of = self.req_body_of.and_then(|i| i.checked_sub(1));
+                let ex = build(r, out);
+                out.emit(ex);
+            }
+        }
+    }
+
+    /// The request the next response answers (first one without a response).
+    fn answered_index(&mut self) -> Option<usize> {
+        self.inflight.iter_mut().position(|r| r.resp.is_none())
+    }
+
+    fn on_request_headers(&mut self, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Parsed {
+        let mut hbuf = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut hbuf);
+        let n = match req.parse(data) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Parsed::Partial,
+            Err(httparse::Error::Version) => return self.http09_request(data, ts, out),
+            Err(httparse::Error::TooManyHeaders) => return Parsed::Bad("http.too_many_headers"),
+            Err(_) => return Parsed::Bad("http.malformed_request"),
+        };
+        let method = req.method.unwrap_or_default().to_string();
+        let target = req.path.unwrap_or_default();
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(q.to_string())),
+            None => (target.to_string(), None),
+        };
+        let version = if req.version == Some(0) { "1.0" } else { "1.1" };
+        let (headers, framing_hdr) = collect_headers(req.headers, true, out);
+        let mut framing = match framing_hdr.body(false) {
+            Ok(f) => f,
+            Err(a) => return Parsed::Bad(a),
+        };
+        if framing_hdr.te_and_cl {
+            out.anomaly("http.te_and_cl");
+        }
+        // A request body is never close-delimited.
+        if framing == Framing::UntilClose {
+            framing = Framing::None;
+        }
+        let start_ts = self.msg_start[0].take().unwrap_or(ts);
+        let r = Req {
+            start_ts,
+            end_ts: ts,
+            method,
+            path,
+            query,
+            version,
+            headers,
+            body_size: 0,
+            complete: framing == Framing::None,
+            incomplete: false,
+            resp: None,
+        };
+        self.push_request(r, out);
+        Parsed::Headers(n, framing)
+    }
+
+    /// `GET /path` with no version: HTTP/0.9; the response is the bytes until close.
+    fn http09_request(&mut self, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Parsed {
+        let Some(eol) = data.iter().position(|&b| b == b'\n') else {
+            return Parsed::Partial;
+        };
+        let line = String::from_utf8_lossy(&data[..eol]);
+        let line = line.trim_end_matches('\r');
+        let mut parts = line.split(' ');
+        let (Some(method), Some(target), None) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Parsed::Bad("http.malformed_request");
+        };
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(q.to_string())),
+            None => (target.to_string(), None),
+        };
+        let start_ts = self.msg_start[0].take().unwrap_or(ts);
+        let r = Req {
+            start_ts,
+            end_ts: ts,
+            method: method.to_string(),
+            path,
+            query,
+            version: "0.9",
+            headers: HeaderMap::new(),
+            body_size: 0,
+            complete: true,
+            incomplete: false,
+            resp: None,
+        };
+        self.push_request(r, out);
+        self.http09 = true;
+        Parsed::Headers(eol + 1, Framing::None)
+    }
+
+    fn push_request(&mut self, r: Req, out: &mut Emitter<'_>) {
+        if let Some(old) = self.inflight.push(r) {
+            out.anomaly("pairing.evicted");
+            let ex = build(old, out);
+            out.emit(ex);
+            self.req_body_of = self.req_body_of.and_then(|i| i.checked_sub(1));
+        }
+    }
+
+    fn on_response_headers(&mut self, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Parsed {
+        let mut hbuf = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut hbuf);
+        let n = match resp.parse(data) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Parsed::Partial,
+            Err(httparse::Error::TooManyHeaders) => return Parsed::Bad("http.too_many_headers"),
+            Err(_) => return Parsed::Bad("http.malformed_response"),
+        };
+        let code = resp.code.unwrap_or(0);
+        if (100..200).contains(&code) && code != 101 {
+            // Interim response: not the status, not an exchange.
+            self.msg_start[1] = None;
+            return Parsed::Headers(n, Framing::None);
+        }
+        let (headers, framing_hdr) = collect_headers(resp.headers, false, out);
+        let idx = self.answered_index();
+        let method = idx
+            .and_then(|i| self.inflight.iter_mut().nth(i))
+            .map(|r| r.method.as_str());
+        let mut framing = match framing_hdr.body(true) {
+            Ok(f) => f,
+            Err(a) => return Parsed::Bad(a),
+        };
+        let tunnel = code == 101 || (method == Some("CONNECT") && (200..300).contains(&code));
+        if method == Some("HEAD") || code == 204 || code == 304 || tunnel {
+            framing = Framing::None;
+        }
+        if framing_hdr.te_and_cl {
+            out.anomaly("http.te_and_cl");
+        }
+        if idx.is_none() {
+            out.anomaly("http.response_without_request");
+        }
+        self.msg_start[1] = None;
+        self.resp_cur = Some(Resp {
+            end_ts: ts,
+            status: Some(code),
+            headers,
+            body_size: 0,
+            complete: false,
+            incomplete: false,
+        });
+        if tunnel {
+            self.resp_state = State::Tunnel;
+            self.req_state = State::Tunnel;
+            self.finish_response(ts, out);
+            return Parsed::Tunnel(n);
+        }
+        Parsed::Headers(n, framing)
+    }
+
+    /// The current response is complete: attach it to its request.
+    fn finish_response(&mut self, ts: u64, out: &mut Emitter<'_>) {
+        let Some(mut resp) = self.resp_cur.take() else {
+            return;
+        };
+        resp.end_ts = resp.end_ts.max(ts);
+        resp.complete = true;
+        match self.answered_index() {
+            Some(i) => {
+                if let Some(r) = self.inflight.iter_mut().nth(i) {
+                    r.resp = Some(resp);
+                }
+                self.flush_done(out);
+            }
+            None => {} // no request to pair with; counted when its headers were seen
+        }
+    }
+
+    fn finish_request(&mut self, ts: u64, out: &mut Emitter<'_>) {
+        if let Some(i) = self.req_body_of.take()
+            && let Some(r) = self.inflight.iter_mut().nth(i)
+        {
+            r.complete = true;
+            r.end_ts = ts;
+        }
+        self.flush_done(out);
+    }
+
+    fn body_bytes(&mut self, dir: Direction, n: u64, ts: u64) {
+        match dir {
+            Direction::ToServer => {
+                if let Some(r) = self
+                    .req_body_of
+                    .and_then(|i| self.inflight.iter_mut().nth(i))
+                {
+                    r.body_size += n;
+                    r.end_ts = ts;
+                }
+            }
+            Direction::ToClient => {
+                if let Some(r) = self.resp_cur.as_mut() {
+                    r.body_size += n;
+                    r.end_ts = ts;
+                }
+            }
+        }
+    }
+
+    fn mark_incomplete(&mut self, dir: Direction) {
+        match dir {
+            Direction::ToServer => {
+                if let Some(r) = self
+                    .req_body_of
+                    .and_then(|i| self.inflight.iter_mut().nth(i))
+                {
+                    r.incomplete = true;
+                }
+            }
+            Direction::ToClient => {
+                if let Some(r) = self.resp_cur.as_mut() {
+                    r.incomplete = true;
+                }
+            }
+        }
+    }
+
+    /// Parse as much of one direction as possible.
+    fn run(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {
+        let mut pos = 0;
+        loop {
+            let state = match dir {
+                Direction::ToServer => self.req_state,
+                Direction::ToClient => self.resp_state,
+            };
+            let rest = &data[pos..];
+            if rest.is_empty() {
+                return Progress::Done;
+            }
+            let next = match state {
+                State::Tunnel => return Progress::Done,
+                State::Resync => match find_message_start(rest, dir) {
+                    Some(off) => {
+                        pos += off;
+                        State::Headers
+                    }
+                    None => {
+                        // Keep a short tail: a message start may straddle the boundary.
+                        let keep = rest.len().min(16);
+                        return Progress::Incomplete {
+                            consumed: data.len() - keep,
+                            needed: 1,
+                        };
+                    }
+                },
+                State::Headers => {
+                    // Tolerate blank lines between messages (RFC 9112 §2.2).
+                    let skip = rest.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+                    if skip > 0 {
+                        pos += skip;
+                        continue;
+                    }
+                    if dir == Direction::ToClient && self.http09 {
+                        self.http09 = false;
+                        self.resp_cur = Some(Resp {
+                            end_ts: ts,
+                            status: None,
+                            headers: HeaderMap::new(),
+                            body_size: 0,
+                            complete: false,
+                            incomplete: false,
+                        });
+                        State::Body(Framing::UntilClose, Chunk::Size)
+                    } else {
+                        self.msg_start[dir.index()].get_or_insert(ts);
+                        let parsed = match dir {
+                            Direction::ToServer => self.on_request_headers(rest, ts, out),
+                            Direction::ToClient => self.on_response_headers(rest, ts, out),
+                        };
+                        match parsed {
+                            Parsed::Partial => {
+                                if rest.len() > MAX_HEADER_BLOCK {
+                                    out.anomaly("http.header_too_large");
+                                    self.msg_start[dir.index()] = None;
+                                    pos = data.len();
+                                    State::Resync
+                                } else {
+                                    return Progress::Incomplete {
+                                        consumed: pos,
+                                        needed: 1,
+                                    };
+                                }
+                            }
+                            Parsed::Bad(a) => {
+                                out.anomaly(a);
+                                self.msg_start[dir.index()] = None;
+                                pos += 1;
+                                State::Resync
+                            }
+                            Parsed::Tunnel(n) => {
+                                pos += n;
+                                State::Tunnel
+                            }
+                            Parsed::Headers(n, framing) => {
+                                pos += n;
+                                if dir == Direction::ToServer {
+                                    let last = self.inflight.len().checked_sub(1);
+                                    if framing == Framing::None {
+                                        self.flush_done(out);
+                                    } else {
+                                        self.req_body_of = last;
+                                    }
+                                }
+                                match (dir, framing) {
+                                    (Direction::ToClient, Framing::None) => {
+                                        if self.resp_cur.is_some() {
+                                            self.finish_response(ts, out);
+                                        }
+                                        State::Headers
+                                    }
+                                    (_, Framing::None) => State::Headers,
+                                    (_, Framing::Length(0)) => {
+                                        self.end_body(dir, ts, out);
+                                        State::Headers
+                                    }
+                                    (_, f) => State::Body(f, Chunk::Size),
+                                }
+                            }
+                        }
+                    }
+                }
+                State::Body(framing, chunk) => {
+                    match self.body(dir, framing, chunk, rest, ts, out) {
+                        BodyStep::Consumed(n, next) => {
+                            pos += n;
+                            next
+                        }
+                        BodyStep::NeedMore => {
+                            return Progress::Incomplete {
+                                consumed: pos,
+                                needed: 1,
+                            };
+                        }
+                    }
+                }
+            };
+            match dir {
+                Direction::ToServer => self.req_state = next,
+                Direction::ToClient => self.resp_state = next,
+            }
+        }
+    }
+
+    fn end_body(&mut self, dir: Direction, ts: u64, out: &mut Emitter<'_>) {
+        match dir {
+            Direction::ToServer => self.finish_request(ts, out),
+            Direction::ToClient => self.finish_response(ts, out),
+        }
+    }
+
+    fn body(
+        &mut self,
+        dir: Direction,
+        framing: Framing,
+        chunk: Chunk,
+        rest: &[u8],
+        ts: u64,
+        out: &mut Emitter<'_>,
+    ) -> BodyStep {
+        match framing {
+            Framing::None => BodyStep::Consumed(0, State::Headers),
+            Framing::UntilClose => {
+                self.body_bytes(dir, rest.len() as u64, ts);
+                BodyStep::Consumed(rest.len(), State::Body(framing, chunk))
+            }
+            Framing::Length(left) => {
+                let n = (rest.len() as u64).min(left);
+                self.body_bytes(dir, n, ts);
+                if n == left {
+                    self.end_body(dir, ts, out);
+                    BodyStep::Consumed(n as usize, State::Headers)
+                } else {
+                    BodyStep::Consumed(n as usize, State::Body(Framing::Length(left - n), chunk))
+                }
+            }
+            Framing::Chunked => match chunk {
+                Chunk::Size => match httparse::parse_chunk_size(rest) {
+                    Ok(httparse::Status::Complete((n, 0))) => {
+                        BodyStep::Consumed(n, State::Body(framing, Chunk::Trailers))
+                    }
+                    Ok(httparse::Status::Complete((n, size))) => {
+                        BodyStep::Consumed(n, State::Body(framing, Chunk::Data(size)))
+                    }
+                    Ok(httparse::Status::Partial) if rest.len() <= MAX_LINE => BodyStep::NeedMore,
+                    _ => {
+                        out.anomaly("http.bad_chunk_size");
+                        self.mark_incomplete(dir);
+                        self.end_body(dir, ts, out);
+                        BodyStep::Consumed(0, State::Resync)
+                    }
+                },
+                Chunk::Data(left) => {
+                    let n = (rest.len() as u64).min(left);
+                    self.body_bytes(dir, n, ts);
+                    let next = if n == left {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left - n)
+                    };
+                    BodyStep::Consumed(n as usize, State::Body(framing, next))
+                }
+                Chunk::DataEnd => {
+                    if rest.starts_with(b"\r\n") {
+                        BodyStep::Consumed(2, State::Body(framing, Chunk::Size))
+                    } else if rest.starts_with(b"\n") {
+                        BodyStep::Consumed(1, State::Body(framing, Chunk::Size))
+                    } else if rest == b"\r" {
+                        BodyStep::NeedMore
+                    } else {
+                        out.anomaly("http.bad_chunk_end");
+                        BodyStep::Consumed(0, State::Body(framing, Chunk::Size))
+                    }
+                }
+                Chunk::Trailers => match rest.iter().position(|&b| b == b'\n') {
+                    Some(eol) => {
+                        let line_empty = eol == 0 || (eol == 1 && rest[0] == b'\r');
+                        if line_empty {
+                            self.end_body(dir, ts, out);
+                            BodyStep::Consumed(eol + 1, State::Headers)
+                        } else {
+                            BodyStep::Consumed(eol + 1, State::Body(framing, Chunk::Trailers))
+                        }
+                    }
+                    None if rest.len() <= MAX_LINE => BodyStep::NeedMore,
+                    None => {
+                        out.anomaly("http.trailer_too_large");
+                        self.end_body(dir, ts, out);
+                        BodyStep::Consumed(rest.len(), State::Resync)
+                    }
+                },
+            },
+        }
+    }
+}
+
+enum Parsed {
+    Partial,
+    Bad(&'static str),
+    Headers(usize, Framing),
+    Tunnel(usize),
+}
+
+enum BodyStep {
+    Consumed(usize, State),
+    NeedMore,
+}
+
+/// Framing-relevant header facts.
+#[derive(Default)]
+struct FramingHeaders {
+    content_length: Option<Result<u64, ()>>,
+    chunked: bool,
+    te_present: bool,
+    te_and_cl: bool,
+}
+
+impl FramingHeaders {
+    fn body(&self, response: bool) -> Result<Framing, &'static str> {
+        if self.te_present {
+            // Chunked must be the final coding; otherwise a response is close-delimited
+            // and a request is unframeable.
+            return Ok(if self.chunked {
+                Framing::Chunked
+            } else if response {
+                Framing::UntilClose
+            } else {
+                return Err("http.bad_transfer_encoding");
+            });
+        }
+        match self.content_length {
+            Some(Ok(n)) => Ok(Framing::Length(n)),
+            Some(Err(())) => Err("http.bad_content_length"),
+            None if response => Ok(Framing::UntilClose),
+            None => Ok(Framing::None),
+        }
+    }
+}
+
+fn is_secret(name: &str, request: bool) -> bool {
+    if request {
+        matches!(name, "authorization" | "cookie" | "proxy-authorization")
+    } else {
+        name == "set-cookie"
+    }
+}
+
+fn collect_headers(
+    raw: &[httparse::Header<'_>],
+    request: bool,
+    out: &mut Emitter<'_>,
+) -> (HeaderMap, FramingHeaders) {
+    let mut map = HeaderMap::new();
+    let mut f = FramingHeaders::default();
+    for h in raw {
+        let name = h.name.to_ascii_lowercase();
+        let value = String::from_utf8_lossy(h.value);
+        let value = value.trim();
+        match name.as_str() {
+            "content-length" => {
+                let parsed = value.parse::<u64>().map_err(|_| ());
+                f.content_length = match f.content_length {
+                    Some(Ok(old)) if parsed != Ok(old) => {
+                        out.anomaly("http.conflicting_content_length");
+                        Some(Err(()))
+                    }
+                    _ => Some(parsed),
+                };
+            }
+            "transfer-encoding" => {
+                f.te_present = true;
+                f.chunked = value
+                    .rsplit(',')
+                    .next()
+                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            }
+            _ => {}
+        }
+        let value = if is_secret(&name, request) {
+            REDACTED.to_string()
+        } else {
+            value.to_string()
+        };
+        map.entry(name).or_default().push(value);
+    }
+    f.te_and_cl = f.te_present && f.content_length.is_some();
+    (map, f)
+}
+
+/// Offset of the first line in `data` that starts a request (`dir` to server) or a
+/// response (to client).
+fn find_message_start(data: &[u8], dir: Direction) -> Option<usize> {
+    let starts = |at: &[u8]| match dir {
+        Direction::ToServer => method_prefix(at) == Detection::FromClient,
+        Direction::ToClient => at.starts_with(b"HTTP/1."),
+    };
+    if starts(data) {
+        return Some(0);
+    }
+    data.iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i + 1)
+        .find(|&i| starts(&data[i..]))
+}
+
+/// `traceparent: 00-<trace id>-<parent id>-<flags>` → (trace id, span id).
+fn traceparent(headers: &HeaderMap) -> Option<(String, String)> {
+    let v = headers.get("traceparent")?.first()?;
+    let mut it = v.split('-');
+    let (ver, trace, span, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex(ver, 2) || ver == "ff" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
+        return None;
+    }
+    if trace.bytes().all(|b| b == b'0') || span.bytes().all(|b| b == b'0') {
+        return None;
+    }
+    Some((trace.to_ascii_lowercase(), span.to_ascii_lowercase()))
+}
+
+/// Turn a finished (or abandoned) request into its exchange.
+fn build(r: Req, out: &Emitter<'_>) -> Exchange {
+    let mut ex = out.exchange(Protocol::Http, r.start_ts);
+    ex.network.protocol = Some(NetworkProtocol {
+        version: r.version.to_string(),
+    });
+    if let Some((t, s)) = traceparent(&r.headers) {
+        ex.trace_id = Some(t);
+        ex.span_id = Some(s);
+    }
+    let mut incomplete = r.incomplete || !r.complete;
+    ex.end_time_unix_nano = r.end_ts;
+    let response = r.resp.map(|p| {
+        incomplete |= p.incomplete || !p.complete;
+        ex.end_time_unix_nano = ex.end_time_unix_nano.max(p.end_ts);
+        (p.status, p.body_size, p.headers)
+    });
+    ex.status = match &response {
+        None if incomplete => Status::Incomplete,
+        None => Status::NoResponse,
+        Some(_) if incomplete => Status::Incomplete,
+        Some((Some(code), _, _)) if *code >= 400 => Status::Error,
+        Some(_) => Status::Ok,
+    };
+    ex.http = Some(Http {
+        request: HttpRequest {
+            method: r.method,
+            body: Some(Body { size: r.body_size }),
+            header: r.headers,
+        },
+        response: response.map(|(status, size, header)| HttpResponse {
+            status_code: status,
+            body: Some(Body { size }),
+            header,
+        }),
+    });
+    ex.url = Some(Url {
+        path: r.path,
+        query: r.query,
+    });
+    ex
+}
+
+impl Dissector for Http1 {
+    fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {
+        self.run(dir, data, ts, out)
+    }
+
+    fn gap(&mut self, dir: Direction, len: u64, ts: u64, out: &mut Emitter<'_>) {
+        out.anomaly("http.gap");
+        let state = match dir {
+            Direction::ToServer => &mut self.req_state,
+            Direction::ToClient => &mut self.resp_state,
+        };
+        let keeps_framing = match *state {
+            State::Tunnel => return,
+            State::Body(Framing::UntilClose, _) => true,
+            State::Body(Framing::Length(left), c) if left > len => {
+                *state = State::Body(Framing::Length(left - len), c);
+                true
+            }
+            State::Body(Framing::Length(left), _) if left == len => {
+                *state = State::Headers;
+                self.body_bytes(dir, len, ts);
+                self.mark_incomplete(dir);
+                self.end_body(dir, ts, out);
+                return;
+            }
+            State::Body(Framing::Chunked, Chunk::Data(left)) if left > len => {
+                *state = State::Body(Framing::Chunked, Chunk::Data(left - len));
+                true
+            }
+            _ => false,
+        };
+        if keeps_framing {
+            self.body_bytes(dir, len, ts);
+            self.mark_incomplete(dir);
+            return;
+        }
+        // Framing lost: give up on the message in flight on this side.
+        *state = State::Resync;
+        self.msg_start[dir.index()] = None;
+        match dir {
+            Direction::ToServer => {
+                if let Some(i) = self.req_body_of.take()
+                    && let Some(r) = self.inflight.iter_mut().nth(i)
+                {
+                    r.incomplete = true;
+                    r.complete = true;
+                }
+            }
+            Direction::ToClient => {
+                let mut resp = self.resp_cur.take().unwrap_or(Resp {
+                    end_ts: ts,
+                    status: None,
+                    headers: HeaderMap::new(),
+                    body_size: 0,
+                    complete: false,
+                    incomplete: true,
+                });
+                resp.incomplete = true;
+                self.resp_cur = Some(resp);
+                self.finish_response(ts, out);
+            }
+        }
+        self.flush_done(out);
+    }
+
+    fn close(&mut self, ts: u64, out: &mut Emitter<'_>) {
+        // A close-delimited response ends here; anything else cut is incomplete.
+        if let State::Body(framing, _) = self.resp_state {
+            if framing != Framing::UntilClose {
+                self.mark_incomplete(Direction::ToClient);
+            }
+            self.finish_response(ts, out);
+        } else if self.resp_cur.is_some() {
+            self.finish_response(ts, out);
+        }
+        if let State::Body(..) = self.req_state {
+            self.mark_incomplete(Direction::ToServer);
+            self.finish_request(ts, out);
+        }
+        self.flush_done(out);
+        for r in self.inflight.drain().collect::<Vec<_>>() {
+            let ex = build(r, out);
+            out.emit(ex);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

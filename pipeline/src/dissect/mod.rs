@@ -1,0 +1,132 @@
+//! Dissector framework: the per-flow [`Dissector`] trait, [`Progress`], the [`Emitter`] that
+//! turns parsed messages into [`Exchange`] events, and the protocol registry.
+//!
+//! A dissector instance lives for one flow and sees both directions in capture order. The
+//! flow layer keeps the bytes a dissector did not consume (`Progress::Incomplete`) and feeds
+//! them again with the next bytes, up to [`MAX_PENDING`] per direction; past that the bytes
+//! are dropped and reported as a gap (`dissect.pending_overflow`).
+
+pub mod detect;
+pub mod dns;
+pub mod http1;
+pub mod pairing;
+pub mod registry;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use schemas::{Exchange, Peer, Protocol, Transport};
+
+/// Bytes a dissector may leave unconsumed per direction before the flow layer gives up on
+/// them (an HTTP header block or a DNS-over-TCP message must fit).
+pub const MAX_PENDING: usize = 128 * 1024;
+
+/// Which way bytes travel, relative to the connection's client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    ToServer,
+    ToClient,
+}
+
+impl Direction {
+    pub fn index(self) -> usize {
+        match self {
+            Direction::ToServer => 0,
+            Direction::ToClient => 1,
+        }
+    }
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::ToServer => Direction::ToClient,
+            Direction::ToClient => Direction::ToServer,
+        }
+    }
+}
+
+/// Why a dissector gave up on a flow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DissectError {
+    /// The bytes are not this protocol (or are beyond recovery).
+    #[error("not {0}: {1}")]
+    Malformed(&'static str, &'static str),
+    /// A message exceeds a named cap.
+    #[error("{0} exceeds {1}")]
+    TooLarge(&'static str, &'static str),
+}
+
+/// What a dissector did with the bytes it was fed.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Every byte was consumed.
+    Done,
+    /// `consumed` bytes were used; the rest must be fed again with at least `needed` more
+    /// bytes (0 when unknown).
+    Incomplete { consumed: usize, needed: usize },
+    /// The flow cannot be dissected further; the flow layer stops feeding it.
+    Error(DissectError),
+}
+
+/// The endpoints of a flow as the dissector sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowMeta {
+    pub client: (IpAddr, u16),
+    pub server: (IpAddr, u16),
+    pub transport: Transport,
+}
+
+/// Counts anomalies by name across the whole run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnomalyCounts(pub BTreeMap<&'static str, u64>);
+
+impl AnomalyCounts {
+    pub fn add(&mut self, name: &'static str) {
+        *self.0.entry(name).or_insert(0) += 1;
+    }
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+}
+
+/// Where a dissector puts its exchanges and anomalies.
+pub struct Emitter<'a> {
+    pub meta: FlowMeta,
+    pub anomalies: &'a mut AnomalyCounts,
+    pub out: &'a mut Vec<Exchange>,
+}
+
+impl Emitter<'_> {
+    /// A new exchange of this flow with its peers filled in.
+    pub fn exchange(&self, protocol: Protocol, start_ts: u64) -> Exchange {
+        let peer = |(ip, port): (IpAddr, u16)| Peer {
+            address: ip.to_string(),
+            port,
+        };
+        Exchange::new(
+            protocol,
+            self.meta.transport,
+            peer(self.meta.client),
+            peer(self.meta.server),
+            start_ts,
+        )
+    }
+
+    pub fn emit(&mut self, ex: Exchange) {
+        self.out.push(ex);
+    }
+
+    /// Count an anomaly that is not tied to one exchange.
+    pub fn anomaly(&mut self, name: &'static str) {
+        self.anomalies.add(name);
+    }
+}
+
+/// A protocol parser for one flow (both directions).
+pub trait Dissector: Send {
+    /// Bytes of one direction, in stream order.
+    fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress;
+    /// `len` bytes of one direction were lost: resynchronise or give up on what is in flight.
+    fn gap(&mut self, dir: Direction, len: u64, ts: u64, out: &mut Emitter<'_>);
+    /// The flow ended (FIN/RST, idle timeout, end of input): flush what is pending.
+    fn close(&mut self, ts: u64, out: &mut Emitter<'_>);
+}

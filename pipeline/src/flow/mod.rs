@@ -1,0 +1,561 @@
+//! The flow table: both directions of a TCP connection or UDP conversation in one flow,
+//! TCP reassembly per direction, protocol detection, and the flow's dissector.
+//!
+//! Keys are symmetric (the two endpoints in sorted order), so a flow's two directions meet in
+//! one entry; the same order gives the symmetric hash the agent shards workers by.
+//!
+//! Who is the client:
+//! 1. a SYN without ACK comes from the client, a SYN-ACK from the server;
+//! 2. without a captured handshake, the first bytes either side sends are shown to the
+//!    detectors, which say whether they are a request (sender = client) or a response
+//!    (sender = server);
+//! 3. a flow nothing detects is never dissected, so its roles do not matter; it is kept
+//!    only to skip its packets cheaply (`opaque`).
+//!
+//! Limits (all in [`FlowConfig`]): `max_flows` (reaching it evicts the least recently seen
+//! eighth of the table, counted in `evicted`), idle timeouts per transport (of capture
+//! time), out-of-order bytes per flow and in total (see `reassembly`), unconsumed dissector
+//! bytes per direction (`dissect::MAX_PENDING`), and detection attempts per flow.
+
+pub mod reassembly;
+
+use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
+use schemas::{Exchange, Transport};
+
+use crate::decode::{L4, Segment};
+use crate::dissect::detect::{Detected, Detection, detect};
+use crate::dissect::{
+    AnomalyCounts, Direction, Dissector, Emitter, FlowMeta, MAX_PENDING, Progress,
+};
+use reassembly::{Budget, Chunk, ReassemblyStats, Reassembler};
+
+/// Flow-table limits.
+#[derive(Debug, Clone)]
+pub struct FlowConfig {
+    /// Flows tracked at once.
+    pub max_flows: usize,
+    /// A TCP flow with no packet for this long (capture time) is closed.
+    pub tcp_idle_ns: u64,
+    /// A UDP flow with no packet for this long is closed.
+    pub udp_idle_ns: u64,
+    /// Out-of-order bytes buffered per direction of one flow.
+    pub max_ooo_per_flow: usize,
+    /// Out-of-order bytes buffered across all flows.
+    pub max_ooo_total: usize,
+    /// Data chunks per direction shown to the detectors before a flow is left undissected.
+    pub max_detect_tries: u8,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: 262_144,
+            tcp_idle_ns: 300_000_000_000,
+            udp_idle_ns: 30_000_000_000,
+            max_ooo_per_flow: 1 << 20,
+            max_ooo_total: 256 << 20,
+            max_detect_tries: 4,
+        }
+    }
+}
+
+/// Counters of the flow stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub created: u64,
+    /// Closed by FIN/RST or the end of input.
+    pub closed: u64,
+    pub timed_out: u64,
+    /// Dropped because `max_flows` was reached.
+    pub evicted: u64,
+    /// Flows no detector recognised (not dissected).
+    pub opaque: u64,
+    /// Flows whose dissector gave up (`Progress::Error`).
+    pub dissector_errors: u64,
+    /// Times unconsumed bytes exceeded `MAX_PENDING` and were dropped.
+    pub pending_overflow: u64,
+    /// Flows seen without their TCP handshake.
+    pub midstream: u64,
+    pub reassembly: ReassemblyStats,
+}
+
+type Endpoint = (IpAddr, u16);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    a: Endpoint,
+    b: Endpoint,
+    udp: bool,
+}
+
+enum State {
+    Detecting { tries: [u8; 2] },
+    Active(Box<dyn Dissector>),
+    Opaque,
+}
+
+struct Flow {
+    /// Side 0 sends from `key.a`, side 1 from `key.b`.
+    client_is_a: Option<bool>,
+    reasm: [Reassembler; 2],
+    pending: [Vec<u8>; 2],
+    state: State,
+    last_ts: u64,
+    /// Any payload seen (decides whether a new SYN starts a new connection).
+    had_data: bool,
+    saw_syn: bool,
+}
+
+impl Flow {
+    fn new(cfg: &FlowConfig, ts: u64) -> Self {
+        Flow {
+            client_is_a: None,
+            reasm: [
+                Reassembler::new(cfg.max_ooo_per_flow),
+                Reassembler::new(cfg.max_ooo_per_flow),
+            ],
+            pending: [Vec::new(), Vec::new()],
+            state: State::Detecting { tries: [0, 0] },
+            last_ts: ts,
+            had_data: false,
+            saw_syn: false,
+        }
+    }
+}
+
+/// The flow table with its caps and counters.
+pub struct FlowTable {
+    cfg: FlowConfig,
+    flows: FxHashMap<FlowKey, Flow>,
+    budget: Budget,
+    pub stats: FlowStats,
+    pub anomalies: AnomalyCounts,
+    last_sweep: u64,
+}
+
+impl FlowTable {
+    pub fn new(cfg: FlowConfig) -> Self {
+        let budget = Budget {
+            used: 0,
+            max: cfg.max_ooo_total,
+        };
+        FlowTable {
+            cfg,
+            flows: FxHashMap::default(),
+            budget,
+            stats: FlowStats::default(),
+            anomalies: AnomalyCounts::default(),
+            last_sweep: 0,
+        }
+    }
+
+    /// Flows currently tracked.
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Out-of-order bytes buffered across all flows.
+    pub fn buffered_bytes(&self) -> usize {
+        self.budget.used
+    }
+
+    /// Process one decoded segment; finished exchanges are appended to `out`.
+    pub fn segment(&mut self, seg: &Segment<'_>, out: &mut Vec<Exchange>) {
+        if seg.ts >= self.last_sweep.saturating_add(1_000_000_000) {
+            self.sweep(seg.ts, out);
+        }
+        let src = (seg.src, seg.src_port);
+        let dst = (seg.dst, seg.dst_port);
+        let udp = matches!(seg.l4, L4::Udp);
+        let (key, side) = if src <= dst {
+            (FlowKey { a: src, b: dst, udp }, 0usize)
+        } else {
+            (FlowKey { a: dst, b: src, udp }, 1usize)
+        };
+        match seg.l4 {
+            L4::Udp => self.udp(key, side, seg, out),
+            L4::Tcp { seq, ack, flags } => {
+                // A new connection on a reused tuple: close the old one first.
+                if flags.syn
+                    && !flags.ack
+                    && let Some(f) = self.flows.get(&key)
+                    && (f.had_data || f.reasm.iter().any(|r| r.finished()))
+                {
+                    self.close(&key, seg.ts, out);
+                    self.stats.closed += 1;
+                }
+                if !self.flows.contains_key(&key) {
+                    self.insert(key, seg.ts, out);
+                }
+                let Some(flow) = self.flows.get_mut(&key) else {
+                    return;
+                };
+                flow.last_ts = seg.ts;
+                if matches!(flow.state, State::Opaque) {
+                    if flags.rst || flags.fin {
+                        self.flows.remove(&key);
+                        self.stats.closed += 1;
+                    }
+                    return;
+                }
+                if flags.syn {
+                    flow.saw_syn = true;
+                    if flow.client_is_a.is_none() {
+                        // SYN from the client, SYN-ACK from the server.
+                        flow.client_is_a = Some((side == 0) != flags.ack);
+                    }
+                    flow.reasm[side].syn(seq);
+                } else if !flow.saw_syn && !flow.had_data && !seg.payload.is_empty() {
+                    self.stats.midstream += 1;
+                }
+                if !seg.payload.is_empty() || seg.missing > 0 {
+                    flow.had_data = true;
+                }
+                let meta = meta_of(&key, flow.client_is_a, Transport::Tcp);
+                let mut ctx = Ctx {
+                    cfg: &self.cfg,
+                    stats: &mut self.stats,
+                    anomalies: &mut self.anomalies,
+                    out,
+                    key: &key,
+                    meta,
+                };
+                let Flow {
+                    reasm,
+                    pending,
+                    state,
+                    client_is_a,
+                    ..
+                } = flow;
+                let [r0, r1] = reasm;
+                let (mine, theirs) = if side == 0 { (r0, r1) } else { (r1, r0) };
+                let mut rs = std::mem::take(&mut ctx.stats.reassembly);
+                if flags.ack {
+                    theirs.acked(ack, &mut self.budget, &mut rs, &mut |c| {
+                        ctx.chunk(state, pending, client_is_a, 1 - side, c, seg.ts)
+                    });
+                }
+                mine.segment(
+                    seq,
+                    seg.payload,
+                    seg.missing,
+                    flags.fin,
+                    &mut self.budget,
+                    &mut rs,
+                    &mut |c| ctx.chunk(state, pending, client_is_a, side, c, seg.ts),
+                );
+                ctx.stats.reassembly = rs;
+                let done = flags.rst || (mine.finished() && theirs.finished());
+                if done {
+                    self.close(&key, seg.ts, out);
+                    self.stats.closed += 1;
+                }
+            }
+        }
+    }
+
+    fn udp(&mut self, key: FlowKey, side: usize, seg: &Segment<'_>, out: &mut Vec<Exchange>) {
+        if !self.flows.contains_key(&key) {
+            self.insert(key, seg.ts, out);
+        }
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        flow.last_ts = seg.ts;
+        if matches!(flow.state, State::Opaque) || seg.payload.is_empty() {
+            return;
+        }
+        flow.had_data = true;
+        let meta = meta_of(&key, flow.client_is_a, Transport::Udp);
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            stats: &mut self.stats,
+            anomalies: &mut self.anomalies,
+            out,
+            key: &key,
+            meta,
+        };
+        let Flow {
+            pending,
+            state,
+            client_is_a,
+            ..
+        } = flow;
+        ctx.chunk(
+            state,
+            pending,
+            client_is_a,
+            side,
+            Chunk::Data(seg.payload),
+            seg.ts,
+        );
+        // Datagrams are whole messages: nothing carries over to the next one.
+        pending[side].clear();
+        if seg.missing > 0 {
+            ctx.anomalies.add("udp.truncated_datagram");
+        }
+    }
+
+    fn insert(&mut self, key: FlowKey, ts: u64, out: &mut Vec<Exchange>) {
+        if self.flows.len() >= self.cfg.max_flows {
+            self.evict(ts, out);
+        }
+        self.stats.created += 1;
+        self.flows.insert(key, Flow::new(&self.cfg, ts));
+    }
+
+    /// Evict the least recently seen eighth of the table (amortised O(1) per insert).
+    fn evict(&mut self, ts: u64, out: &mut Vec<Exchange>) {
+        let mut ages: Vec<(u64, FlowKey)> = self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
+        let n = (ages.len() / 8).max(1);
+        ages.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
+        for (_, k) in ages.into_iter().take(n) {
+            self.close(&k, ts, out);
+            self.stats.evicted += 1;
+        }
+    }
+
+    /// Close flows idle past their timeout.
+    pub fn sweep(&mut self, now: u64, out: &mut Vec<Exchange>) {
+        self.last_sweep = now;
+        let (tcp_idle, udp_idle) = (self.cfg.tcp_idle_ns, self.cfg.udp_idle_ns);
+        let idle: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(k, f)| {
+                let limit = if k.udp { udp_idle } else { tcp_idle };
+                now.saturating_sub(f.last_ts) >= limit
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in idle {
+            self.close(&k, now, out);
+            self.stats.timed_out += 1;
+        }
+    }
+
+    /// Close every flow (end of input).
+    pub fn finish(&mut self, out: &mut Vec<Exchange>) {
+        let mut keys: Vec<(u64, FlowKey)> = self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
+        // Close in order of last activity so output order does not depend on hashing.
+        keys.sort_unstable_by_key(|(ts, k)| (*ts, k.a, k.b, k.udp));
+        for (ts, k) in keys {
+            self.close(&k, ts, out);
+            self.stats.closed += 1;
+        }
+    }
+
+    /// Flush a flow's reassembly and dissector, then drop it.
+    fn close(&mut self, key: &FlowKey, ts: u64, out: &mut Vec<Exchange>) {
+        let Some(mut flow) = self.flows.remove(key) else {
+            return;
+        };
+        let transport = if key.udp { Transport::Udp } else { Transport::Tcp };
+        let meta = meta_of(key, flow.client_is_a, transport);
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            stats: &mut self.stats,
+            anomalies: &mut self.anomalies,
+            out,
+            key,
+            meta,
+        };
+        let Flow {
+            reasm,
+            pending,
+            state,
+            client_is_a,
+            ..
+        } = &mut flow;
+        if !matches!(state, State::Opaque) {
+            let mut rs = std::mem::take(&mut ctx.stats.reassembly);
+            for (side, r) in reasm.iter_mut().enumerate() {
+                r.flush(&mut self.budget, &mut rs, &mut |c| {
+                    ctx.chunk(state, pending, client_is_a, side, c, ts)
+                });
+            }
+            ctx.stats.reassembly = rs;
+        }
+        for r in reasm.iter_mut() {
+            r.release(&mut self.budget);
+        }
+        if let State::Active(d) = state {
+            let meta = meta_of(key, *client_is_a, transport);
+            let mut em = Emitter {
+                meta,
+                anomalies: ctx.anomalies,
+                out: ctx.out,
+            };
+            d.close(ts, &mut em);
+        }
+    }
+}
+
+fn meta_of(key: &FlowKey, client_is_a: Option<bool>, transport: Transport) -> FlowMeta {
+    // Until the roles are known, the lower port is taken as the server's.
+    let a_client = client_is_a.unwrap_or(key.a.1 > key.b.1);
+    let (client, server) = if a_client { (key.a, key.b) } else { (key.b, key.a) };
+    FlowMeta {
+        client,
+        server,
+        transport,
+    }
+}
+
+/// What chunk delivery needs besides the flow's own fields.
+struct Ctx<'a> {
+    cfg: &'a FlowConfig,
+    stats: &'a mut FlowStats,
+    anomalies: &'a mut AnomalyCounts,
+    out: &'a mut Vec<Exchange>,
+    key: &'a FlowKey,
+    meta: FlowMeta,
+}
+
+impl Ctx<'_> {
+    /// Hand one reassembled chunk of side `side` to detection or the dissector.
+    fn chunk(
+        &mut self,
+        state: &mut State,
+        pending: &mut [Vec<u8>; 2],
+        client_is_a: &mut Option<bool>,
+        side: usize,
+        chunk: Chunk<'_>,
+        ts: u64,
+    ) {
+        if let State::Detecting { tries } = state {
+            let data = match chunk {
+                Chunk::Gap(_) => {
+                    pending[side].clear();
+                    return;
+                }
+                Chunk::Data(d) => d,
+            };
+            let transport = self.meta.transport;
+            let ports = (self.key.a.1, self.key.b.1);
+            let probe: &[u8] = if pending[side].is_empty() {
+                data
+            } else {
+                pending[side].extend_from_slice(data);
+                &pending[side]
+            };
+            match detect(probe, transport, ports) {
+                Detected::Found(entry, how) => {
+                    if client_is_a.is_none() {
+                        let sender_is_a = side == 0;
+                        *client_is_a = Some(match how {
+                            Detection::FromServer => !sender_is_a,
+                            _ => sender_is_a,
+                        });
+                    }
+                    self.meta = meta_of(self.key, *client_is_a, transport);
+                    *state = State::Active((entry.new)(&self.meta));
+                    // Feed what detection looked at (held in `pending` or `data`).
+                    let held = std::mem::take(&mut pending[side]);
+                    let bytes: &[u8] = if held.is_empty() { data } else { &held };
+                    self.feed(state, pending, *client_is_a, side, bytes, ts);
+                }
+                Detected::NeedMore if pending[side].len() < 4096 => {
+                    if pending[side].is_empty() {
+                        pending[side].extend_from_slice(data);
+                    }
+                }
+                _ => {
+                    pending[side].clear();
+                    tries[side] += 1;
+                    if tries[side] >= self.cfg.max_detect_tries
+                        || transport == Transport::Udp && tries[side] >= 1
+                    {
+                        *state = State::Opaque;
+                        pending[0] = Vec::new();
+                        pending[1] = Vec::new();
+                        self.stats.opaque += 1;
+                    }
+                }
+            }
+            return;
+        }
+        match chunk {
+            Chunk::Data(d) => self.feed(state, pending, *client_is_a, side, d, ts),
+            Chunk::Gap(len) => {
+                if let State::Active(dis) = state {
+                    let dir = direction(*client_is_a, side);
+                    pending[side].clear();
+                    let mut em = Emitter {
+                        meta: self.meta,
+                        anomalies: self.anomalies,
+                        out: self.out,
+                    };
+                    dis.gap(dir, len, ts, &mut em);
+                }
+            }
+        }
+    }
+
+    fn feed(
+        &mut self,
+        state: &mut State,
+        pending: &mut [Vec<u8>; 2],
+        client_is_a: Option<bool>,
+        side: usize,
+        data: &[u8],
+        ts: u64,
+    ) {
+        let State::Active(dis) = state else { return };
+        let dir = direction(client_is_a, side);
+        let mut em = Emitter {
+            meta: self.meta,
+            anomalies: self.anomalies,
+            out: self.out,
+        };
+        let buf = &mut pending[side];
+        let progress = if buf.is_empty() {
+            let p = dis.feed(dir, data, ts, &mut em);
+            if let Progress::Incomplete { consumed, .. } = p {
+                buf.extend_from_slice(data.get(consumed..).unwrap_or_default());
+            }
+            p
+        } else {
+            buf.extend_from_slice(data);
+            let p = dis.feed(dir, buf, ts, &mut em);
+            match p {
+                Progress::Done => buf.clear(),
+                Progress::Incomplete { consumed, .. } => {
+                    buf.drain(..consumed.min(buf.len()));
+                }
+                Progress::Error(_) => {}
+            }
+            p
+        };
+        match progress {
+            Progress::Error(_) => {
+                self.stats.dissector_errors += 1;
+                *state = State::Opaque;
+                pending[0] = Vec::new();
+                pending[1] = Vec::new();
+            }
+            _ if buf.len() > MAX_PENDING => {
+                let lost = buf.len() as u64;
+                *buf = Vec::new();
+                self.stats.pending_overflow += 1;
+                em.anomaly("dissect.pending_overflow");
+                dis.gap(dir, lost, ts, &mut em);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn direction(client_is_a: Option<bool>, side: usize) -> Direction {
+    if client_is_a.unwrap_or(true) == (side == 0) {
+        Direction::ToServer
+    } else {
+        Direction::ToClient
+    }
+}

@@ -1,0 +1,4 @@
+//! Protocol-specific event fields, one module per protocol family.
+
+pub mod dns;
+pub mod http;

@@ -1,0 +1,15 @@
+//! tapwire event types: the `Exchange` every dissector produces and every sink consumes,
+//! and its JSON schema (checked in at `schemas/event.schema.json`).
+
+pub mod event;
+pub mod l7;
+
+pub use event::{Exchange, HeaderMap, Network, NetworkProtocol, Peer, Protocol, Status, Transport};
+
+/// The JSON schema of [`Exchange`], pretty-printed with a trailing newline.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Exchange);
+    let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    s.push('\n');
+    s
+}
