@@ -72,7 +72,10 @@ fn table_line(ex: &Exchange, s: &mut String) {
     let secs = ex.start_time_unix_nano / 1_000_000_000;
     let micros = (ex.start_time_unix_nano % 1_000_000_000) / 1000;
     let (h, m, sec) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    let dur_ms = ex.end_time_unix_nano.saturating_sub(ex.start_time_unix_nano) as f64 / 1e6;
+    let dur_ms = ex
+        .end_time_unix_nano
+        .saturating_sub(ex.start_time_unix_nano) as f64
+        / 1e6;
     let _ = write!(
         s,
         "{h:02}:{m:02}:{sec:02}.{micros:06}  {:<5} {}:{} -> {}:{}  ",
@@ -126,9 +129,11 @@ fn progress_bar(path: &Path) -> Option<ProgressBar> {
     let len = std::fs::metadata(path).ok()?.len();
     let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
     pb.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .ok()?
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .ok()?
+        .progress_chars("=> "),
     );
     pb.set_message(path.display().to_string());
     Some(pb)
@@ -159,7 +164,7 @@ fn read_one(
             out.write(events);
         }
         n += 1;
-        if n % 8192 == 0
+        if n.is_multiple_of(8192)
             && let Some(pb) = &pb
         {
             if !shown && started.elapsed() > Duration::from_secs(1) {
@@ -198,7 +203,11 @@ fn summary(stats: &Stats, flows_open: usize, elapsed: Duration) -> String {
     ));
     s.push_str(&format!(
         "\n  tcp: retransmitted={} overlapping={} out_of_order={} gaps={} gap_bytes={}",
-        r.retransmitted_segments, r.overlapping_segments, r.out_of_order_segments, r.gaps, r.gap_bytes
+        r.retransmitted_segments,
+        r.overlapping_segments,
+        r.out_of_order_segments,
+        r.gaps,
+        r.gap_bytes
     ));
     s.push_str(&format!(
         "\n  drops by cap: flows_evicted={} ooo_overflow={} pending_overflow={} frag_evicted={} frag_timed_out={} frag_errors={}",

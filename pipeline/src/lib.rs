@@ -70,7 +70,11 @@ impl Pipeline {
     pub fn new(cfg: Config) -> Self {
         let d = cfg.defrag;
         Pipeline {
-            decoder: Decoder::new(Defragmenter::new(d.max_bytes, d.max_datagrams, d.timeout_ns)),
+            decoder: Decoder::new(Defragmenter::new(
+                d.max_bytes,
+                d.max_datagrams,
+                d.timeout_ns,
+            )),
             flows: FlowTable::new(cfg.flow),
             exchanges: 0,
         }

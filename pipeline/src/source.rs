@@ -188,16 +188,23 @@ fn read_pcap<R: Read, F: FnMut(Frame<'_>)>(
             linktype,
         });
     };
+    // Raw records: the crate's checked records reject `orig_len > snaplen`, which is exactly
+    // what a snaplen-cut capture holds.
+    let frac_ns: u64 = match rd.header().ts_resolution {
+        pcap_file::TsResolution::MicroSecond => 1_000,
+        pcap_file::TsResolution::NanoSecond => 1,
+    };
     let mut sum = FileSummary::default();
-    while let Some(pkt) = rd.next_packet() {
+    while let Some(pkt) = rd.next_raw_packet() {
         match pkt {
             Ok(p) => {
                 sum.packets += 1;
+                let ts = u64::from(p.ts_sec) * 1_000_000_000 + u64::from(p.ts_frac) * frac_ns;
                 f(Frame {
                     link,
-                    ts: p.timestamp.as_nanos() as u64,
+                    ts,
                     data: &p.data,
-                    orig_len: p.orig_len,
+                    orig_len: p.orig_len.max(p.incl_len),
                 });
             }
             Err(e) if is_eof(&e) => {

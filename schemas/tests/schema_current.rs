@@ -21,12 +21,21 @@ fn event_nests_on_dots() {
     let mut e = Exchange::new(
         Protocol::Http,
         Transport::Tcp,
-        Peer { address: "10.0.0.1".into(), port: 40000 },
-        Peer { address: "10.0.0.2".into(), port: 80 },
+        Peer {
+            address: "10.0.0.1".into(),
+            port: 40000,
+        },
+        Peer {
+            address: "10.0.0.2".into(),
+            port: 80,
+        },
         1,
     );
     e.http = Some(schemas::l7::http::Http {
-        response: Some(schemas::l7::http::HttpResponse { status_code: Some(200), ..Default::default() }),
+        response: Some(schemas::l7::http::HttpResponse {
+            status_code: Some(200),
+            ..Default::default()
+        }),
         ..Default::default()
     });
     let v = serde_json::to_value(&e).unwrap();

@@ -206,7 +206,12 @@ impl Defragmenter {
     }
 
     fn evict_oldest(&mut self) {
-        if let Some(k) = self.table.iter().min_by_key(|(_, e)| e.first_ts).map(|(k, _)| *k) {
+        if let Some(k) = self
+            .table
+            .iter()
+            .min_by_key(|(_, e)| e.first_ts)
+            .map(|(k, _)| *k)
+        {
             self.remove(&k);
             self.stats.evicted += 1;
         }

@@ -59,11 +59,7 @@ pub struct TcpFlags {
 /// Transport-layer view of one decoded packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum L4 {
-    Tcp {
-        seq: u32,
-        ack: u32,
-        flags: TcpFlags,
-    },
+    Tcp { seq: u32, ack: u32, flags: TcpFlags },
     Udp,
 }
 
@@ -143,7 +139,8 @@ impl Decoder {
             LinkType::Null => {
                 // The family is in the capturing host's byte order; the IP version nibble
                 // right after it is unambiguous.
-                data.get(4..).and_then(|ip| LaxSlicedPacket::from_ip(ip).ok())
+                data.get(4..)
+                    .and_then(|ip| LaxSlicedPacket::from_ip(ip).ok())
             }
             LinkType::LinuxSll => {
                 // 16-byte header: packet type, ARPHRD, addr len, addr[8], protocol (BE).

@@ -44,9 +44,25 @@ pub const ENTRY: ProtocolEntry = ProtocolEntry {
 };
 
 const METHODS: &[&[u8]] = &[
-    b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
-    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"REPORT",
-    b"SEARCH", b"PURGE",
+    b"GET",
+    b"POST",
+    b"PUT",
+    b"DELETE",
+    b"HEAD",
+    b"OPTIONS",
+    b"PATCH",
+    b"CONNECT",
+    b"TRACE",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"REPORT",
+    b"SEARCH",
+    b"PURGE",
 ];
 
 /// Does `data` start with a known method followed by a space (or could it, if short)?
@@ -115,7 +131,8 @@ struct Req {
     method: String,
     path: String,
     query: Option<String>,
-    version: &'static str,
+    /// `None` when the request line was cut before the version.
+    version: Option<&'static str>,
     headers: HeaderMap,
     body_size: u64,
     complete: bool,
@@ -188,9 +205,8 @@ impl Http1 {
         let n = match req.parse(data) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Parsed::Partial,
-            Err(httparse::Error::Version) => return self.http09_request(data, ts, out),
             Err(httparse::Error::TooManyHeaders) => return Parsed::Bad("http.too_many_headers"),
-            Err(_) => return Parsed::Bad("http.malformed_request"),
+            Err(_) => return self.http09_request(data, ts, out),
         };
         let method = req.method.unwrap_or_default().to_string();
         let target = req.path.unwrap_or_default();
@@ -198,7 +214,7 @@ impl Http1 {
             Some((p, q)) => (p.to_string(), Some(q.to_string())),
             None => (target.to_string(), None),
         };
-        let version = if req.version == Some(0) { "1.0" } else { "1.1" };
+        let version = Some(if req.version == Some(0) { "1.0" } else { "1.1" });
         let (headers, framing_hdr) = collect_headers(req.headers, true, out);
         let mut framing = match framing_hdr.body(false) {
             Ok(f) => f,
@@ -237,10 +253,12 @@ impl Http1 {
         let line = String::from_utf8_lossy(&data[..eol]);
         let line = line.trim_end_matches('\r');
         let mut parts = line.split(' ');
-        let (Some(method), Some(target), None) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(method), Some(target), None) = (parts.next(), parts.next(), parts.next()) else {
             return Parsed::Bad("http.malformed_request");
         };
+        if !is_token(method) {
+            return Parsed::Bad("http.malformed_request");
+        }
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p.to_string(), Some(q.to_string())),
             None => (target.to_string(), None),
@@ -252,7 +270,7 @@ impl Http1 {
             method: method.to_string(),
             path,
             query,
-            version: "0.9",
+            version: Some("0.9"),
             headers: HeaderMap::new(),
             body_size: 0,
             complete: true,
@@ -332,14 +350,13 @@ impl Http1 {
         };
         resp.end_ts = resp.end_ts.max(ts);
         resp.complete = true;
-        match self.answered_index() {
-            Some(i) => {
-                if let Some(r) = self.inflight.iter_mut().nth(i) {
-                    r.resp = Some(resp);
-                }
-                self.flush_done(out);
+        // Without a request to pair with, the response is dropped (counted when its headers
+        // were seen).
+        if let Some(i) = self.answered_index() {
+            if let Some(r) = self.inflight.iter_mut().nth(i) {
+                r.resp = Some(resp);
             }
-            None => {} // no request to pair with; counted when its headers were seen
+            self.flush_done(out);
         }
     }
 
@@ -421,7 +438,10 @@ impl Http1 {
                 },
                 State::Headers => {
                     // Tolerate blank lines between messages (RFC 9112 §2.2).
-                    let skip = rest.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+                    let skip = rest
+                        .iter()
+                        .take_while(|&&b| b == b'\r' || b == b'\n')
+                        .count();
                     if skip > 0 {
                         pos += skip;
                         continue;
@@ -684,10 +704,12 @@ fn collect_headers(
             }
             "transfer-encoding" => {
                 f.te_present = true;
+                // Empty list elements are ignored (RFC 9110 §5.6.1).
                 f.chunked = value
                     .rsplit(',')
-                    .next()
-                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+                    .map(str::trim)
+                    .find(|c| !c.is_empty())
+                    .is_some_and(|last| last.eq_ignore_ascii_case("chunked"));
             }
             _ => {}
         }
@@ -719,6 +741,22 @@ fn find_message_start(data: &[u8], dir: Direction) -> Option<usize> {
         .find(|&i| starts(&data[i..]))
 }
 
+/// A method tapwire recognises.
+fn is_token(s: &str) -> bool {
+    METHODS.contains(&s.as_bytes())
+}
+
+/// The first line of a message cut by a gap (up to the end of the bytes if it has no end).
+fn first_line(partial: &[u8]) -> Option<&str> {
+    let eol = partial
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(partial.len());
+    std::str::from_utf8(&partial[..eol])
+        .ok()
+        .map(|l| l.trim_end_matches('\r'))
+}
+
 /// `traceparent: 00-<trace id>-<parent id>-<flags>` → (trace id, span id).
 fn traceparent(headers: &HeaderMap) -> Option<(String, String)> {
     let v = headers.get("traceparent")?.first()?;
@@ -737,8 +775,8 @@ fn traceparent(headers: &HeaderMap) -> Option<(String, String)> {
 /// Turn a finished (or abandoned) request into its exchange.
 fn build(r: Req, out: &Emitter<'_>) -> Exchange {
     let mut ex = out.exchange(Protocol::Http, r.start_ts);
-    ex.network.protocol = Some(NetworkProtocol {
-        version: r.version.to_string(),
+    ex.network.protocol = r.version.map(|v| NetworkProtocol {
+        version: v.to_string(),
     });
     if let Some((t, s)) = traceparent(&r.headers) {
         ex.trace_id = Some(t);
@@ -782,6 +820,83 @@ impl Dissector for Http1 {
         self.run(dir, data, ts, out)
     }
 
+    fn cut(&mut self, dir: Direction, partial: &[u8], ts: u64, out: &mut Emitter<'_>) {
+        // A header block cut by the snaplen or a loss: keep its first line.
+        let state = match dir {
+            Direction::ToServer => self.req_state,
+            Direction::ToClient => self.resp_state,
+        };
+        if state != State::Headers {
+            return;
+        }
+        let Some(line) = first_line(partial) else {
+            return;
+        };
+        let mut parts = line.splitn(3, ' ');
+        let (a, b, c) = (parts.next(), parts.next(), parts.next());
+        match dir {
+            Direction::ToServer => {
+                // Method and target are certain once the space after the target was seen.
+                let (Some(method), Some(target), Some(version)) = (a, b, c) else {
+                    return;
+                };
+                if !is_token(method)
+                    || !"HTTP/1.".starts_with(version) && !version.starts_with("HTTP/1.")
+                {
+                    return;
+                }
+                let (path, query) = match target.split_once('?') {
+                    Some((p, q)) => (p.to_string(), Some(q.to_string())),
+                    None => (target.to_string(), None),
+                };
+                let start_ts = self.msg_start[0].take().unwrap_or(ts);
+                let r = Req {
+                    start_ts,
+                    end_ts: ts,
+                    method: method.to_string(),
+                    path,
+                    query,
+                    version: match version {
+                        "HTTP/1.0" => Some("1.0"),
+                        "HTTP/1.1" => Some("1.1"),
+                        _ => None,
+                    },
+                    headers: HeaderMap::new(),
+                    body_size: 0,
+                    complete: true,
+                    incomplete: true,
+                    resp: None,
+                };
+                self.push_request(r, out);
+                out.anomaly("http.headers_cut");
+            }
+            Direction::ToClient => {
+                let (Some(version), Some(code)) = (a, b) else {
+                    return;
+                };
+                let Ok(code) = code.parse::<u16>() else {
+                    return;
+                };
+                if !version.starts_with("HTTP/1.") || (100..200).contains(&code) {
+                    return;
+                }
+                self.msg_start[1] = None;
+                self.resp_cur = Some(Resp {
+                    end_ts: ts,
+                    status: Some(code),
+                    headers: HeaderMap::new(),
+                    body_size: 0,
+                    complete: false,
+                    incomplete: true,
+                });
+                out.anomaly("http.headers_cut");
+                // The body's framing is unknown: wait for the next message.
+                self.resp_state = State::Resync;
+                self.finish_response(ts, out);
+            }
+        }
+    }
+
     fn gap(&mut self, dir: Direction, len: u64, ts: u64, out: &mut Emitter<'_>) {
         out.anomaly("http.gap");
         let state = match dir {
@@ -814,6 +929,7 @@ impl Dissector for Http1 {
             return;
         }
         // Framing lost: give up on the message in flight on this side.
+        let was = *state;
         *state = State::Resync;
         self.msg_start[dir.index()] = None;
         match dir {
@@ -826,17 +942,22 @@ impl Dissector for Http1 {
                 }
             }
             Direction::ToClient => {
-                let mut resp = self.resp_cur.take().unwrap_or(Resp {
-                    end_ts: ts,
-                    status: None,
-                    headers: HeaderMap::new(),
-                    body_size: 0,
-                    complete: false,
-                    incomplete: true,
-                });
-                resp.incomplete = true;
-                self.resp_cur = Some(resp);
-                self.finish_response(ts, out);
+                // A response in progress, or (between messages) the one the oldest waiting
+                // request was owed: either is lost. Already in resync: nothing new is lost.
+                let waiting = self.answered_index().is_some();
+                if self.resp_cur.is_some() || (was == State::Headers && waiting) {
+                    let mut resp = self.resp_cur.take().unwrap_or(Resp {
+                        end_ts: ts,
+                        status: None,
+                        headers: HeaderMap::new(),
+                        body_size: 0,
+                        complete: false,
+                        incomplete: true,
+                    });
+                    resp.incomplete = true;
+                    self.resp_cur = Some(resp);
+                    self.finish_response(ts, out);
+                }
             }
         }
         self.flush_done(out);

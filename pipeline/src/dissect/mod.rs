@@ -125,6 +125,9 @@ impl Emitter<'_> {
 pub trait Dissector: Send {
     /// Bytes of one direction, in stream order.
     fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress;
+    /// The start of a message (bytes left unconsumed by `feed`) is followed by lost bytes:
+    /// use what is certain in it. `gap` is called right after. Default: nothing.
+    fn cut(&mut self, _dir: Direction, _partial: &[u8], _ts: u64, _out: &mut Emitter<'_>) {}
     /// `len` bytes of one direction were lost: resynchronise or give up on what is in flight.
     fn gap(&mut self, dir: Direction, len: u64, ts: u64, out: &mut Emitter<'_>);
     /// The flow ended (FIN/RST, idle timeout, end of input): flush what is pending.

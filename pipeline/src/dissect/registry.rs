@@ -22,7 +22,4 @@ pub struct ProtocolEntry {
 }
 
 /// Every protocol tapwire dissects; detection tries them in this order after port hints.
-pub static REGISTRY: &[ProtocolEntry] = &[
-    super::http1::ENTRY,
-    super::dns::ENTRY,
-];
+pub static REGISTRY: &[ProtocolEntry] = &[super::http1::ENTRY, super::dns::ENTRY];

@@ -29,7 +29,7 @@ use crate::dissect::detect::{Detected, Detection, detect};
 use crate::dissect::{
     AnomalyCounts, Direction, Dissector, Emitter, FlowMeta, MAX_PENDING, Progress,
 };
-use reassembly::{Budget, Chunk, ReassemblyStats, Reassembler};
+use reassembly::{Budget, Chunk, Reassembler, ReassemblyStats};
 
 /// Flow-table limits.
 #[derive(Debug, Clone)]
@@ -174,9 +174,23 @@ impl FlowTable {
         let dst = (seg.dst, seg.dst_port);
         let udp = matches!(seg.l4, L4::Udp);
         let (key, side) = if src <= dst {
-            (FlowKey { a: src, b: dst, udp }, 0usize)
+            (
+                FlowKey {
+                    a: src,
+                    b: dst,
+                    udp,
+                },
+                0usize,
+            )
         } else {
-            (FlowKey { a: dst, b: src, udp }, 1usize)
+            (
+                FlowKey {
+                    a: dst,
+                    b: src,
+                    udp,
+                },
+                1usize,
+            )
         };
         match seg.l4 {
             L4::Udp => self.udp(key, side, seg, out),
@@ -191,6 +205,10 @@ impl FlowTable {
                     self.stats.closed += 1;
                 }
                 if !self.flows.contains_key(&key) {
+                    // A bare ACK/FIN/RST (e.g. the last ACK after a close) starts nothing.
+                    if !flags.syn && seg.payload.is_empty() && seg.missing == 0 {
+                        return;
+                    }
                     self.insert(key, seg.ts, out);
                 }
                 let Some(flow) = self.flows.get_mut(&key) else {
@@ -312,7 +330,8 @@ impl FlowTable {
 
     /// Evict the least recently seen eighth of the table (amortised O(1) per insert).
     fn evict(&mut self, ts: u64, out: &mut Vec<Exchange>) {
-        let mut ages: Vec<(u64, FlowKey)> = self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
+        let mut ages: Vec<(u64, FlowKey)> =
+            self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
         let n = (ages.len() / 8).max(1);
         ages.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
         for (_, k) in ages.into_iter().take(n) {
@@ -342,7 +361,8 @@ impl FlowTable {
 
     /// Close every flow (end of input).
     pub fn finish(&mut self, out: &mut Vec<Exchange>) {
-        let mut keys: Vec<(u64, FlowKey)> = self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
+        let mut keys: Vec<(u64, FlowKey)> =
+            self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
         // Close in order of last activity so output order does not depend on hashing.
         keys.sort_unstable_by_key(|(ts, k)| (*ts, k.a, k.b, k.udp));
         for (ts, k) in keys {
@@ -356,7 +376,11 @@ impl FlowTable {
         let Some(mut flow) = self.flows.remove(key) else {
             return;
         };
-        let transport = if key.udp { Transport::Udp } else { Transport::Tcp };
+        let transport = if key.udp {
+            Transport::Udp
+        } else {
+            Transport::Tcp
+        };
         let meta = meta_of(key, flow.client_is_a, transport);
         let mut ctx = Ctx {
             cfg: &self.cfg,
@@ -400,7 +424,11 @@ impl FlowTable {
 fn meta_of(key: &FlowKey, client_is_a: Option<bool>, transport: Transport) -> FlowMeta {
     // Until the roles are known, the lower port is taken as the server's.
     let a_client = client_is_a.unwrap_or(key.a.1 > key.b.1);
-    let (client, server) = if a_client { (key.a, key.b) } else { (key.b, key.a) };
+    let (client, server) = if a_client {
+        (key.a, key.b)
+    } else {
+        (key.b, key.a)
+    };
     FlowMeta {
         client,
         server,
@@ -486,12 +514,15 @@ impl Ctx<'_> {
             Chunk::Gap(len) => {
                 if let State::Active(dis) = state {
                     let dir = direction(*client_is_a, side);
-                    pending[side].clear();
                     let mut em = Emitter {
                         meta: self.meta,
                         anomalies: self.anomalies,
                         out: self.out,
                     };
+                    if !pending[side].is_empty() {
+                        dis.cut(dir, &pending[side], ts, &mut em);
+                        pending[side].clear();
+                    }
                     dis.gap(dir, len, ts, &mut em);
                 }
             }

@@ -151,7 +151,11 @@ impl Reassembler {
         // Ahead of the delivery edge: buffer it.
         stats.out_of_order_segments += 1;
         let off = off as u64;
-        if self.ooo.get(&off).is_some_and(|h| h.data.len() >= payload.len()) {
+        if self
+            .ooo
+            .get(&off)
+            .is_some_and(|h| h.data.len() >= payload.len())
+        {
             stats.retransmitted_segments += 1;
             return;
         }

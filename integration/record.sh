@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Record a fixture capture from real servers and clients in two network namespaces.
+#
+#   integration/record.sh http1 OUT.pcap   nginx (Debian) + curl and a raw pipelining client
+#   integration/record.sh dns   OUT.pcap   dnsmasq (Debian) + dig (UDP and TCP)
+#
+# The namespaces (tw-srv-$$, tw-cli-$$) are joined by a veth pair with 10.77.0.1 (server)
+# and 10.77.0.2 (client), no route out; offloads are off so frames look like wire frames.
+# tcpdump captures on the server side. Everything is torn down on exit, pass or fail.
+# Needs root, iproute2, ethtool, tcpdump, and the scenario's server and client.
+set -euo pipefail
+
+scenario=${1:?usage: record.sh http1|dns OUT.pcap}
+out=$(realpath -m "${2:?usage: record.sh http1|dns OUT.pcap}")
+S=tw-srv-$$; C=tw-cli-$$; SA=10.77.0.1; CA=10.77.0.2
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  ip netns del "$S" 2>/dev/null || true
+  ip netns del "$C" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ip netns add "$S"; ip netns add "$C"
+ip link add tw-s$$ type veth peer name tw-c$$
+ip link set tw-s$$ netns "$S"; ip link set tw-c$$ netns "$C"
+ip -n "$S" addr add $SA/24 dev tw-s$$; ip -n "$C" addr add $CA/24 dev tw-c$$
+ip -n "$S" link set lo up; ip -n "$C" link set lo up
+ip -n "$S" link set tw-s$$ up; ip -n "$C" link set tw-c$$ up
+ip netns exec "$S" ethtool -K tw-s$$ tso off gso off gro off tx off rx off >/dev/null 2>&1 || true
+ip netns exec "$C" ethtool -K tw-c$$ tso off gso off gro off tx off rx off >/dev/null 2>&1 || true
+smac=$(ip netns exec "$S" cat /sys/class/net/tw-s$$/address)
+cmac=$(ip netns exec "$C" cat /sys/class/net/tw-c$$/address)
+ip -n "$S" neigh add $CA lladdr "$cmac" dev tw-s$$ nud permanent
+ip -n "$C" neigh add $SA lladdr "$smac" dev tw-c$$ nud permanent
+
+wait_tcp() { # ns addr port
+  for _ in $(seq 100); do
+    ip netns exec "$1" bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "record.sh: server on $2:$3 did not start" >&2; return 1
+}
+
+start_capture() {
+  # No filter: the namespaces carry only this scenario's traffic.
+  ip netns exec "$S" tcpdump -Z root --immediate-mode -i tw-s$$ -U -n -s 0 -w "$work/cap.pcap" 2>"$work/tcpdump.log" &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q "listening on" "$work/tcpdump.log" 2>/dev/null && break; sleep 0.05; done
+}
+
+stop_capture() {
+  sleep 0.3
+  kill -INT "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+  mkdir -p "$(dirname "$out")"; cp "$work/cap.pcap" "$out"
+  echo "record.sh: wrote $out ($(stat -c %s "$out") bytes)"
+}
+
+case "$scenario" in
+http1)
+  mkdir -p "$work/www" "$work/tmp"
+  printf 'hello from nginx\n' > "$work/www/index.html"
+  # A text file large enough for gzip to answer chunked.
+  for i in $(seq 400); do echo "line $i: the quick brown fox jumps over the lazy dog"; done > "$work/www/big.txt"
+  cat > "$work/nginx.conf" <<CONF
+daemon off;
+user root;
+worker_processes 1;
+error_log $work/error.log;
+pid $work/nginx.pid;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path $work/tmp/body; proxy_temp_path $work/tmp/proxy;
+  fastcgi_temp_path $work/tmp/fcgi; uwsgi_temp_path $work/tmp/uwsgi; scgi_temp_path $work/tmp/scgi;
+  types { text/html html; text/plain txt; }
+  keepalive_requests 100;
+  server {
+    listen $SA:80;
+    root $work/www;
+    gzip on; gzip_types text/plain; gzip_min_length 100;
+    location = /fail { return 500 "boom\n"; }
+    location = /upload { return 201 "stored\n"; }
+  }
+}
+CONF
+  ip netns exec "$S" nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
+  wait_tcp "$S" $SA 80
+  start_capture
+  base=http://$SA
+  # Keep-alive: several requests on one connection, with 404 and 500 and a HEAD.
+  ip netns exec "$C" curl -s -o /dev/null -o /dev/null -o /dev/null -H 'Authorization: Bearer s3cr3t' \
+    -H 'traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' \
+    "$base/index.html" "$base/missing?x=1" "$base/fail"
+  ip netns exec "$C" curl -s -o /dev/null -I "$base/index.html"
+  # gzip'd response, chunked (nginx compresses on the fly).
+  ip netns exec "$C" curl -s -o /dev/null -H 'Accept-Encoding: gzip' "$base/big.txt"
+  # Chunked request body (and 100 Continue for a large body).
+  ip netns exec "$C" curl -s -o /dev/null -H 'Transfer-Encoding: chunked' --data-binary @"$work/www/big.txt" "$base/upload"
+  ip netns exec "$C" curl -s -o /dev/null -H 'Expect: 100-continue' --data-binary @"$work/www/big.txt" "$base/upload"
+  # HTTP/1.0 request.
+  ip netns exec "$C" curl -s -o /dev/null -0 "$base/index.html"
+  # Pipelining: three requests in one write, answered in order.
+  ip netns exec "$C" bash -c "exec 3<>/dev/tcp/$SA/80
+    printf 'GET /index.html HTTP/1.1\r\nHost: t\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\nHEAD /big.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n' >&3
+    cat <&3 >/dev/null"
+  stop_capture
+  ;;
+dns)
+  ip netns exec "$S" dnsmasq --keep-in-foreground --log-facility=- --conf-file=/dev/null \
+    --no-resolv --no-hosts --user=root --pid-file= --listen-address=$SA --bind-interfaces \
+    --local=/example.test/ --host-record=www.example.test,10.77.0.10,fd00:77::10 \
+    --cname=alias.example.test,www.example.test --mx-host=example.test,mail.example.test,10 \
+    --txt-record=example.test,"v=spf1 -all","second string" \
+    --srv-host=_http._tcp.example.test,www.example.test,80,0,5 >"$work/dnsmasq.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    ip netns exec "$C" dig +short +time=1 +tries=1 @$SA www.example.test >/dev/null 2>&1 && break; sleep 0.05
+  done
+  start_capture
+  q() { ip netns exec "$C" dig +time=2 +tries=1 @$SA "$@" >/dev/null || true; }
+  q www.example.test A
+  q www.example.test AAAA
+  q alias.example.test A
+  q example.test MX
+  q example.test TXT
+  q _http._tcp.example.test SRV
+  q nothere.example.test A
+  q +tcp www.example.test A
+  stop_capture
+  ;;
+*) echo "record.sh: unknown scenario $scenario" >&2; exit 2 ;;
+esac

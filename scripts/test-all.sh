@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install what the tests need (idempotent), build once, lint, and run every test.
+# This is the README's test command; .ci/run calls it. Ends with the test runner's summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(tshark tcpdump dnsmasq-base nginx-light bind9-dnsutils curl iproute2 ethtool
+      build-essential pkg-config libpcap-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test-all: installing ${missing[*]}"
+  sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $sudo_ debconf-set-selections
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tapwire-target}"
+export CARGO_TERM_COLOR=never
+if [ ! -d ../shared/corpus ]; then
+  echo "test-all: ../shared/corpus is absent: corpus golden tests will be skipped (SKIP lines below)"
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
