@@ -99,6 +99,7 @@ impl Pipeline {
     /// End of input: close every flow and flush what is pending.
     pub fn finish(&mut self, out: &mut Vec<Exchange>) {
         let before = out.len();
+        self.decoder.finish();
         self.flows.finish(out);
         self.exchanges += (out.len() - before) as u64;
     }

@@ -180,6 +180,13 @@ impl Defragmenter {
         }
     }
 
+    /// Drop every incomplete datagram (end of input); they count as timed out.
+    pub fn clear(&mut self) {
+        self.stats.timed_out += self.table.len() as u64;
+        self.table.clear();
+        self.held_bytes = 0;
+    }
+
     /// Drop datagrams older than the timeout.
     pub fn sweep(&mut self, now: u64) {
         self.last_sweep = now;

@@ -113,6 +113,11 @@ impl Decoder {
         }
     }
 
+    /// End of input: drop fragments that never completed their datagram.
+    pub fn finish(&mut self) {
+        self.defrag.clear();
+    }
+
     /// Fragment reassembly counters and state.
     pub fn defrag(&self) -> &Defragmenter {
         &self.defrag

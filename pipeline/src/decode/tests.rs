@@ -8,7 +8,20 @@ fn vlan_tcp_frame() -> Vec<u8> {
     f.extend([0x08, 0x00]); // IPv4
     let payload = b"GET /";
     let total = 20 + 20 + payload.len() as u16;
-    f.extend([0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+    f.extend([
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+    ]);
     f.extend([10, 0, 0, 1, 10, 0, 0, 2]); // src, dst
     f.extend([0x9c, 0x40, 0x00, 0x50]); // ports 40000 -> 80
     f.extend(1000u32.to_be_bytes()); // seq
@@ -18,7 +31,11 @@ fn vlan_tcp_frame() -> Vec<u8> {
     f
 }
 
-fn decode_one(link: LinkType, data: &[u8], orig: u32) -> (Option<(u16, u16, Vec<u8>, u32)>, DecodeStats) {
+fn decode_one(
+    link: LinkType,
+    data: &[u8],
+    orig: u32,
+) -> (Option<(u16, u16, Vec<u8>, u32)>, DecodeStats) {
     let mut d = Decoder::default();
     let mut got = None;
     d.decode(link, 7, data, orig, |s| {
@@ -47,21 +64,41 @@ fn snaplen_cut_reports_missing_bytes() {
 fn sll2_and_null_headers() {
     let f = vlan_tcp_frame();
     let ip = &f[18..];
-    let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut sll2 = vec![
+        0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
     sll2.extend(ip);
-    assert!(decode_one(LinkType::LinuxSll2, &sll2, sll2.len() as u32).0.is_some());
+    assert!(
+        decode_one(LinkType::LinuxSll2, &sll2, sll2.len() as u32)
+            .0
+            .is_some()
+    );
     let mut null = vec![2, 0, 0, 0];
     null.extend(ip);
-    assert!(decode_one(LinkType::Null, &null, null.len() as u32).0.is_some());
+    assert!(
+        decode_one(LinkType::Null, &null, null.len() as u32)
+            .0
+            .is_some()
+    );
     let mut sll = vec![0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00];
     sll.extend(ip);
-    assert!(decode_one(LinkType::LinuxSll, &sll, sll.len() as u32).0.is_some());
+    assert!(
+        decode_one(LinkType::LinuxSll, &sll, sll.len() as u32)
+            .0
+            .is_some()
+    );
 }
 
 #[test]
 fn every_prefix_of_a_frame_is_safe() {
     let f = vlan_tcp_frame();
-    for link in [LinkType::Ethernet, LinkType::RawIp, LinkType::LinuxSll, LinkType::LinuxSll2, LinkType::Null] {
+    for link in [
+        LinkType::Ethernet,
+        LinkType::RawIp,
+        LinkType::LinuxSll,
+        LinkType::LinuxSll2,
+        LinkType::Null,
+    ] {
         for n in 0..=f.len() {
             let _ = decode_one(link, &f[..n], f.len() as u32);
         }
@@ -86,9 +123,13 @@ fn fragments_reassemble_and_caps_hold() {
     };
     let mut d = Decoder::default();
     let mut got = Vec::new();
-    d.decode(LinkType::RawIp, 1, &frag(16, false, &udp[16..]), 36, |s| got.push(s.payload.to_vec()));
+    d.decode(LinkType::RawIp, 1, &frag(16, false, &udp[16..]), 36, |s| {
+        got.push(s.payload.to_vec())
+    });
     assert!(got.is_empty());
-    d.decode(LinkType::RawIp, 2, &frag(0, true, &udp[..16]), 36, |s| got.push(s.payload.to_vec()));
+    d.decode(LinkType::RawIp, 2, &frag(0, true, &udp[..16]), 36, |s| {
+        got.push(s.payload.to_vec())
+    });
     assert_eq!(got, vec![b"0123456789abcdef".to_vec()]);
     assert_eq!((d.stats.fragments, d.stats.reassembled), (2, 1));
     assert_eq!(d.defrag().held_bytes(), 0);

@@ -198,9 +198,14 @@ fn parse(msg: &[u8]) -> Option<Parsed> {
                 anomaly: None,
             })
         }
-        Err(_) => {
+        Err(e) => {
             // hickory rejected it: keep what the header and first question say.
-            let (question, cut) = first_question(msg);
+            let (question, cut_in_question) = first_question(msg);
+            let cut = cut_in_question
+                || matches!(
+                    e,
+                    hickory_proto::serialize::binary::DecodeError::InsufficientBytes
+                );
             Some(Parsed {
                 id,
                 response,

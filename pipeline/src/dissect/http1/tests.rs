@@ -1,1 +1,288 @@
+use std::net::{IpAddr, Ipv4Addr};
 
+use super::*;
+use crate::dissect::AnomalyCounts;
+
+fn meta() -> FlowMeta {
+    FlowMeta {
+        client: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000),
+        server: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 80),
+        transport: Transport::Tcp,
+    }
+}
+
+/// Feed like the flow layer does: unconsumed bytes are kept and fed again with the next
+/// piece. `step` = bytes per feed (1 = byte at a time).
+struct Driver {
+    d: Http1,
+    pending: [Vec<u8>; 2],
+    out: Vec<Exchange>,
+    anomalies: AnomalyCounts,
+    ts: u64,
+}
+
+impl Driver {
+    fn new() -> Self {
+        Driver {
+            d: Http1::new(&meta()),
+            pending: [Vec::new(), Vec::new()],
+            out: Vec::new(),
+            anomalies: AnomalyCounts::default(),
+            ts: 1_000,
+        }
+    }
+    fn send(&mut self, dir: Direction, bytes: &[u8], step: usize) {
+        for piece in bytes.chunks(step.max(1)) {
+            self.ts += 1;
+            let buf = &mut self.pending[dir.index()];
+            buf.extend_from_slice(piece);
+            let mut em = Emitter {
+                meta: meta(),
+                anomalies: &mut self.anomalies,
+                out: &mut self.out,
+            };
+            match self.d.feed(dir, buf, self.ts, &mut em) {
+                Progress::Done => buf.clear(),
+                Progress::Incomplete { consumed, .. } => {
+                    buf.drain(..consumed);
+                }
+                Progress::Error(e) => panic!("error {e}"),
+            }
+        }
+    }
+    fn gap(&mut self, dir: Direction, len: u64) {
+        let mut em = Emitter {
+            meta: meta(),
+            anomalies: &mut self.anomalies,
+            out: &mut self.out,
+        };
+        if !self.pending[dir.index()].is_empty() {
+            self.d
+                .cut(dir, &self.pending[dir.index()], self.ts, &mut em);
+            self.pending[dir.index()].clear();
+        }
+        self.d.gap(dir, len, self.ts, &mut em);
+    }
+    fn close(mut self) -> (Vec<Exchange>, AnomalyCounts) {
+        let mut em = Emitter {
+            meta: meta(),
+            anomalies: &mut self.anomalies,
+            out: &mut self.out,
+        };
+        self.d.close(self.ts + 1, &mut em);
+        (self.out, self.anomalies)
+    }
+}
+
+fn summary(ex: &Exchange) -> (String, String, Option<u16>, Status, u64, u64) {
+    let h = ex.http.as_ref().unwrap();
+    (
+        h.request.method.clone(),
+        ex.url.as_ref().unwrap().path.clone(),
+        h.response.as_ref().and_then(|r| r.status_code),
+        ex.status,
+        h.request.body.as_ref().map_or(0, |b| b.size),
+        h.response
+            .as_ref()
+            .and_then(|r| r.body.as_ref())
+            .map_or(0, |b| b.size),
+    )
+}
+
+const S: Direction = Direction::ToServer;
+const C: Direction = Direction::ToClient;
+
+// Two pipelined requests (the second with a chunked body), answered in order: a
+// Content-Length response and a chunked one with a trailer, preceded by 100 Continue.
+const REQS: &[u8] = b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\nAuthorization: Basic c2VjcmV0\r\n\r\n\
+POST /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\
+5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n";
+const RESPS: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nSet-Cookie: id=1\r\n\r\nabc\
+HTTP/1.1 100 Continue\r\n\r\n\
+HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nnope\r\n0\r\nX-T: 1\r\n\r\n";
+
+#[test]
+fn pipelined_exchanges_at_every_feed_size() {
+    for step in [1, 2, 3, 7, 64, 10_000] {
+        let mut d = Driver::new();
+        d.send(S, REQS, step);
+        d.send(C, RESPS, step);
+        let (out, _) = d.close();
+        let got: Vec<_> = out.iter().map(summary).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("GET".into(), "/a".into(), Some(200), Status::Ok, 0, 3),
+                ("POST".into(), "/b".into(), Some(404), Status::Error, 11, 4),
+            ],
+            "step {step}"
+        );
+        let first = &out[0];
+        assert_eq!(first.url.as_ref().unwrap().query.as_deref(), Some("x=1"));
+        let req_h = &first.http.as_ref().unwrap().request.header;
+        assert_eq!(req_h["authorization"], vec![REDACTED.to_string()]);
+        let resp_h = &first
+            .http
+            .as_ref()
+            .unwrap()
+            .response
+            .as_ref()
+            .unwrap()
+            .header;
+        assert_eq!(resp_h["set-cookie"], vec![REDACTED.to_string()]);
+        assert_eq!(first.network.protocol.as_ref().unwrap().version, "1.1");
+    }
+}
+
+#[test]
+fn head_204_304_have_no_body_and_close_delimits() {
+    let mut d = Driver::new();
+    d.send(S, b"HEAD / HTTP/1.1\r\n\r\nGET /n HTTP/1.1\r\n\r\nGET /m HTTP/1.1\r\n\r\nGET /c HTTP/1.0\r\n\r\n", 5);
+    d.send(
+        C,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\
+HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\nHTTP/1.0 200 OK\r\n\r\nuntil close",
+        4,
+    );
+    let (out, _) = d.close();
+    let got: Vec<_> = out.iter().map(summary).collect();
+    assert_eq!(
+        got[0],
+        ("HEAD".into(), "/".into(), Some(200), Status::Ok, 0, 0)
+    );
+    assert_eq!(got[1].2, Some(204));
+    assert_eq!(got[2].2, Some(304));
+    assert_eq!(
+        got[3],
+        ("GET".into(), "/c".into(), Some(200), Status::Ok, 0, 11)
+    );
+    assert_eq!(out[3].network.protocol.as_ref().unwrap().version, "1.0");
+}
+
+#[test]
+fn upgrade_stops_parsing_and_unanswered_is_no_response() {
+    let mut d = Driver::new();
+    d.send(
+        S,
+        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        100,
+    );
+    d.send(
+        C,
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello",
+        100,
+    );
+    d.send(S, b"GET /not-http-any-more HTTP/1.1\r\n\r\n", 100);
+    let (out, _) = d.close();
+    assert_eq!(out.len(), 1);
+    assert_eq!(summary(&out[0]).2, Some(101));
+
+    let mut d = Driver::new();
+    d.send(S, b"GET /lonely HTTP/1.1\r\n\r\n", 100);
+    let (out, _) = d.close();
+    assert_eq!(out[0].status, Status::NoResponse);
+}
+
+#[test]
+fn gap_in_body_keeps_framing_and_marks_incomplete() {
+    let mut d = Driver::new();
+    d.send(S, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", 100);
+    d.send(C, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123", 100);
+    d.gap(C, 4);
+    d.send(C, b"89HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 100);
+    let (out, anomalies) = d.close();
+    let got: Vec<_> = out.iter().map(summary).collect();
+    assert_eq!(
+        got[0],
+        (
+            "GET".into(),
+            "/1".into(),
+            Some(200),
+            Status::Incomplete,
+            0,
+            10
+        )
+    );
+    assert_eq!(
+        got[1],
+        ("GET".into(), "/2".into(), Some(200), Status::Ok, 0, 2)
+    );
+    assert_eq!(anomalies.0["http.gap"], 1);
+}
+
+#[test]
+fn gap_in_headers_resyncs_at_next_message() {
+    let mut d = Driver::new();
+    d.send(
+        S,
+        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\n\r\n",
+        100,
+    );
+    d.send(C, b"HTTP/1.1 500 Internal Server Error\r\nConte", 100);
+    d.gap(C, 30);
+    d.send(
+        C,
+        b"garbage\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        100,
+    );
+    let (out, _) = d.close();
+    let got: Vec<_> = out.iter().map(summary).collect();
+    // The cut status line still gives the status; the exchange is incomplete.
+    assert_eq!(got[0].2, Some(500));
+    assert_eq!(got[0].3, Status::Incomplete);
+    assert_eq!(
+        got[1],
+        ("GET".into(), "/2".into(), Some(200), Status::Ok, 0, 0)
+    );
+}
+
+#[test]
+fn traceparent_sets_trace_and_span() {
+    let mut d = Driver::new();
+    d.send(
+        S,
+        b"GET / HTTP/1.1\r\ntraceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01\r\n\r\n",
+        100,
+    );
+    d.send(C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 100);
+    let (out, _) = d.close();
+    assert_eq!(
+        out[0].trace_id.as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    assert_eq!(out[0].span_id.as_deref(), Some("00f067aa0ba902b7"));
+}
+
+#[test]
+fn oversized_header_block_is_dropped_not_buffered() {
+    let mut d = Driver::new();
+    let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', MAX_HEADER_BLOCK + 10));
+    d.send(S, &big, 4096);
+    assert!(d.pending[0].len() <= MAX_HEADER_BLOCK + 4096);
+    let (_, anomalies) = d.close();
+    assert_eq!(anomalies.0["http.header_too_large"], 1);
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    for _ in 0..300 {
+        let mut d = Driver::new();
+        let mut msg = REQS.to_vec();
+        msg.extend_from_slice(RESPS);
+        for _ in 0..8 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let i = (seed as usize) % msg.len();
+            msg[i] = (seed >> 32) as u8;
+        }
+        let split = (seed as usize) % msg.len();
+        d.send(S, &msg[..split], 3);
+        d.send(C, &msg[split..], 5);
+        d.gap(C, 7);
+        d.send(C, &msg, 11);
+        let _ = d.close();
+    }
+}

@@ -34,9 +34,28 @@ fn in_order_is_delivered_without_buffering() {
     let mut r = Reassembler::new(1 << 20);
     let (mut b, mut st, mut out) = (budget(), ReassemblyStats::default(), Vec::new());
     r.syn(99);
-    r.segment(100, b"hello ", 0, false, &mut b, &mut st, &mut collect(&mut out));
-    r.segment(106, b"world", 0, false, &mut b, &mut st, &mut collect(&mut out));
-    assert_eq!(out.iter().map(|b| b.unwrap()).collect::<Vec<_>>(), b"hello world");
+    r.segment(
+        100,
+        b"hello ",
+        0,
+        false,
+        &mut b,
+        &mut st,
+        &mut collect(&mut out),
+    );
+    r.segment(
+        106,
+        b"world",
+        0,
+        false,
+        &mut b,
+        &mut st,
+        &mut collect(&mut out),
+    );
+    assert_eq!(
+        out.iter().map(|b| b.unwrap()).collect::<Vec<_>>(),
+        b"hello world"
+    );
     assert_eq!(r.buffered(), 0);
     assert_eq!(st, ReassemblyStats::default());
 }
@@ -48,9 +67,28 @@ fn sequence_wraps_around() {
     let isn = u32::MAX - 3;
     r.syn(isn);
     // Out of order across the wrap: the second segment first.
-    r.segment(isn.wrapping_add(5), b"efgh", 0, false, &mut b, &mut st, &mut collect(&mut out));
-    r.segment(isn.wrapping_add(1), b"abcd", 0, false, &mut b, &mut st, &mut collect(&mut out));
-    assert_eq!(out.iter().map(|b| b.unwrap()).collect::<Vec<_>>(), b"abcdefgh");
+    r.segment(
+        isn.wrapping_add(5),
+        b"efgh",
+        0,
+        false,
+        &mut b,
+        &mut st,
+        &mut collect(&mut out),
+    );
+    r.segment(
+        isn.wrapping_add(1),
+        b"abcd",
+        0,
+        false,
+        &mut b,
+        &mut st,
+        &mut collect(&mut out),
+    );
+    assert_eq!(
+        out.iter().map(|b| b.unwrap()).collect::<Vec<_>>(),
+        b"abcdefgh"
+    );
     assert_eq!(st.out_of_order_segments, 1);
 }
 
@@ -62,7 +100,15 @@ fn ack_beyond_hole_reports_gap() {
     r.segment(1, b"abc", 0, false, &mut b, &mut st, &mut collect(&mut out));
     // Bytes 4..=10 never captured; the peer acknowledges them.
     r.acked(11, &mut b, &mut st, &mut collect(&mut out));
-    r.segment(11, b"xyz", 0, false, &mut b, &mut st, &mut collect(&mut out));
+    r.segment(
+        11,
+        b"xyz",
+        0,
+        false,
+        &mut b,
+        &mut st,
+        &mut collect(&mut out),
+    );
     let want: Vec<Option<u8>> = b"abc"
         .iter()
         .map(|&c| Some(c))
@@ -91,10 +137,26 @@ fn per_flow_cap_forces_a_skip_and_frees_memory() {
     let mut r = Reassembler::new(10);
     let (mut b, mut st, mut out) = (budget(), ReassemblyStats::default(), Vec::new());
     r.syn(0);
-    r.segment(101, &[1; 8], 0, false, &mut b, &mut st, &mut collect(&mut out));
+    r.segment(
+        101,
+        &[1; 8],
+        0,
+        false,
+        &mut b,
+        &mut st,
+        &mut collect(&mut out),
+    );
     assert_eq!(r.buffered(), 8);
     // A second out-of-order segment overflows the cap: skip to the first held one.
-    r.segment(201, &[2; 8], 0, false, &mut b, &mut st, &mut collect(&mut out));
+    r.segment(
+        201,
+        &[2; 8],
+        0,
+        false,
+        &mut b,
+        &mut st,
+        &mut collect(&mut out),
+    );
     assert_eq!(st.ooo_overflow, 1);
     assert!(r.buffered() <= 10);
     assert_eq!(out[..100], [None; 100]);
@@ -152,12 +214,23 @@ fn matches_naive_reference_under_shuffle_duplicate_and_loss() {
         r.syn(isn);
         for &(p, n) in &sent {
             let seq = isn.wrapping_add(1).wrapping_add(p as u32);
-            r.segment(seq, &stream[p..p + n], 0, false, &mut b, &mut st, &mut collect(&mut out));
+            r.segment(
+                seq,
+                &stream[p..p + n],
+                0,
+                false,
+                &mut b,
+                &mut st,
+                &mut collect(&mut out),
+            );
         }
         r.flush(&mut b, &mut st, &mut collect(&mut out));
         r.release(&mut b);
         // Trailing dropped bytes that nothing follows cannot be known to exist.
-        let last_known = expected.iter().rposition(|b| b.is_some()).map_or(0, |i| i + 1);
+        let last_known = expected
+            .iter()
+            .rposition(|b| b.is_some())
+            .map_or(0, |i| i + 1);
         assert_eq!(out, expected[..last_known], "seed {seed}");
         assert_eq!(b.used, 0);
     }
