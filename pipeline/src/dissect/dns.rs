@@ -34,7 +34,8 @@ pub const ENTRY: ProtocolEntry = ProtocolEntry {
     new: |meta: &FlowMeta| Box::new(DnsDissector::new(meta.transport)),
 };
 
-/// Header sanity: plausible opcode, counts, and (for queries) one question.
+/// Header sanity: plausible opcode, counts, and (for queries) a question. The reserved Z bit
+/// is not checked: some resolvers set it.
 fn plausible_header(m: &[u8]) -> Option<bool> {
     if m.len() < 12 {
         return None;
@@ -42,11 +43,9 @@ fn plausible_header(m: &[u8]) -> Option<bool> {
     let flags = u16::from_be_bytes([m[2], m[3]]);
     let qr = flags & 0x8000 != 0;
     let opcode = (flags >> 11) & 0xf;
-    let z = flags & 0x0040 != 0;
     let count = |i: usize| u16::from_be_bytes([m[i], m[i + 1]]);
     let (qd, an, ns, ar) = (count(4), count(6), count(8), count(10));
     let sane = matches!(opcode, 0 | 1 | 2 | 4 | 5)
-        && !z
         && qd <= 4
         && an <= 512
         && ns <= 512

@@ -164,6 +164,8 @@ pub struct Http1 {
     msg_start: [Option<u64>; 2],
     /// An HTTP/0.9 simple request is in flight: the response is raw bytes until close.
     http09: bool,
+    /// The tunnel was opened by CONNECT (it may carry plain HTTP).
+    connect_tunnel: bool,
 }
 
 impl Http1 {
@@ -176,6 +178,7 @@ impl Http1 {
             resp_cur: None,
             msg_start: [None, None],
             http09: false,
+            connect_tunnel: false,
         }
     }
 
@@ -335,6 +338,7 @@ impl Http1 {
             incomplete: false,
         });
         if tunnel {
+            self.connect_tunnel = code != 101;
             self.resp_state = State::Tunnel;
             self.req_state = State::Tunnel;
             self.finish_response(ts, out);
@@ -421,7 +425,20 @@ impl Http1 {
                 return Progress::Done;
             }
             let next = match state {
-                State::Tunnel => return Progress::Done,
+                State::Tunnel => {
+                    // A CONNECT tunnel that carries plain HTTP (a proxy's cleartext traffic)
+                    // goes on being parsed; anything else (TLS, WebSocket) is left alone.
+                    if self.connect_tunnel
+                        && dir == Direction::ToServer
+                        && method_prefix(rest) == Detection::FromClient
+                    {
+                        self.connect_tunnel = false;
+                        self.resp_state = State::Headers;
+                        State::Headers
+                    } else {
+                        return Progress::Done;
+                    }
+                }
                 State::Resync => match find_message_start(rest, dir) {
                     Some(off) => {
                         pos += off;

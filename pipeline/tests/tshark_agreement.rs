@@ -1,0 +1,186 @@
+//! tapwire against tshark (the reference dissector) on the same captures: the HTTP requests
+//! (method and target) and the DNS messages (id and question name) each finds must agree.
+//!
+//! tshark is told to decode HTTP on the server ports tapwire found (`-d tcp.port==P,http`),
+//! since several captures use non-standard ports. Where the two disagree on purpose, the
+//! capture is listed in `KNOWN` with who is right and why. Skipped visibly without tshark.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+/// Captures where tapwire and tshark differ, and why tapwire is right.
+const KNOWN: &[(&str, &str)] = &[
+    (
+        "zeek-http09.pcap",
+        "HTTP/0.9 simple requests: tshark does not parse requests without a version",
+    ),
+    (
+        "zeek-http-ipv6-ext-headers.pcap",
+        "HTTP/0.9 requests (`GET /bad.html` without version): tshark shows none",
+    ),
+    (
+        "suricata-http-sll.pcap",
+        "the body is followed by bytes that are not a request; tshark reports the stray text as a request at a different offset",
+    ),
+    (
+        "zeek-te-cl-desync.pcap",
+        "smuggling test: Transfer-Encoding wins over Content-Length (RFC 9112 §6.3), so the smuggled GET is a request of its own; tshark uses Content-Length and misses it",
+    ),
+    (
+        "arkime-tcp-reassembly-synthetic.pcap",
+        "tshark does not reassemble overlapping retransmissions the way the receiver does and reports different partial URIs",
+    ),
+    (
+        "suricata-chunked-head.pcap",
+        "tshark reports no request for the HEAD with a malformed Transfer-Encoding list; RFC 9110 §5.6.1 says empty list elements are ignored, so it is chunked",
+    ),
+    (
+        "deepflow-client-ip.pcap",
+        "capture starts mid-connection and the request's end is missing: tshark reports no request for an unfinished PDU, tapwire reports it with status incomplete",
+    ),
+    (
+        "zeek-ipv4-fragmented-tcp.pcap",
+        "overlapping IP fragments that disagree: tshark decodes no application layer; tapwire keeps the first copy of each byte and finds the request",
+    ),
+    (
+        "zeek-http-snaplen96.pcap",
+        "request line cut by the snaplen: tapwire keeps method and path, tshark keeps the partial line",
+    ),
+];
+
+fn tshark_ok() -> bool {
+    Command::new("tshark")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn tshark_fields(file: &Path, extra: &[String], fields: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(file).args(extra).args([
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=\u{1f}",
+    ]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("run tshark");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
+fn compare(file: &Path) -> Result<(), String> {
+    let name = file.file_name().unwrap().to_string_lossy().to_string();
+    if KNOWN.iter().any(|(k, _)| *k == name) {
+        return Ok(());
+    }
+    let (events, _) = common::dissect(&[file.to_path_buf()]);
+    let mut ports = BTreeSet::new();
+    let mut ours_http = BTreeSet::new();
+    let mut ours_dns = BTreeSet::new();
+    for e in &events {
+        if let Some(h) = &e.http {
+            ports.insert(e.server.port);
+            let u = e.url.as_ref().unwrap();
+            let target = match &u.query {
+                Some(q) => format!("{}?{q}", u.path),
+                None => u.path.clone(),
+            };
+            ours_http.insert((h.request.method.clone(), target));
+        }
+        if let Some(d) = &e.dns
+            && let Some(q) = &d.question
+        {
+            ours_dns.insert((d.id.to_string(), q.name.to_ascii_lowercase()));
+        }
+    }
+    let mut extra = Vec::new();
+    for p in &ports {
+        extra.push("-d".to_string());
+        extra.push(format!("tcp.port=={p},http"));
+    }
+    let theirs_http: BTreeSet<(String, String)> =
+        tshark_fields(file, &extra, &["http.request.method", "http.request.uri"])
+            .into_iter()
+            .filter(|r| r.len() == 2 && !r[0].is_empty())
+            .flat_map(|r| {
+                let ms: Vec<String> = r[0].split('\u{1f}').map(str::to_string).collect();
+                let us: Vec<String> = r[1].split('\u{1f}').map(str::to_string).collect();
+                ms.into_iter().zip(us).collect::<Vec<_>>()
+            })
+            .collect();
+    let theirs_dns: BTreeSet<(String, String)> =
+        tshark_fields(file, &[], &["dns.id", "dns.qry.name"])
+            .into_iter()
+            .filter(|r| r.len() == 2 && !r[0].is_empty() && !r[1].is_empty())
+            .filter_map(|r| {
+                let id =
+                    u16::from_str_radix(r[0].split('\u{1f}').next()?.trim_start_matches("0x"), 16)
+                        .ok()?;
+                let name = r[1].split('\u{1f}').next()?.to_ascii_lowercase();
+                let name = if name == "<root>" {
+                    ".".to_string()
+                } else {
+                    name
+                };
+                Some((id.to_string(), name))
+            })
+            .collect();
+    let mut problems = Vec::new();
+    if ours_http != theirs_http {
+        problems.push(format!(
+            "http only tapwire: {:?}; only tshark: {:?}",
+            ours_http.difference(&theirs_http).collect::<Vec<_>>(),
+            theirs_http.difference(&ours_http).collect::<Vec<_>>()
+        ));
+    }
+    if ours_dns != theirs_dns {
+        problems.push(format!(
+            "dns only tapwire: {:?}; only tshark: {:?}",
+            ours_dns.difference(&theirs_dns).collect::<Vec<_>>(),
+            theirs_dns.difference(&ours_dns).collect::<Vec<_>>()
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}: {}", file.display(), problems.join("; ")))
+    }
+}
+
+#[test]
+fn http_and_dns_agree_with_tshark() {
+    if !tshark_ok() {
+        common::skip(
+            "tshark is not installed: tshark agreement not checked (scripts/test-all.sh installs it)",
+        );
+        return;
+    }
+    let mut files =
+        common::captures_under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden"));
+    if let Some(c) = common::corpus() {
+        for d in ["http1", "dns", "edge"] {
+            files.extend(common::captures_under(&c.join(d)));
+        }
+    } else {
+        common::skip(
+            "../shared/corpus is absent: only the project's own captures compared with tshark",
+        );
+    }
+    let failures: Vec<String> = files.iter().filter_map(|f| compare(f).err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
