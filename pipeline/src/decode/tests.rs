@@ -31,11 +31,10 @@ fn vlan_tcp_frame() -> Vec<u8> {
     f
 }
 
-fn decode_one(
-    link: LinkType,
-    data: &[u8],
-    orig: u32,
-) -> (Option<(u16, u16, Vec<u8>, u32)>, DecodeStats) {
+/// (source port, destination port, payload, missing bytes) of the decoded segment.
+type Seen = (u16, u16, Vec<u8>, u32);
+
+fn decode_one(link: LinkType, data: &[u8], orig: u32) -> (Option<Seen>, DecodeStats) {
     let mut d = Decoder::default();
     let mut got = None;
     d.decode(link, 7, data, orig, |s| {
