@@ -140,6 +140,40 @@ struct Req {
     resp: Option<Resp>,
 }
 
+impl Req {
+    /// A complete, body-less request from its request line (HTTP/0.9, or a line cut by a gap).
+    fn from_line(
+        method: &str,
+        target: &str,
+        version: Option<&'static str>,
+        start_ts: u64,
+        ts: u64,
+    ) -> Req {
+        let (path, query) = split_target(target);
+        Req {
+            start_ts,
+            end_ts: ts,
+            method: method.to_string(),
+            path,
+            query,
+            version,
+            headers: HeaderMap::new(),
+            body_size: 0,
+            complete: true,
+            incomplete: false,
+            resp: None,
+        }
+    }
+}
+
+/// `url.path` and `url.query` of a request target.
+fn split_target(target: &str) -> (String, Option<String>) {
+    match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (target.to_string(), None),
+    }
+}
+
 #[derive(Debug)]
 struct Resp {
     end_ts: u64,
@@ -213,10 +247,7 @@ impl Http1 {
         };
         let method = req.method.unwrap_or_default().to_string();
         let target = req.path.unwrap_or_default();
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p.to_string(), Some(q.to_string())),
-            None => (target.to_string(), None),
-        };
+        let (path, query) = split_target(target);
         let version = Some(if req.version == Some(0) { "1.0" } else { "1.1" });
         let (headers, framing_hdr) = collect_headers(req.headers, true, out);
         let mut framing = match framing_hdr.body(false) {
@@ -262,24 +293,8 @@ impl Http1 {
         if !is_token(method) {
             return Parsed::Bad("http.malformed_request");
         }
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p.to_string(), Some(q.to_string())),
-            None => (target.to_string(), None),
-        };
         let start_ts = self.msg_start[0].take().unwrap_or(ts);
-        let r = Req {
-            start_ts,
-            end_ts: ts,
-            method: method.to_string(),
-            path,
-            query,
-            version: Some("0.9"),
-            headers: HeaderMap::new(),
-            body_size: 0,
-            complete: true,
-            incomplete: false,
-            resp: None,
-        };
+        let r = Req::from_line(method, target, Some("0.9"), start_ts, ts);
         self.push_request(r, out);
         self.http09 = true;
         Parsed::Headers(eol + 1, Framing::None)
@@ -862,28 +877,14 @@ impl Dissector for Http1 {
                 {
                     return;
                 }
-                let (path, query) = match target.split_once('?') {
-                    Some((p, q)) => (p.to_string(), Some(q.to_string())),
-                    None => (target.to_string(), None),
+                let version = match version {
+                    "HTTP/1.0" => Some("1.0"),
+                    "HTTP/1.1" => Some("1.1"),
+                    _ => None,
                 };
                 let start_ts = self.msg_start[0].take().unwrap_or(ts);
-                let r = Req {
-                    start_ts,
-                    end_ts: ts,
-                    method: method.to_string(),
-                    path,
-                    query,
-                    version: match version {
-                        "HTTP/1.0" => Some("1.0"),
-                        "HTTP/1.1" => Some("1.1"),
-                        _ => None,
-                    },
-                    headers: HeaderMap::new(),
-                    body_size: 0,
-                    complete: true,
-                    incomplete: true,
-                    resp: None,
-                };
+                let mut r = Req::from_line(method, target, version, start_ts, ts);
+                r.incomplete = true;
                 self.push_request(r, out);
                 out.anomaly("http.headers_cut");
             }
