@@ -147,13 +147,11 @@ fn read_one(
 ) -> Result<FileSummary, SourceError> {
     let file = source::open(path)?;
     let count = Rc::new(Cell::new(0u64));
-    let reader = io::BufReader::with_capacity(
-        1 << 18,
-        Counting {
-            inner: file,
-            count: count.clone(),
-        },
-    );
+    // No BufReader: the capture parser keeps its own large buffer and reads into it.
+    let reader = Counting {
+        inner: file,
+        count: count.clone(),
+    };
     let pb = progress_bar(path);
     let started = Instant::now();
     let mut shown = false;

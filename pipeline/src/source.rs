@@ -7,7 +7,7 @@
 //! mid-record ends the file with `cut_short` set (what came before is kept).
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use pcap_file::PcapError;
@@ -134,7 +134,7 @@ pub fn open(path: &Path) -> Result<File, SourceError> {
 /// Read a capture file, calling `f` for each frame in file order.
 pub fn read_file<F: FnMut(Frame<'_>)>(path: &Path, f: F) -> Result<FileSummary, SourceError> {
     let file = open(path)?;
-    read(BufReader::with_capacity(1 << 16, file), path, f)
+    read(file, path, f)
 }
 
 /// Read a capture from any reader (`path` only names it in errors).

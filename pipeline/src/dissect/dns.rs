@@ -435,6 +435,10 @@ impl Dissector for DnsDissector {
         self.lost = true;
     }
 
+    fn is_idle(&self) -> bool {
+        self.queries.is_empty()
+    }
+
     fn close(&mut self, _ts: u64, out: &mut Emitter<'_>) {
         for q in self.queries.drain().collect::<Vec<_>>() {
             Self::unanswered(q, out);

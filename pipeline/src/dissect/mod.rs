@@ -130,6 +130,11 @@ pub trait Dissector: Send {
     fn cut(&mut self, _dir: Direction, _partial: &[u8], _ts: u64, _out: &mut Emitter<'_>) {}
     /// `len` bytes of one direction were lost: resynchronise or give up on what is in flight.
     fn gap(&mut self, dir: Direction, len: u64, ts: u64, out: &mut Emitter<'_>);
+    /// Nothing is in flight (no request waiting for its response). A UDP flow whose
+    /// dissector is idle is dropped at once. Default: never idle.
+    fn is_idle(&self) -> bool {
+        false
+    }
     /// The flow ended (FIN/RST, idle timeout, end of input): flush what is pending.
     fn close(&mut self, ts: u64, out: &mut Emitter<'_>);
 }

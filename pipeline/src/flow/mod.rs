@@ -204,14 +204,17 @@ impl FlowTable {
                     self.close(&key, seg.ts, out);
                     self.stats.closed += 1;
                 }
-                if !self.flows.contains_key(&key) {
-                    // A bare ACK/FIN/RST (e.g. the last ACK after a close) starts nothing.
-                    if !flags.syn && seg.payload.is_empty() && seg.missing == 0 {
-                        return;
-                    }
-                    self.insert(key, seg.ts, out);
-                }
-                let Some(flow) = self.flows.get_mut(&key) else {
+                // A bare ACK/FIN/RST (e.g. the last ACK after a close) starts nothing.
+                let starts = flags.syn || !seg.payload.is_empty() || seg.missing > 0;
+                self.make_room(&key, starts, seg.ts, out);
+                let Some(flow) = lookup(
+                    &mut self.flows,
+                    &self.cfg,
+                    &mut self.stats,
+                    key,
+                    seg.ts,
+                    starts,
+                ) else {
                     return;
                 };
                 flow.last_ts = seg.ts;
@@ -279,10 +282,15 @@ impl FlowTable {
     }
 
     fn udp(&mut self, key: FlowKey, side: usize, seg: &Segment<'_>, out: &mut Vec<Exchange>) {
-        if !self.flows.contains_key(&key) {
-            self.insert(key, seg.ts, out);
-        }
-        let Some(flow) = self.flows.get_mut(&key) else {
+        self.make_room(&key, true, seg.ts, out);
+        let Some(flow) = lookup(
+            &mut self.flows,
+            &self.cfg,
+            &mut self.stats,
+            key,
+            seg.ts,
+            true,
+        ) else {
             return;
         };
         flow.last_ts = seg.ts;
@@ -318,14 +326,21 @@ impl FlowTable {
         if seg.missing > 0 {
             ctx.anomalies.add("udp.truncated_datagram");
         }
+        // A UDP flow with nothing in flight holds no state worth keeping (one DNS lookup per
+        // source port is the common case): drop it now rather than at the idle timeout.
+        if let State::Active(d) = state
+            && d.is_idle()
+        {
+            self.flows.remove(&key);
+            self.stats.closed += 1;
+        }
     }
 
-    fn insert(&mut self, key: FlowKey, ts: u64, out: &mut Vec<Exchange>) {
-        if self.flows.len() >= self.cfg.max_flows {
+    /// Before a lookup that may create `key`: evict if the table is full.
+    fn make_room(&mut self, key: &FlowKey, create: bool, ts: u64, out: &mut Vec<Exchange>) {
+        if create && self.flows.len() >= self.cfg.max_flows && !self.flows.contains_key(key) {
             self.evict(ts, out);
         }
-        self.stats.created += 1;
-        self.flows.insert(key, Flow::new(&self.cfg, ts));
     }
 
     /// Evict the least recently seen eighth of the table (amortised O(1) per insert).
@@ -418,6 +433,25 @@ impl FlowTable {
             };
             d.close(ts, &mut em);
         }
+    }
+}
+
+/// The flow of `key`, created when `create` (one hash lookup either way).
+fn lookup<'a>(
+    flows: &'a mut FxHashMap<FlowKey, Flow>,
+    cfg: &FlowConfig,
+    stats: &mut FlowStats,
+    key: FlowKey,
+    ts: u64,
+    create: bool,
+) -> Option<&'a mut Flow> {
+    match flows.entry(key) {
+        std::collections::hash_map::Entry::Occupied(o) => Some(o.into_mut()),
+        std::collections::hash_map::Entry::Vacant(v) if create => {
+            stats.created += 1;
+            Some(v.insert(Flow::new(cfg, ts)))
+        }
+        std::collections::hash_map::Entry::Vacant(_) => None,
     }
 }
 
