@@ -138,6 +138,9 @@ impl Decoder {
         if (orig_len as usize) > data.len() {
             self.stats.truncated += 1;
         }
+        if (orig_len as usize) <= data.len() && self.fast_path(link, ts, data, &mut f) {
+            return;
+        }
         let sliced = match link {
             LinkType::Ethernet => LaxSlicedPacket::from_ethernet(data).ok(),
             LinkType::RawIp => LaxSlicedPacket::from_ip(data).ok(),
@@ -272,6 +275,80 @@ impl Decoder {
                     self.stats.not_tcp_udp += 1;
                 }
             }
+        }
+    }
+
+    /// The common case, without etherparse's whole-packet slicer (whose large result is
+    /// copied several times per packet): Ethernet with up to three VLAN tags, or raw IP,
+    /// carrying a whole, unfragmented IPv4 packet or an IPv6 packet without extension
+    /// headers, with TCP or UDP inside. Returns false (having done nothing) for anything
+    /// else, which then takes the general path.
+    fn fast_path<F: FnMut(&Segment<'_>)>(
+        &mut self,
+        link: LinkType,
+        ts: u64,
+        data: &[u8],
+        f: &mut F,
+    ) -> bool {
+        let ip = match link {
+            LinkType::Ethernet => {
+                let mut off = 12;
+                let mut tags = 0;
+                loop {
+                    let Some(et) = data.get(off..off + 2) else {
+                        return false;
+                    };
+                    match u16::from_be_bytes([et[0], et[1]]) {
+                        0x8100 | 0x88a8 | 0x9100 if tags < 3 => {
+                            off += 4;
+                            tags += 1;
+                        }
+                        0x0800 | 0x86dd => break,
+                        _ => return false,
+                    }
+                }
+                &data[off + 2..]
+            }
+            LinkType::RawIp => data,
+            _ => return false,
+        };
+        match ip.first().map(|b| b >> 4) {
+            Some(4) => {
+                let Ok(h) = etherparse::Ipv4HeaderSlice::from_slice(ip) else {
+                    return false;
+                };
+                let (hlen, total) = (h.slice().len(), usize::from(h.total_len()));
+                if h.is_fragmenting_payload() || total > ip.len() || total < hlen {
+                    return false;
+                }
+                let proto = h.protocol().0;
+                if proto != 6 && proto != 17 {
+                    return false;
+                }
+                let (src, dst) = (
+                    IpAddr::V4(h.source_addr()),
+                    IpAddr::V4(h.destination_addr()),
+                );
+                decode_l4(ts, src, dst, proto, &ip[hlen..total], &mut self.stats, f);
+                true
+            }
+            Some(6) => {
+                let Ok(h) = etherparse::Ipv6HeaderSlice::from_slice(ip) else {
+                    return false;
+                };
+                let end = 40 + usize::from(h.payload_length());
+                let proto = h.next_header().0;
+                if (proto != 6 && proto != 17) || end > ip.len() {
+                    return false;
+                }
+                let (src, dst) = (
+                    IpAddr::V6(h.source_addr()),
+                    IpAddr::V6(h.destination_addr()),
+                );
+                decode_l4(ts, src, dst, proto, &ip[40..end], &mut self.stats, f);
+                true
+            }
+            _ => false,
         }
     }
 

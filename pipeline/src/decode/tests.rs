@@ -143,3 +143,41 @@ fn fragments_reassemble_and_caps_hold() {
     assert_eq!(small.defrag().datagrams(), 2);
     assert_eq!(small.defrag().stats.evicted, 3);
 }
+
+#[test]
+fn ip_text_matches_display() {
+    use std::net::Ipv4Addr;
+    for v in [
+        0u32,
+        1,
+        9,
+        10,
+        99,
+        100,
+        255,
+        0x0a00_0001,
+        0xc0a8_0a64,
+        u32::MAX,
+        0x6400_0a09,
+    ] {
+        let ip = IpAddr::V4(Ipv4Addr::from(v));
+        assert_eq!(crate::dissect::ip_text(ip), ip.to_string());
+    }
+}
+
+#[test]
+fn fast_and_general_paths_agree() {
+    // The same frame through the fast path and (cut by one byte of snaplen) the general one.
+    let f = vlan_tcp_frame();
+    let (fast, _) = decode_one(LinkType::Ethernet, &f, f.len() as u32);
+    let mut padded = f.clone();
+    padded.extend([0, 0, 0, 0]); // Ethernet trailer padding: not part of the IP packet
+    let (trailer, _) = decode_one(LinkType::Ethernet, &padded, padded.len() as u32);
+    assert_eq!(fast, trailer);
+    let (general, _) = decode_one(LinkType::Ethernet, &f, f.len() as u32 + 1);
+    let (fast, general) = (fast.unwrap(), general.unwrap());
+    assert_eq!(
+        (fast.0, fast.1, &fast.2),
+        (general.0, general.1, &general.2)
+    );
+}

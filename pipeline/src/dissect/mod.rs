@@ -99,7 +99,7 @@ impl Emitter<'_> {
     /// A new exchange of this flow with its peers filled in.
     pub fn exchange(&self, protocol: Protocol, start_ts: u64) -> Exchange {
         let peer = |(ip, port): (IpAddr, u16)| Peer {
-            address: ip.to_string(),
+            address: ip_text(ip),
             port,
         };
         Exchange::new(
@@ -118,6 +118,30 @@ impl Emitter<'_> {
     /// Count an anomaly that is not tied to one exchange.
     pub fn anomaly(&mut self, name: &'static str) {
         self.anomalies.add(name);
+    }
+}
+
+/// An address in its canonical text form; IPv4 without the formatting machinery (this
+/// runs twice per exchange).
+pub fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut s = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                if octet >= 100 {
+                    s.push((b'0' + octet / 100) as char);
+                }
+                if octet >= 10 {
+                    s.push((b'0' + (octet / 10) % 10) as char);
+                }
+                s.push((b'0' + octet % 10) as char);
+            }
+            s
+        }
+        IpAddr::V6(v6) => v6.to_string(),
     }
 }
 
