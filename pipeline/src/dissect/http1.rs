@@ -721,8 +721,15 @@ fn collect_headers(
     let mut f = FramingHeaders::default();
     for h in raw {
         let name = h.name.to_ascii_lowercase();
-        let value = String::from_utf8_lossy(h.value);
-        let value = value.trim();
+        // Valid UTF-8 is the rule; only the exception pays for the lossy copy.
+        let lossy;
+        let value = match std::str::from_utf8(h.value) {
+            Ok(v) => v.trim(),
+            Err(_) => {
+                lossy = String::from_utf8_lossy(h.value);
+                lossy.trim()
+            }
+        };
         match name.as_str() {
             "content-length" => {
                 let parsed = value.parse::<u64>().map_err(|_| ());
