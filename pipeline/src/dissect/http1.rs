@@ -19,6 +19,7 @@
 use schemas::l7::http::{Body, Http, HttpRequest, HttpResponse, Url};
 use schemas::{Exchange, HeaderMap, NetworkProtocol, Protocol, Status, Transport};
 
+use super::body::{self, BodyError, KeptBody};
 use super::detect::Detection;
 use super::pairing::{DEFAULT_IN_FLIGHT, Fifo};
 use super::registry::ProtocolEntry;
@@ -138,6 +139,10 @@ struct Req {
     complete: bool,
     incomplete: bool,
     resp: Option<Resp>,
+    /// The body (or its start), when its media type is one refiners read.
+    body: Option<KeptBody>,
+    /// `Content-Encoding` of the body.
+    coding: Option<String>,
 }
 
 impl Req {
@@ -162,6 +167,8 @@ impl Req {
             complete: true,
             incomplete: false,
             resp: None,
+            body: None,
+            coding: None,
         }
     }
 }
@@ -174,7 +181,7 @@ fn split_target(target: &str) -> (String, Option<String>) {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Resp {
     end_ts: u64,
     status: Option<u16>,
@@ -182,6 +189,10 @@ struct Resp {
     body_size: u64,
     complete: bool,
     incomplete: bool,
+    /// The body (or its start), when its media type is one refiners read.
+    body: Option<KeptBody>,
+    /// `Content-Encoding` of the body.
+    coding: Option<String>,
 }
 
 /// HTTP/1 dissector state for one connection.
@@ -249,7 +260,7 @@ impl Http1 {
         let target = req.path.unwrap_or_default();
         let (path, query) = split_target(target);
         let version = Some(if req.version == Some(0) { "1.0" } else { "1.1" });
-        let (headers, framing_hdr) = collect_headers(req.headers, true, out);
+        let (headers, mut framing_hdr) = collect_headers(req.headers, true, out);
         let mut framing = match framing_hdr.body(false) {
             Ok(f) => f,
             Err(a) => return Parsed::Bad(a),
@@ -274,6 +285,8 @@ impl Http1 {
             complete: framing == Framing::None,
             incomplete: false,
             resp: None,
+            body: framing_hdr.keep.then(KeptBody::default),
+            coding: framing_hdr.coding.take(),
         };
         self.push_request(r, out);
         Parsed::Headers(n, framing)
@@ -324,7 +337,7 @@ impl Http1 {
             self.msg_start[1] = None;
             return Parsed::Headers(n, Framing::None);
         }
-        let (headers, framing_hdr) = collect_headers(resp.headers, false, out);
+        let (headers, mut framing_hdr) = collect_headers(resp.headers, false, out);
         let idx = self.answered_index();
         let method = idx
             .and_then(|i| self.inflight.iter_mut().nth(i))
@@ -351,6 +364,8 @@ impl Http1 {
             body_size: 0,
             complete: false,
             incomplete: false,
+            body: framing_hdr.keep.then(KeptBody::default),
+            coding: framing_hdr.coding.take(),
         });
         if tunnel {
             self.connect_tunnel = code != 101;
@@ -389,22 +404,31 @@ impl Http1 {
         self.flush_done(out);
     }
 
-    fn body_bytes(&mut self, dir: Direction, n: u64, ts: u64) {
-        match dir {
+    /// `n` body bytes of one direction: `data` when present, `None` when lost in a gap.
+    fn body_bytes(&mut self, dir: Direction, n: u64, data: Option<&[u8]>, ts: u64) {
+        let (size, end, kept) = match dir {
             Direction::ToServer => {
-                if let Some(r) = self
+                let Some(r) = self
                     .req_body_of
                     .and_then(|i| self.inflight.iter_mut().nth(i))
-                {
-                    r.body_size += n;
-                    r.end_ts = ts;
-                }
+                else {
+                    return;
+                };
+                (&mut r.body_size, &mut r.end_ts, &mut r.body)
             }
             Direction::ToClient => {
-                if let Some(r) = self.resp_cur.as_mut() {
-                    r.body_size += n;
-                    r.end_ts = ts;
-                }
+                let Some(r) = self.resp_cur.as_mut() else {
+                    return;
+                };
+                (&mut r.body_size, &mut r.end_ts, &mut r.body)
+            }
+        };
+        *size += n;
+        *end = ts;
+        if let Some(k) = kept {
+            match data {
+                Some(d) => k.push(d),
+                None => k.truncated = true,
             }
         }
     }
@@ -487,6 +511,7 @@ impl Http1 {
                             body_size: 0,
                             complete: false,
                             incomplete: false,
+                            ..Default::default()
                         });
                         State::Body(Framing::UntilClose, Chunk::Size)
                     } else {
@@ -588,12 +613,12 @@ impl Http1 {
         match framing {
             Framing::None => BodyStep::Consumed(0, State::Headers),
             Framing::UntilClose => {
-                self.body_bytes(dir, rest.len() as u64, ts);
+                self.body_bytes(dir, rest.len() as u64, Some(rest), ts);
                 BodyStep::Consumed(rest.len(), State::Body(framing, chunk))
             }
             Framing::Length(left) => {
                 let n = (rest.len() as u64).min(left);
-                self.body_bytes(dir, n, ts);
+                self.body_bytes(dir, n, Some(&rest[..n as usize]), ts);
                 if n == left {
                     self.end_body(dir, ts, out);
                     BodyStep::Consumed(n as usize, State::Headers)
@@ -619,7 +644,7 @@ impl Http1 {
                 },
                 Chunk::Data(left) => {
                     let n = (rest.len() as u64).min(left);
-                    self.body_bytes(dir, n, ts);
+                    self.body_bytes(dir, n, Some(&rest[..n as usize]), ts);
                     let next = if n == left {
                         Chunk::DataEnd
                     } else {
@@ -680,6 +705,9 @@ struct FramingHeaders {
     chunked: bool,
     te_present: bool,
     te_and_cl: bool,
+    /// The media type is one whose body is kept (`body::worth_keeping`).
+    keep: bool,
+    coding: Option<String>,
 }
 
 impl FramingHeaders {
@@ -741,6 +769,8 @@ fn collect_headers(
                     _ => Some(parsed),
                 };
             }
+            "content-type" => f.keep = body::worth_keeping(value),
+            "content-encoding" => f.coding = Some(value.to_string()),
             "transfer-encoding" => {
                 f.te_present = true;
                 // Empty list elements are ignored (RFC 9110 §5.6.1).
@@ -811,8 +841,41 @@ fn traceparent(headers: &HeaderMap) -> Option<(String, String)> {
     Some((trace.to_ascii_lowercase(), span.to_ascii_lowercase()))
 }
 
+/// The content of a kept body, content-decoded (capped); `None` when nothing was kept or the
+/// kept copy is cut (a prefix of a compressed body does not decode).
+pub(crate) fn decoded_body(
+    kept: &Option<KeptBody>,
+    coding: Option<&str>,
+) -> Option<Result<Vec<u8>, BodyError>> {
+    let k = kept
+        .as_ref()
+        .filter(|k| !k.truncated && !k.bytes.is_empty())?;
+    Some(match coding {
+        Some(c) => body::decode(c, &k.bytes),
+        None => Ok(k.bytes.clone()),
+    })
+}
+
+/// A kept, content-encoded body must decode: a body that does not is reported on the exchange
+/// (`http.bad_content_encoding`, `http.body_decode_cap`).
+fn check_coding(
+    kept: &Option<KeptBody>,
+    coding: Option<&str>,
+    ex: &mut Exchange,
+    out: &mut Emitter<'_>,
+) {
+    let Some(c) = coding else { return };
+    let anomaly = match decoded_body(kept, Some(c)) {
+        Some(Err(BodyError::Corrupt(_))) => "http.bad_content_encoding",
+        Some(Err(BodyError::TooLarge)) => "http.body_decode_cap",
+        _ => return,
+    };
+    out.anomaly(anomaly);
+    ex.add_anomaly(anomaly);
+}
+
 /// Turn a finished (or abandoned) request into its exchange.
-fn build(r: Req, out: &Emitter<'_>) -> Exchange {
+fn build(r: Req, out: &mut Emitter<'_>) -> Exchange {
     let mut ex = out.exchange(Protocol::Http, r.start_ts);
     ex.network.protocol = r.version.map(|v| NetworkProtocol {
         version: v.to_string(),
@@ -823,9 +886,11 @@ fn build(r: Req, out: &Emitter<'_>) -> Exchange {
     }
     let mut incomplete = r.incomplete || !r.complete;
     ex.end_time_unix_nano = r.end_ts;
+    check_coding(&r.body, r.coding.as_deref(), &mut ex, out);
     let response = r.resp.map(|p| {
         incomplete |= p.incomplete || !p.complete;
         ex.end_time_unix_nano = ex.end_time_unix_nano.max(p.end_ts);
+        check_coding(&p.body, p.coding.as_deref(), &mut ex, out);
         (p.status, p.body_size, p.headers)
     });
     ex.status = match &response {
@@ -913,6 +978,7 @@ impl Dissector for Http1 {
                     body_size: 0,
                     complete: false,
                     incomplete: true,
+                    ..Default::default()
                 });
                 out.anomaly("http.headers_cut");
                 // The body's framing is unknown: wait for the next message.
@@ -937,7 +1003,7 @@ impl Dissector for Http1 {
             }
             State::Body(Framing::Length(left), _) if left == len => {
                 *state = State::Headers;
-                self.body_bytes(dir, len, ts);
+                self.body_bytes(dir, len, None, ts);
                 self.mark_incomplete(dir);
                 self.end_body(dir, ts, out);
                 return;
@@ -949,7 +1015,7 @@ impl Dissector for Http1 {
             _ => false,
         };
         if keeps_framing {
-            self.body_bytes(dir, len, ts);
+            self.body_bytes(dir, len, None, ts);
             self.mark_incomplete(dir);
             return;
         }
@@ -978,6 +1044,7 @@ impl Dissector for Http1 {
                         body_size: 0,
                         complete: false,
                         incomplete: true,
+                        ..Default::default()
                     });
                     resp.incomplete = true;
                     self.resp_cur = Some(resp);

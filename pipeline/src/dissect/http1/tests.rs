@@ -286,3 +286,54 @@ fn arbitrary_bytes_never_panic() {
         let _ = d.close();
     }
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn kept_bodies_are_content_decoded_and_bad_codings_reported() {
+    let body = gzip(&b"{\"data\":{\"user\":{\"id\":1}}}".repeat(50));
+    let mut corrupt = body.clone();
+    let n = corrupt.len();
+    corrupt[n / 2] ^= 0x55;
+    for (payload, bad) in [(&body, false), (&corrupt, true)] {
+        let mut d = Driver::new();
+        d.send(S, b"GET /q HTTP/1.1\r\n\r\n", 100);
+        let mut resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+            payload.len()
+        )
+        .into_bytes();
+        resp.extend_from_slice(payload);
+        resp.extend_from_slice(b"\r\n0\r\n\r\n");
+        d.send(C, &resp, 13);
+        let (out, anomalies) = d.close();
+        assert_eq!(out.len(), 1);
+        let flagged = out[0]
+            .tapwire
+            .anomalies
+            .iter()
+            .any(|a| a == "http.bad_content_encoding");
+        assert_eq!(flagged, bad);
+        assert_eq!(anomalies.0.contains_key("http.bad_content_encoding"), bad);
+        // Body size counts the coded bytes (after chunk framing is removed).
+        assert_eq!(summary(&out[0]).5, payload.len() as u64);
+    }
+}
+
+#[test]
+fn decoded_body_follows_the_kept_copy() {
+    let mut k = KeptBody::default();
+    k.push(&gzip(b"hello"));
+    assert_eq!(
+        decoded_body(&Some(k.clone()), Some("gzip")),
+        Some(Ok(b"hello".to_vec()))
+    );
+    k.truncated = true;
+    assert_eq!(decoded_body(&Some(k), Some("gzip")), None);
+    assert_eq!(decoded_body(&None, Some("gzip")), None);
+}
