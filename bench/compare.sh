@@ -17,6 +17,7 @@ if [ ! -f "$cap" ]; then
   "$bin/gen-capture" "$cap" "${HTTP_EXCHANGES:-1200000}" 3 7
 fi
 size=$(stat -c %s "$cap")
+cat "$cap" > /dev/null  # warm the page cache so every tool reads from memory
 run() { # name cmd...
   local name=$1; shift
   /usr/bin/time -f "%e %M" -o "/tmp/tw-bench-$name" taskset -c 1 "$@" >/dev/null 2>/tmp/tw-bench-$name.err || {

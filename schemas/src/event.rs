@@ -4,8 +4,6 @@
 //! (`http.response.status_code` serialises as `{"http":{"response":{"status_code":200}}}`);
 //! see `architecture.md` section 4. Optional fields are omitted when unknown, never `null`.
 
-use std::collections::BTreeMap;
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -126,8 +124,7 @@ pub struct Exchange {
     pub tapwire: Tapwire,
 }
 
-/// Header map: lower-case header name to its values in order of appearance.
-pub type HeaderMap = BTreeMap<String, Vec<String>>;
+pub use crate::headers::HeaderMap;
 
 impl Exchange {
     /// A new exchange with no protocol fields set.

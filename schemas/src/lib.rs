@@ -2,6 +2,7 @@
 //! and its JSON schema (checked in at `schemas/event.schema.json`).
 
 pub mod event;
+pub mod headers;
 pub mod l7;
 
 pub use event::{Exchange, HeaderMap, Network, NetworkProtocol, Peer, Protocol, Status, Transport};

@@ -16,6 +16,8 @@
 //! `incomplete`); a gap anywhere else loses the message in flight and the side resynchronises
 //! at the next line that starts a request (a method) or a response (`HTTP/1.`).
 
+use std::borrow::Cow;
+
 use schemas::l7::http::{Body, Http, HttpRequest, HttpResponse, Url};
 use schemas::{Exchange, HeaderMap, NetworkProtocol, Protocol, Status, Transport};
 
@@ -740,6 +742,84 @@ fn is_secret(name: &str, request: bool) -> bool {
     }
 }
 
+/// Lower-case names of common header fields, shared instead of copied per message.
+macro_rules! common_names {
+    ($($n:literal),* $(,)?) => {
+        fn common_name(lower: &str) -> Option<&'static str> {
+            match lower {
+                $($n => Some($n),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+common_names!(
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "accept-ranges",
+    "access-control-allow-origin",
+    "age",
+    "authorization",
+    "b3",
+    "baggage",
+    "cache-control",
+    "connection",
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-range",
+    "content-type",
+    "cookie",
+    "date",
+    "etag",
+    "expect",
+    "expires",
+    "host",
+    "if-modified-since",
+    "if-none-match",
+    "keep-alive",
+    "last-modified",
+    "location",
+    "origin",
+    "pragma",
+    "proxy-authorization",
+    "range",
+    "referer",
+    "server",
+    "set-cookie",
+    "strict-transport-security",
+    "te",
+    "traceparent",
+    "tracestate",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+    "vary",
+    "via",
+    "www-authenticate",
+    "x-content-type-options",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-frame-options",
+    "x-request-id",
+    "sw8",
+);
+
+/// A header name in lower case: a shared `'static` name when it is a common one.
+fn header_name(raw: &str) -> Cow<'static, str> {
+    let mut buf = [0u8; 40];
+    if let Some(b) = buf.get_mut(..raw.len()) {
+        b.copy_from_slice(raw.as_bytes());
+        b.make_ascii_lowercase();
+        if let Some(name) = std::str::from_utf8(b).ok().and_then(common_name) {
+            return Cow::Borrowed(name);
+        }
+    }
+    Cow::Owned(raw.to_ascii_lowercase())
+}
+
 fn collect_headers(
     raw: &[httparse::Header<'_>],
     request: bool,
@@ -748,7 +828,7 @@ fn collect_headers(
     let mut map = HeaderMap::new();
     let mut f = FramingHeaders::default();
     for h in raw {
-        let name = h.name.to_ascii_lowercase();
+        let name = header_name(h.name);
         // Valid UTF-8 is the rule; only the exception pays for the lossy copy.
         let lossy;
         let value = match std::str::from_utf8(h.value) {
@@ -758,7 +838,7 @@ fn collect_headers(
                 lossy.trim()
             }
         };
-        match name.as_str() {
+        match name.as_ref() {
             "content-length" => {
                 let parsed = value.parse::<u64>().map_err(|_| ());
                 f.content_length = match f.content_length {
@@ -787,7 +867,7 @@ fn collect_headers(
         } else {
             value.to_string()
         };
-        map.entry(name).or_default().push(value);
+        map.push(name, value);
     }
     f.te_and_cl = f.te_present && f.content_length.is_some();
     (map, f)
@@ -828,7 +908,7 @@ fn first_line(partial: &[u8]) -> Option<&str> {
 
 /// `traceparent: 00-<trace id>-<parent id>-<flags>` → (trace id, span id).
 fn traceparent(headers: &HeaderMap) -> Option<(String, String)> {
-    let v = headers.get("traceparent")?.first()?;
+    let v = headers.first("traceparent")?;
     let mut it = v.split('-');
     let (ver, trace, span, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
