@@ -294,3 +294,76 @@ fn read_pcapng<R: Read, F: FnMut(Frame<'_>)>(
     }
     Ok(sum)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::time::Duration;
+
+    use pcap_file::DataLink;
+    use pcap_file::pcapng::PcapNgWriter;
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+
+    use super::*;
+
+    /// A pcapng with an Ethernet interface (default microsecond resolution) and a raw-IP one
+    /// with nanosecond resolution and a 10 s offset: each packet keeps its interface's link
+    /// type and its timestamp is scaled by that interface's resolution.
+    #[test]
+    fn pcapng_interfaces_keep_their_link_type_and_time_unit() {
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: 0,
+            options: vec![],
+        })
+        .unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock {
+            linktype: DataLink::IPV4,
+            snaplen: 0,
+            options: vec![
+                InterfaceDescriptionOption::IfTsResol(9),
+                InterfaceDescriptionOption::IfTsOffset(10),
+            ],
+        })
+        .unwrap();
+        for (iface, raw) in [(0u32, 1_500_000u64), (1, 2_000_000_123)] {
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: iface,
+                // The crate stores the raw count in a Duration's nanoseconds.
+                timestamp: Duration::from_nanos(raw),
+                original_len: 4,
+                data: Cow::Borrowed(&[1, 2, 3, 4]),
+                options: vec![],
+            })
+            .unwrap();
+        }
+        let bytes = w.into_inner();
+        let mut seen = Vec::new();
+        let sum = read(&bytes[..], Path::new("t.pcapng"), |f| {
+            seen.push((f.link, f.ts))
+        })
+        .unwrap();
+        assert_eq!(sum.packets, 2);
+        assert_eq!(
+            seen,
+            vec![
+                (LinkType::Ethernet, 1_500_000_000),
+                (LinkType::RawIp, 12_000_000_123)
+            ]
+        );
+    }
+
+    #[test]
+    fn not_a_capture_and_empty_input_are_errors() {
+        assert!(matches!(
+            read(&b"GIF89a..."[..], Path::new("x"), |_| {}),
+            Err(SourceError::NotCapture { .. })
+        ));
+        assert!(matches!(
+            read(&b""[..], Path::new("x"), |_| {}),
+            Err(SourceError::NotCapture { .. })
+        ));
+    }
+}

@@ -624,3 +624,6 @@ fn direction(client_is_a: Option<bool>, side: usize) -> Direction {
         Direction::ToClient
     }
 }
+
+#[cfg(test)]
+mod tests;

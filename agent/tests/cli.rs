@@ -1,0 +1,144 @@
+//! `tapwire dissect` as a user runs it: output shapes, exit statuses, bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tapwire(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tapwire"))
+        .args(args)
+        .output()
+        .expect("run tapwire")
+}
+
+fn fixture(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../pipeline/tests/golden")
+        .join(rel)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tapwire-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn ndjson_lines_are_events_and_summary_goes_to_stderr() {
+    let out = tapwire(&["dissect", &fixture("http1/nginx-keepalive-pipelining.pcap")]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 11);
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["protocol"], "http");
+        assert!(v["http"]["request"]["method"].is_string());
+    }
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("11 exchanges"), "{stderr}");
+    assert!(stderr.contains("drops by cap"), "{stderr}");
+}
+
+#[test]
+fn table_is_one_line_per_exchange() {
+    let out = tapwire(&[
+        "dissect",
+        "--format",
+        "table",
+        "-q",
+        &fixture("dns/dnsmasq-records.pcap"),
+    ]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 8);
+    assert!(
+        stdout.contains("A nothere.example.test -> NXDOMAIN"),
+        "{stdout}"
+    );
+    assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn bad_files_exit_2_naming_the_file_and_the_rest_is_processed() {
+    let not_capture = tmp("notes.txt", b"this is not a capture file at all\n");
+    // A pcap header with link type 147 (a user DLT tapwire cannot decode).
+    let mut unknown = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    unknown.extend(65535u32.to_le_bytes());
+    unknown.extend(147u32.to_le_bytes());
+    let unknown = tmp("user.pcap", &unknown);
+    let good = fixture("dns/dnsmasq-records.pcap");
+    let out = tapwire(&[
+        "dissect",
+        "-q",
+        not_capture.to_str().unwrap(),
+        "/nonexistent/capture.pcap",
+        unknown.to_str().unwrap(),
+        &good,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(lines[0].contains("notes.txt") && lines[0].contains("not a pcap or pcapng"));
+    assert!(lines[1].contains("/nonexistent/capture.pcap") && lines[1].contains("cannot open"));
+    assert!(lines[2].contains("user.pcap") && lines[2].contains("link type 147"));
+    // The good file after the bad ones was still dissected.
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 8);
+}
+
+#[test]
+fn capture_cut_mid_record_warns_once_and_exits_0() {
+    let whole = std::fs::read(fixture("http1/nginx-keepalive-pipelining.pcap")).unwrap();
+    let cut = tmp("cut.pcap", &whole[..whole.len() * 2 / 3]);
+    let out = tapwire(&["dissect", "-q", cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cut short"), "{stderr}");
+    assert!(!out.stdout.is_empty());
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    let out = tapwire(&["dissect", "--format", "xml", "x.pcap"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("xml"));
+    let out = tapwire(&["dissect"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = tapwire(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dissect"));
+}
+
+#[test]
+fn arbitrary_garbage_never_panics() {
+    let mut seed = 0x5eed_u64;
+    for i in 0..40 {
+        let mut bytes = if i % 2 == 0 {
+            vec![
+                0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0,
+                0, 0,
+            ]
+        } else {
+            vec![0x0a, 0x0d, 0x0d, 0x0a]
+        };
+        for _ in 0..(200 + i * 37) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            bytes.push(seed as u8);
+        }
+        let f = tmp(&format!("garbage-{i}.pcap"), &bytes);
+        let out = tapwire(&["dissect", "-q", f.to_str().unwrap()]);
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(2)),
+            "garbage-{i}: {:?}",
+            out.status
+        );
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    }
+}

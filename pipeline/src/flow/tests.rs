@@ -1,0 +1,124 @@
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::*;
+use crate::decode::TcpFlags;
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tcp<'a>(
+    ts: u64,
+    src: (IpAddr, u16),
+    dst: (IpAddr, u16),
+    seq: u32,
+    ack: u32,
+    flags: &str,
+    payload: &'a [u8],
+) -> Segment<'a> {
+    Segment {
+        ts,
+        src: src.0,
+        dst: dst.0,
+        src_port: src.1,
+        dst_port: dst.1,
+        l4: L4::Tcp {
+            seq,
+            ack,
+            flags: TcpFlags {
+                syn: flags.contains('S'),
+                ack: flags.contains('A'),
+                fin: flags.contains('F'),
+                rst: flags.contains('R'),
+            },
+        },
+        payload,
+        missing: 0,
+    }
+}
+
+#[test]
+fn table_cap_evicts_oldest_and_counts() {
+    let cfg = FlowConfig {
+        max_flows: 64,
+        ..FlowConfig::default()
+    };
+    let mut t = FlowTable::new(cfg);
+    let mut out = Vec::new();
+    for i in 0..1000u32 {
+        let c = (ip(1), 10_000 + i as u16);
+        t.segment(&tcp(u64::from(i), c, (ip(2), 80), 1, 0, "S", b""), &mut out);
+        assert!(t.len() <= 64);
+    }
+    assert!(t.stats.evicted >= 900, "{:?}", t.stats);
+    assert_eq!(t.stats.created, 1000);
+}
+
+#[test]
+fn midstream_roles_come_from_content() {
+    // No handshake; the server's response is captured before the client's request.
+    let mut t = FlowTable::new(FlowConfig::default());
+    let mut out = Vec::new();
+    let (cl, sv) = ((ip(1), 80), (ip(2), 33_000)); // the client uses port 80 (odd, but legal)
+    let req = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    t.segment(&tcp(1, cl, sv, 100, 500, "AP", req), &mut out);
+    t.segment(
+        &tcp(2, sv, cl, 500, 100 + req.len() as u32, "AP", resp),
+        &mut out,
+    );
+    t.finish(&mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].client.port, out[0].server.port), (80, 33_000));
+    assert_eq!(t.stats.midstream, 1);
+}
+
+#[test]
+fn syn_decides_roles_and_rst_closes() {
+    let mut t = FlowTable::new(FlowConfig::default());
+    let mut out = Vec::new();
+    let (cl, sv) = ((ip(1), 40_000), (ip(2), 8080));
+    t.segment(&tcp(1, cl, sv, 0, 0, "S", b""), &mut out);
+    t.segment(&tcp(2, sv, cl, 900, 1, "SA", b""), &mut out);
+    t.segment(
+        &tcp(3, cl, sv, 1, 901, "AP", b"GET / HTTP/1.1\r\n\r\n"),
+        &mut out,
+    );
+    t.segment(&tcp(4, sv, cl, 901, 19, "R", b""), &mut out);
+    assert!(t.is_empty());
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].status, schemas::Status::NoResponse);
+    assert_eq!(out[0].server.port, 8080);
+}
+
+#[test]
+fn idle_flows_time_out() {
+    let cfg = FlowConfig {
+        tcp_idle_ns: 5_000_000_000,
+        ..FlowConfig::default()
+    };
+    let mut t = FlowTable::new(cfg);
+    let mut out = Vec::new();
+    t.segment(
+        &tcp(
+            1,
+            (ip(1), 1234),
+            (ip(2), 80),
+            1,
+            0,
+            "AP",
+            b"GET / HTTP/1.1\r\n\r\n",
+        ),
+        &mut out,
+    );
+    assert_eq!(t.len(), 1);
+    // Another flow's packet 10 s later sweeps the idle one.
+    t.segment(
+        &tcp(10_000_000_001, (ip(3), 1), (ip(4), 80), 1, 0, "S", b""),
+        &mut out,
+    );
+    assert_eq!(t.stats.timed_out, 1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].status, schemas::Status::NoResponse);
+}
