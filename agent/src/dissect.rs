@@ -38,6 +38,7 @@ struct Output<W: Write> {
     format: Format,
     closed: bool,
     line: String,
+    buf: Vec<u8>,
 }
 
 impl<W: Write> Output<W> {
@@ -47,9 +48,18 @@ impl<W: Write> Output<W> {
                 continue;
             }
             let res = match self.format {
-                Format::Ndjson => serde_json::to_writer(&mut self.w, &ex)
-                    .map_err(io::Error::from)
-                    .and_then(|_| self.w.write_all(b"\n")),
+                Format::Ndjson => {
+                    // Serialise into a reused buffer, then one write: serde_json writes many
+                    // small fragments, and a Vec takes them more cheaply than a BufWriter.
+                    self.buf.clear();
+                    match serde_json::to_writer(&mut self.buf, &ex) {
+                        Ok(()) => {
+                            self.buf.push(b'\n');
+                            self.w.write_all(&self.buf)
+                        }
+                        Err(e) => Err(io::Error::from(e)),
+                    }
+                }
                 Format::Table => {
                     self.line.clear();
                     table_line(&ex, &mut self.line);
@@ -236,6 +246,7 @@ pub fn run(args: DissectArgs) -> ExitCode {
         format: args.format,
         closed: false,
         line: String::new(),
+        buf: Vec::with_capacity(4096),
     };
     let mut pipe = Pipeline::default();
     let mut events = Vec::new();
