@@ -305,7 +305,7 @@ impl Http1 {
         let (Some(method), Some(target), None) = (parts.next(), parts.next(), parts.next()) else {
             return Parsed::Bad("http.malformed_request");
         };
-        if !is_token(method) {
+        if !is_token(method) || target.is_empty() {
             return Parsed::Bad("http.malformed_request");
         }
         let start_ts = self.msg_start[0].take().unwrap_or(ts);

@@ -431,6 +431,12 @@ impl FlowTable {
                 anomalies: ctx.anomalies,
                 out: ctx.out,
             };
+            // A message start the flow ended in the middle of: use what is certain in it.
+            for (side, held) in pending.iter().enumerate() {
+                if !held.is_empty() {
+                    d.cut(direction(*client_is_a, side), held, ts, &mut em);
+                }
+            }
             d.close(ts, &mut em);
         }
     }

@@ -1,0 +1,199 @@
+//! tapwire against the peers' expected output stored next to the corpus captures:
+//! DeepFlow's parser results (`*.deepflow.result`, HTTP/1 and DNS) and Zeek's `http.log`
+//! baselines. Requests (method, target), response status codes, DNS questions (id, name,
+//! type) and response codes must agree. Skipped visibly without `../shared`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use schemas::Exchange;
+
+#[derive(Default, Debug, PartialEq)]
+struct Facts {
+    requests: BTreeSet<(String, String)>,
+    statuses: BTreeSet<u16>,
+    dns_questions: BTreeSet<(u16, String, String)>,
+    dns_rcodes: BTreeSet<(u16, String)>,
+}
+
+fn ours(events: &[Exchange]) -> Facts {
+    let mut f = Facts::default();
+    for e in events {
+        if let (Some(h), Some(u)) = (&e.http, &e.url) {
+            let target = match &u.query {
+                Some(q) => format!("{}?{q}", u.path),
+                None => u.path.clone(),
+            };
+            f.requests.insert((h.request.method.clone(), target));
+            if let Some(code) = h.response.as_ref().and_then(|r| r.status_code) {
+                f.statuses.insert(code);
+            }
+        }
+        if let Some(d) = &e.dns {
+            if let Some(q) = &d.question {
+                f.dns_questions
+                    .insert((d.id, q.name.clone(), q.qtype.clone()));
+            }
+            if let Some(rc) = &d.response_code {
+                f.dns_rcodes.insert((d.id, rc.clone()));
+            }
+        }
+    }
+    f
+}
+
+fn rcode_name(n: u64) -> String {
+    match n {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        _ => "OTHER",
+    }
+    .to_string()
+}
+
+/// DeepFlow's result lines: Rust `Debug` of `HttpInfo` for HTTP, JSON for DNS.
+fn deepflow(text: &str) -> Facts {
+    let mut f = Facts::default();
+    for line in text.lines() {
+        if line.starts_with("HttpInfo") {
+            let field = |name: &str| {
+                let at = line.find(&format!(" {name}: "))? + name.len() + 3;
+                Some(&line[at..])
+            };
+            if line.contains("msg_type: Request") {
+                let method = field("method")
+                    .and_then(|m| m.split([',', ' ']).next())
+                    .unwrap_or("");
+                let path = field("path")
+                    .and_then(|p| p.strip_prefix('"'))
+                    .and_then(|p| p.split('"').next())
+                    .unwrap_or("");
+                f.requests
+                    .insert((method.to_ascii_uppercase(), path.to_string()));
+            } else if line.contains("msg_type: Response")
+                && let Some(code) = field("status_code")
+                    .and_then(|s| s.strip_prefix("Some("))
+                    .and_then(|s| s.split(')').next())
+                    .and_then(|s| s.parse().ok())
+            {
+                f.statuses.insert(code);
+            }
+        } else if line.starts_with('{') {
+            let json = &line[..line.rfind('}').map_or(0, |i| i + 1)];
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+                continue;
+            };
+            let id = v["request_id"].as_u64().unwrap_or(0) as u16;
+            if let (Some(name), Some(t)) =
+                (v["request_resource"].as_str(), v["request_type"].as_str())
+            {
+                f.dns_questions
+                    .insert((id, name.to_string(), t.to_string()));
+            }
+            if v["msg_type"] == "Response"
+                && let Some(rc) = v["response_code"].as_u64()
+            {
+                f.dns_rcodes.insert((id, rcode_name(rc)));
+            }
+        }
+    }
+    f
+}
+
+/// Zeek `http.log` baselines (columns named by their header line).
+fn zeek_http(text: &str) -> Facts {
+    let mut f = Facts::default();
+    let mut cols: Vec<&str> = Vec::new();
+    let keep = |l: &&str| !l.starts_with('#') || l.starts_with("#fields");
+    for line in text.lines().filter(keep) {
+        let line = line.strip_prefix("#fields\t").unwrap_or(line);
+        let cells: Vec<&str> = line.split('\t').collect();
+        if cells.contains(&"method") && cells.contains(&"uri") {
+            cols = cells;
+            continue;
+        }
+        let get = |name: &str| {
+            cols.iter()
+                .position(|c| *c == name)
+                .and_then(|i| cells.get(i))
+                .copied()
+        };
+        if let (Some(m), Some(u)) = (get("method"), get("uri"))
+            && m != "-"
+        {
+            f.requests.insert((m.to_string(), u.to_string()));
+        }
+        // Zeek logs 0 for HTTP/0.9 responses, which have no status line.
+        if let Some(code) = get("status_code")
+            .and_then(|c| c.parse().ok())
+            .filter(|c| *c != 0)
+        {
+            f.statuses.insert(code);
+        }
+    }
+    f
+}
+
+fn capture_for(expected: &Path) -> Option<std::path::PathBuf> {
+    let name = expected.file_name()?.to_str()?;
+    let stem = name.split(".deepflow").next()?.split(".zeek").next()?;
+    ["pcap", "pcapng"]
+        .iter()
+        .map(|ext| expected.with_file_name(format!("{stem}.{ext}")))
+        .find(|p| p.exists())
+}
+
+#[test]
+fn http_and_dns_agree_with_deepflow_and_zeek() {
+    let Some(corpus) = common::corpus() else {
+        common::skip("../shared/corpus is absent: peer agreement not checked");
+        return;
+    };
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for dir in ["http1", "dns", "edge"] {
+        let mut files: Vec<_> = std::fs::read_dir(corpus.join(dir))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        for exp in files {
+            let name = exp.file_name().unwrap().to_string_lossy().to_string();
+            let theirs = if name.ends_with(".deepflow.result") {
+                deepflow(&std::fs::read_to_string(&exp).unwrap())
+            } else if name.ends_with(".zeek.http.log") {
+                zeek_http(&std::fs::read_to_string(&exp).unwrap())
+            } else {
+                continue;
+            };
+            let Some(cap) = capture_for(&exp) else {
+                continue;
+            };
+            let (events, _) = common::dissect(&[cap]);
+            let mine = ours(&events);
+            compared += 1;
+            // Zeek baselines are cut to a few columns; compare what the baseline has.
+            let ok = theirs.requests == mine.requests
+                && (theirs.statuses.is_empty() || theirs.statuses == mine.statuses)
+                && theirs.dns_questions.is_subset(&mine.dns_questions)
+                && theirs.dns_rcodes == mine.dns_rcodes;
+            if !ok {
+                failures.push(format!("{name}:\n  theirs: {theirs:?}\n  ours:   {mine:?}"));
+            }
+        }
+    }
+    assert!(compared >= 10, "only {compared} expected outputs compared");
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
