@@ -27,7 +27,7 @@ const KNOWN: &[(&str, &str)] = &[
     ),
     (
         "zeek-te-cl-desync.pcap",
-        "smuggling test: Transfer-Encoding wins over Content-Length (RFC 9112 §6.3), so the smuggled GET is a request of its own; tshark uses Content-Length and misses it",
+        "smuggling test: Transfer-Encoding wins over Content-Length (RFC 9112 §6.3), so the smuggled GET is a request of its own (Zeek agrees); tshark uses Content-Length and misses it",
     ),
     (
         "arkime-tcp-reassembly-synthetic.pcap",
