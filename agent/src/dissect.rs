@@ -122,6 +122,22 @@ fn table_line(ex: &Exchange, s: &mut String) {
             dns.response_code.as_deref().unwrap_or("-"),
             dns.answers.len()
         );
+    } else if let Some(db) = &ex.db {
+        let query = db
+            .query
+            .as_ref()
+            .map(|q| q.text.as_str())
+            .or(db.operation.as_ref().map(|o| o.name.as_str()))
+            .unwrap_or("?");
+        let reply = match (
+            &db.response,
+            ex.redis.as_ref().and_then(|r| r.response.as_ref()),
+        ) {
+            (Some(err), _) => err.status_code.as_str(),
+            (None, Some(r)) => r.rtype.as_str(),
+            (None, None) => "-",
+        };
+        let _ = write!(s, "{query} -> {reply}");
     }
     let status = match ex.status {
         Status::Ok => "ok",

@@ -1,7 +1,7 @@
 //! tapwire against the peers' expected output stored next to the corpus captures:
-//! DeepFlow's parser results (`*.deepflow.result`, HTTP/1 and DNS) and Zeek's `http.log`
-//! baselines. Requests (method, target), response status codes, DNS questions (id, name,
-//! type) and response codes must agree. Skipped visibly without `../shared`.
+//! DeepFlow's parser results (`*.deepflow.result`: HTTP/1, DNS, Redis) and Zeek's `http.log`
+//! and `redis.log` baselines. Requests (method, target), response status codes, DNS questions
+//! (id, name, type) and response codes, Redis command names and error prefixes must agree. Skipped visibly without `../shared`.
 
 mod common;
 
@@ -16,6 +16,9 @@ struct Facts {
     statuses: BTreeSet<u16>,
     dns_questions: BTreeSet<(u16, String, String)>,
     dns_rcodes: BTreeSet<(u16, String)>,
+    /// Redis commands (upper case) and whether any reply was an error.
+    redis_commands: BTreeSet<String>,
+    redis_errors: BTreeSet<String>,
 }
 
 fn ours(events: &[Exchange]) -> Facts {
@@ -29,6 +32,16 @@ fn ours(events: &[Exchange]) -> Facts {
             f.requests.insert((h.request.method.clone(), target));
             if let Some(code) = h.response.as_ref().and_then(|r| r.status_code) {
                 f.statuses.insert(code);
+            }
+        }
+        if let Some(db) = &e.db
+            && db.query.is_some()
+        {
+            if let Some(op) = &db.operation {
+                f.redis_commands.insert(op.name.clone());
+            }
+            if let Some(r) = &db.response {
+                f.redis_errors.insert(r.status_code.clone());
             }
         }
         if let Some(d) = &e.dns {
@@ -84,6 +97,22 @@ fn deepflow(text: &str) -> Facts {
             {
                 f.statuses.insert(code);
             }
+        } else if line.starts_with("RedisInfo") {
+            let field = |name: &str| {
+                let at = line.find(&format!("{name}: \""))? + name.len() + 3;
+                line[at..].split('"').next()
+            };
+            if let Some(t) = field("request_type").filter(|t| !t.is_empty()) {
+                f.redis_commands.insert(t.to_ascii_uppercase());
+            }
+            if let Some(e) = field("error").filter(|e| !e.is_empty()) {
+                let prefix = e
+                    .trim_start_matches(['-', '!'])
+                    .split(' ')
+                    .next()
+                    .unwrap_or("");
+                f.redis_errors.insert(prefix.to_string());
+            }
         } else if line.starts_with('{') {
             let json = &line[..line.rfind('}').map_or(0, |i| i + 1)];
             let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
@@ -101,6 +130,38 @@ fn deepflow(text: &str) -> Facts {
             {
                 f.dns_rcodes.insert((id, rcode_name(rc)));
             }
+        }
+    }
+    f
+}
+
+/// Zeek `redis.log` baselines: command names, and error replies (`success` F with the error
+/// text as the reply).
+fn zeek_redis(text: &str) -> Facts {
+    let mut f = Facts::default();
+    let mut cols: Vec<&str> = Vec::new();
+    let keep = |l: &&str| !l.starts_with('#') || l.starts_with("#fields");
+    for line in text.lines().filter(keep) {
+        let line = line.strip_prefix("#fields\t").unwrap_or(line);
+        let cells: Vec<&str> = line.split('\t').collect();
+        if cells.contains(&"cmd.name") {
+            cols = cells;
+            continue;
+        }
+        let get = |name: &str| {
+            cols.iter()
+                .position(|c| *c == name)
+                .and_then(|i| cells.get(i))
+                .copied()
+        };
+        if let Some(c) = get("cmd.name").filter(|c| *c != "-") {
+            f.redis_commands.insert(c.to_ascii_uppercase());
+        }
+        if get("success") == Some("F")
+            && let Some(r) = get("reply.value")
+        {
+            f.redis_errors
+                .insert(r.split(' ').next().unwrap_or("").to_string());
         }
     }
     f
@@ -157,7 +218,7 @@ fn http_and_dns_agree_with_deepflow_and_zeek() {
     };
     let mut failures = Vec::new();
     let mut compared = 0;
-    for dir in ["http1", "dns", "edge"] {
+    for dir in ["http1", "dns", "edge", "redis"] {
         let mut files: Vec<_> = std::fs::read_dir(corpus.join(dir))
             .unwrap()
             .flatten()
@@ -170,6 +231,8 @@ fn http_and_dns_agree_with_deepflow_and_zeek() {
                 deepflow(&std::fs::read_to_string(&exp).unwrap())
             } else if name.ends_with(".zeek.http.log") {
                 zeek_http(&std::fs::read_to_string(&exp).unwrap())
+            } else if name.ends_with(".zeek.redis.log") {
+                zeek_redis(&std::fs::read_to_string(&exp).unwrap())
             } else {
                 continue;
             };
@@ -183,13 +246,16 @@ fn http_and_dns_agree_with_deepflow_and_zeek() {
             let ok = theirs.requests == mine.requests
                 && (theirs.statuses.is_empty() || theirs.statuses == mine.statuses)
                 && theirs.dns_questions.is_subset(&mine.dns_questions)
-                && theirs.dns_rcodes == mine.dns_rcodes;
+                && theirs.dns_rcodes == mine.dns_rcodes
+                && theirs.redis_commands == mine.redis_commands
+                && theirs.redis_errors == mine.redis_errors;
             if !ok {
                 failures.push(format!("{name}:\n  theirs: {theirs:?}\n  ours:   {mine:?}"));
             }
         }
     }
-    assert!(compared >= 10, "only {compared} expected outputs compared");
+    eprintln!("compared {compared} expected outputs");
+    assert!(compared >= 16, "only {compared} expected outputs compared");
     assert!(
         failures.is_empty(),
         "{} disagreements:\n{}",

@@ -7,7 +7,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::l7::{dns::Dns, http::Http, http::Url};
+use crate::l7::{db::Db, db::Redis, dns::Dns, http::Http, http::Url};
 
 /// Application protocol of an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -120,6 +120,10 @@ pub struct Exchange {
     pub url: Option<Url>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<Dns>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db: Option<Db>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<Redis>,
     #[serde(default, skip_serializing_if = "Tapwire::is_empty")]
     pub tapwire: Tapwire,
 }
@@ -151,6 +155,8 @@ impl Exchange {
             http: None,
             url: None,
             dns: None,
+            db: None,
+            redis: None,
             tapwire: Tapwire::default(),
         }
     }

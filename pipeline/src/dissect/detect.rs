@@ -41,7 +41,7 @@ pub fn detect(data: &[u8], transport: Transport, ports: (u16, u16)) -> Detected 
     let mut need_more = false;
     for pass in [true, false] {
         for entry in REGISTRY.iter().filter(|e| fits(e) && hinted(e) == pass) {
-            match (entry.detect)(data, transport) {
+            match (entry.detect)(data, transport, pass) {
                 Detection::No => {}
                 Detection::NeedMore => need_more = true,
                 d => return Detected::Found(entry, d),

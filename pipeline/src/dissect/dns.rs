@@ -54,7 +54,7 @@ fn plausible_header(m: &[u8]) -> Option<bool> {
     sane.then_some(qr)
 }
 
-fn detect(data: &[u8], t: Transport) -> Detection {
+fn detect(data: &[u8], t: Transport, _hinted: bool) -> Detection {
     let msg = match t {
         Transport::Udp => data,
         Transport::Tcp => {
@@ -401,7 +401,7 @@ impl Dissector for DnsDissector {
             return Progress::Done;
         }
         if self.lost {
-            if matches!(detect(data, Transport::Tcp), Detection::No) {
+            if matches!(detect(data, Transport::Tcp, true), Detection::No) {
                 return Progress::Done;
             }
             self.lost = false;

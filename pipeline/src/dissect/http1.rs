@@ -82,7 +82,7 @@ fn method_prefix(data: &[u8]) -> Detection {
     Detection::No
 }
 
-fn detect(data: &[u8], _t: Transport) -> Detection {
+fn detect(data: &[u8], _t: Transport, _hinted: bool) -> Detection {
     match method_prefix(data) {
         Detection::No => {}
         d => return d,

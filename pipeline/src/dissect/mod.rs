@@ -11,6 +11,7 @@ pub mod detect;
 pub mod dns;
 pub mod http1;
 pub mod pairing;
+pub mod redis;
 pub mod registry;
 
 use std::collections::BTreeMap;

@@ -16,10 +16,16 @@ pub struct ProtocolEntry {
     pub udp: bool,
     /// Ports that hint at this protocol (either end of the flow).
     pub ports: &'static [u16],
-    /// Looks at the first bytes one side sent.
-    pub detect: fn(&[u8], schemas::Transport) -> Detection,
+    /// Looks at the first bytes one side sent; `hinted` when a port of the flow is one of
+    /// `ports` (a detector may then accept weaker evidence).
+    pub detect: fn(&[u8], schemas::Transport, bool) -> Detection,
     pub new: fn(&FlowMeta) -> Box<dyn Dissector>,
 }
 
 /// Every protocol tapwire dissects; detection tries them in this order after port hints.
-pub static REGISTRY: &[ProtocolEntry] = &[super::http1::ENTRY, super::dns::ENTRY];
+#[rustfmt::skip]
+pub static REGISTRY: &[ProtocolEntry] = &[
+    super::http1::ENTRY,
+    super::dns::ENTRY,
+    super::redis::ENTRY,
+];

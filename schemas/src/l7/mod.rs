@@ -1,4 +1,5 @@
 //! Protocol-specific event fields, one module per protocol family.
 
+pub mod db;
 pub mod dns;
 pub mod http;

@@ -165,10 +165,16 @@ fn every_prefix_and_mutation_is_safe() {
 
 #[test]
 fn detection_sanity() {
-    assert_eq!(detect(&query(), Transport::Udp), Detection::FromClient);
-    assert_eq!(detect(&response(0), Transport::Udp), Detection::FromServer);
     assert_eq!(
-        detect(b"GET / HTTP/1.1\r\n\r\n", Transport::Udp),
+        detect(&query(), Transport::Udp, true),
+        Detection::FromClient
+    );
+    assert_eq!(
+        detect(&response(0), Transport::Udp, true),
+        Detection::FromServer
+    );
+    assert_eq!(
+        detect(b"GET / HTTP/1.1\r\n\r\n", Transport::Udp, true),
         Detection::No
     );
 }

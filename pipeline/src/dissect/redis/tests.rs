@@ -1,0 +1,149 @@
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::*;
+use crate::dissect::AnomalyCounts;
+
+fn meta() -> FlowMeta {
+    FlowMeta {
+        client: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 50000),
+        server: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 6379),
+        transport: Transport::Tcp,
+    }
+}
+
+/// Feed like the flow layer: unconsumed bytes kept and fed again; `step` bytes per feed.
+struct Driver {
+    d: RedisDissector,
+    pending: [Vec<u8>; 2],
+    out: Vec<Exchange>,
+    anomalies: AnomalyCounts,
+    ts: u64,
+}
+
+impl Driver {
+    fn new() -> Self {
+        Driver {
+            d: RedisDissector::new(),
+            pending: [Vec::new(), Vec::new()],
+            out: Vec::new(),
+            anomalies: AnomalyCounts::default(),
+            ts: 0,
+        }
+    }
+    fn send(&mut self, dir: Direction, bytes: &[u8], step: usize) -> bool {
+        for piece in bytes.chunks(step.max(1)) {
+            self.ts += 1;
+            let buf = &mut self.pending[dir.index()];
+            buf.extend_from_slice(piece);
+            let mut em = Emitter {
+                meta: meta(),
+                anomalies: &mut self.anomalies,
+                out: &mut self.out,
+            };
+            match self.d.feed(dir, buf, self.ts, &mut em) {
+                Progress::Done => buf.clear(),
+                Progress::Incomplete { consumed, .. } => {
+                    buf.drain(..consumed);
+                }
+                Progress::Error(_) => return false,
+            }
+        }
+        true
+    }
+    fn close(mut self) -> Vec<Exchange> {
+        let mut em = Emitter {
+            meta: meta(),
+            anomalies: &mut self.anomalies,
+            out: &mut self.out,
+        };
+        self.d.close(self.ts, &mut em);
+        self.out
+    }
+}
+
+const S: Direction = Direction::ToServer;
+const C: Direction = Direction::ToClient;
+
+/// (operation, query text, status, response type, error prefix)
+fn view(e: &Exchange) -> (String, String, Status, String, String) {
+    let db = e.db.as_ref().unwrap();
+    (
+        db.operation
+            .as_ref()
+            .map(|o| o.name.clone())
+            .unwrap_or_default(),
+        db.query
+            .as_ref()
+            .map(|q| q.text.clone())
+            .unwrap_or_default(),
+        e.status,
+        e.redis
+            .as_ref()
+            .and_then(|r| r.response.as_ref())
+            .map(|r| r.rtype.clone())
+            .unwrap_or_default(),
+        db.response
+            .as_ref()
+            .map(|r| r.status_code.clone())
+            .unwrap_or_default(),
+    )
+}
+
+fn v(op: &str, q: &str, st: Status, t: &str, e: &str) -> (String, String, Status, String, String) {
+    (op.into(), q.into(), st, t.into(), e.into())
+}
+
+#[test]
+fn pipelined_commands_pair_in_order_at_every_feed_size() {
+    // SET with a value, GET, a wrong-type error, and an inline PING; values never shown.
+    let reqs =
+        b"*3\r\n$3\r\nSET\r\n$4\r\nuser\r\n$6\r\nsecret\r\n*2\r\n$3\r\nget\r\n$4\r\nuser\r\n\
+*2\r\n$5\r\nLPUSH\r\n$4\r\nuser\r\nPING\r\n";
+    let resps = b"+OK\r\n$6\r\nsecret\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n+PONG\r\n";
+    for step in [1, 2, 5, 100] {
+        let mut d = Driver::new();
+        assert!(d.send(S, reqs, step));
+        assert!(d.send(C, resps, step));
+        let out = d.close();
+        let got: Vec<_> = out.iter().map(view).collect();
+        assert_eq!(
+            got,
+            vec![
+                v("SET", "SET ? ?", Status::Ok, "simple_string", ""),
+                v("GET", "GET ?", Status::Ok, "bulk_string", ""),
+                v("LPUSH", "LPUSH ?", Status::Error, "error", "WRONGTYPE"),
+                v("PING", "PING", Status::Ok, "simple_string", ""),
+            ],
+            "step {step}"
+        );
+        let json = serde_json::to_string(&out).unwrap();
+        assert!(!json.contains("secret"));
+    }
+}
+
+#[test]
+fn detects_resp_and_inline_requests() {
+    let d = |b: &[u8], hinted| detect(b, Transport::Tcp, hinted);
+    assert_eq!(d(b"*3\r\n$3\r\nSET\r\n", false), Detection::FromClient);
+    assert_eq!(d(b"PING\r\n", false), Detection::FromClient);
+    assert_eq!(d(b"*", false), Detection::NeedMore);
+    // Weaker evidence only on a Redis port: unknown inline words, and replies first.
+    assert_eq!(d(b"FAKE COMMAND\r\n", true), Detection::FromClient);
+    assert_eq!(d(b"FAKE COMMAND\r\n", false), Detection::No);
+    assert_eq!(d(b"+OK\r\n", true), Detection::FromServer);
+    assert_eq!(d(b"+OK\r\n", false), Detection::No);
+    let found = crate::dissect::detect::detect(
+        b"*3\r\n$3\r\nSET\r\n$4\r\ntest\r\n$2\r\nhi\r\n",
+        Transport::Tcp,
+        (64356, 6379),
+    );
+    assert!(
+        matches!(found, crate::dissect::detect::Detected::Found(e, Detection::FromClient) if e.protocol == Protocol::Redis)
+    );
+    // HTTP keeps its requests off a Redis port.
+    let found =
+        crate::dissect::detect::detect(b"GET / HTTP/1.1\r\n\r\n", Transport::Tcp, (40000, 80));
+    assert!(
+        matches!(found, crate::dissect::detect::Detected::Found(e, _) if e.protocol == Protocol::Http)
+    );
+}
