@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the fuzz seed corpora from the project's own recorded captures (needs tshark, xxd).
-#   seeds/http1/, seeds/dns/: one file per TCP connection: [piece size][split][client bytes][server bytes]
+#   seeds/http1/, seeds/dns/, seeds/redis/: one file per TCP connection: [piece size][split][client bytes][server bytes]
 #   seeds/pipeline/: the first packets of each fixture capture
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -20,6 +20,12 @@ done
 for i in $(tshark -r $fix/dns/dnsmasq-records.pcap -Y tcp -T fields -e tcp.stream | sort -un); do
   stream_seed $fix/dns/dnsmasq-records.pcap "$i" "seeds/dns/dnsmasq-tcp-$i" 53
 done
+mkdir -p seeds/redis
+for i in $(tshark -r $fix/redis/redis-server-mixed.pcap -T fields -e tcp.stream | sort -un); do
+  stream_seed $fix/redis/redis-server-mixed.pcap "$i" "seeds/redis/redis-$i" 6379
+done
+# The 300 kB SET is a poor seed (slow to mutate); keep the small connections only.
+find seeds/redis -size +8k -delete
 for f in $fix/*/*.pcap; do
   editcap -r "$f" "seeds/pipeline/$(basename "$f" .pcap)-head.pcap" 1-24
 done

@@ -3,6 +3,7 @@
 #
 #   integration/record.sh http1 OUT.pcap   nginx (Debian) + curl and a raw pipelining client
 #   integration/record.sh dns   OUT.pcap   dnsmasq (Debian) + dig (UDP and TCP)
+#   integration/record.sh redis OUT.pcap   redis-server (Debian) + redis-cli and raw RESP clients
 #
 # The namespaces (tw-srv-$$, tw-cli-$$) are joined by a veth pair with 10.77.0.1 (server)
 # and 10.77.0.2 (client), no route out; offloads are off so frames look like wire frames.
@@ -10,8 +11,8 @@
 # Needs root, iproute2, ethtool, tcpdump, and the scenario's server and client.
 set -euo pipefail
 
-scenario=${1:?usage: record.sh http1|dns OUT.pcap}
-out=$(realpath -m "${2:?usage: record.sh http1|dns OUT.pcap}")
+scenario=${1:?usage: record.sh http1|dns|redis OUT.pcap}
+out=$(realpath -m "${2:?usage: record.sh http1|dns|redis OUT.pcap}")
 S=tw-srv-$$; C=tw-cli-$$; SA=10.77.0.1; CA=10.77.0.2
 work=$(mktemp -d)
 pids=()
@@ -130,6 +131,47 @@ dns)
   q _http._tcp.example.test SRV
   q nothere.example.test A
   q +tcp www.example.test A
+  stop_capture
+  ;;
+redis)
+  # The password is a known test value: tests check it never appears in any output.
+  pw=tapwire-test-password-7f3a
+  ip netns exec "$S" redis-server --bind $SA --port 6379 --protected-mode no --save '' \
+    --appendonly no --daemonize no --requirepass "$pw" --dir "$work" >"$work/redis.log" 2>&1 &
+  pids+=($!)
+  wait_tcp "$S" $SA 6379
+  start_capture
+  cli() { ip netns exec "$C" redis-cli -h $SA --no-auth-warning -a "$pw" "$@" >/dev/null; }
+  cli SET user:1 alice
+  cli GET user:1
+  cli INCR user:1 || true                      # -ERR value is not an integer
+  cli LPUSH list a b c
+  cli GET list || true                          # -WRONGTYPE
+  cli LRANGE list 0 -1
+  cli CLIENT SETNAME recorder
+  ip netns exec "$C" redis-cli -3 -h $SA --no-auth-warning -a "$pw" HSET h f1 v1 f2 v2 >/dev/null
+  ip netns exec "$C" redis-cli -3 -h $SA --no-auth-warning -a "$pw" HGETALL h >/dev/null
+  head -c 300000 /dev/zero | tr '\0' 'x' > "$work/big"
+  ip netns exec "$C" redis-cli -h $SA --no-auth-warning -a "$pw" -x SET big < "$work/big" >/dev/null
+  cli STRLEN big
+  # Pub/sub: a subscriber, two publishes, then the subscriber leaves.
+  ip netns exec "$C" timeout 2 redis-cli -h $SA --no-auth-warning -a "$pw" SUBSCRIBE news >/dev/null &
+  sub=$!
+  sleep 0.5
+  cli PUBLISH news hello
+  cli PUBLISH news world
+  wait $sub || true
+  # Raw client: HELLO 3 with AUTH, pipelined RESP commands, an inline command, and
+  # CLIENT REPLY OFF / ON / SKIP (commands that get no reply).
+  ip netns exec "$C" bash -c "exec 3<>/dev/tcp/$SA/6379
+    printf '*5\r\n\$5\r\nHELLO\r\n\$1\r\n3\r\n\$4\r\nAUTH\r\n\$7\r\ndefault\r\n\$${#pw}\r\n$pw\r\n' >&3
+    sleep 0.2
+    printf '*1\r\n\$4\r\nPING\r\n*2\r\n\$3\r\nGET\r\n\$6\r\nuser:1\r\nEXISTS user:1\r\n' >&3
+    sleep 0.2
+    printf '*3\r\n\$6\r\nCLIENT\r\n\$5\r\nREPLY\r\n\$3\r\nOFF\r\n*1\r\n\$4\r\nPING\r\n*3\r\n\$6\r\nCLIENT\r\n\$5\r\nREPLY\r\n\$2\r\nON\r\n' >&3
+    sleep 0.2
+    printf '*3\r\n\$6\r\nCLIENT\r\n\$5\r\nREPLY\r\n\$4\r\nSKIP\r\n*1\r\n\$4\r\nPING\r\n*1\r\n\$4\r\nPING\r\n*1\r\n\$4\r\nQUIT\r\n' >&3
+    cat <&3 >/dev/null"
   stop_capture
   ;;
 *) echo "record.sh: unknown scenario $scenario" >&2; exit 2 ;;

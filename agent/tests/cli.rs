@@ -142,3 +142,36 @@ fn arbitrary_garbage_never_panics() {
         assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
     }
 }
+
+/// The recorded Redis capture carries its password (AUTH, `redis-cli -a`, `HELLO 3 AUTH`);
+/// no output format may show it, nor the summary.
+#[test]
+fn credentials_never_reach_any_output() {
+    const PASSWORD: &str = "tapwire-test-password-7f3a";
+    let cap = fixture("redis/redis-server-mixed.pcap");
+    let raw = std::fs::read(&cap).unwrap();
+    assert!(
+        raw.windows(PASSWORD.len())
+            .any(|w| w == PASSWORD.as_bytes()),
+        "the fixture must contain the password for this test to mean anything"
+    );
+    for format in ["ndjson", "table"] {
+        let out = tapwire(&["dissect", "--format", format, &cap]);
+        assert!(out.status.success());
+        for stream in [&out.stdout, &out.stderr] {
+            let text = String::from_utf8_lossy(stream);
+            assert!(
+                !text.contains(PASSWORD),
+                "{format} output shows the password"
+            );
+            assert!(
+                !text.contains("tapwire-test-password"),
+                "{format} output shows part of it"
+            );
+        }
+    }
+    // Nor do the checked-in expectations.
+    let golden = std::fs::read_to_string(fixture("redis/redis-server-mixed.ndjson")).unwrap();
+    assert!(!golden.contains(PASSWORD));
+    assert!(golden.contains("\"AUTH ?\""));
+}

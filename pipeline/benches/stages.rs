@@ -1,5 +1,6 @@
 //! Per-stage benchmarks on the project's recorded captures (loaded into memory first):
-//! decode only, the whole pipeline on HTTP/1 (nginx), and on DNS (dnsmasq).
+//! decode only, and the whole pipeline, on HTTP/1 (nginx), DNS (dnsmasq) and Redis
+//! (redis-server).
 //! Run: `cargo bench -p tapwire-pipeline --bench stages`.
 
 use std::path::Path;
@@ -27,6 +28,7 @@ fn bench(c: &mut Criterion) {
             "tests/golden/http1/nginx-keepalive-pipelining.pcap",
         ),
         ("dns", "tests/golden/dns/dnsmasq-records.pcap"),
+        ("redis", "tests/golden/redis/redis-server-mixed.pcap"),
     ] {
         let frames = load(rel);
         let bytes: usize = frames.0.iter().map(|f| f.2.len()).sum();
