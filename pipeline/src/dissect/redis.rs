@@ -166,10 +166,13 @@ struct Scan {
     /// Error text of an error reply (first word kept).
     error: Option<String>,
     start_ts: Option<u64>,
+    /// Bytes of this message were lost in a gap (inside a bulk payload).
+    lost: bool,
 }
 
 impl Scan {
     fn reset(&mut self) {
+        self.lost = false;
         self.stack.clear();
         self.bulk_left = 0;
         self.bulk_keep = false;
@@ -189,6 +192,7 @@ struct Message {
     nargs: u64,
     error: Option<String>,
     start_ts: u64,
+    lost: bool,
 }
 
 enum Step {
@@ -220,6 +224,7 @@ impl Scan {
                         nargs: self.nargs,
                         error: self.error.take(),
                         start_ts: self.start_ts.take().unwrap_or(ts),
+                        lost: self.lost,
                     })
                     .inspect(|_| self.reset());
                 }
@@ -320,7 +325,7 @@ impl Scan {
                     }
                     let n = n as u64;
                     let count = if matches!(kind, b'%' | b'|') {
-                        n * 2
+                        n.saturating_mul(2)
                     } else {
                         n
                     };
@@ -412,6 +417,10 @@ impl RedisDissector {
         }
         let mut ex = out.exchange(Protocol::Redis, m.start_ts);
         ex.end_time_unix_nano = ts;
+        if m.lost {
+            ex.status = Status::Incomplete;
+            ex.add_anomaly("redis.gap");
+        }
         ex.db = Some(Db {
             system: DbSystem {
                 name: "redis".into(),
@@ -508,7 +517,10 @@ impl RedisDissector {
                 });
             }
         }
-        // CLIENT REPLY ON answers +OK; OFF and SKIP answer nothing (handled at the request).
+        if m.lost {
+            ex.status = Status::Incomplete;
+            ex.add_anomaly("redis.gap");
+        }
         ex.redis = Some(Redis {
             response: Some(RedisResponse {
                 rtype: rtype.into(),
@@ -595,9 +607,10 @@ impl Dissector for RedisDissector {
     fn gap(&mut self, dir: Direction, len: u64, _ts: u64, out: &mut Emitter<'_>) {
         out.anomaly("redis.gap");
         let scan = &mut self.scans[dir.index()];
-        if scan.bulk_left >= len && scan.bulk_left > 0 && len < scan.bulk_left {
-            // Lost inside a bulk payload: the framing holds.
+        if len < scan.bulk_left {
+            // Lost inside a bulk payload: the framing holds; the message is incomplete.
             scan.bulk_left -= len;
+            scan.lost = true;
             return;
         }
         // Framing lost: what is in flight on this side is gone. Replies lost with it would

@@ -147,3 +147,52 @@ fn detects_resp_and_inline_requests() {
         matches!(found, crate::dissect::detect::Detected::Found(e, _) if e.protocol == Protocol::Http)
     );
 }
+
+#[test]
+fn hostile_lengths_and_depth_end_the_flow_without_panic() {
+    for bad in [
+        &b"*2\r\n%9223372036854775807\r\n"[..],
+        b"$99999999999999999999\r\n",
+        b"*1\r\n$-7\r\n",
+        b"*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n",
+    ] {
+        let mut d = Driver::new();
+        let _ = d.send(C, bad, 3);
+        let _ = d.send(S, bad, 1);
+        let _ = d.close();
+    }
+    // A line longer than the cap is refused rather than buffered.
+    let mut d = Driver::new();
+    let mut long = b"+".to_vec();
+    long.extend(std::iter::repeat_n(b'a', MAX_LINE + 10));
+    assert!(!d.send(C, &long, 4096));
+}
+
+#[test]
+fn gap_inside_a_bulk_keeps_pairing() {
+    let mut d = Driver::new();
+    assert!(d.send(
+        S,
+        b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n",
+        100
+    ));
+    assert!(d.send(C, b"$10\r\n0123", 100));
+    {
+        let mut em = Emitter {
+            meta: meta(),
+            anomalies: &mut d.anomalies,
+            out: &mut d.out,
+        };
+        d.d.gap(C, 4, 9, &mut em);
+    }
+    assert!(d.send(C, b"89\r\n+PONG\r\n", 100));
+    let out = d.close();
+    let got: Vec<_> = out.iter().map(view).collect();
+    assert_eq!(
+        got,
+        vec![
+            v("GET", "GET ?", Status::Incomplete, "bulk_string", ""),
+            v("PING", "PING", Status::Ok, "simple_string", ""),
+        ]
+    );
+}
