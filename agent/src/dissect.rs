@@ -138,6 +138,17 @@ fn table_line(ex: &Exchange, s: &mut String) {
             (None, None) => "-",
         };
         let _ = write!(s, "{query} -> {reply}");
+    } else if let Some(m) = &ex.messaging {
+        let op = m.operation.as_ref().map(|o| o.name.as_str()).unwrap_or("?");
+        let dest = m
+            .destination
+            .as_ref()
+            .map(|d| d.name.as_str())
+            .unwrap_or("");
+        let _ = write!(s, "{op} {dest}");
+        if let Some(code) = ex.amqp.as_ref().and_then(|a| a.reply_code) {
+            let _ = write!(s, " -> {code}");
+        }
     }
     let status = match ex.status {
         Status::Ok => "ok",

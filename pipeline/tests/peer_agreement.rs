@@ -1,7 +1,8 @@
 //! tapwire against the peers' expected output stored next to the corpus captures:
-//! DeepFlow's parser results (`*.deepflow.result`: HTTP/1, DNS, Redis) and Zeek's `http.log`
+//! DeepFlow's parser results (`*.deepflow.result`: HTTP/1, DNS, Redis, AMQP) and Zeek's `http.log`
 //! and `redis.log` baselines. Requests (method, target), response status codes, DNS questions
-//! (id, name, type) and response codes, Redis command names and error prefixes must agree. Skipped visibly without `../shared`.
+//! (id, name, type) and response codes, Redis command names and error prefixes, and AMQP
+//! operations must agree. Skipped visibly without `../shared`.
 
 mod common;
 
@@ -19,6 +20,8 @@ struct Facts {
     /// Redis commands (upper case) and whether any reply was an error.
     redis_commands: BTreeSet<String>,
     redis_errors: BTreeSet<String>,
+    /// AMQP operations (`connection.open`, `basic.publish`, …).
+    amqp_operations: BTreeSet<String>,
 }
 
 fn ours(events: &[Exchange]) -> Facts {
@@ -43,6 +46,11 @@ fn ours(events: &[Exchange]) -> Facts {
             if let Some(r) = &db.response {
                 f.redis_errors.insert(r.status_code.clone());
             }
+        }
+        if let Some(op) = e.messaging.as_ref().and_then(|m| m.operation.as_ref())
+            && e.amqp.is_some()
+        {
+            f.amqp_operations.insert(op.name.clone());
         }
         if let Some(d) = &e.dns {
             if let Some(q) = &d.question {
@@ -96,6 +104,25 @@ fn deepflow(text: &str) -> Facts {
                     .and_then(|s| s.parse().ok())
             {
                 f.statuses.insert(code);
+            }
+        } else if line.starts_with("AmqpInfo") {
+            // `req_type: Some("Exchange.Declare")` on request lines: `exchange.declare`.
+            if line.contains("msg_type: Request")
+                && let Some(t) = line
+                    .split("req_type: Some(\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                && let Some((class, method)) = t.split_once('.')
+            {
+                let mut kebab = String::new();
+                for (i, ch) in method.chars().enumerate() {
+                    if ch.is_ascii_uppercase() && i > 0 {
+                        kebab.push('-');
+                    }
+                    kebab.push(ch.to_ascii_lowercase());
+                }
+                f.amqp_operations
+                    .insert(format!("{}.{kebab}", class.to_ascii_lowercase()));
             }
         } else if line.starts_with("RedisInfo") {
             let field = |name: &str| {
@@ -218,7 +245,7 @@ fn http_and_dns_agree_with_deepflow_and_zeek() {
     };
     let mut failures = Vec::new();
     let mut compared = 0;
-    for dir in ["http1", "dns", "edge", "redis"] {
+    for dir in ["http1", "dns", "edge", "redis", "amqp"] {
         let mut files: Vec<_> = std::fs::read_dir(corpus.join(dir))
             .unwrap()
             .flatten()
@@ -248,7 +275,8 @@ fn http_and_dns_agree_with_deepflow_and_zeek() {
                 && theirs.dns_questions.is_subset(&mine.dns_questions)
                 && theirs.dns_rcodes == mine.dns_rcodes
                 && theirs.redis_commands == mine.redis_commands
-                && theirs.redis_errors == mine.redis_errors;
+                && theirs.redis_errors == mine.redis_errors
+                && theirs.amqp_operations.is_subset(&mine.amqp_operations);
             if !ok {
                 failures.push(format!("{name}:\n  theirs: {theirs:?}\n  ours:   {mine:?}"));
             }

@@ -157,6 +157,64 @@ fn compare(file: &Path) -> Result<(), String> {
     }
 }
 
+/// AMQP: every method tshark decodes that is a request or a one-way message (not an `-ok`
+/// reply, not a `basic.get-empty`) is an operation tapwire reports, and vice versa.
+fn compare_amqp(file: &Path) -> Result<(), String> {
+    let (events, _) = common::dissect(&[file.to_path_buf()]);
+    let ours: BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| e.messaging.as_ref()?.operation.as_ref())
+        .map(|o| o.name.clone())
+        .collect();
+    let mut theirs = BTreeSet::new();
+    for row in tshark_fields(file, &[], &["amqp.method.class", "amqp.method.method"]) {
+        if row.len() != 2 || row[0].is_empty() {
+            continue;
+        }
+        for (c, m) in row[0].split('\u{1f}').zip(row[1].split('\u{1f}')) {
+            let (Ok(c), Ok(m)) = (c.parse::<u16>(), m.parse::<u16>()) else {
+                continue;
+            };
+            if let Some((name, _)) = pipeline::dissect::amqp::method_name(c, m)
+                && !name.ends_with("-ok")
+                && name != "basic.get-empty"
+            {
+                theirs.insert(name.to_string());
+            }
+        }
+    }
+    if ours == theirs {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: amqp only tapwire: {:?}; only tshark: {:?}",
+            file.display(),
+            ours.difference(&theirs).collect::<Vec<_>>(),
+            theirs.difference(&ours).collect::<Vec<_>>()
+        ))
+    }
+}
+
+#[test]
+fn amqp_agrees_with_tshark() {
+    if !tshark_ok() {
+        common::skip("tshark is not installed: AMQP tshark agreement not checked");
+        return;
+    }
+    let mut files =
+        common::captures_under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/amqp"));
+    if let Some(c) = common::corpus() {
+        files.extend(common::captures_under(&c.join("amqp")));
+    }
+    let failures: Vec<String> = files.iter().filter_map(|f| compare_amqp(f).err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} disagreements:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn http_and_dns_agree_with_tshark() {
     if !tshark_ok() {

@@ -7,7 +7,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::l7::{db::Db, db::Redis, dns::Dns, http::Http, http::Url};
+use crate::l7::{
+    db::Db, db::Redis, dns::Dns, http::Http, http::Url, messaging::Amqp, messaging::Messaging,
+};
 
 /// Application protocol of an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -124,6 +126,10 @@ pub struct Exchange {
     pub db: Option<Db>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<Redis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messaging: Option<Messaging>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amqp: Option<Amqp>,
     #[serde(default, skip_serializing_if = "Tapwire::is_empty")]
     pub tapwire: Tapwire,
 }
@@ -157,6 +163,8 @@ impl Exchange {
             dns: None,
             db: None,
             redis: None,
+            messaging: None,
+            amqp: None,
             tapwire: Tapwire::default(),
         }
     }

@@ -6,6 +6,7 @@
 //! them again with the next bytes, up to [`MAX_PENDING`] per direction; past that the bytes
 //! are dropped and reported as a gap (`dissect.pending_overflow`).
 
+pub mod amqp;
 pub mod body;
 pub mod detect;
 pub mod dns;

@@ -28,4 +28,5 @@ pub static REGISTRY: &[ProtocolEntry] = &[
     super::http1::ENTRY,
     super::dns::ENTRY,
     super::redis::ENTRY,
+    super::amqp::ENTRY,
 ];

@@ -3,3 +3,4 @@
 pub mod db;
 pub mod dns;
 pub mod http;
+pub mod messaging;
