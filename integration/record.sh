@@ -4,6 +4,8 @@
 #   integration/record.sh http1 OUT.pcap   nginx (Debian) + curl and a raw pipelining client
 #   integration/record.sh dns   OUT.pcap   dnsmasq (Debian) + dig (UDP and TCP)
 #   integration/record.sh redis OUT.pcap   redis-server (Debian) + redis-cli and raw RESP clients
+#   integration/record.sh amqp  OUT.pcap   rabbitmq-server (Debian) + pika (PyPI; PYTHON names a
+#                                          python with pika, default python3)
 #
 # The namespaces (tw-srv-$$, tw-cli-$$) are joined by a veth pair with 10.77.0.1 (server)
 # and 10.77.0.2 (client), no route out; offloads are off so frames look like wire frames.
@@ -11,8 +13,9 @@
 # Needs root, iproute2, ethtool, tcpdump, and the scenario's server and client.
 set -euo pipefail
 
-scenario=${1:?usage: record.sh http1|dns|redis OUT.pcap}
-out=$(realpath -m "${2:?usage: record.sh http1|dns|redis OUT.pcap}")
+scenario=${1:?usage: record.sh http1|dns|redis|amqp OUT.pcap}
+out=$(realpath -m "${2:?usage: record.sh http1|dns|redis|amqp OUT.pcap}")
+here=$(cd "$(dirname "$0")" && pwd)
 S=tw-srv-$$; C=tw-cli-$$; SA=10.77.0.1; CA=10.77.0.2
 work=$(mktemp -d)
 pids=()
@@ -173,6 +176,34 @@ redis)
     printf '*3\r\n\$6\r\nCLIENT\r\n\$5\r\nREPLY\r\n\$4\r\nSKIP\r\n*1\r\n\$4\r\nPING\r\n*1\r\n\$4\r\nPING\r\n*1\r\n\$4\r\nQUIT\r\n' >&3
     cat <&3 >/dev/null"
   stop_capture
+  ;;
+amqp)
+  # RabbitMQ without systemd: the server script run directly, everything under $work. The
+  # password is a known test value: tests check it never appears in any output.
+  pw=tapwire-amqp-password-9c1e
+  rmq=$work/rabbit; mkdir -p "$rmq/home" "$rmq/mnesia" "$rmq/log"
+  printf 'tapwire-test-cookie' > "$rmq/home/.erlang.cookie"; chmod 400 "$rmq/home/.erlang.cookie"
+  cat > "$rmq/rabbitmq.conf" <<CONF
+loopback_users = none
+listeners.tcp.default = $SA:5672
+log.console = true
+default_user = tapwire
+default_pass = $pw
+CONF
+  echo '[].' > "$rmq/enabled_plugins"
+  ip netns exec "$S" env HOME="$rmq/home" RABBITMQ_NODENAME=tw@localhost \
+    RABBITMQ_CONFIG_FILE="$rmq/rabbitmq.conf" RABBITMQ_ENABLED_PLUGINS_FILE="$rmq/enabled_plugins" \
+    RABBITMQ_MNESIA_BASE="$rmq/mnesia" RABBITMQ_LOG_BASE="$rmq/log" RABBITMQ_PID_FILE="$rmq/pid" \
+    ERL_EPMD_ADDRESS=127.0.0.1 /usr/lib/rabbitmq/bin/rabbitmq-server >"$rmq/server.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 600); do
+    ip netns exec "$C" bash -c "exec 3<>/dev/tcp/$SA/5672" 2>/dev/null && break; sleep 0.1
+  done
+  start_capture
+  ip netns exec "$C" "${PYTHON:-python3}" "$here/clients/amqp_client.py" $SA tapwire "$pw"
+  stop_capture
+  # epmd outlives the server: end it by PID (it lives in the server namespace).
+  for p in $(ip netns pids "$S"); do kill -TERM "$p" 2>/dev/null || true; done
   ;;
 *) echo "record.sh: unknown scenario $scenario" >&2; exit 2 ;;
 esac

@@ -175,3 +175,28 @@ fn credentials_never_reach_any_output() {
     assert!(!golden.contains(PASSWORD));
     assert!(golden.contains("\"AUTH ?\""));
 }
+
+/// The recorded RabbitMQ capture carries the password in connection.start-ok (PLAIN).
+#[test]
+fn amqp_credentials_never_reach_any_output() {
+    const PASSWORD: &str = "tapwire-amqp-password-9c1e";
+    let cap = fixture("amqp/rabbitmq-pika.pcap");
+    let raw = std::fs::read(&cap).unwrap();
+    assert!(
+        raw.windows(PASSWORD.len())
+            .any(|w| w == PASSWORD.as_bytes())
+    );
+    for format in ["ndjson", "table"] {
+        let out = tapwire(&["dissect", "--format", format, &cap]);
+        assert!(out.status.success());
+        for stream in [&out.stdout, &out.stderr] {
+            assert!(
+                !String::from_utf8_lossy(stream).contains(PASSWORD),
+                "{format} shows it"
+            );
+        }
+    }
+    let golden = std::fs::read_to_string(fixture("amqp/rabbitmq-pika.ndjson")).unwrap();
+    assert!(!golden.contains(PASSWORD));
+    assert!(golden.contains("connection.start"));
+}

@@ -14,7 +14,8 @@
 //!   emitted once their content (header and body) is complete; `basic.ack`, `basic.nack`,
 //!   `basic.reject` are one-way exchanges of their own;
 //! - a request answered by `channel.close` / `connection.close` with a reply code other than
-//!   200 has `status` `error` with the code and text; the close itself is an exchange too;
+//!   200 has `status` `error` with the code and text; the close itself is an exchange too
+//!   (code 0, which some clients send for a normal close, is not an error);
 //! - the protocol header and heartbeats are plumbing, never exchanges; `connection.start-ok`
 //!   (which carries the credentials) contributes nothing but its name.
 //!
@@ -420,7 +421,7 @@ impl AmqpDissector {
         let close = class.as_ref().and_then(Self::close_code);
         let closing = matches!(name, "channel.close" | "connection.close");
         if let Some((code, text)) = &close
-            && *code != 200
+            && !matches!(*code, 0 | 200)
             && closing
         {
             // The close answers the other side's requests on this channel (all channels for
@@ -447,7 +448,7 @@ impl AmqpDissector {
         }
         let mut ex = Self::exchange(out, name, channel, ts, destination, routing_key.as_deref());
         if let Some((code, text)) = close
-            && code != 200
+            && !matches!(code, 0 | 200)
         {
             // A close with an error code fails; a returned message only reports why.
             if closing {
