@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the fuzz seed corpora from the project's own recorded captures (needs tshark, xxd).
-#   seeds/http1/, seeds/dns/, seeds/redis/: one file per TCP connection: [piece size][split][client bytes][server bytes]
+#   seeds/http1/, seeds/dns/, seeds/redis/, seeds/amqp/: one file per TCP connection: [piece size][split][client bytes][server bytes]
 #   seeds/pipeline/: the first packets of each fixture capture
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -26,6 +26,10 @@ for i in $(tshark -r $fix/redis/redis-server-mixed.pcap -T fields -e tcp.stream 
 done
 # The 300 kB SET is a poor seed (slow to mutate); keep the small connections only.
 find seeds/redis -size +8k -delete
+mkdir -p seeds/amqp
+for i in $(tshark -r $fix/amqp/rabbitmq-pika.pcap -T fields -e tcp.stream | sort -un); do
+  stream_seed $fix/amqp/rabbitmq-pika.pcap "$i" "seeds/amqp/rabbitmq-$i" 5672
+done
 for f in $fix/*/*.pcap; do
   editcap -r "$f" "seeds/pipeline/$(basename "$f" .pcap)-head.pcap" 1-24
 done

@@ -1,0 +1,13 @@
+#![no_main]
+// AMQP dissector on arbitrary bytes, fed in pieces from both directions with a gap.
+use libfuzzer_sys::fuzz_target;
+use pipeline::dissect::amqp::AmqpDissector;
+use schemas::Transport;
+
+#[path = "common.rs"]
+mod common;
+
+fuzz_target!(|data: &[u8]| {
+    let mut d = AmqpDissector::new();
+    common::drive(&mut d, Transport::Tcp, data);
+});
