@@ -196,3 +196,41 @@ fn gap_inside_a_bulk_keeps_pairing() {
         ]
     );
 }
+
+#[test]
+fn multi_exec_pairs_every_command_with_its_queued_reply() {
+    let mut d = Driver::new();
+    let reqs = b"*1\r\n$5\r\nMULTI\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n*1\r\n$4\r\nEXEC\r\n";
+    let resps = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n:1\r\n";
+    assert!(d.send(S, reqs, 7));
+    assert!(d.send(C, resps, 3));
+    let got: Vec<_> = d.close().iter().map(view).collect();
+    assert_eq!(
+        got,
+        vec![
+            v("MULTI", "MULTI", Status::Ok, "simple_string", ""),
+            v("SET", "SET ? ?", Status::Ok, "simple_string", ""),
+            v("INCR", "INCR ?", Status::Ok, "simple_string", ""),
+            v("EXEC", "EXEC", Status::Ok, "array", ""),
+        ]
+    );
+}
+
+#[test]
+fn resp3_push_after_subscribe_is_one_way() {
+    let mut d = Driver::new();
+    assert!(d.send(S, b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n", 100));
+    assert!(d.send(
+        C,
+        b">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n",
+        5
+    ));
+    let got: Vec<_> = d.close().iter().map(view).collect();
+    assert_eq!(
+        got,
+        vec![
+            v("SUBSCRIBE", "SUBSCRIBE ?", Status::Ok, "push", ""),
+            v("MESSAGE", "", Status::Ok, "push", ""),
+        ]
+    );
+}
