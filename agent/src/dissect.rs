@@ -138,6 +138,17 @@ fn table_line(ex: &Exchange, s: &mut String) {
             (None, None) => "-",
         };
         let _ = write!(s, "{query} -> {reply}");
+    } else if let Some(k) = &ex.kafka {
+        let _ = write!(
+            s,
+            "{} v{} {}",
+            k.api_name,
+            k.api_version,
+            k.topics.join(",")
+        );
+        if let Some(code) = k.error_code {
+            let _ = write!(s, " -> error {code}");
+        }
     } else if let Some(m) = &ex.messaging {
         let op = m.operation.as_ref().map(|o| o.name.as_str()).unwrap_or("?");
         let dest = m

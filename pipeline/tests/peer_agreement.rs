@@ -1,8 +1,8 @@
 //! tapwire against the peers' expected output stored next to the corpus captures:
-//! DeepFlow's parser results (`*.deepflow.result`: HTTP/1, DNS, Redis, AMQP) and Zeek's `http.log`
+//! DeepFlow's parser results (`*.deepflow.result`: HTTP/1, DNS, Redis, AMQP, Kafka) and Zeek's `http.log`
 //! and `redis.log` baselines. Requests (method, target), response status codes, DNS questions
-//! (id, name, type) and response codes, Redis command names and error prefixes, and AMQP
-//! operations must agree. Skipped visibly without `../shared`.
+//! (id, name, type) and response codes, Redis command names and error prefixes, AMQP
+//! operations, and Kafka exchanges (correlation id, API, topic, error code) must agree. Skipped visibly without `../shared`.
 
 mod common;
 
@@ -22,6 +22,11 @@ struct Facts {
     redis_errors: BTreeSet<String>,
     /// AMQP operations (`connection.open`, `basic.publish`, …).
     amqp_operations: BTreeSet<String>,
+    /// Kafka exchanges: (correlation id, API name, topic or "", error code or 0).
+    kafka: BTreeSet<(i32, String, String, i16)>,
+    /// Correlation ids DeepFlow marks as not parsed (its status code -2 with status Ok: the
+    /// API version is one it does not support); not compared.
+    kafka_unparsed: BTreeSet<i32>,
 }
 
 fn ours(events: &[Exchange]) -> Facts {
@@ -46,6 +51,17 @@ fn ours(events: &[Exchange]) -> Facts {
             if let Some(r) = &db.response {
                 f.redis_errors.insert(r.status_code.clone());
             }
+        }
+        if let Some(k) = &e.kafka
+            && e.status != schemas::Status::NoResponse
+        {
+            let topic = k.topics.first().cloned().unwrap_or_default();
+            f.kafka.insert((
+                k.correlation_id,
+                k.api_name.clone(),
+                topic,
+                k.error_code.unwrap_or(0),
+            ));
         }
         if let Some(op) = e.messaging.as_ref().and_then(|m| m.operation.as_ref())
             && e.amqp.is_some()
@@ -81,6 +97,7 @@ fn rcode_name(n: u64) -> String {
 /// DeepFlow's result lines: Rust `Debug` of `HttpInfo` for HTTP, JSON for DNS.
 fn deepflow(text: &str) -> Facts {
     let mut f = Facts::default();
+    let mut pending_kafka: Vec<(i32, String, String)> = Vec::new();
     for line in text.lines() {
         if line.starts_with("HttpInfo") {
             let field = |name: &str| {
@@ -104,6 +121,41 @@ fn deepflow(text: &str) -> Facts {
                     .and_then(|s| s.parse().ok())
             {
                 f.statuses.insert(code);
+            }
+        } else if line.starts_with("KafkaInfo") {
+            // One line per message: the request names api and topic, the response the code.
+            let text = |name: &str| {
+                line.split(&format!("{name}: \""))
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+            };
+            let corr = line
+                .split("correlation_id: Some(")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .and_then(|c| c.parse::<i32>().ok());
+            let api = line
+                .split("api_key: ")
+                .nth(1)
+                .and_then(|r| r.split(',').next());
+            if let (Some(corr), Some(api)) = (corr, api) {
+                if line.contains("msg_type: Request") {
+                    let topic = text("topic_name").unwrap_or("").to_string();
+                    pending_kafka.push((corr, api.to_string(), topic));
+                } else if let Some(i) = pending_kafka.iter().position(|p| p.0 == corr) {
+                    let (corr, api, topic) = pending_kafka.remove(i);
+                    let code = line
+                        .split("status_code: Some(")
+                        .nth(1)
+                        .and_then(|r| r.split(')').next())
+                        .and_then(|c| c.parse::<i16>().ok())
+                        .unwrap_or(0);
+                    if code == -2 && line.contains("status: Ok") {
+                        f.kafka_unparsed.insert(corr);
+                    } else {
+                        f.kafka.insert((corr, api, topic, code));
+                    }
+                }
             }
         } else if line.starts_with("AmqpInfo") {
             // `req_type: Some("Exchange.Declare")` on request lines: `exchange.declare`.
@@ -245,7 +297,7 @@ fn http_and_dns_agree_with_deepflow_and_zeek() {
     };
     let mut failures = Vec::new();
     let mut compared = 0;
-    for dir in ["http1", "dns", "edge", "redis", "amqp"] {
+    for dir in ["http1", "dns", "edge", "redis", "amqp", "kafka"] {
         let mut files: Vec<_> = std::fs::read_dir(corpus.join(dir))
             .unwrap()
             .flatten()
@@ -267,7 +319,9 @@ fn http_and_dns_agree_with_deepflow_and_zeek() {
                 continue;
             };
             let (events, _) = common::dissect(&[cap]);
-            let mine = ours(&events);
+            let mut mine = ours(&events);
+            mine.kafka.retain(|k| !theirs.kafka_unparsed.contains(&k.0));
+            mine.kafka_unparsed = theirs.kafka_unparsed.clone();
             compared += 1;
             // Zeek baselines are cut to a few columns; compare what the baseline has.
             let ok = theirs.requests == mine.requests
@@ -276,7 +330,8 @@ fn http_and_dns_agree_with_deepflow_and_zeek() {
                 && theirs.dns_rcodes == mine.dns_rcodes
                 && theirs.redis_commands == mine.redis_commands
                 && theirs.redis_errors == mine.redis_errors
-                && theirs.amqp_operations.is_subset(&mine.amqp_operations);
+                && theirs.amqp_operations.is_subset(&mine.amqp_operations)
+                && theirs.kafka == mine.kafka;
             if !ok {
                 failures.push(format!("{name}:\n  theirs: {theirs:?}\n  ours:   {mine:?}"));
             }

@@ -8,7 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::l7::{
-    db::Db, db::Redis, dns::Dns, http::Http, http::Url, messaging::Amqp, messaging::Messaging,
+    db::Db, db::Redis, dns::Dns, http::Http, http::Url, messaging::Amqp, messaging::Kafka,
+    messaging::Messaging,
 };
 
 /// Application protocol of an exchange.
@@ -130,6 +131,8 @@ pub struct Exchange {
     pub messaging: Option<Messaging>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amqp: Option<Amqp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<Kafka>,
     #[serde(default, skip_serializing_if = "Tapwire::is_empty")]
     pub tapwire: Tapwire,
 }
@@ -165,6 +168,7 @@ impl Exchange {
             redis: None,
             messaging: None,
             amqp: None,
+            kafka: None,
             tapwire: Tapwire::default(),
         }
     }

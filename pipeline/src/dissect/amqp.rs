@@ -295,6 +295,7 @@ impl AmqpDissector {
                     routing_key: k.to_string(),
                 },
             }),
+            ..Messaging::default()
         });
         ex.amqp = Some(Amqp {
             channel,

@@ -11,6 +11,7 @@ pub mod body;
 pub mod detect;
 pub mod dns;
 pub mod http1;
+pub mod kafka;
 pub mod pairing;
 pub mod redis;
 pub mod registry;

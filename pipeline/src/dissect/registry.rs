@@ -29,4 +29,5 @@ pub static REGISTRY: &[ProtocolEntry] = &[
     super::dns::ENTRY,
     super::redis::ENTRY,
     super::amqp::ENTRY,
+    super::kafka::ENTRY,
 ];

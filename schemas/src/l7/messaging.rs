@@ -31,6 +31,25 @@ pub struct Rabbitmq {
     pub destination: RabbitDestination,
 }
 
+/// `messaging.client.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Client {
+    pub id: String,
+}
+
+/// `messaging.consumer.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Consumer {
+    pub group: Named,
+}
+
+/// `messaging.batch.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Batch {
+    /// Records in the request's (Produce) or response's (Fetch) record batches.
+    pub message_count: u64,
+}
+
 /// `messaging.*`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Messaging {
@@ -47,6 +66,41 @@ pub struct Messaging {
     pub message: Option<Message>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rabbitmq: Option<Rabbitmq>,
+    /// The client id a Kafka request carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<Client>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<Consumer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Batch>,
+}
+
+/// Records and bytes one topic carried in a Produce request or a Fetch response.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TopicStats {
+    pub topic: String,
+    pub records: u64,
+    /// Record-batch bytes as sent (compressed batches count compressed).
+    pub bytes: u64,
+}
+
+/// `kafka.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Kafka {
+    pub api_key: i16,
+    /// `Produce`, `Fetch`, `Metadata`, … (`ApiKey<n>` for keys tapwire does not know).
+    pub api_name: String,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    /// Every topic the request names, in order, without repeats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
+    /// The first non-zero error code at any level of the response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<i16>,
+    /// Per-topic records and bytes (Produce requests, Fetch responses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topic_stats: Vec<TopicStats>,
 }
 
 /// `amqp.*`.

@@ -1,0 +1,719 @@
+//! Apache Kafka: every API key and version the `kafka-protocol` crate knows (flexible versions
+//! included), request headers v0–v2, and header-level exchanges for the versions the crate
+//! dropped (Produce v0–2, Fetch v0–3, ListOffsets v0), whose topic names come from small
+//! readers here.
+//!
+//! Framing: a 4-byte length, then the message. A message of at most [`MAX_DECODE`] bytes is
+//! collected (in a buffer of this dissector, not the flow's) and decoded whole; a larger one
+//! (a big Fetch response, say) gives a header-level exchange only and its bytes are skipped
+//! as they stream past. Responses carry no API key: they are paired with their request by
+//! correlation id (at most `pairing::DEFAULT_IN_FLIGHT` in flight, [`REQUEST_TIMEOUT_NS`])
+//! and decoded with the request's key and version. Produce with `acks=0` gets no response and
+//! is a one-way exchange.
+//!
+//! Fields: `kafka.api_key`, `api_name`, `api_version`, `correlation_id`, `topics` (every topic
+//! named), `error_code` (the first non-zero code at any level of the response, `status`
+//! `error`), `topic_stats` (records and bytes per topic for Produce requests and Fetch
+//! responses, from the record-batch headers: batches are never decompressed);
+//! `messaging.destination.name` when exactly one topic is named, `messaging.client.id`,
+//! `messaging.consumer.group.name` for group APIs, `messaging.batch.message_count`.
+//! Error codes are read for the APIs listed in `response_error`; other responses are paired
+//! and timed without one.
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use schemas::l7::db::Named;
+use schemas::l7::messaging::{Batch, Client, Consumer, Kafka, Messaging, TopicStats};
+use schemas::{Exchange, Protocol, Status, Transport};
+
+use super::detect::Detection;
+use super::pairing::{ById, DEFAULT_IN_FLIGHT};
+use super::registry::ProtocolEntry;
+use super::{Direction, Dissector, Emitter, FlowMeta, Progress};
+
+/// Largest message decoded whole; larger ones are skipped past after their header.
+pub const MAX_DECODE: usize = 1 << 20;
+/// Largest message length believed at all (Kafka's default socket request maximum).
+const MAX_MESSAGE: usize = 100 << 20;
+/// A request unanswered for this long (capture time) is `no_response`.
+pub const REQUEST_TIMEOUT_NS: u64 = 60_000_000_000;
+
+pub const ENTRY: ProtocolEntry = ProtocolEntry {
+    protocol: Protocol::Kafka,
+    tcp: true,
+    udp: false,
+    ports: &[9092, 9093, 9094],
+    detect,
+    new: |_meta: &FlowMeta| Box::new(KafkaDissector::new()),
+};
+
+fn i16_at(b: &[u8], at: usize) -> Option<i16> {
+    b.get(at..at + 2).map(|s| i16::from_be_bytes([s[0], s[1]]))
+}
+
+fn i32_at(b: &[u8], at: usize) -> Option<i32> {
+    b.get(at..at + 4)
+        .map(|s| i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// Versions the crate dropped but tapwire still reads at header level.
+fn legacy(api: ApiKey, version: i16) -> bool {
+    matches!(
+        (api, version),
+        (ApiKey::Produce, 0..=2) | (ApiKey::Fetch, 0..=3) | (ApiKey::ListOffsets, 0)
+    )
+}
+
+fn known_version(api: ApiKey, version: i16) -> bool {
+    let r = api.valid_versions();
+    (r.min..=r.max).contains(&version) || legacy(api, version)
+}
+
+fn detect(data: &[u8], _t: Transport, _hinted: bool) -> Detection {
+    if data.len() < 14 {
+        return Detection::NeedMore;
+    }
+    let (Some(len), Some(key), Some(version), Some(client_len)) = (
+        i32_at(data, 0),
+        i16_at(data, 4),
+        i16_at(data, 6),
+        i16_at(data, 12),
+    ) else {
+        return Detection::No;
+    };
+    let Ok(api) = ApiKey::try_from(key) else {
+        return Detection::No;
+    };
+    let sane_len = len >= 10 && (len as usize) <= MAX_MESSAGE;
+    let sane_client = client_len == -1 || (client_len >= 0 && i32::from(client_len) <= len - 10);
+    if sane_len && sane_client && known_version(api, version) {
+        Detection::FromClient
+    } else {
+        Detection::No
+    }
+}
+
+/// A small cursor for the legacy layouts.
+struct Rd<'a>(&'a [u8]);
+
+impl<'a> Rd<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (h, t) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = t;
+        Some(h)
+    }
+    fn i16(&mut self) -> Option<i16> {
+        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.take(4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn string(&mut self) -> Option<String> {
+        let n = self.i16()?;
+        if n < 0 {
+            return Some(String::new());
+        }
+        self.take(n as usize)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+    fn array_len(&mut self) -> Option<usize> {
+        let n = self.i32()?;
+        // Every element is at least 2 bytes: a count beyond that is corrupt.
+        (n >= 0 && (n as usize) <= self.0.len() / 2).then_some(n as usize)
+    }
+}
+
+/// Topics (and Produce's acks and record stats) of the legacy request layouts.
+fn legacy_request(api: ApiKey, version: i16, body: &[u8], info: &mut ReqInfo) -> Option<()> {
+    let mut r = Rd(body);
+    match api {
+        ApiKey::Produce => {
+            if version >= 3 {
+                r.string()?; // transactional id (not legacy; kept for symmetry)
+            }
+            info.acks = r.i16()?;
+            r.i32()?; // timeout
+            for _ in 0..r.array_len()? {
+                let topic = r.string()?;
+                let mut stats = TopicStats {
+                    topic: topic.clone(),
+                    ..TopicStats::default()
+                };
+                for _ in 0..r.array_len()? {
+                    r.i32()?; // partition
+                    let n = r.i32()?;
+                    if n > 0 {
+                        let set = r.take(n as usize)?;
+                        count_records(set, &mut stats);
+                    }
+                }
+                info.topic(topic);
+                info.stats.push(stats);
+            }
+        }
+        ApiKey::Fetch => {
+            r.i32()?; // replica id
+            r.i32()?; // max wait
+            r.i32()?; // min bytes
+            if version >= 3 {
+                r.i32()?; // max bytes
+            }
+            for _ in 0..r.array_len()? {
+                info.topic(r.string()?);
+                for _ in 0..r.array_len()? {
+                    r.take(4 + 8 + 4)?; // partition, fetch offset, max bytes
+                }
+            }
+        }
+        ApiKey::ListOffsets => {
+            r.i32()?; // replica id
+            for _ in 0..r.array_len()? {
+                info.topic(r.string()?);
+                for _ in 0..r.array_len()? {
+                    r.take(4 + 8 + 4)?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Some(())
+}
+
+/// First non-zero error code of a legacy Produce (v0–2) response.
+fn legacy_produce_error(body: &[u8]) -> Option<i16> {
+    let mut r = Rd(body);
+    for _ in 0..r.array_len()? {
+        r.string()?;
+        for _ in 0..r.array_len()? {
+            r.i32()?;
+            let code = r.i16()?;
+            if code != 0 {
+                return Some(code);
+            }
+            r.take(8)?; // base offset (log append time follows in v2)
+        }
+    }
+    None
+}
+
+/// Records and bytes in a record set: v2 record batches (count from the batch header) or
+/// v0/v1 message sets (one record per message). Nothing is decompressed.
+fn count_records(mut set: &[u8], stats: &mut TopicStats) {
+    stats.bytes += set.len() as u64;
+    while set.len() >= 12 {
+        let Some(len) = i32_at(set, 8).filter(|l| *l > 0) else {
+            break;
+        };
+        let end = 12 + len as usize;
+        let magic = set.get(16).copied().unwrap_or(0);
+        if magic >= 2 {
+            if let Some(n) = i32_at(set, 57).filter(|n| *n > 0) {
+                stats.records += n as u64;
+            }
+        } else {
+            stats.records += 1;
+        }
+        match set.get(end..) {
+            Some(rest) => set = rest,
+            None => break, // a cut last batch (fetch responses may end mid-batch)
+        }
+    }
+}
+
+/// What a request says.
+#[derive(Default)]
+struct ReqInfo {
+    topics: Vec<String>,
+    group: Option<String>,
+    acks: i16,
+    stats: Vec<TopicStats>,
+}
+
+impl ReqInfo {
+    fn topic(&mut self, t: String) {
+        if !t.is_empty() && !self.topics.contains(&t) {
+            self.topics.push(t);
+        }
+    }
+}
+
+fn request_info(req: &RequestKind, info: &mut ReqInfo) {
+    match req {
+        RequestKind::Produce(r) => {
+            info.acks = r.acks;
+            for t in &r.topic_data {
+                let mut stats = TopicStats {
+                    topic: t.name.to_string(),
+                    ..TopicStats::default()
+                };
+                for p in &t.partition_data {
+                    if let Some(rec) = &p.records {
+                        count_records(rec, &mut stats);
+                    }
+                }
+                info.topic(t.name.to_string());
+                info.stats.push(stats);
+            }
+        }
+        RequestKind::Fetch(r) => r
+            .topics
+            .iter()
+            .for_each(|t| info.topic(t.topic.to_string())),
+        RequestKind::ListOffsets(r) => r.topics.iter().for_each(|t| info.topic(t.name.to_string())),
+        RequestKind::Metadata(r) => r
+            .topics
+            .iter()
+            .flatten()
+            .filter_map(|t| t.name.as_ref())
+            .for_each(|n| info.topic(n.to_string())),
+        RequestKind::OffsetCommit(r) => {
+            info.group = Some(r.group_id.to_string());
+            r.topics.iter().for_each(|t| info.topic(t.name.to_string()));
+        }
+        RequestKind::OffsetFetch(r) => {
+            if !r.group_id.is_empty() {
+                info.group = Some(r.group_id.to_string());
+            }
+            r.topics
+                .iter()
+                .flatten()
+                .for_each(|t| info.topic(t.name.to_string()));
+            for g in &r.groups {
+                info.group.get_or_insert_with(|| g.group_id.to_string());
+                g.topics
+                    .iter()
+                    .flatten()
+                    .for_each(|t| info.topic(t.name.to_string()));
+            }
+        }
+        RequestKind::JoinGroup(r) => info.group = Some(r.group_id.to_string()),
+        RequestKind::SyncGroup(r) => info.group = Some(r.group_id.to_string()),
+        RequestKind::Heartbeat(r) => info.group = Some(r.group_id.to_string()),
+        RequestKind::LeaveGroup(r) => info.group = Some(r.group_id.to_string()),
+        RequestKind::CreateTopics(r) => {
+            r.topics.iter().for_each(|t| info.topic(t.name.to_string()))
+        }
+        RequestKind::DeleteTopics(r) => {
+            r.topic_names.iter().for_each(|t| info.topic(t.to_string()));
+            r.topics
+                .iter()
+                .filter_map(|t| t.name.as_ref())
+                .for_each(|n| info.topic(n.to_string()));
+        }
+        _ => {}
+    }
+}
+
+fn first_nonzero(codes: impl IntoIterator<Item = i16>) -> Option<i16> {
+    codes.into_iter().find(|c| *c != 0)
+}
+
+/// First non-zero error code at any level, and Fetch's per-topic stats.
+fn response_error(resp: &ResponseKind, stats: &mut Vec<TopicStats>) -> Option<i16> {
+    match resp {
+        ResponseKind::Produce(r) => first_nonzero(
+            r.responses
+                .iter()
+                .flat_map(|t| t.partition_responses.iter().map(|p| p.error_code)),
+        ),
+        ResponseKind::Fetch(r) => {
+            for t in &r.responses {
+                let mut s = TopicStats {
+                    topic: t.topic.to_string(),
+                    ..TopicStats::default()
+                };
+                for p in &t.partitions {
+                    if let Some(rec) = &p.records {
+                        count_records(rec, &mut s);
+                    }
+                }
+                stats.push(s);
+            }
+            first_nonzero(
+                std::iter::once(r.error_code).chain(
+                    r.responses
+                        .iter()
+                        .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+                ),
+            )
+        }
+        ResponseKind::Metadata(r) => first_nonzero(std::iter::once(r.error_code).chain(
+            r.topics.iter().flat_map(|t| {
+                std::iter::once(t.error_code).chain(t.partitions.iter().map(|p| p.error_code))
+            }),
+        )),
+        ResponseKind::ApiVersions(r) => first_nonzero([r.error_code]),
+        ResponseKind::FindCoordinator(r) => first_nonzero(
+            std::iter::once(r.error_code).chain(r.coordinators.iter().map(|c| c.error_code)),
+        ),
+        ResponseKind::JoinGroup(r) => first_nonzero([r.error_code]),
+        ResponseKind::SyncGroup(r) => first_nonzero([r.error_code]),
+        ResponseKind::Heartbeat(r) => first_nonzero([r.error_code]),
+        ResponseKind::LeaveGroup(r) => first_nonzero(
+            std::iter::once(r.error_code).chain(r.members.iter().map(|m| m.error_code)),
+        ),
+        ResponseKind::OffsetCommit(r) => first_nonzero(
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+        ),
+        ResponseKind::OffsetFetch(r) => first_nonzero(
+            std::iter::once(r.error_code)
+                .chain(
+                    r.topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+                )
+                .chain(r.groups.iter().flat_map(|g| {
+                    std::iter::once(g.error_code).chain(
+                        g.topics
+                            .iter()
+                            .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+                    )
+                })),
+        ),
+        ResponseKind::ListOffsets(r) => first_nonzero(
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+        ),
+        ResponseKind::InitProducerId(r) => first_nonzero([r.error_code]),
+        ResponseKind::CreateTopics(r) => first_nonzero(r.topics.iter().map(|t| t.error_code)),
+        ResponseKind::DeleteTopics(r) => first_nonzero(r.responses.iter().map(|t| t.error_code)),
+        _ => None,
+    }
+}
+
+/// Skip the tagged fields of a flexible header: returns the bytes after them.
+fn skip_tagged(b: &[u8]) -> Option<&[u8]> {
+    fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
+        let mut v = 0u64;
+        for (i, byte) in b.iter().enumerate().take(10) {
+            v |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Some((v, i + 1));
+            }
+        }
+        None
+    }
+    let (count, mut at) = uvarint(b)?;
+    for _ in 0..count.min(64) {
+        let (_, n) = uvarint(b.get(at..)?)?;
+        at += n;
+        let (size, n) = uvarint(b.get(at..)?)?;
+        at += n + usize::try_from(size).ok()?;
+    }
+    b.get(at..)
+}
+
+/// A request waiting for its response.
+struct Pending {
+    ex: Exchange,
+    api: Option<ApiKey>,
+    version: i16,
+}
+
+/// Collection state of one direction.
+#[derive(Default)]
+struct Side {
+    /// Bytes of the message being collected (length prefix excluded).
+    buf: Vec<u8>,
+    /// Length of the message being collected.
+    want: usize,
+    /// Bytes of an oversized message still to skip.
+    skip: usize,
+    start_ts: u64,
+}
+
+/// Kafka dissector state for one connection.
+pub struct KafkaDissector {
+    sides: [Side; 2],
+    pending: ById<i32, Pending>,
+}
+
+impl Default for KafkaDissector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn api_name(key: i16, api: Option<ApiKey>) -> String {
+    match api {
+        Some(a) => format!("{a:?}"),
+        None => format!("ApiKey{key}"),
+    }
+}
+
+impl KafkaDissector {
+    pub fn new() -> Self {
+        KafkaDissector {
+            sides: [Side::default(), Side::default()],
+            pending: ById::new(DEFAULT_IN_FLIGHT, REQUEST_TIMEOUT_NS),
+        }
+    }
+
+    fn expire(&mut self, ts: u64, out: &mut Emitter<'_>) {
+        for p in self.pending.expire(ts) {
+            let mut ex = p.ex;
+            ex.status = Status::NoResponse;
+            out.emit(ex);
+        }
+    }
+
+    /// A whole request (`whole` false: only its first bytes, the rest was skipped).
+    fn request(&mut self, msg: &[u8], whole: bool, start: u64, ts: u64, out: &mut Emitter<'_>) {
+        let (Some(key), Some(version), Some(corr)) =
+            (i16_at(msg, 0), i16_at(msg, 2), i32_at(msg, 4))
+        else {
+            out.anomaly("kafka.short_request");
+            return;
+        };
+        let api = ApiKey::try_from(key).ok();
+        let header_version = api.map_or(1, |a| a.request_header_version(version));
+        let mut rest = msg.get(8..).unwrap_or_default();
+        let mut client_id = None;
+        if header_version >= 1 {
+            let mut r = Rd(rest);
+            client_id = r.string();
+            rest = r.0;
+        }
+        if header_version >= 2 {
+            rest = skip_tagged(rest).unwrap_or_default();
+        }
+        let mut info = ReqInfo {
+            acks: -1,
+            ..ReqInfo::default()
+        };
+        let mut anomaly = None;
+        if let Some(a) = api
+            && whole
+        {
+            let r = a.valid_versions();
+            if (r.min..=r.max).contains(&version) {
+                match RequestKind::decode(a, &mut Bytes::copy_from_slice(rest), version) {
+                    Ok(req) => request_info(&req, &mut info),
+                    Err(_) => anomaly = Some("kafka.bad_request"),
+                }
+            } else if legacy(a, version) {
+                if legacy_request(a, version, rest, &mut info).is_none() {
+                    anomaly = Some("kafka.bad_request");
+                }
+            } else {
+                anomaly = Some("kafka.unknown_version");
+            }
+        }
+        if let Some(a) = anomaly {
+            out.anomaly(a);
+        }
+        let mut ex = out.exchange(Protocol::Kafka, start);
+        ex.end_time_unix_nano = ts;
+        if let Some(a) = anomaly {
+            ex.add_anomaly(a);
+        }
+        let op = match api {
+            Some(ApiKey::Produce) => "send".to_string(),
+            Some(ApiKey::Fetch) => "receive".to_string(),
+            _ => api_name(key, api),
+        };
+        let count: u64 = info.stats.iter().map(|s| s.records).sum();
+        ex.messaging = Some(Messaging {
+            system: "kafka".into(),
+            operation: Some(Named { name: op }),
+            destination: (info.topics.len() == 1).then(|| Named {
+                name: info.topics[0].clone(),
+            }),
+            client: client_id.filter(|c| !c.is_empty()).map(|id| Client { id }),
+            consumer: info.group.filter(|g| !g.is_empty()).map(|g| Consumer {
+                group: Named { name: g },
+            }),
+            batch: (api == Some(ApiKey::Produce) && !info.stats.is_empty()).then_some(Batch {
+                message_count: count,
+            }),
+            ..Messaging::default()
+        });
+        ex.kafka = Some(Kafka {
+            api_key: key,
+            api_name: api_name(key, api),
+            api_version: version,
+            correlation_id: corr,
+            topics: info.topics,
+            error_code: None,
+            topic_stats: info.stats,
+        });
+        if api == Some(ApiKey::Produce) && info.acks == 0 {
+            // acks=0: the broker never answers.
+            out.emit(ex);
+            return;
+        }
+        if let Some(old) = self.pending.push(corr, start, Pending { ex, api, version }) {
+            out.anomaly("pairing.evicted");
+            let mut ex = old.ex;
+            ex.status = Status::NoResponse;
+            out.emit(ex);
+        }
+    }
+
+    fn response(&mut self, msg: &[u8], whole: bool, ts: u64, out: &mut Emitter<'_>) {
+        let Some(corr) = i32_at(msg, 0) else {
+            out.anomaly("kafka.short_response");
+            return;
+        };
+        let Some(p) = self.pending.take(&corr) else {
+            out.anomaly("kafka.response_without_request");
+            return;
+        };
+        let mut ex = p.ex;
+        ex.end_time_unix_nano = ts;
+        let mut error = None;
+        let mut stats = Vec::new();
+        if let Some(a) = p.api
+            && whole
+        {
+            let mut body = msg.get(4..).unwrap_or_default();
+            if a.response_header_version(p.version) >= 1 {
+                body = skip_tagged(body).unwrap_or_default();
+            }
+            let r = a.valid_versions();
+            if (r.min..=r.max).contains(&p.version) {
+                match ResponseKind::decode(a, &mut Bytes::copy_from_slice(body), p.version) {
+                    Ok(resp) => error = response_error(&resp, &mut stats),
+                    Err(_) => {
+                        out.anomaly("kafka.bad_response");
+                        ex.add_anomaly("kafka.bad_response");
+                    }
+                }
+            } else if a == ApiKey::Produce && legacy(a, p.version) {
+                error = legacy_produce_error(body);
+            }
+        }
+        if let Some(k) = ex.kafka.as_mut() {
+            k.error_code = error;
+            if !stats.is_empty() {
+                let count: u64 = stats.iter().map(|s| s.records).sum();
+                k.topic_stats = stats;
+                if let Some(m) = ex.messaging.as_mut() {
+                    m.batch = Some(Batch {
+                        message_count: count,
+                    });
+                }
+            }
+        }
+        if error.is_some() {
+            ex.status = Status::Error;
+        }
+        out.emit(ex);
+    }
+
+    fn run(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {
+        let mut pos = 0;
+        while pos < data.len() {
+            let rest = &data[pos..];
+            let side = &mut self.sides[dir.index()];
+            if side.skip > 0 {
+                let n = rest.len().min(side.skip);
+                side.skip -= n;
+                pos += n;
+                continue;
+            }
+            if side.want > 0 {
+                // Collecting a message that spans feeds.
+                let n = rest.len().min(side.want - side.buf.len());
+                side.buf.extend_from_slice(&rest[..n]);
+                pos += n;
+                if side.buf.len() == side.want {
+                    let msg = std::mem::take(&mut side.buf);
+                    let start = side.start_ts;
+                    side.want = 0;
+                    self.message(dir, &msg, true, start, ts, out);
+                }
+                continue;
+            }
+            let Some(len) = i32_at(rest, 0) else {
+                return Progress::Incomplete {
+                    consumed: pos,
+                    needed: 4 - rest.len(),
+                };
+            };
+            if len < 4 || len as usize > MAX_MESSAGE {
+                out.anomaly("kafka.bad_length");
+                return Progress::Error(super::DissectError::Malformed("kafka", "bad length"));
+            }
+            let len = len as usize;
+            let body = &rest[4..];
+            if len > MAX_DECODE {
+                // Header-level only: wait for the first bytes, then skip the rest.
+                let head = len.min(64);
+                if body.len() < head {
+                    return Progress::Incomplete {
+                        consumed: pos,
+                        needed: head - body.len(),
+                    };
+                }
+                out.anomaly("kafka.message_too_large");
+                self.message(dir, &body[..head], false, ts, ts, out);
+                self.sides[dir.index()].skip = len - head;
+                pos += 4 + head;
+                continue;
+            }
+            if body.len() >= len {
+                self.message(dir, &body[..len], true, ts, ts, out);
+                pos += 4 + len;
+            } else {
+                let side = &mut self.sides[dir.index()];
+                side.buf = Vec::with_capacity(len);
+                side.buf.extend_from_slice(body);
+                side.want = len;
+                side.start_ts = ts;
+                pos = data.len();
+            }
+        }
+        Progress::Done
+    }
+
+    fn message(
+        &mut self,
+        dir: Direction,
+        msg: &[u8],
+        whole: bool,
+        start: u64,
+        ts: u64,
+        out: &mut Emitter<'_>,
+    ) {
+        self.expire(ts, out);
+        match dir {
+            Direction::ToServer => self.request(msg, whole, start, ts, out),
+            Direction::ToClient => self.response(msg, whole, ts, out),
+        }
+    }
+}
+
+impl Dissector for KafkaDissector {
+    fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {
+        self.run(dir, data, ts, out)
+    }
+
+    fn gap(&mut self, dir: Direction, len: u64, _ts: u64, out: &mut Emitter<'_>) {
+        out.anomaly("kafka.gap");
+        let side = &mut self.sides[dir.index()];
+        if (len as usize) < side.skip {
+            side.skip -= len as usize;
+            return;
+        }
+        // The length framing is lost: this direction is not parsed any further.
+        side.buf = Vec::new();
+        side.want = 0;
+        side.skip = usize::MAX;
+    }
+
+    fn close(&mut self, _ts: u64, out: &mut Emitter<'_>) {
+        for p in self.pending.drain().collect::<Vec<_>>() {
+            let mut ex = p.ex;
+            ex.status = Status::NoResponse;
+            out.emit(ex);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
