@@ -6,6 +6,8 @@
 #   integration/record.sh redis OUT.pcap   redis-server (Debian) + redis-cli and raw RESP clients
 #   integration/record.sh amqp  OUT.pcap   rabbitmq-server (Debian) + pika (PyPI; PYTHON names a
 #                                          python with pika, default python3)
+#   integration/record.sh kafka OUT.pcap   tansu (crates.io, --features dynostore; TANSU names the
+#                                          binary) + confluent-kafka (PyPI, current librdkafka)
 #
 # The namespaces (tw-srv-$$, tw-cli-$$) are joined by a veth pair with 10.77.0.1 (server)
 # and 10.77.0.2 (client), no route out; offloads are off so frames look like wire frames.
@@ -13,8 +15,8 @@
 # Needs root, iproute2, ethtool, tcpdump, and the scenario's server and client.
 set -euo pipefail
 
-scenario=${1:?usage: record.sh http1|dns|redis|amqp OUT.pcap}
-out=$(realpath -m "${2:?usage: record.sh http1|dns|redis|amqp OUT.pcap}")
+scenario=${1:?usage: record.sh http1|dns|redis|amqp|kafka OUT.pcap}
+out=$(realpath -m "${2:?usage: record.sh http1|dns|redis|amqp|kafka OUT.pcap}")
 here=$(cd "$(dirname "$0")" && pwd)
 S=tw-srv-$$; C=tw-cli-$$; SA=10.77.0.1; CA=10.77.0.2
 work=$(mktemp -d)
@@ -204,6 +206,15 @@ CONF
   stop_capture
   # epmd outlives the server: end it by PID (it lives in the server namespace).
   for p in $(ip netns pids "$S"); do kill -TERM "$p" 2>/dev/null || true; done
+  ;;
+kafka)
+  ip netns exec "$S" "${TANSU:-tansu}" broker --storage-engine memory://tansu/ \
+    --listener-url tcp://$SA:9092 --advertised-listener-url tcp://$SA:9092 >"$work/tansu.log" 2>&1 &
+  pids+=($!)
+  wait_tcp "$S" $SA 9092
+  start_capture
+  ip netns exec "$C" "${PYTHON:-python3}" "$here/clients/kafka_client.py" $SA:9092
+  stop_capture
   ;;
 *) echo "record.sh: unknown scenario $scenario" >&2; exit 2 ;;
 esac
