@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the fuzz seed corpora from the project's own recorded captures (needs tshark, xxd).
-#   seeds/http1/, seeds/dns/, seeds/redis/, seeds/amqp/: one file per TCP connection: [piece size][split][client bytes][server bytes]
+#   seeds/http1/, seeds/dns/, seeds/redis/, seeds/amqp/, seeds/kafka/: one file per TCP connection: [piece size][split][client bytes][server bytes]
 #   seeds/pipeline/: the first packets of each fixture capture
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -29,6 +29,10 @@ find seeds/redis -size +8k -delete
 mkdir -p seeds/amqp
 for i in $(tshark -r $fix/amqp/rabbitmq-pika.pcap -T fields -e tcp.stream | sort -un); do
   stream_seed $fix/amqp/rabbitmq-pika.pcap "$i" "seeds/amqp/rabbitmq-$i" 5672
+done
+mkdir -p seeds/kafka
+for i in $(tshark -r $fix/kafka/tansu-confluent.pcap -T fields -e tcp.stream | sort -un); do
+  stream_seed $fix/kafka/tansu-confluent.pcap "$i" "seeds/kafka/tansu-$i" 9092
 done
 for f in $fix/*/*.pcap; do
   editcap -r "$f" "seeds/pipeline/$(basename "$f" .pcap)-head.pcap" 1-24

@@ -301,3 +301,21 @@ fn garbage_never_panics() {
         d.close(4, &mut em);
     }
 }
+
+/// Regression (found by the fuzzer): an array count of 2^31-1 on the wire made the decoder
+/// reserve ~100 GB and abort the process. The vendored kafka-protocol bounds the reservation.
+#[test]
+fn hostile_array_count_does_not_abort() {
+    let mut b = Vec::new();
+    b.extend((ApiKey::Metadata as i16).to_be_bytes());
+    b.extend(4i16.to_be_bytes()); // Metadata v4: plain (non-flexible) arrays
+    b.extend(9i32.to_be_bytes());
+    b.extend((-1i16).to_be_bytes()); // null client id
+    b.extend(i32::MAX.to_be_bytes()); // topics: 2^31-1 of them, claimed
+    b.extend([0u8; 8]);
+    let mut d = Driver::new();
+    d.send(S, &framed(&b), 100);
+    let out = d.close();
+    assert_eq!(out.len(), 1);
+    assert!(out[0].tapwire.anomalies.iter().any(|a| a == "kafka.bad_request"));
+}
