@@ -1,6 +1,6 @@
 //! Per-stage benchmarks on the project's recorded captures (loaded into memory first):
 //! decode only, and the whole pipeline, on HTTP/1 (nginx), DNS (dnsmasq), Redis
-//! (redis-server) and AMQP (RabbitMQ with pika).
+//! (redis-server), AMQP (RabbitMQ with pika) and Kafka (tansu with confluent-kafka).
 //! Run: `cargo bench -p tapwire-pipeline --bench stages`.
 
 use std::path::Path;
@@ -30,6 +30,7 @@ fn bench(c: &mut Criterion) {
         ("dns", "tests/golden/dns/dnsmasq-records.pcap"),
         ("redis", "tests/golden/redis/redis-server-mixed.pcap"),
         ("amqp", "tests/golden/amqp/rabbitmq-pika.pcap"),
+        ("kafka", "tests/golden/kafka/tansu-confluent.pcap"),
     ] {
         let frames = load(rel);
         let bytes: usize = frames.0.iter().map(|f| f.2.len()).sum();

@@ -317,5 +317,11 @@ fn hostile_array_count_does_not_abort() {
     d.send(S, &framed(&b), 100);
     let out = d.close();
     assert_eq!(out.len(), 1);
-    assert!(out[0].tapwire.anomalies.iter().any(|a| a == "kafka.bad_request"));
+    assert!(
+        out[0]
+            .tapwire
+            .anomalies
+            .iter()
+            .any(|a| a == "kafka.bad_request")
+    );
 }
