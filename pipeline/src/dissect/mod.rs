@@ -15,6 +15,8 @@ pub mod kafka;
 pub mod pairing;
 pub mod redis;
 pub mod registry;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

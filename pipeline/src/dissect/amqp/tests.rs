@@ -1,14 +1,9 @@
-use std::net::{IpAddr, Ipv4Addr};
-
 use super::*;
 use crate::dissect::AnomalyCounts;
+use crate::dissect::testkit::{self, Driver};
 
 fn meta() -> FlowMeta {
-    FlowMeta {
-        client: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 50000),
-        server: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 5672),
-        transport: Transport::Tcp,
-    }
+    testkit::meta(Transport::Tcp, 5672)
 }
 
 /// One frame: type, channel, size, payload, frame end.
@@ -69,52 +64,8 @@ fn channel_close(code: u16, text: &str) -> Vec<u8> {
     frame(1, 1, &p)
 }
 
-struct Driver {
-    d: AmqpDissector,
-    pending: [Vec<u8>; 2],
-    out: Vec<Exchange>,
-    anomalies: AnomalyCounts,
-    peak_pending: usize,
-}
-
-impl Driver {
-    fn new() -> Self {
-        Driver {
-            d: AmqpDissector::new(),
-            pending: [Vec::new(), Vec::new()],
-            out: Vec::new(),
-            anomalies: AnomalyCounts::default(),
-            peak_pending: 0,
-        }
-    }
-    fn send(&mut self, dir: Direction, bytes: &[u8], step: usize) {
-        for piece in bytes.chunks(step.max(1)) {
-            let buf = &mut self.pending[dir.index()];
-            buf.extend_from_slice(piece);
-            let mut em = Emitter {
-                meta: meta(),
-                anomalies: &mut self.anomalies,
-                out: &mut self.out,
-            };
-            match self.d.feed(dir, buf, 1, &mut em) {
-                Progress::Done => buf.clear(),
-                Progress::Incomplete { consumed, .. } => {
-                    buf.drain(..consumed);
-                }
-                Progress::Error(e) => panic!("{e}"),
-            }
-            self.peak_pending = self.peak_pending.max(buf.len());
-        }
-    }
-    fn close(mut self) -> (Vec<Exchange>, usize) {
-        let mut em = Emitter {
-            meta: meta(),
-            anomalies: &mut self.anomalies,
-            out: &mut self.out,
-        };
-        self.d.close(2, &mut em);
-        (self.out, self.peak_pending)
-    }
+fn driver() -> Driver<AmqpDissector> {
+    Driver::new(AmqpDissector::new(), meta())
 }
 
 fn op(e: &Exchange) -> (String, Option<String>, Status) {
@@ -132,14 +83,14 @@ const C: Direction = Direction::ToClient;
 #[test]
 fn declare_pairs_with_declare_ok_and_publish_is_one_way_at_every_feed_size() {
     for step in [1, 3, 64, 100_000] {
-        let mut d = Driver::new();
+        let mut d = driver();
         let mut client = PROTOCOL_HEADER.to_vec();
         client.extend(queue_declare("jobs"));
         client.extend(publish("", "jobs", b"hello world", 4));
         client.extend(frame(8, 0, &[])); // heartbeat: plumbing
         d.send(S, &client, step);
         d.send(C, &queue_declare_ok("jobs"), step);
-        let (out, _) = d.close();
+        let (out, _, _) = d.close();
         let got: Vec<_> = out.iter().map(op).collect();
         assert_eq!(
             got,
@@ -162,14 +113,14 @@ fn declare_pairs_with_declare_ok_and_publish_is_one_way_at_every_feed_size() {
 
 #[test]
 fn channel_close_with_error_fails_the_request_it_answers() {
-    let mut d = Driver::new();
+    let mut d = driver();
     d.send(S, &queue_declare("locked"), 100);
     d.send(
         C,
         &channel_close(405, "RESOURCE_LOCKED - cannot obtain exclusive access"),
         100,
     );
-    let (out, _) = d.close();
+    let (out, _, _) = d.close();
     let got: Vec<_> = out.iter().map(op).collect();
     assert_eq!(
         got[0],
@@ -183,9 +134,9 @@ fn channel_close_with_error_fails_the_request_it_answers() {
 #[test]
 fn large_bodies_stream_without_buffering() {
     let body = vec![7u8; 3 << 20];
-    let mut d = Driver::new();
+    let mut d = driver();
     d.send(S, &publish("big", "k", &body, 131_072), 1448);
-    let (out, peak) = d.close();
+    let (out, _, peak) = d.close();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].status, Status::Ok);
     assert!(peak < 2 * 1448, "{peak} bytes held");

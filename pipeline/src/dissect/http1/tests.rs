@@ -1,77 +1,9 @@
-use std::net::{IpAddr, Ipv4Addr};
-
 use super::*;
-use crate::dissect::AnomalyCounts;
+use crate::dissect::testkit::{self, Driver};
 
-fn meta() -> FlowMeta {
-    FlowMeta {
-        client: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000),
-        server: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 80),
-        transport: Transport::Tcp,
-    }
-}
-
-/// Feed like the flow layer does: unconsumed bytes are kept and fed again with the next
-/// piece. `step` = bytes per feed (1 = byte at a time).
-struct Driver {
-    d: Http1,
-    pending: [Vec<u8>; 2],
-    out: Vec<Exchange>,
-    anomalies: AnomalyCounts,
-    ts: u64,
-}
-
-impl Driver {
-    fn new() -> Self {
-        Driver {
-            d: Http1::new(&meta()),
-            pending: [Vec::new(), Vec::new()],
-            out: Vec::new(),
-            anomalies: AnomalyCounts::default(),
-            ts: 1_000,
-        }
-    }
-    fn send(&mut self, dir: Direction, bytes: &[u8], step: usize) {
-        for piece in bytes.chunks(step.max(1)) {
-            self.ts += 1;
-            let buf = &mut self.pending[dir.index()];
-            buf.extend_from_slice(piece);
-            let mut em = Emitter {
-                meta: meta(),
-                anomalies: &mut self.anomalies,
-                out: &mut self.out,
-            };
-            match self.d.feed(dir, buf, self.ts, &mut em) {
-                Progress::Done => buf.clear(),
-                Progress::Incomplete { consumed, .. } => {
-                    buf.drain(..consumed);
-                }
-                Progress::Error(e) => panic!("error {e}"),
-            }
-        }
-    }
-    fn gap(&mut self, dir: Direction, len: u64) {
-        let mut em = Emitter {
-            meta: meta(),
-            anomalies: &mut self.anomalies,
-            out: &mut self.out,
-        };
-        if !self.pending[dir.index()].is_empty() {
-            self.d
-                .cut(dir, &self.pending[dir.index()], self.ts, &mut em);
-            self.pending[dir.index()].clear();
-        }
-        self.d.gap(dir, len, self.ts, &mut em);
-    }
-    fn close(mut self) -> (Vec<Exchange>, AnomalyCounts) {
-        let mut em = Emitter {
-            meta: meta(),
-            anomalies: &mut self.anomalies,
-            out: &mut self.out,
-        };
-        self.d.close(self.ts + 1, &mut em);
-        (self.out, self.anomalies)
-    }
+fn driver() -> Driver<Http1> {
+    let meta = testkit::meta(Transport::Tcp, 80);
+    Driver::new(Http1::new(&meta), meta)
 }
 
 fn summary(ex: &Exchange) -> (String, String, Option<u16>, Status, u64, u64) {
@@ -104,10 +36,10 @@ HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nnope\r\n0\r\nX-
 #[test]
 fn pipelined_exchanges_at_every_feed_size() {
     for step in [1, 2, 3, 7, 64, 10_000] {
-        let mut d = Driver::new();
+        let mut d = driver();
         d.send(S, REQS, step);
         d.send(C, RESPS, step);
-        let (out, _) = d.close();
+        let (out, _, _) = d.close();
         let got: Vec<_> = out.iter().map(summary).collect();
         assert_eq!(
             got,
@@ -139,7 +71,7 @@ fn pipelined_exchanges_at_every_feed_size() {
 
 #[test]
 fn head_204_304_have_no_body_and_close_delimits() {
-    let mut d = Driver::new();
+    let mut d = driver();
     d.send(S, b"HEAD / HTTP/1.1\r\n\r\nGET /n HTTP/1.1\r\n\r\nGET /m HTTP/1.1\r\n\r\nGET /c HTTP/1.0\r\n\r\n", 5);
     d.send(
         C,
@@ -147,7 +79,7 @@ fn head_204_304_have_no_body_and_close_delimits() {
 HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\nHTTP/1.0 200 OK\r\n\r\nuntil close",
         4,
     );
-    let (out, _) = d.close();
+    let (out, _, _) = d.close();
     let got: Vec<_> = out.iter().map(summary).collect();
     assert_eq!(
         got[0],
@@ -164,7 +96,7 @@ HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\nHTTP/1.0 200 OK\r\n\r\nunt
 
 #[test]
 fn upgrade_stops_parsing_and_unanswered_is_no_response() {
-    let mut d = Driver::new();
+    let mut d = driver();
     d.send(
         S,
         b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
@@ -176,24 +108,24 @@ fn upgrade_stops_parsing_and_unanswered_is_no_response() {
         100,
     );
     d.send(S, b"GET /not-http-any-more HTTP/1.1\r\n\r\n", 100);
-    let (out, _) = d.close();
+    let (out, _, _) = d.close();
     assert_eq!(out.len(), 1);
     assert_eq!(summary(&out[0]).2, Some(101));
 
-    let mut d = Driver::new();
+    let mut d = driver();
     d.send(S, b"GET /lonely HTTP/1.1\r\n\r\n", 100);
-    let (out, _) = d.close();
+    let (out, _, _) = d.close();
     assert_eq!(out[0].status, Status::NoResponse);
 }
 
 #[test]
 fn gap_in_body_keeps_framing_and_marks_incomplete() {
-    let mut d = Driver::new();
+    let mut d = driver();
     d.send(S, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n", 100);
     d.send(C, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123", 100);
     d.gap(C, 4);
     d.send(C, b"89HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 100);
-    let (out, anomalies) = d.close();
+    let (out, anomalies, _) = d.close();
     let got: Vec<_> = out.iter().map(summary).collect();
     assert_eq!(
         got[0],
@@ -215,7 +147,7 @@ fn gap_in_body_keeps_framing_and_marks_incomplete() {
 
 #[test]
 fn gap_in_headers_resyncs_at_next_message() {
-    let mut d = Driver::new();
+    let mut d = driver();
     d.send(
         S,
         b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\n\r\n",
@@ -228,7 +160,7 @@ fn gap_in_headers_resyncs_at_next_message() {
         b"garbage\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
         100,
     );
-    let (out, _) = d.close();
+    let (out, _, _) = d.close();
     let got: Vec<_> = out.iter().map(summary).collect();
     // The cut status line still gives the status; the exchange is incomplete.
     assert_eq!(got[0].2, Some(500));
@@ -241,14 +173,14 @@ fn gap_in_headers_resyncs_at_next_message() {
 
 #[test]
 fn traceparent_sets_trace_and_span() {
-    let mut d = Driver::new();
+    let mut d = driver();
     d.send(
         S,
         b"GET / HTTP/1.1\r\ntraceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01\r\n\r\n",
         100,
     );
     d.send(C, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 100);
-    let (out, _) = d.close();
+    let (out, _, _) = d.close();
     assert_eq!(
         out[0].trace_id.as_deref(),
         Some("4bf92f3577b34da6a3ce929d0e0e4736")
@@ -258,12 +190,12 @@ fn traceparent_sets_trace_and_span() {
 
 #[test]
 fn oversized_header_block_is_dropped_not_buffered() {
-    let mut d = Driver::new();
+    let mut d = driver();
     let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
     big.extend(std::iter::repeat_n(b'a', MAX_HEADER_BLOCK + 10));
     d.send(S, &big, 4096);
     assert!(d.pending[0].len() <= MAX_HEADER_BLOCK + 4096);
-    let (_, anomalies) = d.close();
+    let (_, anomalies, _) = d.close();
     assert_eq!(anomalies.0["http.header_too_large"], 1);
 }
 
@@ -271,7 +203,7 @@ fn oversized_header_block_is_dropped_not_buffered() {
 fn arbitrary_bytes_never_panic() {
     let mut seed = 0x1234_5678_9abc_def0u64;
     for _ in 0..300 {
-        let mut d = Driver::new();
+        let mut d = driver();
         let mut msg = REQS.to_vec();
         msg.extend_from_slice(RESPS);
         for _ in 0..8 {
@@ -282,10 +214,10 @@ fn arbitrary_bytes_never_panic() {
             msg[i] = (seed >> 32) as u8;
         }
         let split = (seed as usize) % msg.len();
-        d.send(S, &msg[..split], 3);
-        d.send(C, &msg[split..], 5);
+        let _ = d.try_send(S, &msg[..split], 3);
+        let _ = d.try_send(C, &msg[split..], 5);
         d.gap(C, 7);
-        d.send(C, &msg, 11);
+        let _ = d.try_send(C, &msg, 11);
         let _ = d.close();
     }
 }
@@ -304,7 +236,7 @@ fn kept_bodies_are_content_decoded_and_bad_codings_reported() {
     let n = corrupt.len();
     corrupt[n / 2] ^= 0x55;
     for (payload, bad) in [(&body, false), (&corrupt, true)] {
-        let mut d = Driver::new();
+        let mut d = driver();
         d.send(S, b"GET /q HTTP/1.1\r\n\r\n", 100);
         let mut resp = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
@@ -314,7 +246,7 @@ fn kept_bodies_are_content_decoded_and_bad_codings_reported() {
         resp.extend_from_slice(payload);
         resp.extend_from_slice(b"\r\n0\r\n\r\n");
         d.send(C, &resp, 13);
-        let (out, anomalies) = d.close();
+        let (out, anomalies, _) = d.close();
         assert_eq!(out.len(), 1);
         let flagged = out[0]
             .tapwire

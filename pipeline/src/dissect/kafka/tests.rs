@@ -1,5 +1,3 @@
-use std::net::{IpAddr, Ipv4Addr};
-
 use bytes::BytesMut;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
@@ -8,13 +6,10 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::*;
 use crate::dissect::AnomalyCounts;
+use crate::dissect::testkit::{self, Driver};
 
 fn meta() -> FlowMeta {
-    FlowMeta {
-        client: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 50000),
-        server: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 9092),
-        transport: Transport::Tcp,
-    }
+    testkit::meta(Transport::Tcp, 9092)
 }
 
 fn framed(body: &[u8]) -> Vec<u8> {
@@ -98,52 +93,8 @@ fn produce_v2_response(corr: i32, code: i16) -> Vec<u8> {
     framed(&b)
 }
 
-struct Driver {
-    d: KafkaDissector,
-    pending: [Vec<u8>; 2],
-    out: Vec<Exchange>,
-    anomalies: AnomalyCounts,
-    peak: usize,
-}
-
-impl Driver {
-    fn new() -> Self {
-        Driver {
-            d: KafkaDissector::new(),
-            pending: [Vec::new(), Vec::new()],
-            out: Vec::new(),
-            anomalies: AnomalyCounts::default(),
-            peak: 0,
-        }
-    }
-    fn send(&mut self, dir: Direction, bytes: &[u8], step: usize) {
-        for piece in bytes.chunks(step.max(1)) {
-            let buf = &mut self.pending[dir.index()];
-            buf.extend_from_slice(piece);
-            let mut em = Emitter {
-                meta: meta(),
-                anomalies: &mut self.anomalies,
-                out: &mut self.out,
-            };
-            match self.d.feed(dir, buf, 1, &mut em) {
-                Progress::Done => buf.clear(),
-                Progress::Incomplete { consumed, .. } => {
-                    buf.drain(..consumed);
-                }
-                Progress::Error(e) => panic!("{e}"),
-            }
-            self.peak = self.peak.max(buf.len());
-        }
-    }
-    fn close(mut self) -> Vec<Exchange> {
-        let mut em = Emitter {
-            meta: meta(),
-            anomalies: &mut self.anomalies,
-            out: &mut self.out,
-        };
-        self.d.close(2, &mut em);
-        self.out
-    }
+fn driver() -> Driver<KafkaDissector> {
+    Driver::new(KafkaDissector::new(), meta())
 }
 
 const S: Direction = Direction::ToServer;
@@ -164,7 +115,7 @@ fn view(e: &Exchange) -> (String, i16, i32, Vec<String>, Option<i16>, Status) {
 #[test]
 fn flexible_request_pairs_by_correlation_id_at_every_feed_size() {
     for step in [1, 3, 16, 10_000] {
-        let mut d = Driver::new();
+        let mut d = driver();
         let mut reqs = metadata_request(7);
         reqs.extend(metadata_request(8));
         d.send(S, &reqs, step);
@@ -172,7 +123,7 @@ fn flexible_request_pairs_by_correlation_id_at_every_feed_size() {
         let mut resps = metadata_response(8, 0);
         resps.extend(metadata_response(7, 3));
         d.send(C, &resps, step);
-        let got: Vec<_> = d.close().iter().map(view).collect();
+        let got: Vec<_> = d.close().0.iter().map(view).collect();
         assert_eq!(
             got,
             vec![
@@ -200,11 +151,11 @@ fn flexible_request_pairs_by_correlation_id_at_every_feed_size() {
 
 #[test]
 fn legacy_produce_and_acks_zero() {
-    let mut d = Driver::new();
+    let mut d = driver();
     d.send(S, &produce_v2(1, 1), 5);
     d.send(C, &produce_v2_response(1, 2), 5);
     d.send(S, &produce_v2(2, 0), 5);
-    let out = d.close();
+    let (out, _, _) = d.close();
     let got: Vec<_> = out.iter().map(view).collect();
     assert_eq!(
         got[0],
@@ -237,7 +188,7 @@ fn legacy_produce_and_acks_zero() {
 
 #[test]
 fn oversized_messages_are_skipped_not_buffered() {
-    let mut d = Driver::new();
+    let mut d = driver();
     d.send(S, &metadata_request(1), 100);
     // A 5 MB response: header-level pairing only, bytes streamed past.
     let mut big = 1i32.to_be_bytes().to_vec();
@@ -245,8 +196,7 @@ fn oversized_messages_are_skipped_not_buffered() {
     d.send(C, &framed(&big), 1448);
     d.send(S, &metadata_request(2), 100);
     d.send(C, &metadata_response(2, 0), 100);
-    let peak = d.peak;
-    let out = d.close();
+    let (out, _, peak) = d.close();
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].kafka.as_ref().unwrap().correlation_id, 1);
     assert_eq!(out[0].status, Status::Ok);
@@ -313,9 +263,9 @@ fn hostile_array_count_does_not_abort() {
     b.extend((-1i16).to_be_bytes()); // null client id
     b.extend(i32::MAX.to_be_bytes()); // topics: 2^31-1 of them, claimed
     b.extend([0u8; 8]);
-    let mut d = Driver::new();
+    let mut d = driver();
     d.send(S, &framed(&b), 100);
-    let out = d.close();
+    let (out, _, _) = d.close();
     assert_eq!(out.len(), 1);
     assert!(
         out[0]

@@ -1,64 +1,8 @@
-use std::net::{IpAddr, Ipv4Addr};
-
 use super::*;
-use crate::dissect::AnomalyCounts;
+use crate::dissect::testkit::{self, Driver};
 
-fn meta() -> FlowMeta {
-    FlowMeta {
-        client: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 50000),
-        server: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 6379),
-        transport: Transport::Tcp,
-    }
-}
-
-/// Feed like the flow layer: unconsumed bytes kept and fed again; `step` bytes per feed.
-struct Driver {
-    d: RedisDissector,
-    pending: [Vec<u8>; 2],
-    out: Vec<Exchange>,
-    anomalies: AnomalyCounts,
-    ts: u64,
-}
-
-impl Driver {
-    fn new() -> Self {
-        Driver {
-            d: RedisDissector::new(),
-            pending: [Vec::new(), Vec::new()],
-            out: Vec::new(),
-            anomalies: AnomalyCounts::default(),
-            ts: 0,
-        }
-    }
-    fn send(&mut self, dir: Direction, bytes: &[u8], step: usize) -> bool {
-        for piece in bytes.chunks(step.max(1)) {
-            self.ts += 1;
-            let buf = &mut self.pending[dir.index()];
-            buf.extend_from_slice(piece);
-            let mut em = Emitter {
-                meta: meta(),
-                anomalies: &mut self.anomalies,
-                out: &mut self.out,
-            };
-            match self.d.feed(dir, buf, self.ts, &mut em) {
-                Progress::Done => buf.clear(),
-                Progress::Incomplete { consumed, .. } => {
-                    buf.drain(..consumed);
-                }
-                Progress::Error(_) => return false,
-            }
-        }
-        true
-    }
-    fn close(mut self) -> Vec<Exchange> {
-        let mut em = Emitter {
-            meta: meta(),
-            anomalies: &mut self.anomalies,
-            out: &mut self.out,
-        };
-        self.d.close(self.ts, &mut em);
-        self.out
-    }
+fn driver() -> Driver<RedisDissector> {
+    Driver::new(RedisDissector::new(), testkit::meta(Transport::Tcp, 6379))
 }
 
 const S: Direction = Direction::ToServer;
@@ -101,10 +45,10 @@ fn pipelined_commands_pair_in_order_at_every_feed_size() {
 *2\r\n$5\r\nLPUSH\r\n$4\r\nuser\r\nPING\r\n";
     let resps = b"+OK\r\n$6\r\nsecret\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n+PONG\r\n";
     for step in [1, 2, 5, 100] {
-        let mut d = Driver::new();
-        assert!(d.send(S, reqs, step));
-        assert!(d.send(C, resps, step));
-        let out = d.close();
+        let mut d = driver();
+        d.send(S, reqs, step);
+        d.send(C, resps, step);
+        let (out, _, _) = d.close();
         let got: Vec<_> = out.iter().map(view).collect();
         assert_eq!(
             got,
@@ -156,37 +100,30 @@ fn hostile_lengths_and_depth_end_the_flow_without_panic() {
         b"*1\r\n$-7\r\n",
         b"*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n*3\r\n",
     ] {
-        let mut d = Driver::new();
-        let _ = d.send(C, bad, 3);
-        let _ = d.send(S, bad, 1);
+        let mut d = driver();
+        let _ = d.try_send(C, bad, 3);
+        let _ = d.try_send(S, bad, 1);
         let _ = d.close();
     }
     // A line longer than the cap is refused rather than buffered.
-    let mut d = Driver::new();
+    let mut d = driver();
     let mut long = b"+".to_vec();
     long.extend(std::iter::repeat_n(b'a', MAX_LINE + 10));
-    assert!(!d.send(C, &long, 4096));
+    assert!(!d.try_send(C, &long, 4096));
 }
 
 #[test]
 fn gap_inside_a_bulk_keeps_pairing() {
-    let mut d = Driver::new();
-    assert!(d.send(
+    let mut d = driver();
+    d.send(
         S,
         b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n",
-        100
-    ));
-    assert!(d.send(C, b"$10\r\n0123", 100));
-    {
-        let mut em = Emitter {
-            meta: meta(),
-            anomalies: &mut d.anomalies,
-            out: &mut d.out,
-        };
-        d.d.gap(C, 4, 9, &mut em);
-    }
-    assert!(d.send(C, b"89\r\n+PONG\r\n", 100));
-    let out = d.close();
+        100,
+    );
+    d.send(C, b"$10\r\n0123", 100);
+    d.gap(C, 4);
+    d.send(C, b"89\r\n+PONG\r\n", 100);
+    let (out, _, _) = d.close();
     let got: Vec<_> = out.iter().map(view).collect();
     assert_eq!(
         got,
@@ -199,12 +136,12 @@ fn gap_inside_a_bulk_keeps_pairing() {
 
 #[test]
 fn multi_exec_pairs_every_command_with_its_queued_reply() {
-    let mut d = Driver::new();
+    let mut d = driver();
     let reqs = b"*1\r\n$5\r\nMULTI\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n*1\r\n$4\r\nEXEC\r\n";
     let resps = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n:1\r\n";
-    assert!(d.send(S, reqs, 7));
-    assert!(d.send(C, resps, 3));
-    let got: Vec<_> = d.close().iter().map(view).collect();
+    d.send(S, reqs, 7);
+    d.send(C, resps, 3);
+    let got: Vec<_> = d.close().0.iter().map(view).collect();
     assert_eq!(
         got,
         vec![
@@ -218,14 +155,14 @@ fn multi_exec_pairs_every_command_with_its_queued_reply() {
 
 #[test]
 fn resp3_push_after_subscribe_is_one_way() {
-    let mut d = Driver::new();
-    assert!(d.send(S, b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n", 100));
-    assert!(d.send(
+    let mut d = driver();
+    d.send(S, b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n", 100);
+    d.send(
         C,
         b">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n",
         5
-    ));
-    let got: Vec<_> = d.close().iter().map(view).collect();
+    );
+    let got: Vec<_> = d.close().0.iter().map(view).collect();
     assert_eq!(
         got,
         vec![

@@ -1,0 +1,96 @@
+//! Test support shared by the dissectors' unit tests: feed a dissector the way the flow
+//! layer does (bytes it did not consume are kept and fed again with the next piece).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use schemas::{Exchange, Transport};
+
+use super::{AnomalyCounts, Direction, Dissector, Emitter, FlowMeta, Progress};
+
+/// A client 10.0.0.1:50000 talking to 10.0.0.2 on `server_port`.
+pub fn meta(transport: Transport, server_port: u16) -> FlowMeta {
+    FlowMeta {
+        client: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 50000),
+        server: (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), server_port),
+        transport,
+    }
+}
+
+/// Drives one dissector through both directions of a flow.
+pub struct Driver<D: Dissector> {
+    pub d: D,
+    pub meta: FlowMeta,
+    pub pending: [Vec<u8>; 2],
+    pub out: Vec<Exchange>,
+    pub anomalies: AnomalyCounts,
+    pub ts: u64,
+    /// Most unconsumed bytes the flow layer had to hold at once.
+    pub peak: usize,
+}
+
+impl<D: Dissector> Driver<D> {
+    pub fn new(d: D, meta: FlowMeta) -> Self {
+        Driver {
+            d,
+            meta,
+            pending: [Vec::new(), Vec::new()],
+            out: Vec::new(),
+            anomalies: AnomalyCounts::default(),
+            ts: 0,
+            peak: 0,
+        }
+    }
+
+    /// Feed `bytes` in pieces of `step`; false once the dissector gives up on the flow.
+    pub fn try_send(&mut self, dir: Direction, bytes: &[u8], step: usize) -> bool {
+        for piece in bytes.chunks(step.max(1)) {
+            self.ts += 1;
+            let buf = &mut self.pending[dir.index()];
+            buf.extend_from_slice(piece);
+            let mut em = Emitter {
+                meta: self.meta,
+                anomalies: &mut self.anomalies,
+                out: &mut self.out,
+            };
+            match self.d.feed(dir, buf, self.ts, &mut em) {
+                Progress::Done => buf.clear(),
+                Progress::Incomplete { consumed, .. } => {
+                    buf.drain(..consumed);
+                }
+                Progress::Error(_) => return false,
+            }
+            self.peak = self.peak.max(buf.len());
+        }
+        true
+    }
+
+    /// Feed `bytes` in pieces of `step`; the dissector must not give up.
+    pub fn send(&mut self, dir: Direction, bytes: &[u8], step: usize) {
+        assert!(self.try_send(dir, bytes, step), "the dissector gave up");
+    }
+
+    /// `len` bytes lost: what was held unconsumed is cut, then the gap.
+    pub fn gap(&mut self, dir: Direction, len: u64) {
+        let mut em = Emitter {
+            meta: self.meta,
+            anomalies: &mut self.anomalies,
+            out: &mut self.out,
+        };
+        let held = std::mem::take(&mut self.pending[dir.index()]);
+        if !held.is_empty() {
+            self.d.cut(dir, &held, self.ts, &mut em);
+        }
+        self.d.gap(dir, len, self.ts, &mut em);
+    }
+
+    /// End of the flow: the exchanges, the anomalies, and the peak held bytes.
+    pub fn close(mut self) -> (Vec<Exchange>, AnomalyCounts, usize) {
+        let mut em = Emitter {
+            meta: self.meta,
+            anomalies: &mut self.anomalies,
+            out: &mut self.out,
+        };
+        self.d.close(self.ts + 1, &mut em);
+        (self.out, self.anomalies, self.peak)
+    }
+}
