@@ -214,30 +214,38 @@ fn deepflow(text: &str) -> Facts {
     f
 }
 
-/// Zeek `redis.log` baselines: command names, and error replies (`success` F with the error
-/// text as the reply).
-fn zeek_redis(text: &str) -> Facts {
-    let mut f = Facts::default();
+/// Rows of a Zeek log baseline as (column, value) lookups. The column names come from the
+/// `#fields` line, or from a header line holding `key` (btest baselines cut to a few columns).
+fn zeek_rows<'a>(text: &'a str, key: &str) -> Vec<Vec<(&'a str, &'a str)>> {
     let mut cols: Vec<&str> = Vec::new();
+    let mut rows = Vec::new();
     let keep = |l: &&str| !l.starts_with('#') || l.starts_with("#fields");
     for line in text.lines().filter(keep) {
         let line = line.strip_prefix("#fields\t").unwrap_or(line);
         let cells: Vec<&str> = line.split('\t').collect();
-        if cells.contains(&"cmd.name") {
+        if cells.contains(&key) {
             cols = cells;
             continue;
         }
-        let get = |name: &str| {
-            cols.iter()
-                .position(|c| *c == name)
-                .and_then(|i| cells.get(i))
-                .copied()
-        };
-        if let Some(c) = get("cmd.name").filter(|c| *c != "-") {
+        rows.push(cols.iter().copied().zip(cells).collect());
+    }
+    rows
+}
+
+fn cell<'a>(row: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
+    row.iter().find(|(c, _)| *c == name).map(|(_, v)| *v)
+}
+
+/// Zeek `redis.log` baselines: command names, and error replies (`success` F with the error
+/// text as the reply).
+fn zeek_redis(text: &str) -> Facts {
+    let mut f = Facts::default();
+    for row in zeek_rows(text, "cmd.name") {
+        if let Some(c) = cell(&row, "cmd.name").filter(|c| *c != "-") {
             f.redis_commands.insert(c.to_ascii_uppercase());
         }
-        if get("success") == Some("F")
-            && let Some(r) = get("reply.value")
+        if cell(&row, "success") == Some("F")
+            && let Some(r) = cell(&row, "reply.value")
         {
             f.redis_errors
                 .insert(r.split(' ').next().unwrap_or("").to_string());
@@ -246,31 +254,17 @@ fn zeek_redis(text: &str) -> Facts {
     f
 }
 
-/// Zeek `http.log` baselines (columns named by their header line).
+/// Zeek `http.log` baselines: method and URI, status code.
 fn zeek_http(text: &str) -> Facts {
     let mut f = Facts::default();
-    let mut cols: Vec<&str> = Vec::new();
-    let keep = |l: &&str| !l.starts_with('#') || l.starts_with("#fields");
-    for line in text.lines().filter(keep) {
-        let line = line.strip_prefix("#fields\t").unwrap_or(line);
-        let cells: Vec<&str> = line.split('\t').collect();
-        if cells.contains(&"method") && cells.contains(&"uri") {
-            cols = cells;
-            continue;
-        }
-        let get = |name: &str| {
-            cols.iter()
-                .position(|c| *c == name)
-                .and_then(|i| cells.get(i))
-                .copied()
-        };
-        if let (Some(m), Some(u)) = (get("method"), get("uri"))
+    for row in zeek_rows(text, "uri") {
+        if let (Some(m), Some(u)) = (cell(&row, "method"), cell(&row, "uri"))
             && m != "-"
         {
             f.requests.insert((m.to_string(), u.to_string()));
         }
         // Zeek logs 0 for HTTP/0.9 responses, which have no status line.
-        if let Some(code) = get("status_code")
+        if let Some(code) = cell(&row, "status_code")
             .and_then(|c| c.parse().ok())
             .filter(|c| *c != 0)
         {
