@@ -85,7 +85,8 @@ fn detect(data: &[u8], _t: Transport, _hinted: bool) -> Detection {
         return Detection::No;
     };
     let sane_len = len >= 10 && (len as usize) <= MAX_MESSAGE;
-    let sane_client = client_len == -1 || (client_len >= 0 && i32::from(client_len) <= len - 10);
+    let sane_client =
+        client_len == -1 || (client_len >= 0 && i32::from(client_len) <= len.saturating_sub(10));
     if sane_len && sane_client && known_version(api, version) {
         Detection::FromClient
     } else {
@@ -402,7 +403,9 @@ fn skip_tagged(b: &[u8]) -> Option<&[u8]> {
         let (_, n) = uvarint(b.get(at..)?)?;
         at += n;
         let (size, n) = uvarint(b.get(at..)?)?;
-        at += n + usize::try_from(size).ok()?;
+        at = at
+            .checked_add(n)?
+            .checked_add(usize::try_from(size).ok()?)?;
     }
     b.get(at..)
 }

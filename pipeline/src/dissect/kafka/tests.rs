@@ -275,3 +275,15 @@ fn hostile_array_count_does_not_abort() {
             .any(|a| a == "kafka.bad_request")
     );
 }
+
+#[test]
+fn extreme_lengths_in_detection_and_tagged_fields() {
+    // A length of i32::MIN, and a tagged field claiming u64::MAX bytes.
+    let mut m = i32::MIN.to_be_bytes().to_vec();
+    m.extend([0, 3, 0, 12, 0, 0, 0, 1, 0xff, 0xff, 0, 0]);
+    assert_eq!(detect(&m, Transport::Tcp, false), Detection::No);
+    let huge = [
+        1u8, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+    ];
+    assert_eq!(skip_tagged(&huge), None);
+}
