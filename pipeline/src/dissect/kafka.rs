@@ -17,8 +17,8 @@
 //! responses, from the record-batch headers: batches are never decompressed);
 //! `messaging.destination.name` when exactly one topic is named, `messaging.client.id`,
 //! `messaging.consumer.group.name` for group APIs, `messaging.batch.message_count`.
-//! Error codes are read for the APIs listed in `response_error`; other responses are paired
-//! and timed without one.
+//! Error codes are read field by field for the common APIs (`response_error`); for every
+//! other API they are read from the decoded response's Debug rendering (`error_code: N`).
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -382,8 +382,22 @@ fn response_error(resp: &ResponseKind, stats: &mut Vec<TopicStats>) -> Option<i1
         ResponseKind::InitProducerId(r) => first_nonzero([r.error_code]),
         ResponseKind::CreateTopics(r) => first_nonzero(r.topics.iter().map(|t| t.error_code)),
         ResponseKind::DeleteTopics(r) => first_nonzero(r.responses.iter().map(|t| t.error_code)),
-        _ => None,
+        // Every other API: the crate's structs derive Debug with their field names, so the
+        // codes are found in `error_code: N` (and `…_error_code: N`) in field order. These
+        // responses are small (no record data), so formatting them is cheap.
+        other => debug_error_code(&format!("{other:?}")),
     }
+}
+
+/// The first non-zero `error_code: N` in a Debug rendering.
+fn debug_error_code(text: &str) -> Option<i16> {
+    text.match_indices("error_code: ").find_map(|(at, m)| {
+        let rest = &text[at + m.len()..];
+        let end = rest
+            .find(|c: char| c != '-' && !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        rest[..end].parse::<i16>().ok().filter(|c| *c != 0)
+    })
 }
 
 /// Skip the tagged fields of a flexible header: returns the bytes after them.

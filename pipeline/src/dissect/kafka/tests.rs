@@ -1,7 +1,10 @@
 use bytes::BytesMut;
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse, RequestHeader, TopicName};
+use kafka_protocol::messages::{
+    DescribeGroupsResponse, GroupId, MetadataRequest, MetadataResponse, RequestHeader, TopicName,
+};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::*;
@@ -286,4 +289,22 @@ fn extreme_lengths_in_detection_and_tagged_fields() {
         1u8, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
     ];
     assert_eq!(skip_tagged(&huge), None);
+}
+
+/// An API without a field-by-field reader (DescribeGroups): the nested error code is still
+/// found, through the decoded response's Debug rendering.
+#[test]
+fn error_codes_of_other_apis_are_found() {
+    let resp = ResponseKind::DescribeGroups(DescribeGroupsResponse::default().with_groups(vec![
+        DescribedGroup::default().with_group_id(GroupId(StrBytes::from_static_str("g"))),
+        DescribedGroup::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("h")))
+            .with_error_code(16),
+    ]));
+    assert_eq!(response_error(&resp, &mut Vec::new()), Some(16));
+    assert_eq!(
+        debug_error_code("x { error_code: 0, y: [Z { error_code: -1 }] }"),
+        Some(-1)
+    );
+    assert_eq!(debug_error_code("no codes here"), None);
 }
