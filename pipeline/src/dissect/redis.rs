@@ -399,12 +399,13 @@ impl RedisDissector {
             .unwrap_or_default()
     }
 
-    fn request(&mut self, m: Message, expects_reply: bool, ts: u64, out: &mut Emitter<'_>) {
+    fn request(&mut self, m: Message, ts: u64, out: &mut Emitter<'_>) {
         let op = Self::upper(m.args.first());
         if op.is_empty() {
             return;
         }
         let sub = Self::upper(m.args.get(1));
+        let expects_reply = self.expects_reply(&op, &sub, &m);
         let keep_sub = CONTAINERS.contains(&op.as_str()) && !sub.is_empty();
         let mut text = op.clone();
         if keep_sub {
@@ -442,7 +443,11 @@ impl RedisDissector {
     }
 
     fn reply(&mut self, m: Message, ts: u64, out: &mut Emitter<'_>) {
-        let head = Self::upper(m.args.first()).to_ascii_lowercase();
+        let head = m
+            .args
+            .first()
+            .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+            .unwrap_or_default();
         let is_push_msg = m.top == b'>' && !head.ends_with("subscribe")
             || (m.top == b'*' && matches!(head.as_str(), "message" | "pmessage" | "smessage"));
         if is_push_msg {
@@ -539,8 +544,7 @@ impl RedisDissector {
                     pos += n;
                     if let Some(m) = msg {
                         if request {
-                            let expects_reply = self.expects_reply(&m);
-                            self.request(m, expects_reply, ts, out);
+                            self.request(m, ts, out);
                         } else {
                             self.reply(m, ts, out);
                         }
@@ -565,9 +569,7 @@ impl RedisDissector {
     /// Will the server answer this command? `CLIENT REPLY OFF` (and every command after it
     /// until `CLIENT REPLY ON`) gets no reply; `CLIENT REPLY SKIP` gets none and neither does
     /// the command after it.
-    fn expects_reply(&mut self, m: &Message) -> bool {
-        let op = Self::upper(m.args.first());
-        let sub = Self::upper(m.args.get(1));
+    fn expects_reply(&mut self, op: &str, sub: &str, m: &Message) -> bool {
         if op == "CLIENT" && sub == "REPLY" {
             match Self::upper(m.args.get(2)).as_str() {
                 "OFF" => {

@@ -1,5 +1,4 @@
 use super::*;
-use crate::dissect::AnomalyCounts;
 use crate::dissect::testkit::{self, Driver};
 
 fn meta() -> FlowMeta {
@@ -179,15 +178,9 @@ fn garbage_never_panics() {
         seed ^= seed << 17;
         let i = (seed as usize) % m.len();
         m[i] = (seed >> 40) as u8;
-        let mut d = AmqpDissector::new();
-        let (mut out, mut an) = (Vec::new(), AnomalyCounts::default());
-        let mut em = Emitter {
-            meta: meta(),
-            anomalies: &mut an,
-            out: &mut out,
-        };
-        let _ = d.feed(S, &m, 1, &mut em);
-        d.gap(S, 5, 2, &mut em);
-        d.close(3, &mut em);
+        let mut d = driver();
+        let _ = d.try_send(S, &m, m.len());
+        d.gap(S, 5);
+        let _ = d.close();
     }
 }

@@ -8,7 +8,6 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::*;
-use crate::dissect::AnomalyCounts;
 use crate::dissect::testkit::{self, Driver};
 
 fn meta() -> FlowMeta {
@@ -241,17 +240,11 @@ fn garbage_never_panics() {
         m[i] = (seed >> 40) as u8;
         let j = (seed as usize >> 8) % r.len();
         r[j] = (seed >> 48) as u8;
-        let mut d = KafkaDissector::new();
-        let (mut out, mut an) = (Vec::new(), AnomalyCounts::default());
-        let mut em = Emitter {
-            meta: meta(),
-            anomalies: &mut an,
-            out: &mut out,
-        };
-        let _ = d.feed(S, &m, 1, &mut em);
-        let _ = d.feed(C, &r, 2, &mut em);
-        d.gap(C, 3, 3, &mut em);
-        d.close(4, &mut em);
+        let mut d = driver();
+        let _ = d.try_send(S, &m, m.len());
+        let _ = d.try_send(C, &r, r.len());
+        d.gap(C, 3);
+        let _ = d.close();
     }
 }
 
