@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::l7::{
-    db::Db, db::Redis, dns::Dns, http::Http, http::Url, messaging::Amqp, messaging::Kafka,
-    messaging::Messaging,
+    db::Db, db::Redis, dns::Dns, graphql::Graphql, http::Http, http::Http2, http::Url,
+    messaging::Amqp, messaging::Kafka, messaging::Messaging, rpc::Grpc, rpc::Rpc,
 };
 
 /// Application protocol of an exchange.
@@ -122,6 +122,14 @@ pub struct Exchange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<Url>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2: Option<Http2>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc: Option<Rpc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<Grpc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graphql: Option<Graphql>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<Dns>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db: Option<Db>,
@@ -163,6 +171,10 @@ impl Exchange {
             span_id: None,
             http: None,
             url: None,
+            http2: None,
+            rpc: None,
+            grpc: None,
+            graphql: None,
             dns: None,
             db: None,
             redis: None,

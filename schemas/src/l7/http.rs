@@ -17,8 +17,10 @@ pub struct Body {
 /// `http.request.*`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HttpRequest {
-    /// Method as sent (`GET`, `POST`, …; unknown methods are kept verbatim).
-    pub method: String,
+    /// Method as sent (`GET`, `POST`, …; unknown methods are kept verbatim). Absent only
+    /// when an HTTP/2 `:method` came from a header-table entry tapwire did not see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<Body>,
     /// Request headers by lower-case name; secrets (`authorization`, `cookie`,
@@ -53,9 +55,39 @@ pub struct Http {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Url {
     /// Path of the request target, without the query (`*` for `OPTIONS *`, `host:port` for
-    /// `CONNECT`).
-    pub path: String,
+    /// `CONNECT`). Absent only when an HTTP/2 `:path` came from a header-table entry tapwire
+    /// did not see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// Query string without the leading `?`, when the target had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// `:scheme` of an HTTP/2 request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+}
+
+/// `http2.*`: the HTTP/2 stream behind an exchange.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Http2 {
+    /// Stream id.
+    pub stream_id: u32,
+    /// Error code name (`CANCEL`, `REFUSED_STREAM`, …) when the stream was reset, or refused
+    /// by a GOAWAY, before it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// Who reset the stream: `client` or `server`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_by: Option<String>,
+    /// The request came in a server push (`PUSH_PROMISE`), not from the client.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pushed: bool,
+    /// Header fields left out because they referred to HPACK table entries tapwire did not see
+    /// (capture joined mid-connection, or lost a header block). Their values are never guessed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unknown_header_fields: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -2,5 +2,7 @@
 
 pub mod db;
 pub mod dns;
+pub mod graphql;
 pub mod http;
 pub mod messaging;
+pub mod rpc;
