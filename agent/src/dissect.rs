@@ -96,7 +96,11 @@ fn table_line(ex: &Exchange, s: &mut String) {
         ex.server.port
     );
     if let Some(http) = &ex.http {
-        let path = ex.url.as_ref().map(|u| u.path.as_str()).unwrap_or("");
+        let path = ex
+            .url
+            .as_ref()
+            .and_then(|u| u.path.as_deref())
+            .unwrap_or("?");
         let query = ex
             .url
             .as_ref()
@@ -109,7 +113,24 @@ fn table_line(ex: &Exchange, s: &mut String) {
             .and_then(|r| r.status_code)
             .map(|c| c.to_string())
             .unwrap_or_else(|| "-".into());
-        let _ = write!(s, "{} {path}{query} -> {status}", http.request.method);
+        let method = http.request.method.as_deref().unwrap_or("?");
+        let _ = write!(s, "{method} {path}{query} -> {status}");
+        if let Some(m) = ex.rpc.as_ref().and_then(|r| r.method.as_deref()) {
+            let code = ex.rpc.as_ref().and_then(|r| r.response.as_ref());
+            let _ = write!(
+                s,
+                " grpc {m} {}",
+                code.map_or("-", |c| c.status_code.as_str())
+            );
+        }
+        if let Some(g) = &ex.graphql {
+            let _ = write!(
+                s,
+                " graphql {} {}",
+                g.operation.kind.as_deref().unwrap_or("?"),
+                g.operation.name.as_deref().unwrap_or("-")
+            );
+        }
     } else if let Some(dns) = &ex.dns {
         let (name, qtype) = dns
             .question

@@ -55,7 +55,9 @@ fn corpus_goldens() {
     };
     let mut failures = Vec::new();
     let mut checked = 0;
-    for dir in ["http1", "dns", "edge", "redis", "amqp", "kafka"] {
+    for dir in [
+        "http1", "dns", "edge", "redis", "amqp", "kafka", "http2", "grpc",
+    ] {
         for cap in common::captures_under(&corpus.join(dir)) {
             let rel = cap.strip_prefix(&corpus).unwrap().with_extension("ndjson");
             let expected = golden_root().join("corpus").join(rel);

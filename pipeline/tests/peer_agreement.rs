@@ -34,10 +34,11 @@ fn ours(events: &[Exchange]) -> Facts {
     for e in events {
         if let (Some(h), Some(u)) = (&e.http, &e.url) {
             let target = match &u.query {
-                Some(q) => format!("{}?{q}", u.path),
-                None => u.path.clone(),
+                Some(q) => format!("{}?{q}", u.path.as_deref().unwrap_or_default()),
+                None => u.path.clone().unwrap_or_default(),
             };
-            f.requests.insert((h.request.method.clone(), target));
+            f.requests
+                .insert((h.request.method.clone().unwrap_or_default(), target));
             if let Some(code) = h.response.as_ref().and_then(|r| r.status_code) {
                 f.statuses.insert(code);
             }

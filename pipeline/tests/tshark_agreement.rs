@@ -92,10 +92,10 @@ fn compare(file: &Path) -> Result<(), String> {
             ports.insert(e.server.port);
             let u = e.url.as_ref().unwrap();
             let target = match &u.query {
-                Some(q) => format!("{}?{q}", u.path),
-                None => u.path.clone(),
+                Some(q) => format!("{}?{q}", u.path.as_deref().unwrap_or_default()),
+                None => u.path.clone().unwrap_or_default(),
             };
-            ours_http.insert((h.request.method.clone(), target));
+            ours_http.insert((h.request.method.clone().unwrap_or_default(), target));
         }
         if let Some(d) = &e.dns
             && let Some(q) = &d.question

@@ -16,13 +16,16 @@
 //! `incomplete`); a gap anywhere else loses the message in flight and the side resynchronises
 //! at the next line that starts a request (a method) or a response (`HTTP/1.`).
 
-use std::borrow::Cow;
-
 use schemas::l7::http::{Body, Http, HttpRequest, HttpResponse, Url};
 use schemas::{Exchange, HeaderMap, NetworkProtocol, Protocol, Status, Transport};
 
-use super::body::{self, BodyError, KeptBody};
+use super::body::{self, KeptBody};
 use super::detect::Detection;
+use super::graphql;
+use super::http_fields::{
+    REDACTED, check_coding, decoded_body, header_name, is_secret, split_target, traceparent,
+};
+use super::http2::{Http2, Upgraded};
 use super::pairing::{DEFAULT_IN_FLIGHT, Fifo};
 use super::registry::ProtocolEntry;
 use super::{Direction, Dissector, Emitter, FlowMeta, Progress};
@@ -33,9 +36,6 @@ pub const MAX_HEADER_BLOCK: usize = 64 * 1024;
 pub const MAX_HEADERS: usize = 96;
 /// Longest chunk-size or trailer line.
 const MAX_LINE: usize = 4096;
-
-/// Header values never copied out: replaced by this.
-pub const REDACTED: &str = "REDACTED";
 
 pub const ENTRY: ProtocolEntry = ProtocolEntry {
     protocol: Protocol::Http,
@@ -175,14 +175,6 @@ impl Req {
     }
 }
 
-/// `url.path` and `url.query` of a request target.
-fn split_target(target: &str) -> (String, Option<String>) {
-    match target.split_once('?') {
-        Some((p, q)) => (p.to_string(), Some(q.to_string())),
-        None => (target.to_string(), None),
-    }
-}
-
 #[derive(Debug, Default)]
 struct Resp {
     end_ts: u64,
@@ -213,11 +205,22 @@ pub struct Http1 {
     http09: bool,
     /// The tunnel was opened by CONNECT (it may carry plain HTTP).
     connect_tunnel: bool,
+    /// A request asked to upgrade to h2c and its answer has not come yet.
+    h2c_pending: bool,
+    /// The client has sent bytes through the CONNECT tunnel.
+    tunnel_client_spoke: bool,
+    /// After `101 Switching Protocols` to h2c: the connection is HTTP/2 from here on.
+    h2: Option<Box<Http2>>,
+    meta: FlowMeta,
 }
 
 impl Http1 {
-    pub fn new(_meta: &FlowMeta) -> Self {
+    pub fn new(meta: &FlowMeta) -> Self {
         Http1 {
+            h2c_pending: false,
+            tunnel_client_spoke: false,
+            h2: None,
+            meta: *meta,
             req_state: State::Headers,
             resp_state: State::Headers,
             inflight: Fifo::new(DEFAULT_IN_FLIGHT),
@@ -273,6 +276,9 @@ impl Http1 {
         // A request body is never close-delimited.
         if framing == Framing::UntilClose {
             framing = Framing::None;
+        }
+        if wants_h2c(&headers) {
+            self.h2c_pending = true;
         }
         let start_ts = self.msg_start[0].take().unwrap_or(ts);
         let r = Req {
@@ -340,6 +346,7 @@ impl Http1 {
             return Parsed::Headers(n, Framing::None);
         }
         let (headers, mut framing_hdr) = collect_headers(resp.headers, false, out);
+        let upgrade_h2c = code == 101 && wants_h2c(&headers);
         let idx = self.answered_index();
         let method = idx
             .and_then(|i| self.inflight.iter_mut().nth(i))
@@ -369,6 +376,36 @@ impl Http1 {
             body: framing_hdr.keep.then(KeptBody::default),
             coding: framing_hdr.coding.take(),
         });
+        if code == 101
+            && self.h2c_pending
+            && upgrade_h2c
+            && let Some(i) = idx
+            && let Some(r) = self.inflight.remove(i)
+        {
+            // The upgrading request is stream 1 of the HTTP/2 connection that starts here.
+            self.h2c_pending = false;
+            self.msg_start[1] = None;
+            self.resp_cur = None;
+            self.resp_state = State::Tunnel;
+            self.req_state = State::Tunnel;
+            let up = Upgraded {
+                start_ts: r.start_ts,
+                end_ts: r.end_ts,
+                method: r.method,
+                path: r.path,
+                query: r.query,
+                headers: r.headers,
+                body_size: r.body_size,
+                body: r.body,
+                coding: r.coding,
+                complete: r.complete && !r.incomplete,
+            };
+            self.h2 = Some(Box::new(Http2::upgraded(&self.meta, up)));
+            return Parsed::Tunnel(n);
+        }
+        if code != 101 {
+            self.h2c_pending = false;
+        }
         if tunnel {
             self.connect_tunnel = code != 101;
             self.resp_state = State::Tunnel;
@@ -470,6 +507,48 @@ impl Http1 {
                     // A CONNECT tunnel that carries plain HTTP (a proxy's cleartext traffic)
                     // goes on being parsed; anything else (TLS, WebSocket) is left alone.
                     if self.connect_tunnel
+                        && dir == Direction::ToClient
+                        && !self.tunnel_client_spoke
+                    {
+                        // An HTTP/2 server speaks first (its SETTINGS): hold its first bytes
+                        // until the client shows what the tunnel carries.
+                        return if rest.len() <= 4096 {
+                            Progress::Incomplete {
+                                consumed: pos,
+                                needed: 1,
+                            }
+                        } else {
+                            Progress::Done
+                        };
+                    }
+                    if dir == Direction::ToServer {
+                        self.tunnel_client_spoke = true;
+                    }
+                    if self.connect_tunnel
+                        && dir == Direction::ToServer
+                        && rest.starts_with(b"PRI * HTTP/2.0")
+                    {
+                        // HTTP/2 with prior knowledge through the tunnel (gRPC via a proxy).
+                        self.connect_tunnel = false;
+                        let h2 = self.h2.insert(Box::new(Http2::new(&self.meta)));
+                        return match h2.feed(dir, rest, ts, out) {
+                            Progress::Incomplete { consumed, needed } => Progress::Incomplete {
+                                consumed: pos + consumed,
+                                needed,
+                            },
+                            p => p,
+                        };
+                    }
+                    if self.connect_tunnel
+                        && dir == Direction::ToServer
+                        && b"PRI * HTTP/2.0".starts_with(rest)
+                    {
+                        return Progress::Incomplete {
+                            consumed: pos,
+                            needed: 14 - rest.len(),
+                        };
+                    }
+                    if self.connect_tunnel
                         && dir == Direction::ToServer
                         && method_prefix(rest) == Detection::FromClient
                     {
@@ -503,6 +582,18 @@ impl Http1 {
                     if skip > 0 {
                         pos += skip;
                         continue;
+                    }
+                    if dir == Direction::ToServer
+                        && self.h2c_pending
+                        && self.req_body_of.is_none()
+                        && (rest.starts_with(b"PRI * HTTP/2.0")
+                            || b"PRI * HTTP/2.0".starts_with(rest))
+                    {
+                        // The HTTP/2 preface before the 101 was seen: hold it for HTTP/2.
+                        return Progress::Incomplete {
+                            consumed: pos,
+                            needed: 1,
+                        };
                     }
                     if dir == Direction::ToClient && self.http09 {
                         self.http09 = false;
@@ -544,6 +635,17 @@ impl Http1 {
                             }
                             Parsed::Tunnel(n) => {
                                 pos += n;
+                                if let Some(h2) = self.h2.as_mut() {
+                                    return match h2.feed(dir, &data[pos..], ts, out) {
+                                        Progress::Incomplete { consumed, needed } => {
+                                            Progress::Incomplete {
+                                                consumed: pos + consumed,
+                                                needed,
+                                            }
+                                        }
+                                        p => p,
+                                    };
+                                }
                                 State::Tunnel
                             }
                             Parsed::Headers(n, framing) => {
@@ -734,92 +836,6 @@ impl FramingHeaders {
     }
 }
 
-fn is_secret(name: &str, request: bool) -> bool {
-    if request {
-        matches!(name, "authorization" | "cookie" | "proxy-authorization")
-    } else {
-        name == "set-cookie"
-    }
-}
-
-/// Lower-case names of common header fields, shared instead of copied per message.
-macro_rules! common_names {
-    ($($n:literal),* $(,)?) => {
-        fn common_name(lower: &str) -> Option<&'static str> {
-            match lower {
-                $($n => Some($n),)*
-                _ => None,
-            }
-        }
-    };
-}
-
-common_names!(
-    "accept",
-    "accept-encoding",
-    "accept-language",
-    "accept-ranges",
-    "access-control-allow-origin",
-    "age",
-    "authorization",
-    "b3",
-    "baggage",
-    "cache-control",
-    "connection",
-    "content-encoding",
-    "content-language",
-    "content-length",
-    "content-range",
-    "content-type",
-    "cookie",
-    "date",
-    "etag",
-    "expect",
-    "expires",
-    "host",
-    "if-modified-since",
-    "if-none-match",
-    "keep-alive",
-    "last-modified",
-    "location",
-    "origin",
-    "pragma",
-    "proxy-authorization",
-    "range",
-    "referer",
-    "server",
-    "set-cookie",
-    "strict-transport-security",
-    "te",
-    "traceparent",
-    "tracestate",
-    "transfer-encoding",
-    "upgrade",
-    "user-agent",
-    "vary",
-    "via",
-    "www-authenticate",
-    "x-content-type-options",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-frame-options",
-    "x-request-id",
-    "sw8",
-);
-
-/// A header name in lower case: a shared `'static` name when it is a common one.
-fn header_name(raw: &str) -> Cow<'static, str> {
-    let mut buf = [0u8; 40];
-    if let Some(b) = buf.get_mut(..raw.len()) {
-        b.copy_from_slice(raw.as_bytes());
-        b.make_ascii_lowercase();
-        if let Some(name) = std::str::from_utf8(b).ok().and_then(common_name) {
-            return Cow::Borrowed(name);
-        }
-    }
-    Cow::Owned(raw.to_ascii_lowercase())
-}
-
 fn collect_headers(
     raw: &[httparse::Header<'_>],
     request: bool,
@@ -906,52 +922,12 @@ fn first_line(partial: &[u8]) -> Option<&str> {
         .map(|l| l.trim_end_matches('\r'))
 }
 
-/// `traceparent: 00-<trace id>-<parent id>-<flags>` → (trace id, span id).
-fn traceparent(headers: &HeaderMap) -> Option<(String, String)> {
-    let v = headers.first("traceparent")?;
-    let mut it = v.split('-');
-    let (ver, trace, span, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if !hex(ver, 2) || ver == "ff" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
-        return None;
-    }
-    if trace.bytes().all(|b| b == b'0') || span.bytes().all(|b| b == b'0') {
-        return None;
-    }
-    Some((trace.to_ascii_lowercase(), span.to_ascii_lowercase()))
-}
-
-/// The content of a kept body, content-decoded (capped); `None` when nothing was kept or the
-/// kept copy is cut (a prefix of a compressed body does not decode).
-pub(crate) fn decoded_body(
-    kept: &Option<KeptBody>,
-    coding: Option<&str>,
-) -> Option<Result<Vec<u8>, BodyError>> {
-    let k = kept
-        .as_ref()
-        .filter(|k| !k.truncated && !k.bytes.is_empty())?;
-    Some(match coding {
-        Some(c) => body::decode(c, &k.bytes),
-        None => Ok(k.bytes.clone()),
-    })
-}
-
-/// A kept, content-encoded body must decode: a body that does not is reported on the exchange
-/// (`http.bad_content_encoding`, `http.body_decode_cap`).
-fn check_coding(
-    kept: &Option<KeptBody>,
-    coding: Option<&str>,
-    ex: &mut Exchange,
-    out: &mut Emitter<'_>,
-) {
-    let Some(c) = coding else { return };
-    let anomaly = match decoded_body(kept, Some(c)) {
-        Some(Err(BodyError::Corrupt(_))) => "http.bad_content_encoding",
-        Some(Err(BodyError::TooLarge)) => "http.body_decode_cap",
-        _ => return,
-    };
-    out.anomaly(anomaly);
-    ex.add_anomaly(anomaly);
+/// An `Upgrade` header offering (or accepting) h2c.
+fn wants_h2c(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("upgrade")
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("h2c"))
 }
 
 /// Turn a finished (or abandoned) request into its exchange.
@@ -967,10 +943,13 @@ fn build(r: Req, out: &mut Emitter<'_>) -> Exchange {
     let mut incomplete = r.incomplete || !r.complete;
     ex.end_time_unix_nano = r.end_ts;
     check_coding(&r.body, r.coding.as_deref(), &mut ex, out);
+    let req_body = decoded_body(&r.body, r.coding.as_deref()).and_then(Result::ok);
+    let mut resp_body = None;
     let response = r.resp.map(|p| {
         incomplete |= p.incomplete || !p.complete;
         ex.end_time_unix_nano = ex.end_time_unix_nano.max(p.end_ts);
         check_coding(&p.body, p.coding.as_deref(), &mut ex, out);
+        resp_body = decoded_body(&p.body, p.coding.as_deref()).and_then(Result::ok);
         (p.status, p.body_size, p.headers)
     });
     ex.status = match &response {
@@ -980,9 +959,20 @@ fn build(r: Req, out: &mut Emitter<'_>) -> Exchange {
         Some((Some(code), _, _)) if *code >= 400 => Status::Error,
         Some(_) => Status::Ok,
     };
+    graphql::refine(
+        &mut ex,
+        &graphql::HttpParts {
+            method: Some(r.method.as_str()),
+            query: r.query.as_deref(),
+            request_type: r.headers.first("content-type"),
+            request_body: req_body.as_deref(),
+            response_body: resp_body.as_deref(),
+        },
+        out,
+    );
     ex.http = Some(Http {
         request: HttpRequest {
-            method: r.method,
+            method: Some(r.method),
             body: Some(Body { size: r.body_size }),
             header: r.headers,
         },
@@ -993,18 +983,25 @@ fn build(r: Req, out: &mut Emitter<'_>) -> Exchange {
         }),
     });
     ex.url = Some(Url {
-        path: r.path,
+        path: Some(r.path),
         query: r.query,
+        scheme: None,
     });
     ex
 }
 
 impl Dissector for Http1 {
     fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {
-        self.run(dir, data, ts, out)
+        match self.h2.as_mut() {
+            Some(h2) => h2.feed(dir, data, ts, out),
+            None => self.run(dir, data, ts, out),
+        }
     }
 
     fn cut(&mut self, dir: Direction, partial: &[u8], ts: u64, out: &mut Emitter<'_>) {
+        if let Some(h2) = self.h2.as_mut() {
+            return h2.cut(dir, partial, ts, out);
+        }
         // A header block cut by the snaplen or a loss: keep its first line.
         let state = match dir {
             Direction::ToServer => self.req_state,
@@ -1069,6 +1066,9 @@ impl Dissector for Http1 {
     }
 
     fn gap(&mut self, dir: Direction, len: u64, ts: u64, out: &mut Emitter<'_>) {
+        if let Some(h2) = self.h2.as_mut() {
+            return h2.gap(dir, len, ts, out);
+        }
         out.anomaly("http.gap");
         let state = match dir {
             Direction::ToServer => &mut self.req_state,
@@ -1136,6 +1136,9 @@ impl Dissector for Http1 {
     }
 
     fn close(&mut self, ts: u64, out: &mut Emitter<'_>) {
+        if let Some(h2) = self.h2.as_mut() {
+            return h2.close(ts, out);
+        }
         // A close-delimited response ends here; anything else cut is incomplete.
         if let State::Body(framing, _) = self.resp_state {
             if framing != Framing::UntilClose {

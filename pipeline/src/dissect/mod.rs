@@ -10,7 +10,11 @@ pub mod amqp;
 pub mod body;
 pub mod detect;
 pub mod dns;
+pub mod graphql;
+pub mod grpc;
 pub mod http1;
+pub mod http2;
+pub mod http_fields;
 pub mod kafka;
 pub mod pairing;
 pub mod redis;
@@ -99,6 +103,8 @@ pub struct Emitter<'a> {
     pub meta: FlowMeta,
     pub anomalies: &'a mut AnomalyCounts,
     pub out: &'a mut Vec<Exchange>,
+    /// Protobuf descriptors for gRPC message decoding, when the user gave some.
+    pub descriptors: Option<&'a grpc::Descriptors>,
 }
 
 impl Emitter<'_> {

@@ -39,6 +39,10 @@ impl<T> Fifo<T> {
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> + '_ {
         self.queue.iter_mut()
     }
+    /// Take the request at position `i` out of the queue.
+    pub fn remove(&mut self, i: usize) -> Option<T> {
+        self.queue.remove(i)
+    }
     pub fn pop(&mut self) -> Option<T> {
         self.queue.pop_front()
     }

@@ -29,5 +29,6 @@ pub static REGISTRY: &[ProtocolEntry] = &[
     super::dns::ENTRY,
     super::redis::ENTRY,
     super::amqp::ENTRY,
+    super::http2::ENTRY,
     super::kafka::ENTRY,
 ];

@@ -26,6 +26,8 @@ pub struct Driver<D: Dissector> {
     pub ts: u64,
     /// Most unconsumed bytes the flow layer had to hold at once.
     pub peak: usize,
+    /// gRPC descriptors the emitter offers.
+    pub descriptors: Option<super::grpc::Descriptors>,
 }
 
 impl<D: Dissector> Driver<D> {
@@ -38,6 +40,7 @@ impl<D: Dissector> Driver<D> {
             anomalies: AnomalyCounts::default(),
             ts: 0,
             peak: 0,
+            descriptors: None,
         }
     }
 
@@ -51,6 +54,7 @@ impl<D: Dissector> Driver<D> {
                 meta: self.meta,
                 anomalies: &mut self.anomalies,
                 out: &mut self.out,
+                descriptors: self.descriptors.as_ref(),
             };
             match self.d.feed(dir, buf, self.ts, &mut em) {
                 Progress::Done => buf.clear(),
@@ -75,6 +79,7 @@ impl<D: Dissector> Driver<D> {
             meta: self.meta,
             anomalies: &mut self.anomalies,
             out: &mut self.out,
+            descriptors: self.descriptors.as_ref(),
         };
         let held = std::mem::take(&mut self.pending[dir.index()]);
         if !held.is_empty() {
@@ -89,6 +94,7 @@ impl<D: Dissector> Driver<D> {
             meta: self.meta,
             anomalies: &mut self.anomalies,
             out: &mut self.out,
+            descriptors: self.descriptors.as_ref(),
         };
         self.d.close(self.ts + 1, &mut em);
         (self.out, self.anomalies, self.peak)

@@ -46,6 +46,8 @@ pub struct FlowConfig {
     pub max_ooo_total: usize,
     /// Data chunks per direction shown to the detectors before a flow is left undissected.
     pub max_detect_tries: u8,
+    /// Protobuf descriptors for decoding gRPC messages (`--proto-descriptor`).
+    pub descriptors: Option<std::sync::Arc<crate::dissect::grpc::Descriptors>>,
 }
 
 impl Default for FlowConfig {
@@ -57,6 +59,7 @@ impl Default for FlowConfig {
             max_ooo_per_flow: 1 << 20,
             max_ooo_total: 256 << 20,
             max_detect_tries: 4,
+            descriptors: None,
         }
     }
 }
@@ -430,6 +433,7 @@ impl FlowTable {
                 meta,
                 anomalies: ctx.anomalies,
                 out: ctx.out,
+                descriptors: ctx.cfg.descriptors.as_deref(),
             };
             // A message start the flow ended in the middle of: use what is certain in it.
             for (side, held) in pending.iter().enumerate() {
@@ -558,6 +562,7 @@ impl Ctx<'_> {
                         meta: self.meta,
                         anomalies: self.anomalies,
                         out: self.out,
+                        descriptors: self.cfg.descriptors.as_deref(),
                     };
                     if !pending[side].is_empty() {
                         dis.cut(dir, &pending[side], ts, &mut em);
@@ -584,6 +589,7 @@ impl Ctx<'_> {
             meta: self.meta,
             anomalies: self.anomalies,
             out: self.out,
+            descriptors: self.cfg.descriptors.as_deref(),
         };
         let buf = &mut pending[side];
         let progress = if buf.is_empty() {

@@ -35,6 +35,7 @@ fn run(t: Transport, msgs: &[(Direction, Vec<u8>)]) -> (Vec<Exchange>, AnomalyCo
         meta: meta(t),
         anomalies: &mut an,
         out: &mut out,
+        descriptors: None,
     };
     for (i, (dir, m)) in msgs.iter().enumerate() {
         let _ = d.feed(*dir, m, 100 + i as u64, &mut em);
@@ -106,6 +107,7 @@ fn tcp_messages_split_and_joined() {
         meta: meta(Transport::Tcp),
         anomalies: &mut an,
         out: &mut out,
+        descriptors: None,
     };
     assert_eq!(
         d.feed(Direction::ToServer, &two, 1, &mut em),

@@ -1,5 +1,7 @@
 use super::*;
+use crate::dissect::http_fields::{decoded_body, header_name};
 use crate::dissect::testkit::{self, Driver};
+use std::borrow::Cow;
 
 fn driver() -> Driver<Http1> {
     let meta = testkit::meta(Transport::Tcp, 80);
@@ -9,8 +11,8 @@ fn driver() -> Driver<Http1> {
 fn summary(ex: &Exchange) -> (String, String, Option<u16>, Status, u64, u64) {
     let h = ex.http.as_ref().unwrap();
     (
-        h.request.method.clone(),
-        ex.url.as_ref().unwrap().path.clone(),
+        h.request.method.clone().unwrap_or_default(),
+        ex.url.as_ref().unwrap().path.clone().unwrap_or_default(),
         h.response.as_ref().and_then(|r| r.status_code),
         ex.status,
         h.request.body.as_ref().map_or(0, |b| b.size),

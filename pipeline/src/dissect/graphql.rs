@@ -1,0 +1,326 @@
+//! GraphQL over HTTP: refines finished HTTP/1 and HTTP/2 exchanges that carry an operation.
+//!
+//! Recognised requests (GraphQL over HTTP): `GET` with `?query=` (and `operationName`,
+//! `extensions`), a `POST` body of `application/graphql` (the document), or a JSON body
+//! holding `query` and/or `extensions.persistedQuery` (an object, or a batch array of them).
+//! The document is parsed with `graphql-parser` for the operation's type and name: the one
+//! `operationName` selects, else the only one. The response's `errors` array is counted (a
+//! batch sums them) and makes the exchange an `error`, even on HTTP 200.
+//!
+//! Variables are never read into the event (they can hold secrets), nor is the document.
+//! Limits: the body is what the HTTP dissector kept (`body::MAX_KEPT_BODY`, decoded under
+//! `body::MAX_DECODED_BODY`); a document nested deeper than [`MAX_DEPTH`] is not parsed
+//! (`graphql.too_deep`: the parser recurses). An unparsable document is the anomaly
+//! `graphql.parse_error` and the exchange stays an `http` one.
+
+use graphql_parser::query::{Definition, OperationDefinition};
+use schemas::l7::graphql::{Batch, Errors, Graphql, Operation, PersistedQuery};
+use schemas::{Exchange, Protocol, Status};
+use serde_json::Value;
+
+use super::Emitter;
+
+/// Deepest bracket nesting of a document that is parsed.
+pub const MAX_DEPTH: usize = 64;
+
+/// What the HTTP dissector knows of a finished exchange.
+pub struct HttpParts<'a> {
+    pub method: Option<&'a str>,
+    pub query: Option<&'a str>,
+    pub request_type: Option<&'a str>,
+    /// Request body, content-decoded, when kept whole.
+    pub request_body: Option<&'a [u8]>,
+    /// Response body, content-decoded, when kept whole.
+    pub response_body: Option<&'a [u8]>,
+}
+
+/// One operation as the request names it.
+struct Request {
+    document: Option<String>,
+    operation_name: Option<String>,
+    hash: Option<String>,
+}
+
+impl Request {
+    fn from_json(v: &Value) -> Option<Request> {
+        let o = v.as_object()?;
+        let document = o.get("query").and_then(Value::as_str).map(str::to_string);
+        let hash = o
+            .get("extensions")
+            .and_then(|e| e.get("persistedQuery"))
+            .and_then(|p| p.get("sha256Hash"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if document.is_none() && hash.is_none() {
+            return None;
+        }
+        Some(Request {
+            document,
+            operation_name: o
+                .get("operationName")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            hash,
+        })
+    }
+}
+
+/// The GraphQL requests an HTTP request carries (more than one for a batch).
+fn requests(p: &HttpParts<'_>) -> Option<Vec<Request>> {
+    let media = p.request_type.map(|t| {
+        t.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
+    if p.method == Some("GET") {
+        let q = p.query?;
+        let mut r = Request {
+            document: None,
+            operation_name: None,
+            hash: None,
+        };
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            match k.as_ref() {
+                "query" => r.document = Some(v.into_owned()),
+                "operationName" => r.operation_name = Some(v.into_owned()),
+                "extensions" => {
+                    r.hash = serde_json::from_str::<Value>(&v).ok().and_then(|e| {
+                        e.get("persistedQuery")?
+                            .get("sha256Hash")?
+                            .as_str()
+                            .map(str::to_string)
+                    })
+                }
+                _ => {}
+            }
+        }
+        return (r.document.is_some() || r.hash.is_some()).then(|| vec![r]);
+    }
+    let body = p.request_body?;
+    if media.as_deref() == Some("application/graphql") {
+        return Some(vec![Request {
+            document: Some(String::from_utf8_lossy(body).into_owned()),
+            operation_name: None,
+            hash: None,
+        }]);
+    }
+    if !media.as_deref().is_some_and(|m| m.contains("json")) {
+        return None;
+    }
+    match serde_json::from_slice::<Value>(body).ok()? {
+        Value::Array(items) if !items.is_empty() => items.iter().map(Request::from_json).collect(),
+        v => Request::from_json(&v).map(|r| vec![r]),
+    }
+}
+
+/// Bracket nesting depth of a document (strings and comments skipped).
+fn depth(doc: &str) -> usize {
+    let (mut d, mut max, mut in_str, mut comment, mut esc) = (0usize, 0, false, false, false);
+    for c in doc.chars() {
+        if comment {
+            comment = c != '\n';
+        } else if in_str {
+            match c {
+                _ if esc => esc = false,
+                '\\' => esc = true,
+                '"' => in_str = false,
+                _ => {}
+            }
+        } else {
+            match c {
+                '#' => comment = true,
+                '"' => in_str = true,
+                '{' | '(' | '[' => {
+                    d += 1;
+                    max = max.max(d);
+                }
+                '}' | ')' | ']' => d = d.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    max
+}
+
+/// Why an operation could not be named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpError {
+    Parse,
+    TooDeep,
+    /// Several operations and no (matching) `operationName`.
+    Ambiguous,
+}
+
+impl OpError {
+    fn anomaly(self) -> &'static str {
+        match self {
+            OpError::Parse => "graphql.parse_error",
+            OpError::TooDeep => "graphql.too_deep",
+            OpError::Ambiguous => "graphql.ambiguous_operation",
+        }
+    }
+}
+
+/// The selected operation's (type, name).
+fn operation(doc: &str, wanted: Option<&str>) -> Result<(String, Option<String>), OpError> {
+    if depth(doc) > MAX_DEPTH {
+        return Err(OpError::TooDeep);
+    }
+    let parsed = graphql_parser::parse_query::<&str>(doc).map_err(|_| OpError::Parse)?;
+    let ops: Vec<(&str, Option<&str>)> = parsed
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            Definition::Operation(op) => Some(match op {
+                OperationDefinition::SelectionSet(_) => ("query", None),
+                OperationDefinition::Query(q) => ("query", q.name),
+                OperationDefinition::Mutation(m) => ("mutation", m.name),
+                OperationDefinition::Subscription(s) => ("subscription", s.name),
+            }),
+            Definition::Fragment(_) => None,
+        })
+        .collect();
+    let chosen = match wanted.filter(|w| !w.is_empty()) {
+        Some(w) => ops.iter().find(|(_, n)| *n == Some(w)),
+        None if ops.len() == 1 => ops.first(),
+        None => None,
+    };
+    chosen
+        .map(|(t, n)| (t.to_string(), n.map(str::to_string)))
+        .ok_or(OpError::Ambiguous)
+}
+
+/// Entries of `errors` in a response body (an object, or a batch array of objects).
+fn error_count(body: &[u8]) -> Option<u64> {
+    let count = |v: &Value| {
+        v.get("errors")
+            .and_then(Value::as_array)
+            .map_or(0, |a| a.len() as u64)
+    };
+    match serde_json::from_slice::<Value>(body).ok()? {
+        Value::Array(items) => Some(items.iter().map(count).sum()),
+        v @ Value::Object(_) => Some(count(&v)),
+        _ => None,
+    }
+}
+
+/// Turn an HTTP exchange into a GraphQL one when its request carries an operation. Returns
+/// whether it did.
+pub fn refine(ex: &mut Exchange, p: &HttpParts<'_>, out: &mut Emitter<'_>) -> bool {
+    let Some(reqs) = requests(p) else {
+        return false;
+    };
+    let Some(first) = reqs.first() else {
+        return false;
+    };
+    let mut op = Operation {
+        kind: None,
+        name: None,
+    };
+    if let Some(doc) = &first.document {
+        match operation(doc, first.operation_name.as_deref()) {
+            Ok((kind, name)) => {
+                op.kind = Some(kind);
+                op.name = name;
+            }
+            Err(OpError::Parse) => {
+                // Still an HTTP exchange (the document is not GraphQL after all, or is broken).
+                out.anomaly(OpError::Parse.anomaly());
+                ex.add_anomaly(OpError::Parse.anomaly());
+                return false;
+            }
+            Err(e) => {
+                out.anomaly(e.anomaly());
+                ex.add_anomaly(e.anomaly());
+                op.name = first.operation_name.clone();
+            }
+        }
+    } else {
+        op.name = first.operation_name.clone();
+    }
+    let errors = p
+        .response_body
+        .and_then(error_count)
+        .map(|count| Errors { count });
+    if errors.as_ref().is_some_and(|e| e.count > 0) && ex.status == Status::Ok {
+        ex.status = Status::Error;
+    }
+    ex.protocol = Protocol::Graphql;
+    ex.graphql = Some(Graphql {
+        operation: op,
+        errors,
+        persisted_query: first
+            .hash
+            .clone()
+            .map(|sha256_hash| PersistedQuery { sha256_hash }),
+        batch: (reqs.len() > 1).then_some(Batch {
+            size: reqs.len() as u64,
+        }),
+    });
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selects_the_named_operation() {
+        let doc = "query A { a } mutation B($x: Int) { b(x: $x) } subscription { c }";
+        assert_eq!(
+            operation(doc, Some("B")),
+            Ok(("mutation".into(), Some("B".into())))
+        );
+        assert_eq!(operation(doc, None), Err(OpError::Ambiguous));
+        assert_eq!(
+            operation("{ hero { name } }", None),
+            Ok(("query".into(), None))
+        );
+        assert_eq!(
+            operation("fragment F on T { x } query Q { ...F }", None),
+            Ok(("query".into(), Some("Q".into())))
+        );
+        assert_eq!(operation("query {", None), Err(OpError::Parse));
+        let deep = format!("{}{}", "{ a ".repeat(200), "}".repeat(200));
+        assert_eq!(operation(&deep, None), Err(OpError::TooDeep));
+        assert_eq!(depth(r#"{ a(s: "{{{{") # {{{{ }"#), 2);
+    }
+
+    #[test]
+    fn requests_in_every_form() {
+        let get = HttpParts {
+            method: Some("GET"),
+            query: Some("query=query%20Q%7Bx%7D&operationName=Q&variables=%7B%7D"),
+            request_type: None,
+            request_body: None,
+            response_body: None,
+        };
+        let r = requests(&get).unwrap();
+        assert_eq!(r[0].document.as_deref(), Some("query Q{x}"));
+        assert_eq!(r[0].operation_name.as_deref(), Some("Q"));
+        let batch = br#"[{"query":"{a}"},{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"abc"}}}]"#;
+        let post = HttpParts {
+            method: Some("POST"),
+            query: None,
+            request_type: Some("application/json; charset=utf-8"),
+            request_body: Some(batch),
+            response_body: Some(
+                br#"[{"data":{}},{"errors":[{"message":"PersistedQueryNotFound"}]}]"#,
+            ),
+        };
+        let r = requests(&post).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].hash.as_deref(), Some("abc"));
+        assert_eq!(error_count(post.response_body.unwrap()), Some(1));
+        let not = HttpParts {
+            request_body: Some(br#"{"name":"x"}"#),
+            ..post
+        };
+        assert!(
+            requests(&not).is_none(),
+            "JSON without query is not GraphQL"
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! Helpers every HTTP version shares: header names, secret redaction, `traceparent`, and
+//! content decoding of kept bodies.
+
+use std::borrow::Cow;
+
+use schemas::{Exchange, HeaderMap};
+
+use super::Emitter;
+use super::body::{self, BodyError, KeptBody};
+
+/// Header values never copied out: replaced by this.
+pub const REDACTED: &str = "REDACTED";
+
+/// `url.path` and `url.query` of a request target.
+pub(crate) fn split_target(target: &str) -> (String, Option<String>) {
+    match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (target.to_string(), None),
+    }
+}
+
+pub(crate) fn is_secret(name: &str, request: bool) -> bool {
+    if request {
+        matches!(name, "authorization" | "cookie" | "proxy-authorization")
+    } else {
+        name == "set-cookie"
+    }
+}
+
+/// Lower-case names of common header fields, shared instead of copied per message.
+macro_rules! common_names {
+    ($($n:literal),* $(,)?) => {
+        fn common_name(lower: &str) -> Option<&'static str> {
+            match lower {
+                $($n => Some($n),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+common_names!(
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "accept-ranges",
+    "access-control-allow-origin",
+    "age",
+    "authorization",
+    "b3",
+    "baggage",
+    "cache-control",
+    "connection",
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-range",
+    "content-type",
+    "cookie",
+    "date",
+    "etag",
+    "expect",
+    "expires",
+    "host",
+    "if-modified-since",
+    "if-none-match",
+    "keep-alive",
+    "last-modified",
+    "location",
+    "origin",
+    "pragma",
+    "proxy-authorization",
+    "range",
+    "referer",
+    "server",
+    "set-cookie",
+    "strict-transport-security",
+    "te",
+    "traceparent",
+    "tracestate",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+    "vary",
+    "via",
+    "www-authenticate",
+    "x-content-type-options",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-frame-options",
+    "x-request-id",
+    "sw8",
+);
+
+/// A header name in lower case: a shared `'static` name when it is a common one.
+pub(crate) fn header_name(raw: &str) -> Cow<'static, str> {
+    let mut buf = [0u8; 40];
+    if let Some(b) = buf.get_mut(..raw.len()) {
+        b.copy_from_slice(raw.as_bytes());
+        b.make_ascii_lowercase();
+        if let Some(name) = std::str::from_utf8(b).ok().and_then(common_name) {
+            return Cow::Borrowed(name);
+        }
+    }
+    Cow::Owned(raw.to_ascii_lowercase())
+}
+
+/// `traceparent: 00-<trace id>-<parent id>-<flags>` → (trace id, span id).
+pub(crate) fn traceparent(headers: &HeaderMap) -> Option<(String, String)> {
+    let v = headers.first("traceparent")?;
+    let mut it = v.split('-');
+    let (ver, trace, span, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex(ver, 2) || ver == "ff" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
+        return None;
+    }
+    if trace.bytes().all(|b| b == b'0') || span.bytes().all(|b| b == b'0') {
+        return None;
+    }
+    Some((trace.to_ascii_lowercase(), span.to_ascii_lowercase()))
+}
+
+/// The content of a kept body, content-decoded (capped); `None` when nothing was kept or the
+/// kept copy is cut (a prefix of a compressed body does not decode).
+pub(crate) fn decoded_body(
+    kept: &Option<KeptBody>,
+    coding: Option<&str>,
+) -> Option<Result<Vec<u8>, BodyError>> {
+    let k = kept
+        .as_ref()
+        .filter(|k| !k.truncated && !k.bytes.is_empty())?;
+    Some(match coding {
+        Some(c) => body::decode(c, &k.bytes),
+        None => Ok(k.bytes.clone()),
+    })
+}
+
+/// A kept, content-encoded body must decode: a body that does not is reported on the exchange
+/// (`http.bad_content_encoding`, `http.body_decode_cap`).
+pub(crate) fn check_coding(
+    kept: &Option<KeptBody>,
+    coding: Option<&str>,
+    ex: &mut Exchange,
+    out: &mut Emitter<'_>,
+) {
+    let Some(c) = coding else { return };
+    let anomaly = match decoded_body(kept, Some(c)) {
+        Some(Err(BodyError::Corrupt(_))) => "http.bad_content_encoding",
+        Some(Err(BodyError::TooLarge)) => "http.body_decode_cap",
+        _ => return,
+    };
+    out.anomaly(anomaly);
+    ex.add_anomaly(anomaly);
+}
+
+/// A header name from raw bytes (HTTP/2 literals), lower-cased.
+pub(crate) fn header_name_bytes(raw: &[u8]) -> Cow<'static, str> {
+    match std::str::from_utf8(raw) {
+        Ok(s) => header_name(s),
+        Err(_) => Cow::Owned(String::from_utf8_lossy(raw).to_ascii_lowercase()),
+    }
+}
