@@ -8,6 +8,10 @@
 #                                          python with pika, default python3)
 #   integration/record.sh kafka OUT.pcap   tansu (crates.io, --features dynostore; TANSU names the
 #                                          binary) + confluent-kafka (PyPI, current librdkafka)
+#   integration/record.sh graphql-h1 OUT.pcap  Strawberry GraphQL served by Hypercorn + httpx
+#   integration/record.sh graphql-h2 OUT.pcap  over HTTP/1.1, or HTTP/2 with prior knowledge, and
+#                                          curl upgrading with h2c (PyPI: strawberry-graphql,
+#                                          hypercorn, starlette, httpx[http2] in PYTHON's env)
 #
 # The namespaces (tw-srv-$$, tw-cli-$$) are joined by a veth pair with 10.77.0.1 (server)
 # and 10.77.0.2 (client), no route out; offloads are off so frames look like wire frames.
@@ -15,8 +19,9 @@
 # Needs root, iproute2, ethtool, tcpdump, and the scenario's server and client.
 set -euo pipefail
 
-scenario=${1:?usage: record.sh http1|dns|redis|amqp|kafka OUT.pcap}
-out=$(realpath -m "${2:?usage: record.sh http1|dns|redis|amqp|kafka OUT.pcap}")
+usage="usage: record.sh http1|dns|redis|amqp|kafka|graphql-h1|graphql-h2 OUT.pcap"
+scenario=${1:?$usage}
+out=$(realpath -m "${2:?$usage}")
 here=$(cd "$(dirname "$0")" && pwd)
 S=tw-srv-$$; C=tw-cli-$$; SA=10.77.0.1; CA=10.77.0.2
 work=$(mktemp -d)
@@ -214,6 +219,22 @@ kafka)
   wait_tcp "$S" $SA 9092
   start_capture
   ip netns exec "$C" "${PYTHON:-python3}" "$here/clients/kafka_client.py" $SA:9092
+  stop_capture
+  ;;
+graphql-h1|graphql-h2)
+  ip netns exec "$S" bash -c "cd '$here/servers' && exec '${PYTHON:-python3}' -m hypercorn \
+    --bind $SA:8000 graphql_app:app" >"$work/hypercorn.log" 2>&1 &
+  pids+=($!)
+  wait_tcp "$S" $SA 8000
+  start_capture
+  if [ "$scenario" = graphql-h1 ]; then
+    ip netns exec "$C" "${PYTHON:-python3}" "$here/clients/graphql_client.py" "http://$SA:8000/graphql" 1.1
+  else
+    ip netns exec "$C" "${PYTHON:-python3}" "$here/clients/graphql_client.py" "http://$SA:8000/graphql" 2
+    # One more connection that upgrades from HTTP/1.1 (curl upgrades body-less requests).
+    ip netns exec "$C" curl -s --http2 -o /dev/null \
+      "http://$SA:8000/graphql?query=query%20Upgraded%20%7B%20books%20%7B%20id%20%7D%20%7D"
+  fi
   stop_capture
   ;;
 *) echo "record.sh: unknown scenario $scenario" >&2; exit 2 ;;
