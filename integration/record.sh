@@ -12,6 +12,9 @@
 #   integration/record.sh graphql-h2 OUT.pcap  over HTTP/1.1, or HTTP/2 with prior knowledge, and
 #                                          curl upgrading with h2c (PyPI: strawberry-graphql,
 #                                          hypercorn, starlette, httpx[http2] in PYTHON's env)
+#   integration/record.sh grpc  OUT.pcap   grpcio server and client (PyPI: grpcio, grpcio-tools in
+#                                          PYTHON's env) for servers/proto/bookshop.proto; also
+#                                          writes the descriptor set next to OUT (OUT.desc)
 #
 # The namespaces (tw-srv-$$, tw-cli-$$) are joined by a veth pair with 10.77.0.1 (server)
 # and 10.77.0.2 (client), no route out; offloads are off so frames look like wire frames.
@@ -19,7 +22,7 @@
 # Needs root, iproute2, ethtool, tcpdump, and the scenario's server and client.
 set -euo pipefail
 
-usage="usage: record.sh http1|dns|redis|amqp|kafka|graphql-h1|graphql-h2 OUT.pcap"
+usage="usage: record.sh http1|dns|redis|amqp|kafka|graphql-h1|graphql-h2|grpc OUT.pcap"
 scenario=${1:?$usage}
 out=$(realpath -m "${2:?$usage}")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -235,6 +238,20 @@ graphql-h1|graphql-h2)
     ip netns exec "$C" curl -s --http2 -o /dev/null \
       "http://$SA:8000/graphql?query=query%20Upgraded%20%7B%20books%20%7B%20id%20%7D%20%7D"
   fi
+  stop_capture
+  ;;
+grpc)
+  py=${PYTHON:-python3}
+  mkdir -p "$work/gen"
+  "$py" -m grpc_tools.protoc -I "$here/servers/proto" --python_out="$work/gen" \
+    --grpc_python_out="$work/gen" "$here/servers/proto/bookshop.proto"
+  "$py" -m grpc_tools.protoc -I "$here/servers/proto" --include_imports \
+    --descriptor_set_out="${out%.pcap}.desc" "$here/servers/proto/bookshop.proto"
+  ip netns exec "$S" "$py" "$here/servers/grpc_server.py" "$work/gen" $SA:50051 >"$work/grpc.log" 2>&1 &
+  pids+=($!)
+  wait_tcp "$S" $SA 50051
+  start_capture
+  ip netns exec "$C" "$py" "$here/clients/grpc_client.py" "$work/gen" $SA:50051
   stop_capture
   ;;
 *) echo "record.sh: unknown scenario $scenario" >&2; exit 2 ;;

@@ -41,4 +41,8 @@ pub struct DissectArgs {
     /// Do not print the summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Protobuf descriptor set (`protoc --include_imports --descriptor_set_out=FILE`): decode
+    /// gRPC messages of the services it describes to JSON.
+    #[arg(long, value_name = "FILE")]
+    pub proto_descriptor: Option<PathBuf>,
 }

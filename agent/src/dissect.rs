@@ -307,7 +307,17 @@ pub fn run(args: DissectArgs) -> ExitCode {
         line: String::new(),
         buf: Vec::with_capacity(4096),
     };
-    let mut pipe = Pipeline::default();
+    let mut config = pipeline::Config::default();
+    if let Some(path) = &args.proto_descriptor {
+        match pipeline::dissect::grpc::Descriptors::load(path) {
+            Ok(d) => config.flow.descriptors = Some(std::sync::Arc::new(d)),
+            Err(e) => {
+                eprintln!("tapwire: --proto-descriptor: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut pipe = Pipeline::new(config);
     let mut events = Vec::new();
     let mut failed = false;
     let mut flows_open = 0;

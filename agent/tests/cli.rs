@@ -200,3 +200,22 @@ fn amqp_credentials_never_reach_any_output() {
     assert!(!golden.contains(PASSWORD));
     assert!(golden.contains("connection.start"));
 }
+
+#[test]
+fn proto_descriptor_decodes_grpc_messages_and_a_bad_one_exits_2() {
+    let cap = fixture("grpc/grpcio-bookshop.pcap");
+    let desc = fixture("grpc/grpcio-bookshop.desc");
+    let out = tapwire(&["dissect", "-q", "--proto-descriptor", &desc, &cap]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(r#""decoded":[{"id":"1"}]"#), "{text}");
+    let out = tapwire(&["dissect", "-q", "--proto-descriptor", &cap, &cap]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--proto-descriptor") && err.contains("grpcio-bookshop.pcap"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -4,7 +4,7 @@
 //! emits differs from what it emits for the same stream with the whole capture.
 //!
 //! The captures: `../shared/corpus/http2` and `grpc` (skipped visibly when absent) and the
-//! project's own HTTP/2 fixtures under `tests/golden/graphql`.
+//! project's own HTTP/2 fixtures under `tests/golden/graphql` and `tests/golden/grpc`.
 
 mod common;
 
@@ -115,11 +115,16 @@ fn captures() -> Vec<PathBuf> {
     } else {
         common::skip("../shared/corpus is absent: pickup checked on the project's fixtures only");
     }
-    let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/graphql");
-    v.extend(common::captures_under(&own).into_iter().filter(|p| {
-        p.file_name()
-            .is_some_and(|n| n.to_string_lossy().contains("h2"))
-    }));
+    let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    v.extend(common::captures_under(&own.join("grpc")));
+    v.extend(
+        common::captures_under(&own.join("graphql"))
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains("h2"))
+            }),
+    );
     v
 }
 

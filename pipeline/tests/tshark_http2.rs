@@ -251,9 +251,9 @@ fn http2_and_grpc_agree_with_tshark() {
         common::skip("tshark is not installed: HTTP/2 tshark agreement not checked");
         return;
     }
-    let mut files = common::captures_under(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/graphql"),
-    );
+    let own = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut files = common::captures_under(&own.join("graphql"));
+    files.extend(common::captures_under(&own.join("grpc")));
     let with_corpus = match common::corpus() {
         Some(corpus) => {
             for dir in ["http2", "grpc"] {
