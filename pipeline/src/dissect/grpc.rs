@@ -199,8 +199,9 @@ impl MessageScan {
 
 /// Is this content type gRPC's?
 pub fn is_grpc(content_type: &str) -> bool {
-    let t = content_type.trim_start();
-    t.len() >= 16 && t[..16].eq_ignore_ascii_case("application/grpc")
+    let t = content_type.trim_start().as_bytes();
+    t.get(..16)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"application/grpc"))
 }
 
 /// The name of a gRPC status code.
@@ -236,11 +237,12 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
         if b[i] == b'%'
-            && let Some(h) = b.get(i + 1..i + 3)
-            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(h).unwrap_or("zz"), 16)
+            && let Some(&[h, l]) = b.get(i + 1..i + 3)
+            && let (Some(h), Some(l)) = (hex(h), hex(l))
         {
-            out.push(v);
+            out.push((h * 16 + l) as u8);
             i += 3;
             continue;
         }
@@ -331,6 +333,15 @@ mod tests {
         assert_eq!(status_name("42"), "42");
         assert_eq!(percent_decode("not%20found%3A%20x"), "not found: x");
         assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(
+            percent_decode("%+f%zz%4"),
+            "%+f%zz%4",
+            "only two hex digits decode"
+        );
+        assert!(
+            !is_grpc("app\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}"),
+            "no panic inside a character"
+        );
         assert!(is_grpc("application/grpc+proto"));
         assert!(is_grpc("application/grpc"));
         assert!(!is_grpc("application/json"));

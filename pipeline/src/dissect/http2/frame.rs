@@ -114,36 +114,30 @@ pub enum Sync {
     None,
 }
 
-/// Find the first frame boundary in `data`.
+/// Find the first frame boundary in `data`. The first plausible header wins: when its frame
+/// does not end inside `data` yet, the answer is to wait for more bytes (a later candidate
+/// could sit in its payload), so a resumed search starts right at it and costs nothing.
 pub fn find_sync(data: &[u8]) -> Sync {
-    let mut first_open = None;
     for at in 0..data.len() {
         if data.len() - at < HEADER_LEN {
-            return Sync::NeedMore(first_open.unwrap_or(at));
+            return Sync::NeedMore(at);
         }
         let Some(h) = Header::plausible(&data[at..], DEFAULT_MAX_FRAME) else {
             continue;
         };
         let end = at + HEADER_LEN + h.len as usize;
-        let confirmed = end == data.len()
-            || (end + HEADER_LEN <= data.len()
-                && Header::plausible(&data[end..], DEFAULT_MAX_FRAME).is_some());
-        if confirmed {
-            // An earlier candidate still waiting for its end wins: the later one may sit in
-            // its payload.
-            return match first_open {
-                Some(open) => Sync::NeedMore(open),
-                None => Sync::At(at),
-            };
+        if end == data.len() {
+            return Sync::At(at);
         }
-        if end + HEADER_LEN > data.len() {
-            first_open.get_or_insert(at);
+        if end + HEADER_LEN <= data.len() {
+            if Header::plausible(&data[end..], DEFAULT_MAX_FRAME).is_some() {
+                return Sync::At(at);
+            }
+            continue;
         }
+        return Sync::NeedMore(at);
     }
-    match first_open {
-        Some(at) => Sync::NeedMore(at),
-        None => Sync::None,
-    }
+    Sync::None
 }
 
 /// A HEADERS payload without its padding and priority fields: the header block fragment.

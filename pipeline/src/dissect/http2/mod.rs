@@ -47,7 +47,7 @@ use super::body::{self, KeptBody};
 use super::detect::Detection;
 use super::grpc::{self, MessageScan};
 use super::http_fields::{
-    REDACTED, check_coding, decoded_body, is_secret, split_target, traceparent,
+    BodySource, REDACTED, check_coding, is_secret, split_target, traceparent,
 };
 use super::registry::ProtocolEntry;
 use super::{Direction, Dissector, Emitter, FlowMeta, Progress, graphql};
@@ -478,13 +478,13 @@ impl Http2 {
     }
 
     fn finish(&mut self, id: u32, out: &mut Emitter<'_>) {
-        self.draining.retain(|&d| d != id);
         if let Some(s) = self.streams.remove(&id) {
             self.emit(s, out);
         }
     }
 
     fn emit(&mut self, s: Stream, out: &mut Emitter<'_>) {
+        self.draining.retain(|&d| d != s.id);
         if self.closed.len() >= RECENTLY_CLOSED {
             self.closed.pop_front();
         }
@@ -584,7 +584,9 @@ impl Http2 {
                     }
                     if h.kind == frame::DATA {
                         if h.stream == 0 {
+                            // Resynchronise past this header, not onto it again.
                             self.bad_frame(dir, "http2.bad_frame", out);
+                            pos += 1;
                             continue;
                         }
                         let mut pad = 0u64;
@@ -598,6 +600,7 @@ impl Http2 {
                             };
                             if u32::from(p) >= h.len {
                                 self.bad_frame(dir, "http2.bad_padding", out);
+                                pos += 1;
                                 continue;
                             }
                             pad = u64::from(p);
@@ -1046,9 +1049,6 @@ impl Http2 {
                 out,
             );
         } else if seen_request {
-            let req_body = decoded_body(&s.req.kept, s.req.coding.as_deref()).and_then(Result::ok);
-            let resp_body =
-                decoded_body(&s.resp.kept, s.resp.coding.as_deref()).and_then(Result::ok);
             let (_, query) = path.map(split_target).unwrap_or_default();
             graphql::refine(
                 &mut ex,
@@ -1056,8 +1056,14 @@ impl Http2 {
                     method: req_head.and_then(|h| h.method.as_deref()),
                     query: query.as_deref(),
                     request_type: s.req.content_type.as_deref(),
-                    request_body: req_body.as_deref(),
-                    response_body: resp_body.as_deref(),
+                    request_body: BodySource {
+                        kept: &s.req.kept,
+                        coding: s.req.coding.as_deref(),
+                    },
+                    response_body: BodySource {
+                        kept: &s.resp.kept,
+                        coding: s.resp.coding.as_deref(),
+                    },
                 },
                 out,
             );

@@ -685,3 +685,17 @@ fn garbage_is_survived() {
         assert!(peak <= MAX_FRAME_BUFFERED + 64);
     }
 }
+
+/// A DATA frame whose padding exceeds it (or on stream 0) loses sync without looping on it
+/// (found by the `http2` fuzz target).
+#[test]
+fn bad_data_frames_resync_past_themselves() {
+    let mut d = driver();
+    let mut up = PREFACE.to_vec();
+    up.extend(frame(DATA, PADDED, 1, &[9, 0, 0]));
+    up.extend(frame(DATA, 0, 0, b"x"));
+    up.extend(frame(PING, 0, 0, &[0; 8]));
+    d.send(C, &up, 4096);
+    let (_, an, _) = d.close();
+    assert_eq!(an.0.get("http2.bad_padding"), Some(&1));
+}
