@@ -34,6 +34,32 @@ mkdir -p seeds/kafka
 for i in $(tshark -r $fix/kafka/tansu-confluent.pcap -T fields -e tcp.stream | sort -un); do
   stream_seed $fix/kafka/tansu-confluent.pcap "$i" "seeds/kafka/tansu-$i" 9092
 done
+mkdir -p seeds/http2 seeds/hpack seeds/http2_frame
+for i in $(tshark -r $fix/graphql/strawberry-graphql-h2.pcap -Y tcp -T fields -e tcp.stream | sort -un); do
+  stream_seed $fix/graphql/strawberry-graphql-h2.pcap "$i" "seeds/http2/strawberry-$i" 8000
+done
+for i in $(tshark -r $fix/grpc/grpcio-bookshop.pcap -Y tcp -T fields -e tcp.stream | sort -un); do
+  stream_seed $fix/grpc/grpcio-bookshop.pcap "$i" "seeds/http2/grpcio-$i" 50051
+done
+hpack_seed() { # pcap port out: every header block of one direction, 0xff between blocks
+  tshark -r "$1" -d "tcp.port==$2,http2" -Y "tcp.dstport==$2 && http2.headers" -T fields -e http2.headers \
+    | tr ',' '\n' | tr -d ':' | awk 'BEGIN{printf "00"} {printf "%sff", $0}' | xxd -r -p > "$3"
+}
+hpack_seed $fix/graphql/strawberry-graphql-h2.pcap 8000 seeds/hpack/strawberry-requests
+hpack_seed $fix/grpc/grpcio-bookshop.pcap 50051 seeds/hpack/grpcio-requests
+cp seeds/http2/grpcio-0 seeds/http2_frame/grpcio-0
+# Seeds from the shared corpus stay outside the repository (corpus-seeds/ is ignored by git):
+#   RUSTC_BOOTSTRAP=1 cargo fuzz run -O http2 corpus/http2 seeds/http2 corpus-seeds/http2
+if [ -d ../../shared/corpus ]; then
+  mkdir -p corpus-seeds/http2 corpus-seeds/hpack
+  for f in ../../shared/corpus/http2/*.pcap* ../../shared/corpus/grpc/*.pcap*; do
+    b=$(basename "$f"); b=${b%.*}
+    port=$(tshark -r "$f" -q -z conv,tcp 2>/dev/null | awk '/<->/{print $3; exit}' | sed 's/.*://')
+    [ -n "$port" ] || continue
+    stream_seed "$f" 0 "corpus-seeds/http2/$b" "$port" || true
+    hpack_seed "$f" "$port" "corpus-seeds/hpack/$b" || true
+  done
+fi
 for f in $fix/*/*.pcap; do
   editcap -r "$f" "seeds/pipeline/$(basename "$f" .pcap)-head.pcap" 1-24
 done
