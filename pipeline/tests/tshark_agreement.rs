@@ -88,7 +88,12 @@ fn compare(file: &Path) -> Result<(), String> {
     let mut ours_http = BTreeSet::new();
     let mut ours_dns = BTreeSet::new();
     for e in &events {
-        if let Some(h) = &e.http {
+        // HTTP/2 streams are compared field by field in `tshark_http2.rs`; an HTTP/1 request
+        // that upgraded to h2c (it carries `Upgrade`, which HTTP/2 forbids) is HTTP/1 to tshark.
+        let http1 = |h: &&schemas::l7::http::Http| {
+            e.http2.is_none() || h.request.header.first("upgrade").is_some()
+        };
+        if let Some(h) = e.http.as_ref().filter(http1) {
             ports.insert(e.server.port);
             let u = e.url.as_ref().unwrap();
             let target = match &u.query {

@@ -19,6 +19,7 @@ use schemas::{Exchange, Protocol, Status};
 use serde_json::Value;
 
 use super::Emitter;
+use super::http_fields::BodySource;
 
 /// Deepest bracket nesting of a document that is parsed.
 pub const MAX_DEPTH: usize = 64;
@@ -28,10 +29,10 @@ pub struct HttpParts<'a> {
     pub method: Option<&'a str>,
     pub query: Option<&'a str>,
     pub request_type: Option<&'a str>,
-    /// Request body, content-decoded, when kept whole.
-    pub request_body: Option<&'a [u8]>,
-    /// Response body, content-decoded, when kept whole.
-    pub response_body: Option<&'a [u8]>,
+    /// Request body (decoded only for a request that may be GraphQL).
+    pub request_body: BodySource<'a>,
+    /// Response body (decoded only for a GraphQL request's response).
+    pub response_body: BodySource<'a>,
 }
 
 /// One operation as the request names it.
@@ -98,18 +99,19 @@ fn requests(p: &HttpParts<'_>) -> Option<Vec<Request>> {
         }
         return (r.document.is_some() || r.hash.is_some()).then(|| vec![r]);
     }
-    let body = p.request_body?;
-    if media.as_deref() == Some("application/graphql") {
+    let graphql = media.as_deref() == Some("application/graphql");
+    if !graphql && !media.as_deref().is_some_and(|m| m.contains("json")) {
+        return None;
+    }
+    let body = p.request_body.decoded()?;
+    if graphql {
         return Some(vec![Request {
-            document: Some(String::from_utf8_lossy(body).into_owned()),
+            document: Some(String::from_utf8_lossy(&body).into_owned()),
             operation_name: None,
             hash: None,
         }]);
     }
-    if !media.as_deref().is_some_and(|m| m.contains("json")) {
-        return None;
-    }
-    match serde_json::from_slice::<Value>(body).ok()? {
+    match serde_json::from_slice::<Value>(&body).ok()? {
         Value::Array(items) if !items.is_empty() => items.iter().map(Request::from_json).collect(),
         v => Request::from_json(&v).map(|r| vec![r]),
     }
@@ -242,7 +244,8 @@ pub fn refine(ex: &mut Exchange, p: &HttpParts<'_>, out: &mut Emitter<'_>) -> bo
     }
     let errors = p
         .response_body
-        .and_then(error_count)
+        .decoded()
+        .and_then(|b| error_count(&b))
         .map(|count| Errors { count });
     if errors.as_ref().is_some_and(|e| e.count > 0) && ex.status == Status::Ok {
         ex.status = Status::Error;
@@ -265,6 +268,7 @@ pub fn refine(ex: &mut Exchange, p: &HttpParts<'_>, out: &mut Emitter<'_>) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dissect::body::KeptBody;
 
     #[test]
     fn selects_the_named_operation() {
@@ -288,34 +292,50 @@ mod tests {
         assert_eq!(depth(r#"{ a(s: "{{{{") # {{{{ }"#), 2);
     }
 
+    fn kept(b: &[u8]) -> Option<KeptBody> {
+        let mut k = KeptBody::default();
+        k.push(b);
+        Some(k)
+    }
+
+    fn src(k: &Option<KeptBody>) -> BodySource<'_> {
+        BodySource {
+            kept: k,
+            coding: None,
+        }
+    }
+
     #[test]
     fn requests_in_every_form() {
+        let none = None;
         let get = HttpParts {
             method: Some("GET"),
             query: Some("query=query%20Q%7Bx%7D&operationName=Q&variables=%7B%7D"),
             request_type: None,
-            request_body: None,
-            response_body: None,
+            request_body: src(&none),
+            response_body: src(&none),
         };
         let r = requests(&get).unwrap();
         assert_eq!(r[0].document.as_deref(), Some("query Q{x}"));
         assert_eq!(r[0].operation_name.as_deref(), Some("Q"));
-        let batch = br#"[{"query":"{a}"},{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"abc"}}}]"#;
+        let batch = kept(
+            br#"[{"query":"{a}"},{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"abc"}}}]"#,
+        );
+        let resp = kept(br#"[{"data":{}},{"errors":[{"message":"PersistedQueryNotFound"}]}]"#);
         let post = HttpParts {
             method: Some("POST"),
             query: None,
             request_type: Some("application/json; charset=utf-8"),
-            request_body: Some(batch),
-            response_body: Some(
-                br#"[{"data":{}},{"errors":[{"message":"PersistedQueryNotFound"}]}]"#,
-            ),
+            request_body: src(&batch),
+            response_body: src(&resp),
         };
         let r = requests(&post).unwrap();
         assert_eq!(r.len(), 2);
         assert_eq!(r[1].hash.as_deref(), Some("abc"));
-        assert_eq!(error_count(post.response_body.unwrap()), Some(1));
+        assert_eq!(error_count(&post.response_body.decoded().unwrap()), Some(1));
+        let other = kept(br#"{"name":"x"}"#);
         let not = HttpParts {
-            request_body: Some(br#"{"name":"x"}"#),
+            request_body: src(&other),
             ..post
         };
         assert!(

@@ -23,7 +23,7 @@ use super::body::{self, KeptBody};
 use super::detect::Detection;
 use super::graphql;
 use super::http_fields::{
-    REDACTED, check_coding, decoded_body, header_name, is_secret, split_target, traceparent,
+    BodySource, REDACTED, check_coding, header_name, is_secret, split_target, traceparent,
 };
 use super::http2::{Http2, Upgraded};
 use super::pairing::{DEFAULT_IN_FLIGHT, Fifo};
@@ -943,21 +943,23 @@ fn build(r: Req, out: &mut Emitter<'_>) -> Exchange {
     let mut incomplete = r.incomplete || !r.complete;
     ex.end_time_unix_nano = r.end_ts;
     check_coding(&r.body, r.coding.as_deref(), &mut ex, out);
-    let req_body = decoded_body(&r.body, r.coding.as_deref()).and_then(Result::ok);
-    let mut resp_body = None;
     let response = r.resp.map(|p| {
         incomplete |= p.incomplete || !p.complete;
         ex.end_time_unix_nano = ex.end_time_unix_nano.max(p.end_ts);
         check_coding(&p.body, p.coding.as_deref(), &mut ex, out);
-        resp_body = decoded_body(&p.body, p.coding.as_deref()).and_then(Result::ok);
-        (p.status, p.body_size, p.headers)
+        (p.status, p.body_size, p.headers, p.body, p.coding)
     });
     ex.status = match &response {
         None if incomplete => Status::Incomplete,
         None => Status::NoResponse,
         Some(_) if incomplete => Status::Incomplete,
-        Some((Some(code), _, _)) if *code >= 400 => Status::Error,
+        Some((Some(code), ..)) if *code >= 400 => Status::Error,
         Some(_) => Status::Ok,
+    };
+    let no_body = None;
+    let (resp_kept, resp_coding) = match &response {
+        Some((.., kept, coding)) => (kept, coding.as_deref()),
+        None => (&no_body, None),
     };
     graphql::refine(
         &mut ex,
@@ -965,8 +967,14 @@ fn build(r: Req, out: &mut Emitter<'_>) -> Exchange {
             method: Some(r.method.as_str()),
             query: r.query.as_deref(),
             request_type: r.headers.first("content-type"),
-            request_body: req_body.as_deref(),
-            response_body: resp_body.as_deref(),
+            request_body: BodySource {
+                kept: &r.body,
+                coding: r.coding.as_deref(),
+            },
+            response_body: BodySource {
+                kept: resp_kept,
+                coding: resp_coding,
+            },
         },
         out,
     );
@@ -976,7 +984,7 @@ fn build(r: Req, out: &mut Emitter<'_>) -> Exchange {
             body: Some(Body { size: r.body_size }),
             header: r.headers,
         },
-        response: response.map(|(status, size, header)| HttpResponse {
+        response: response.map(|(status, size, header, ..)| HttpResponse {
             status_code: status,
             body: Some(Body { size }),
             header,

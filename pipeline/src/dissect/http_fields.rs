@@ -122,17 +122,31 @@ pub(crate) fn traceparent(headers: &HeaderMap) -> Option<(String, String)> {
 
 /// The content of a kept body, content-decoded (capped); `None` when nothing was kept or the
 /// kept copy is cut (a prefix of a compressed body does not decode).
-pub(crate) fn decoded_body(
-    kept: &Option<KeptBody>,
+pub(crate) fn decoded_body<'a>(
+    kept: &'a Option<KeptBody>,
     coding: Option<&str>,
-) -> Option<Result<Vec<u8>, BodyError>> {
+) -> Option<Result<Cow<'a, [u8]>, BodyError>> {
     let k = kept
         .as_ref()
         .filter(|k| !k.truncated && !k.bytes.is_empty())?;
     Some(match coding {
-        Some(c) => body::decode(c, &k.bytes),
-        None => Ok(k.bytes.clone()),
+        Some(c) => body::decode(c, &k.bytes).map(Cow::Owned),
+        None => Ok(Cow::Borrowed(&k.bytes)),
     })
+}
+
+/// A kept body and its `Content-Encoding`, decoded only when a refiner asks.
+#[derive(Clone, Copy)]
+pub struct BodySource<'a> {
+    pub kept: &'a Option<KeptBody>,
+    pub coding: Option<&'a str>,
+}
+
+impl<'a> BodySource<'a> {
+    /// The whole body, content-decoded; `None` when not kept whole or not decodable.
+    pub fn decoded(&self) -> Option<Cow<'a, [u8]>> {
+        decoded_body(self.kept, self.coding).and_then(Result::ok)
+    }
 }
 
 /// A kept, content-encoded body must decode: a body that does not is reported on the exchange
