@@ -29,6 +29,10 @@
 //! entries filling the table so that no unknown entry (at least 32 bytes) still fits.
 //! Static-table fields and literals are always certain.
 //!
+//! The table's maximum size follows the encoder's dynamic table size updates (§6.3), starting
+//! at 4096: a peer's `SETTINGS_HEADER_TABLE_SIZE` only bounds what the encoder may choose, and
+//! the encoder announces its choice in a header block, which is what the decoder acts on.
+//!
 //! Limits: [`TRACK_CAP`] bytes of dynamic table per direction (older entries are dropped and
 //! treated as unknown), integers up to 2^28, strings no longer than their header block.
 
