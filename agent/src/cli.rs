@@ -1,5 +1,6 @@
 //! Command-line interface (architecture.md section 5).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -19,6 +20,62 @@ pub struct Cli {
 pub enum Command {
     /// Read pcap/pcapng files and print the request/response exchanges in them.
     Dissect(DissectArgs),
+    /// The node agent: capture, spool, dissect on demand, serve the API and /metrics.
+    Run(RunArgs),
+    /// Subscribe to a running agent and print its exchanges live.
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Interface to capture on (repeatable); `any` or none: every interface.
+    #[arg(
+        long,
+        short,
+        value_name = "IF",
+        env = "TAPWIRE_INTERFACE",
+        value_delimiter = ','
+    )]
+    pub interface: Vec<String>,
+    /// Spool folder.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "TAPWIRE_SPOOL_DIR",
+        default_value = "tapwire-spool"
+    )]
+    pub spool_dir: PathBuf,
+    /// Spool size cap (`64MiB`, `1GiB`, …).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "TAPWIRE_SPOOL_LIMIT",
+        default_value = "1GiB"
+    )]
+    pub spool_limit: String,
+    /// API and /metrics address.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        env = "TAPWIRE_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub listen: SocketAddr,
+    /// Capture worker threads per interface (default: one per core).
+    #[arg(long, value_name = "N", env = "TAPWIRE_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// The agent's API.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TAPWIRE_AGENT",
+        default_value = "http://127.0.0.1:9464"
+    )]
+    pub agent: String,
 }
 
 /// Output format of `dissect`.

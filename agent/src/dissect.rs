@@ -77,7 +77,7 @@ impl<W: Write> Output<W> {
 }
 
 /// One readable line: time, protocol, peers, what was asked, what came back, duration.
-fn table_line(ex: &Exchange, s: &mut String) {
+pub fn table_line(ex: &Exchange, s: &mut String) {
     use std::fmt::Write as _;
     let secs = ex.start_time_unix_nano / 1_000_000_000;
     let micros = (ex.start_time_unix_nano % 1_000_000_000) / 1000;

@@ -1,7 +1,14 @@
 //! `tapwire`: the node agent and its command-line tools.
 
+mod api;
+mod capture;
 mod cli;
+mod demand;
 mod dissect;
+mod metrics;
+mod run;
+mod spool;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -19,5 +26,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         cli::Command::Dissect(args) => dissect::run(args),
+        cli::Command::Run(args) => run::run(args),
+        cli::Command::Watch(args) => watch::run(args),
     }
 }

@@ -1,0 +1,148 @@
+//! The agent's HTTP API (architecture.md §6), served by axum on its own small tokio runtime:
+//! `GET /v1/events` (NDJSON stream of exchanges; the subscription lives as long as the
+//! connection), `/v1/status`, `/metrics`, `/healthz`, `/readyz`.
+//!
+//! A subscriber whose queue overflowed is told in its stream: before its next event comes one
+//! line `{"notice":"dropped","dropped_events":N}` with the running total it lost.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use tokio_stream::Stream;
+
+use crate::capture::Shared;
+use crate::demand::Subscription;
+
+/// What the handlers see.
+pub struct ApiState {
+    pub shared: Arc<Shared>,
+    pub interfaces: Vec<String>,
+    pub workers: usize,
+    pub spool_dir: String,
+}
+
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/status", get(status))
+        .route("/v1/events", get(events))
+        .with_state(state)
+}
+
+async fn readyz(State(st): State<Arc<ApiState>>) -> Response {
+    if st.shared.stop.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "stopping\n").into_response()
+    } else {
+        "ready\n".into_response()
+    }
+}
+
+fn refresh_gauges(st: &ApiState) {
+    let m = &st.shared.metrics;
+    m.subscriptions.set(st.shared.hub.active() as i64);
+    m.subscriber_drops.inc_by(
+        st.shared
+            .hub
+            .dropped
+            .load(Ordering::Relaxed)
+            .saturating_sub(m.subscriber_drops.get()),
+    );
+}
+
+async fn metrics(State(st): State<Arc<ApiState>>) -> Response {
+    refresh_gauges(&st);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.shared.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn status(State(st): State<Arc<ApiState>>) -> Response {
+    refresh_gauges(&st);
+    let m = &st.shared.metrics;
+    let sum = |v: &prometheus::IntCounterVec| -> u64 {
+        st.interfaces
+            .iter()
+            .map(|i| v.get_metric_with_label_values(&[i]).map_or(0, |c| c.get()))
+            .sum()
+    };
+    let gauge_sum = |v: &prometheus::IntGaugeVec| -> i64 {
+        (0..st.workers)
+            .map(|w| {
+                v.get_metric_with_label_values(&[&w.to_string()])
+                    .map_or(0, |g| g.get())
+            })
+            .sum()
+    };
+    let hub = &st.shared.hub;
+    let body = serde_json::json!({
+        "capture": {
+            "interfaces": st.interfaces,
+            "workers": st.workers,
+            "packets": sum(&m.packets),
+            "bytes": sum(&m.bytes),
+            "kernel_drops": sum(&m.kernel_drops),
+        },
+        "spool": {
+            "dir": st.spool_dir,
+            "bytes": gauge_sum(&m.spool_bytes),
+            "segments": gauge_sum(&m.spool_segments),
+        },
+        "demand": {
+            "subscriptions": hub.active(),
+            "dissection_active": m.dissection_active.get() == 1,
+            "dissected_packets": m.dissected_packets.get(),
+            "exchanges": hub.exchanges.load(Ordering::Relaxed),
+            "delivered": hub.delivered.load(Ordering::Relaxed),
+            "dropped": hub.dropped.load(Ordering::Relaxed),
+        },
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A subscription as a response body stream.
+struct Events {
+    sub: Subscription,
+    reported: u64,
+}
+
+impl Stream for Events {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let dropped = self.sub.dropped.load(Ordering::Relaxed);
+        if dropped > self.reported {
+            self.reported = dropped;
+            let notice = format!("{{\"notice\":\"dropped\",\"dropped_events\":{dropped}}}\n");
+            return Poll::Ready(Some(Ok(Bytes::from(notice))));
+        }
+        self.sub.rx.poll_recv(cx).map(|o| o.map(Ok))
+    }
+}
+
+async fn events(State(st): State<Arc<ApiState>>) -> Response {
+    let sub = st.shared.hub.subscribe();
+    st.shared
+        .metrics
+        .subscriptions
+        .set(st.shared.hub.active() as i64);
+    let body = Body::from_stream(Events { sub, reported: 0 });
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+}

@@ -1,0 +1,267 @@
+//! Capture workers: one blocking thread per ring (rings of one interface share a fanout
+//! group), each spooling every packet and, only while someone subscribes, running the
+//! pipeline on it and publishing the exchanges.
+//!
+//! Per packet a worker does no allocation: the spool writes into its buffered file, the
+//! cooked header for `any` captures is built in a reused buffer, and exchanges go out through
+//! the hub's bounded queues. Housekeeping (kernel counters, spool caps, gauges) runs once a
+//! second of wall time.
+
+pub mod ring;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pipeline::Pipeline;
+use pipeline::decode::LinkType;
+
+use crate::demand::Hub;
+use crate::metrics::Metrics;
+use crate::spool::{SpoolConfig, WorkerSpool};
+use ring::{Packet, Ring, RingConfig};
+
+/// pcap LINKTYPE values the spool writes.
+const LINKTYPE_ETHERNET: u16 = 1;
+const LINKTYPE_RAW: u16 = 101;
+const LINKTYPE_LINUX_SLL2: u16 = 276;
+/// ARPHRD types with no link header.
+const ARPHRD_NONE: u16 = 0xfffe;
+
+/// What every worker shares.
+pub struct Shared {
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    pub stop: AtomicBool,
+}
+
+/// One capture: its rings, already open (so errors surface before any thread starts).
+pub struct Capture {
+    pub label: String,
+    pub rings: Vec<Ring>,
+}
+
+/// Open `workers` rings on `interface` (`None`: all, cooked) in one fanout group.
+pub fn open(
+    interface: Option<&str>,
+    workers: usize,
+    group: u16,
+    base: &RingConfig,
+) -> Result<Capture, ring::CaptureError> {
+    let mut rings = Vec::new();
+    for _ in 0..workers.max(1) {
+        let cfg = RingConfig {
+            interface: interface.map(str::to_string),
+            fanout_group: (workers > 1).then_some(group),
+            ..base.clone()
+        };
+        rings.push(Ring::open(&cfg)?);
+    }
+    Ok(Capture {
+        label: interface.unwrap_or("any").to_string(),
+        rings,
+    })
+}
+
+/// Start one thread per ring; `first_worker` numbers their spool folders.
+pub fn spawn(
+    capture: Capture,
+    first_worker: usize,
+    workers_total: usize,
+    spool: &SpoolConfig,
+    shared: Arc<Shared>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let mut handles = Vec::new();
+    for (i, ring) in capture.rings.into_iter().enumerate() {
+        let index = first_worker + i;
+        let spool = WorkerSpool::open(spool, index, workers_total)?;
+        let shared = shared.clone();
+        let label = capture.label.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("tapwire-w{index}"))
+                .spawn(move || Worker::new(index, label, ring, spool, shared).run())?,
+        );
+    }
+    Ok(handles)
+}
+
+struct Worker {
+    index: usize,
+    label: String,
+    ring: Ring,
+    spool: WorkerSpool,
+    shared: Arc<Shared>,
+    pipe: Option<Pipeline>,
+    out: Vec<schemas::Exchange>,
+    /// Cooked header + packet for the pipeline (`any` captures).
+    scratch: Vec<u8>,
+    names: Vec<(i32, String)>,
+}
+
+/// The 20-byte LINKTYPE_LINUX_SLL2 header for a cooked packet.
+fn sll2(p: &Packet<'_>) -> [u8; 20] {
+    let mut h = [0u8; 20];
+    h[0..2].copy_from_slice(&p.protocol.to_be_bytes());
+    h[4..8].copy_from_slice(&p.ifindex.to_be_bytes());
+    h[8..10].copy_from_slice(&p.hatype.to_be_bytes());
+    h[10] = p.pkttype;
+    h
+}
+
+impl Worker {
+    fn new(
+        index: usize,
+        label: String,
+        ring: Ring,
+        spool: WorkerSpool,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Worker {
+            index,
+            label,
+            ring,
+            spool,
+            shared,
+            pipe: None,
+            out: Vec::new(),
+            scratch: Vec::with_capacity(1 << 16),
+            names: Vec::new(),
+        }
+    }
+
+    fn run(mut self) {
+        let m = self.shared.metrics.clone();
+        let packets = m.packets.with_label_values(&[&self.label]);
+        let bytes = m.bytes.with_label_values(&[&self.label]);
+        let mut last = Instant::now();
+        let mut last_ts = 0u64;
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let Worker {
+                ring,
+                spool,
+                shared,
+                pipe,
+                out,
+                scratch,
+                names,
+                ..
+            } = &mut self;
+            let cooked = ring.cooked;
+            ring.next_block(100, |p| {
+                packets.inc();
+                bytes.inc_by(u64::from(p.orig_len));
+                last_ts = p.ts;
+                let name = match names.iter().find(|(i, _)| *i == p.ifindex) {
+                    Some((_, n)) => n.as_str(),
+                    None => {
+                        let n = ring::ifname(p.ifindex).unwrap_or_else(|| p.ifindex.to_string());
+                        names.push((p.ifindex, n));
+                        names.last().map_or("", |(_, n)| n.as_str())
+                    }
+                };
+                // The record's link header: the cooked header for `any`, or the Ethernet
+                // addresses plus the VLAN tag the NIC stripped (as libpcap restores it).
+                let mut head = [0u8; 20];
+                let (link, hlen, data) = if cooked {
+                    head = sll2(&p);
+                    (LINKTYPE_LINUX_SLL2, 20, p.data)
+                } else if p.hatype == ARPHRD_NONE {
+                    (LINKTYPE_RAW, 0, p.data)
+                } else if let (Some(tci), Some(macs)) = (p.vlan, p.data.get(..12)) {
+                    head[..12].copy_from_slice(macs);
+                    head[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+                    head[14..16].copy_from_slice(&tci.to_be_bytes());
+                    (LINKTYPE_ETHERNET, 16, &p.data[12..])
+                } else {
+                    (LINKTYPE_ETHERNET, 0, p.data)
+                };
+                let prefix = &head[..hlen];
+                let orig = p.orig_len + hlen as u32 - (p.data.len() - data.len()) as u32;
+                spool.write(p.ifindex as u64, link, name, p.ts, prefix, data, orig);
+                if shared.hub.active() == 0 {
+                    if pipe.take().is_some() {
+                        shared.metrics.dissection_active.set(0);
+                    }
+                    return;
+                }
+                let pl = pipe.get_or_insert_with(|| {
+                    shared.metrics.dissection_active.set(1);
+                    Pipeline::default()
+                });
+                shared.metrics.dissected_packets.inc();
+                let lt = match link {
+                    LINKTYPE_LINUX_SLL2 => LinkType::LinuxSll2,
+                    LINKTYPE_RAW => LinkType::RawIp,
+                    _ => LinkType::Ethernet,
+                };
+                if hlen > 0 {
+                    scratch.clear();
+                    scratch.extend_from_slice(prefix);
+                    scratch.extend_from_slice(data);
+                    pl.packet(lt, p.ts, scratch, orig, out);
+                } else {
+                    pl.packet(lt, p.ts, data, orig, out);
+                }
+                for ex in out.drain(..) {
+                    shared
+                        .metrics
+                        .exchanges
+                        .with_label_values(&[ex.protocol.as_str()])
+                        .inc();
+                    shared.hub.publish(&ex);
+                }
+            });
+            if self.shared.hub.active() == 0 && self.pipe.take().is_some() {
+                self.shared.metrics.dissection_active.set(0);
+            }
+            if last.elapsed() >= Duration::from_secs(1) {
+                last = Instant::now();
+                self.housekeeping(last_ts);
+            }
+        }
+        if let Some(mut p) = self.pipe.take() {
+            p.finish(&mut self.out);
+            for ex in self.out.drain(..) {
+                self.shared.hub.publish(&ex);
+            }
+        }
+        let _ = self.spool.close();
+        self.housekeeping(last_ts);
+    }
+
+    fn housekeeping(&mut self, now_ts: u64) {
+        let m = &self.shared.metrics;
+        let k = self.ring.stats();
+        m.kernel_packets
+            .with_label_values(&[&self.label])
+            .inc_by(k.packets);
+        m.kernel_drops
+            .with_label_values(&[&self.label])
+            .inc_by(k.drops);
+        m.kernel_freezes
+            .with_label_values(&[&self.label])
+            .inc_by(k.freezes);
+        self.spool.enforce(now_ts);
+        self.spool.flush();
+        let w = self.index.to_string();
+        m.spool_bytes
+            .with_label_values(&[&w])
+            .set(self.spool.bytes() as i64);
+        m.spool_segments
+            .with_label_values(&[&w])
+            .set(self.spool.segments().len() as i64);
+        let oldest = self.spool.segments().first().map(|g| g.first_ts);
+        let age = oldest.map_or(0, |o| now_ts.saturating_sub(o) / 1_000_000_000);
+        m.spool_oldest_age_seconds
+            .with_label_values(&[&w])
+            .set(age as i64);
+        let errs = m.spool_write_errors.with_label_values(&[&w]);
+        errs.inc_by(self.spool.stats.write_errors.saturating_sub(errs.get()));
+        let del = m.spool_segments_deleted.with_label_values(&[&w]);
+        del.inc_by(self.spool.stats.segments_deleted.saturating_sub(del.get()));
+        let flows = self.pipe.as_ref().map_or(0, |p| p.flows());
+        m.flows_active.with_label_values(&[&w]).set(flows as i64);
+    }
+}

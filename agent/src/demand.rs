@@ -1,0 +1,157 @@
+//! Dissection on demand: who is subscribed, and handing them exchanges.
+//!
+//! Capture workers check [`Hub::active`] (one atomic load) per packet: with no subscription
+//! they spool and do nothing else — no decoding, reassembly or dissection — and a worker that
+//! sees the last subscription leave drops its pipeline (flow state freed). The first
+//! subscription makes every worker start a fresh pipeline.
+//!
+//! Each subscription has a bounded queue ([`QUEUE_CAP`] events, serialised once per exchange
+//! and shared). A full queue drops the event for that subscriber only, counted in its
+//! `dropped` (reported to it at the end of its stream) and in the hub's total: a slow consumer
+//! never slows capture or other consumers.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use schemas::Exchange;
+use tokio::sync::mpsc;
+
+/// Events queued per subscription before its new events are dropped.
+pub const QUEUE_CAP: usize = 4096;
+
+struct Sub {
+    id: u64,
+    tx: mpsc::Sender<Bytes>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The subscriptions of one agent.
+#[derive(Default)]
+pub struct Hub {
+    subs: Mutex<Vec<Sub>>,
+    active: AtomicUsize,
+    next_id: AtomicU64,
+    /// Events delivered to a subscriber's queue.
+    pub delivered: AtomicU64,
+    /// Events dropped because a subscriber's queue was full.
+    pub dropped: AtomicU64,
+    /// Exchanges produced by the pipelines.
+    pub exchanges: AtomicU64,
+}
+
+/// A live subscription: its queue, and what it lost. Dropping it unsubscribes.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    id: u64,
+    pub rx: mpsc::Receiver<Bytes>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.unsubscribe(self.id);
+    }
+}
+
+impl Hub {
+    /// Subscriptions right now; workers dissect only while this is non-zero.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    pub fn subscribe(self: &Arc<Self>) -> Subscription {
+        let (tx, rx) = mpsc::channel(QUEUE_CAP);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
+        subs.push(Sub {
+            id,
+            tx,
+            dropped: dropped.clone(),
+        });
+        self.active.store(subs.len(), Ordering::Relaxed);
+        Subscription {
+            hub: self.clone(),
+            id,
+            rx,
+            dropped,
+        }
+    }
+
+    fn unsubscribe(&self, id: u64) {
+        let mut subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
+        subs.retain(|s| s.id != id);
+        self.active.store(subs.len(), Ordering::Relaxed);
+    }
+
+    /// End every subscription's stream (shutdown): their queues close once drained.
+    pub fn close_all(&self) {
+        let mut subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
+        subs.clear();
+        self.active.store(0, Ordering::Relaxed);
+    }
+
+    /// Hand one exchange to every subscriber (serialised once).
+    pub fn publish(&self, ex: &Exchange) {
+        self.exchanges.fetch_add(1, Ordering::Relaxed);
+        let mut line = match serde_json::to_vec(ex) {
+            Ok(l) => l,
+            Err(_) => return,
+        };
+        line.push(b'\n');
+        let line = Bytes::from(line);
+        let subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
+        for s in subs.iter() {
+            match s.tx.try_send(line.clone()) {
+                Ok(()) => {
+                    self.delivered.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    s.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex() -> Exchange {
+        Exchange::new(
+            schemas::Protocol::Http,
+            schemas::Transport::Tcp,
+            schemas::Peer {
+                address: "10.0.0.1".into(),
+                port: 1,
+            },
+            schemas::Peer {
+                address: "10.0.0.2".into(),
+                port: 80,
+            },
+            1,
+        )
+    }
+
+    #[test]
+    fn a_slow_subscriber_loses_only_its_own_events() {
+        let hub = Arc::new(Hub::default());
+        assert_eq!(hub.active(), 0);
+        let mut fast = hub.subscribe();
+        let slow = hub.subscribe();
+        assert_eq!(hub.active(), 2);
+        for _ in 0..QUEUE_CAP + 10 {
+            hub.publish(&ex());
+            while fast.rx.try_recv().is_ok() {}
+        }
+        assert_eq!(slow.dropped.load(Ordering::Relaxed), 10);
+        assert_eq!(fast.dropped.load(Ordering::Relaxed), 0);
+        drop(slow);
+        assert_eq!(hub.active(), 1, "leaving unsubscribes");
+        drop(fast);
+        assert_eq!(hub.active(), 0);
+    }
+}

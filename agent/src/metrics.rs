@@ -1,0 +1,155 @@
+//! The agent's own metrics (Prometheus text format on `/metrics`), with the `prometheus` crate.
+//! Workers hold handles to their labelled series and update them with atomic adds; gauges
+//! that describe state (spool size, subscriptions) are set by the worker's housekeeping once a
+//! second and at scrape time.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub packets: IntCounterVec,
+    pub bytes: IntCounterVec,
+    pub kernel_packets: IntCounterVec,
+    pub kernel_drops: IntCounterVec,
+    pub kernel_freezes: IntCounterVec,
+    pub spool_bytes: IntGaugeVec,
+    pub spool_segments: IntGaugeVec,
+    pub spool_oldest_age_seconds: IntGaugeVec,
+    pub spool_write_errors: IntCounterVec,
+    pub spool_segments_deleted: IntCounterVec,
+    pub dissected_packets: IntCounter,
+    pub exchanges: IntCounterVec,
+    pub flows_active: IntGaugeVec,
+    pub subscriptions: IntGauge,
+    pub dissection_active: IntGauge,
+    pub subscriber_drops: IntCounter,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let dissected_packets = IntCounter::new(
+            "tapwire_dissected_packets_total",
+            "Packets decoded and dissected (only while someone subscribes).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(dissected_packets.clone()))
+            .expect("registered once");
+        let subscriptions = IntGauge::new("tapwire_subscriptions_active", "Live subscriptions.")
+            .expect("valid metric");
+        r.register(Box::new(subscriptions.clone()))
+            .expect("registered once");
+        let dissection_active = IntGauge::new(
+            "tapwire_dissection_active",
+            "1 while at least one subscription makes the workers dissect, else 0.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(dissection_active.clone()))
+            .expect("registered once");
+        let subscriber_drops = IntCounter::new(
+            "tapwire_subscriber_dropped_events_total",
+            "Events dropped because a subscriber's queue was full.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(subscriber_drops.clone()))
+            .expect("registered once");
+        Metrics {
+            packets: counter_vec(
+                &r,
+                "tapwire_capture_packets_total",
+                "Packets captured.",
+                &["interface"],
+            ),
+            bytes: counter_vec(
+                &r,
+                "tapwire_capture_bytes_total",
+                "Bytes captured (on the wire).",
+                &["interface"],
+            ),
+            kernel_packets: counter_vec(
+                &r,
+                "tapwire_kernel_packets_total",
+                "Packets the kernel passed to the capture rings.",
+                &["interface"],
+            ),
+            kernel_drops: counter_vec(
+                &r,
+                "tapwire_kernel_drops_total",
+                "Packets the kernel dropped because a capture ring was full.",
+                &["interface"],
+            ),
+            kernel_freezes: counter_vec(
+                &r,
+                "tapwire_kernel_queue_freezes_total",
+                "Times a capture ring's queue froze.",
+                &["interface"],
+            ),
+            spool_bytes: gauge_vec(
+                &r,
+                "tapwire_spool_bytes",
+                "Bytes in the spool.",
+                &["worker"],
+            ),
+            spool_segments: gauge_vec(
+                &r,
+                "tapwire_spool_segments",
+                "Closed segments in the spool.",
+                &["worker"],
+            ),
+            spool_oldest_age_seconds: gauge_vec(
+                &r,
+                "tapwire_spool_oldest_age_seconds",
+                "Age of the oldest packet in the spool.",
+                &["worker"],
+            ),
+            spool_write_errors: counter_vec(
+                &r,
+                "tapwire_spool_write_errors_total",
+                "Spool writes that failed (spooling pauses, capture goes on).",
+                &["worker"],
+            ),
+            spool_segments_deleted: counter_vec(
+                &r,
+                "tapwire_spool_segments_deleted_total",
+                "Segments deleted by the size or age cap.",
+                &["worker"],
+            ),
+            exchanges: counter_vec(
+                &r,
+                "tapwire_exchanges_total",
+                "Exchanges dissected.",
+                &["protocol"],
+            ),
+            flows_active: gauge_vec(
+                &r,
+                "tapwire_flows_active",
+                "Flows tracked by a worker's pipeline.",
+                &["worker"],
+            ),
+            dissected_packets,
+            subscriptions,
+            dissection_active,
+            subscriber_drops,
+            registry: r,
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut s);
+        s
+    }
+}

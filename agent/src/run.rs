@@ -1,0 +1,182 @@
+//! `tapwire run`: the agent. Opens the capture rings (errors name the interface and exit 2
+//! before anything starts), starts one worker thread per ring, serves the API on a small
+//! tokio runtime, and on SIGTERM or Ctrl-C stops the workers, which close their spool
+//! segments and flush what their pipelines hold.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::api::{self, ApiState};
+use crate::capture::{self, Shared, ring::RingConfig};
+use crate::cli::RunArgs;
+use crate::demand::Hub;
+use crate::metrics::Metrics;
+use crate::spool::SpoolConfig;
+
+/// `64MiB`, `1GiB`, `500MB`, `4096`: bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "not a size: {s:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size too large: {s:?}"))
+}
+
+pub fn run(args: RunArgs) -> ExitCode {
+    let limit = match parse_size(&args.spool_limit) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("tapwire: --spool-limit: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let spool = SpoolConfig {
+        dir: args.spool_dir.clone(),
+        limit_bytes: limit,
+        segment_bytes: (limit / 16).clamp(1 << 20, 64 << 20),
+        ..SpoolConfig::default()
+    };
+    let interfaces: Vec<Option<String>> =
+        if args.interface.is_empty() || args.interface.iter().any(|i| i == "any") {
+            vec![None]
+        } else {
+            args.interface.iter().cloned().map(Some).collect()
+        };
+    let ring = RingConfig::default();
+    let group_base = (std::process::id() & 0x7fff) as u16;
+    let mut captures = Vec::new();
+    for (i, iface) in interfaces.iter().enumerate() {
+        match capture::open(
+            iface.as_deref(),
+            workers,
+            group_base.wrapping_add(i as u16),
+            &ring,
+        ) {
+            Ok(c) => captures.push(c),
+            Err(e) => {
+                eprintln!("tapwire: capture: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let shared = Arc::new(Shared {
+        hub: Arc::new(Hub::default()),
+        metrics: Arc::new(Metrics::new()),
+        stop: AtomicBool::new(false),
+    });
+    let total = workers * captures.len();
+    let labels: Vec<String> = captures.iter().map(|c| c.label.clone()).collect();
+    let mut handles = Vec::new();
+    for (i, c) in captures.into_iter().enumerate() {
+        match capture::spawn(c, i * workers, total, &spool, shared.clone()) {
+            Ok(h) => handles.extend(h),
+            Err(e) => {
+                eprintln!("tapwire: spool {}: {e}", spool.dir.display());
+                shared.stop.store(true, Ordering::Relaxed);
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tapwire: cannot start the API runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let state = Arc::new(ApiState {
+        shared: shared.clone(),
+        interfaces: labels.clone(),
+        workers: total,
+        spool_dir: spool.dir.display().to_string(),
+    });
+    let listen: SocketAddr = args.listen;
+    let hub = shared.hub.clone();
+    let served = rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("--listen {listen}: {e}"))?;
+        eprintln!(
+            "tapwire: capturing on {} with {total} worker(s), spool {} (cap {}), API on http://{listen}",
+            labels.join(","),
+            state.spool_dir,
+            args.spool_limit,
+        );
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move {
+                shutdown().await;
+                // End the event streams, or open subscriptions would hold the server up.
+                hub.close_all();
+            })
+            .await
+            .map_err(|e| format!("API: {e}"))
+    });
+    shared.stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    rt.shutdown_background();
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tapwire: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("99999999999999GiB").is_err());
+    }
+}
