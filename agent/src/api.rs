@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -22,6 +22,7 @@ use tokio_stream::Stream;
 
 use crate::capture::Shared;
 use crate::demand::Subscription;
+use crate::filter::Filter;
 
 /// What the handlers see.
 pub struct ApiState {
@@ -137,8 +138,18 @@ impl Stream for Events {
     }
 }
 
-async fn events(State(st): State<Arc<ApiState>>) -> Response {
-    let sub = st.shared.hub.subscribe();
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    filter: Option<String>,
+}
+
+async fn events(State(st): State<Arc<ApiState>>, Query(q): Query<EventsQuery>) -> Response {
+    let filter = match q.filter.as_deref().map(Filter::compile) {
+        None => None,
+        Some(Ok(f)) => Some(f),
+        Some(Err(e)) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let sub = st.shared.hub.subscribe(filter);
     st.shared
         .metrics
         .subscriptions

@@ -76,6 +76,9 @@ pub struct WatchArgs {
         default_value = "http://127.0.0.1:9464"
     )]
     pub agent: String,
+    /// Only the exchanges this CEL expression accepts (evaluated by the agent).
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
 }
 
 /// Output format of `dissect`.
@@ -102,4 +105,8 @@ pub struct DissectArgs {
     /// gRPC messages of the services it describes to JSON.
     #[arg(long, value_name = "FILE")]
     pub proto_descriptor: Option<PathBuf>,
+    /// Print only the exchanges this CEL expression accepts (`status != "ok"`,
+    /// `http.response.status_code >= 500`, `dns.question.name.endsWith(".local")`).
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
 }

@@ -17,6 +17,8 @@ use bytes::Bytes;
 use schemas::Exchange;
 use tokio::sync::mpsc;
 
+use crate::filter::{Bindings, Filter};
+
 /// Events queued per subscription before its new events are dropped.
 pub const QUEUE_CAP: usize = 4096;
 
@@ -24,6 +26,7 @@ struct Sub {
     id: u64,
     tx: mpsc::Sender<Bytes>,
     dropped: Arc<AtomicU64>,
+    filter: Option<Arc<Filter>>,
 }
 
 /// The subscriptions of one agent.
@@ -60,7 +63,8 @@ impl Hub {
         self.active.load(Ordering::Relaxed)
     }
 
-    pub fn subscribe(self: &Arc<Self>) -> Subscription {
+    /// A new subscription to the exchanges `filter` accepts (all without one).
+    pub fn subscribe(self: &Arc<Self>, filter: Option<Filter>) -> Subscription {
         let (tx, rx) = mpsc::channel(QUEUE_CAP);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let dropped = Arc::new(AtomicU64::new(0));
@@ -69,6 +73,7 @@ impl Hub {
             id,
             tx,
             dropped: dropped.clone(),
+            filter: filter.map(Arc::new),
         });
         self.active.store(subs.len(), Ordering::Relaxed);
         Subscription {
@@ -102,7 +107,14 @@ impl Hub {
         line.push(b'\n');
         let line = Bytes::from(line);
         let subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
+        // The event's filter variables, built once and only when some filter needs them.
+        let mut bindings = None;
         for s in subs.iter() {
+            if let Some(f) = &s.filter
+                && !f.matches(bindings.get_or_insert_with(|| Bindings::of(ex)))
+            {
+                continue;
+            }
             match s.tx.try_send(line.clone()) {
                 Ok(()) => {
                     self.delivered.fetch_add(1, Ordering::Relaxed);
@@ -140,8 +152,8 @@ mod tests {
     fn a_slow_subscriber_loses_only_its_own_events() {
         let hub = Arc::new(Hub::default());
         assert_eq!(hub.active(), 0);
-        let mut fast = hub.subscribe();
-        let slow = hub.subscribe();
+        let mut fast = hub.subscribe(None);
+        let slow = hub.subscribe(None);
         assert_eq!(hub.active(), 2);
         for _ in 0..QUEUE_CAP + 10 {
             hub.publish(&ex());
@@ -153,5 +165,18 @@ mod tests {
         assert_eq!(hub.active(), 1, "leaving unsubscribes");
         drop(fast);
         assert_eq!(hub.active(), 0);
+    }
+
+    #[test]
+    fn a_filtered_subscriber_gets_only_what_it_asked_for() {
+        let hub = Arc::new(Hub::default());
+        let mut errors = hub.subscribe(Some(Filter::compile(r#"status == "error""#).unwrap()));
+        let mut all = hub.subscribe(None);
+        let mut e = ex();
+        hub.publish(&e);
+        e.status = schemas::Status::Error;
+        hub.publish(&e);
+        let got = |s: &mut Subscription| std::iter::from_fn(|| s.rx.try_recv().ok()).count();
+        assert_eq!((got(&mut errors), got(&mut all)), (1, 2));
     }
 }

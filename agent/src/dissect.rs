@@ -36,6 +36,7 @@ impl<R: Read> Read for Counting<R> {
 struct Output<W: Write> {
     w: W,
     format: Format,
+    filter: Option<crate::filter::Filter>,
     closed: bool,
     line: String,
     buf: Vec<u8>,
@@ -44,7 +45,7 @@ struct Output<W: Write> {
 impl<W: Write> Output<W> {
     fn write(&mut self, events: &mut Vec<Exchange>) {
         for ex in events.drain(..) {
-            if self.closed {
+            if self.closed || self.filter.as_ref().is_some_and(|f| !f.matches_event(&ex)) {
                 continue;
             }
             let res = match self.format {
@@ -300,9 +301,18 @@ fn summary(stats: &Stats, flows_open: usize, elapsed: Duration) -> String {
 pub fn run(args: DissectArgs) -> ExitCode {
     let started = Instant::now();
     let stdout = io::stdout();
+    let filter = match args.filter.as_deref().map(crate::filter::Filter::compile) {
+        None => None,
+        Some(Ok(f)) => Some(f),
+        Some(Err(e)) => {
+            eprintln!("tapwire: --filter: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut out = Output {
         w: BufWriter::with_capacity(1 << 16, stdout.lock()),
         format: args.format,
+        filter,
         closed: false,
         line: String::new(),
         buf: Vec::with_capacity(4096),

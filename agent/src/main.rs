@@ -5,6 +5,7 @@ mod capture;
 mod cli;
 mod demand;
 mod dissect;
+mod filter;
 mod metrics;
 mod run;
 mod spool;

@@ -9,8 +9,18 @@ use crate::cli::WatchArgs;
 
 pub fn run(args: WatchArgs) -> ExitCode {
     let url = format!("{}/v1/events", args.agent.trim_end_matches('/'));
-    let resp = match ureq::get(&url).call() {
-        Ok(r) => r,
+    let mut req = ureq::get(&url).config().http_status_as_error(false).build();
+    if let Some(f) = &args.filter {
+        req = req.query("filter", f);
+    }
+    let resp = match req.call() {
+        Ok(r) if r.status().is_success() => r,
+        Ok(mut r) => {
+            // The agent refused the subscription (a bad filter): its one-line reason.
+            let why = r.body_mut().read_to_string().unwrap_or_default();
+            eprintln!("tapwire: {url}: {}", why.trim());
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("tapwire: cannot subscribe at {url}: {e}");
             return ExitCode::from(2);

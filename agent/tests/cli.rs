@@ -219,3 +219,45 @@ fn proto_descriptor_decodes_grpc_messages_and_a_bad_one_exits_2() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn dissect_filter_keeps_what_the_expression_accepts() {
+    let cap = fixture("http1/nginx-keepalive-pipelining.pcap");
+    let all = tapwire(&["dissect", "-q", &cap]);
+    let errors = tapwire(&[
+        "dissect",
+        "-q",
+        "--filter",
+        "http.response.status_code >= 400",
+        &cap,
+    ]);
+    assert!(errors.status.success());
+    let (all, errors) = (
+        String::from_utf8(all.stdout).unwrap(),
+        String::from_utf8(errors.stdout).unwrap(),
+    );
+    let n = errors.lines().count();
+    assert!(
+        n > 0 && n < all.lines().count(),
+        "{n} of {}",
+        all.lines().count()
+    );
+    for l in errors.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(v["http"]["response"]["status_code"].as_u64().unwrap() >= 400);
+    }
+    let bad = tapwire(&[
+        "dissect",
+        "-q",
+        "--filter",
+        "http.response.status_code >=",
+        &cap,
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8(bad.stderr).unwrap();
+    assert!(
+        err.starts_with("tapwire: --filter: bad filter") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(bad.stdout.is_empty());
+}

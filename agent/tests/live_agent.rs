@@ -321,8 +321,44 @@ fn capture_spool_and_dissect_on_demand() {
             }
         }
     });
-    wait_until("the subscription", || {
-        lab.status()["demand"]["subscriptions"] == 1
+    // A second subscriber with a filter, and one whose filter does not compile.
+    let mut only_404 = lab
+        .in_ns(
+            &lab.s.clone(),
+            &[
+                TAPWIRE,
+                "watch",
+                "--agent",
+                &format!("http://{API}"),
+                "--filter",
+                "http.response.status_code == 404",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bad = lab
+        .in_ns(
+            &lab.s.clone(),
+            &[
+                TAPWIRE,
+                "watch",
+                "--agent",
+                &format!("http://{API}"),
+                "--filter",
+                "status ==",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let why = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        why.contains("bad filter") && why.lines().count() == 1,
+        "{why}"
+    );
+    wait_until("the subscriptions", || {
+        lab.status()["demand"]["subscriptions"] == 2
     });
     lab.get("/index.html");
     lab.get("/missing");
@@ -349,6 +385,15 @@ fn capture_spool_and_dissect_on_demand() {
         requests(&live),
         want,
         "exactly the exchanges made while subscribed"
+    );
+
+    // The filtered subscriber got only the 404.
+    let _ = only_404.kill();
+    let out = only_404.wait_with_output().unwrap();
+    let filtered = requests(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        filtered,
+        vec![("GET".to_string(), "/missing".to_string(), 404)]
     );
 
     // The subscriber leaves: dissection stops.
