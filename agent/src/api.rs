@@ -39,6 +39,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
         .route("/v1/events", get(events))
+        .route("/v1/pcap", get(pcap))
         .with_state(state)
 }
 
@@ -156,4 +157,87 @@ async fn events(State(st): State<Arc<ApiState>>, Query(q): Query<EventsQuery>) -
         .set(st.shared.hub.active() as i64);
     let body = Body::from_stream(Events { sub, reported: 0 });
     ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct PcapQuery {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `since` / `until` as durations before now (`5m`, `30s`, `1h`): the window in Unix ns.
+fn window(q: &PcapQuery) -> Result<(u64, u64), String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let ago = |name: &str, v: &Option<String>, default: u64| -> Result<u64, String> {
+        match v {
+            None => Ok(default),
+            Some(s) => humantime::parse_duration(s)
+                .map(|d| now.saturating_sub(d.as_nanos() as u64))
+                .map_err(|e| format!("{name}={s:?}: {e}")),
+        }
+    };
+    let from = ago("since", &q.since, 0)?;
+    let to = ago("until", &q.until, u64::MAX)?;
+    Ok((from, to))
+}
+
+/// Writes into the response body in 64 KiB chunks, from a blocking task.
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 1 << 16 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))
+    }
+}
+
+async fn pcap(State(st): State<Arc<ApiState>>, Query(q): Query<PcapQuery>) -> Response {
+    let (from, to) = match window(&q) {
+        Ok(w) => w,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let dir = std::path::PathBuf::from(&st.spool_dir);
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChunkWriter {
+            tx: tx.clone(),
+            buf: Vec::new(),
+        };
+        let r = crate::spool::export::export(&dir, from, to, &mut w).and_then(|_| {
+            use std::io::Write as _;
+            w.flush()
+        });
+        if let Err(e) = r {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-pcapng"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"tapwire.pcapng\"",
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }

@@ -24,6 +24,29 @@ pub enum Command {
     Run(RunArgs),
     /// Subscribe to a running agent and print its exchanges live.
     Watch(WatchArgs),
+    /// Export a time window of a running agent's spool as a pcapng file.
+    Pcap(PcapArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PcapArgs {
+    /// The agent's API.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TAPWIRE_AGENT",
+        default_value = "http://127.0.0.1:9464"
+    )]
+    pub agent: String,
+    /// Start of the window, as a duration before now (`30s`, `5m`, `1h`).
+    #[arg(long, value_name = "DURATION")]
+    pub since: String,
+    /// End of the window, as a duration before now (default: now).
+    #[arg(long, value_name = "DURATION")]
+    pub until: Option<String>,
+    /// Output file.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]

@@ -7,6 +7,7 @@ mod demand;
 mod dissect;
 mod filter;
 mod metrics;
+mod pcap_cmd;
 mod run;
 mod spool;
 mod watch;
@@ -29,5 +30,6 @@ fn main() -> ExitCode {
         cli::Command::Dissect(args) => dissect::run(args),
         cli::Command::Run(args) => run::run(args),
         cli::Command::Watch(args) => watch::run(args),
+        cli::Command::Pcap(args) => pcap_cmd::run(args),
     }
 }

@@ -387,6 +387,53 @@ fn capture_spool_and_dissect_on_demand() {
         "exactly the exchanges made while subscribed"
     );
 
+    // The spool exported through the API (`tapwire pcap`) and re-dissected offline has the
+    // exchanges seen live (the segments are flushed once a second).
+    std::thread::sleep(Duration::from_millis(1200));
+    let export = lab.dir.join("export.pcapng");
+    let st = lab
+        .in_ns(
+            &lab.s.clone(),
+            &[
+                TAPWIRE,
+                "pcap",
+                "--agent",
+                &format!("http://{API}"),
+                "--since",
+                "1m",
+                "-o",
+                export.to_str().unwrap(),
+            ],
+        )
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let exported = requests(&dissect(std::slice::from_ref(&export)));
+    for r in &want {
+        assert!(
+            exported.contains(r),
+            "{r:?} not in the export: {exported:?}"
+        );
+    }
+    let bad = lab
+        .in_ns(
+            &lab.s.clone(),
+            &[
+                TAPWIRE,
+                "pcap",
+                "--agent",
+                &format!("http://{API}"),
+                "--since",
+                "soon",
+                "-o",
+                "/dev/null",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("since=\"soon\""));
+
     // The filtered subscriber got only the 404.
     let _ = only_404.kill();
     let out = only_404.wait_with_output().unwrap();

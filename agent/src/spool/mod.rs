@@ -15,6 +15,7 @@
 //! dissection go on. On start, a segment a crash cut is trimmed to its last whole block and
 //! given its time range.
 
+pub mod export;
 pub mod pcapng;
 
 use std::fs::{self, File};
