@@ -38,6 +38,14 @@ pub struct PcapArgs {
         default_value = "http://127.0.0.1:9464"
     )]
     pub agent: String,
+    /// Bearer token for the agent's API (or TAPWIRE_TOKEN).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "TAPWIRE_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
     /// Start of the window, as a duration before now (`30s`, `5m`, `1h`).
     #[arg(long, value_name = "DURATION")]
     pub since: String,
@@ -84,6 +92,9 @@ pub struct RunArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub listen: SocketAddr,
+    /// File holding the API's bearer token (every endpoint but /healthz and /readyz needs it).
+    #[arg(long, value_name = "FILE", env = "TAPWIRE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     /// Capture worker threads per interface (default: one per core).
     #[arg(long, value_name = "N", env = "TAPWIRE_WORKERS")]
     pub workers: Option<usize>,
@@ -99,6 +110,14 @@ pub struct WatchArgs {
         default_value = "http://127.0.0.1:9464"
     )]
     pub agent: String,
+    /// Bearer token for the agent's API (or TAPWIRE_TOKEN).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "TAPWIRE_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
     /// Only the exchanges this CEL expression accepts (evaluated by the agent).
     #[arg(long, value_name = "EXPR")]
     pub filter: Option<String>,

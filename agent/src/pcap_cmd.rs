@@ -15,6 +15,9 @@ pub fn run(args: PcapArgs) -> ExitCode {
     if let Some(u) = &args.until {
         req = req.query("until", u);
     }
+    if let Some(t) = &args.token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
     let mut resp = match req.call() {
         Ok(r) if r.status().is_success() => r,
         Ok(mut r) => {

@@ -40,6 +40,25 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 pub fn run(args: RunArgs) -> ExitCode {
+    let token = match &args.token_file {
+        None => std::env::var("TAPWIRE_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+            Ok(_) => {
+                eprintln!(
+                    "tapwire: --token-file {}: the file is empty",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("tapwire: --token-file {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
     let limit = match parse_size(&args.spool_limit) {
         Ok(l) => l,
         Err(e) => {
@@ -113,6 +132,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         interfaces: labels.clone(),
         workers: total,
         spool_dir: spool.dir.display().to_string(),
+        token,
     });
     let listen: SocketAddr = args.listen;
     let hub = shared.hub.clone();

@@ -13,6 +13,9 @@ pub fn run(args: WatchArgs) -> ExitCode {
     if let Some(f) = &args.filter {
         req = req.query("filter", f);
     }
+    if let Some(t) = &args.token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
     let resp = match req.call() {
         Ok(r) if r.status().is_success() => r,
         Ok(mut r) => {

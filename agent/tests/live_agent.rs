@@ -519,3 +519,82 @@ fn capture_spool_and_dissect_on_demand() {
     let st = lab.signal(third, "-TERM");
     assert!(st.success());
 }
+
+/// With a token file, every endpoint but the health checks needs the bearer token: missing
+/// or wrong is 401; `watch` passes it with `--token`. Captures on loopback only.
+#[test]
+fn api_token_guards_everything_but_health() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" || !have("curl") {
+        eprintln!("SKIP: the token test needs root (AF_PACKET) and curl");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tapwire-token-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let api = "127.0.0.1:19467";
+    let mut agent = Command::new(TAPWIRE)
+        .args([
+            "run",
+            "--interface",
+            "lo",
+            "--listen",
+            api,
+            "--workers",
+            "1",
+        ])
+        .arg("--spool-dir")
+        .arg(dir.join("spool"))
+        .arg("--token-file")
+        .arg(&token)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let code = |path: &str, auth: Option<&str>| -> String {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "2"]);
+        if let Some(a) = auth {
+            c.args(["-H", &format!("Authorization: Bearer {a}")]);
+        }
+        let out = c.arg(format!("http://{api}{path}")).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_until("the agent", || code("/healthz", None) == "200");
+    let result = std::panic::catch_unwind(|| {
+        assert_eq!(code("/readyz", None), "200");
+        for path in ["/metrics", "/v1/status", "/v1/pcap?since=1m"] {
+            assert_eq!(code(path, None), "401", "{path} without a token");
+            assert_eq!(
+                code(path, Some("wrong")),
+                "401",
+                "{path} with a wrong token"
+            );
+            assert_eq!(
+                code(path, Some("s3cret-token")),
+                "200",
+                "{path} with the token"
+            );
+        }
+        let denied = Command::new(TAPWIRE)
+            .args([
+                "watch",
+                "--agent",
+                &format!("http://{api}"),
+                "--token",
+                "wrong",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(denied.status.code(), Some(2));
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status();
+    let _ = agent.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
