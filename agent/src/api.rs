@@ -157,6 +157,8 @@ async fn status(State(st): State<Arc<ApiState>>) -> Response {
 /// A subscription as a response body stream.
 struct Events {
     sub: Subscription,
+    /// The `since` replay, delivered before anything live.
+    replay: Option<tokio::sync::mpsc::Receiver<Bytes>>,
     reported: u64,
 }
 
@@ -164,6 +166,13 @@ impl Stream for Events {
     type Item = Result<Bytes, Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(r) = self.replay.as_mut() {
+            match r.poll_recv(cx) {
+                Poll::Ready(Some(line)) => return Poll::Ready(Some(Ok(line))),
+                Poll::Ready(None) => self.replay = None,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
         let dropped = self.sub.dropped.load(Ordering::Relaxed);
         if dropped > self.reported {
             self.reported = dropped;
@@ -177,6 +186,7 @@ impl Stream for Events {
 #[derive(serde::Deserialize)]
 struct EventsQuery {
     filter: Option<String>,
+    since: Option<String>,
 }
 
 async fn events(State(st): State<Arc<ApiState>>, Query(q): Query<EventsQuery>) -> Response {
@@ -185,12 +195,50 @@ async fn events(State(st): State<Arc<ApiState>>, Query(q): Query<EventsQuery>) -
         Some(Ok(f)) => Some(f),
         Some(Err(e)) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    let sub = st.shared.hub.subscribe(filter);
-    st.shared
-        .metrics
-        .subscriptions
-        .set(st.shared.hub.active() as i64);
-    let body = Body::from_stream(Events { sub, reported: 0 });
+    let since = match q.since.as_deref().map(humantime::parse_duration) {
+        None => None,
+        Some(Ok(d)) => Some(d.as_nanos() as u64),
+        Some(Err(e)) => {
+            let s = q.since.unwrap_or_default();
+            return (StatusCode::BAD_REQUEST, format!("since={s:?}: {e}\n")).into_response();
+        }
+    };
+    let hub = &st.shared.hub;
+    let replay = match since {
+        None => {
+            let sub = hub.subscribe(filter);
+            st.shared.metrics.subscriptions.set(hub.active() as i64);
+            return events_body(sub, None);
+        }
+        Some(since) => since,
+    };
+    // Live from now (t0) on; the spool's exchanges that started before t0 come first.
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let replay_filter = q.filter.as_deref().and_then(|f| Filter::compile(f).ok());
+    let sub = hub.subscribe_from(filter, t0);
+    st.shared.metrics.subscriptions.set(hub.active() as i64);
+    let (tx, rx) = tokio::sync::mpsc::channel(crate::demand::QUEUE_CAP);
+    let dir = std::path::PathBuf::from(&st.spool_dir);
+    tokio::task::spawn_blocking(move || {
+        crate::replay::replay(
+            &dir,
+            t0.saturating_sub(replay),
+            t0,
+            replay_filter.as_ref(),
+            &tx,
+        );
+    });
+    events_body(sub, Some(rx))
+}
+
+fn events_body(sub: Subscription, replay: Option<tokio::sync::mpsc::Receiver<Bytes>>) -> Response {
+    let body = Body::from_stream(Events {
+        sub,
+        replay,
+        reported: 0,
+    });
     ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
 }
 

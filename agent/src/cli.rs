@@ -121,6 +121,9 @@ pub struct WatchArgs {
     /// Only the exchanges this CEL expression accepts (evaluated by the agent).
     #[arg(long, value_name = "EXPR")]
     pub filter: Option<String>,
+    /// Start with the exchanges of this recent past held in the spool (`30s`, `5m`).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
 }
 
 /// Output format of `dissect`.

@@ -27,6 +27,8 @@ struct Sub {
     tx: mpsc::Sender<Bytes>,
     dropped: Arc<AtomicU64>,
     filter: Option<Arc<Filter>>,
+    /// Only exchanges that started at or after this (a `since` replay covers the rest).
+    min_start: u64,
 }
 
 /// The subscriptions of one agent.
@@ -65,6 +67,15 @@ impl Hub {
 
     /// A new subscription to the exchanges `filter` accepts (all without one).
     pub fn subscribe(self: &Arc<Self>, filter: Option<Filter>) -> Subscription {
+        self.subscribe_from(filter, 0)
+    }
+
+    /// A subscription to exchanges that started at or after `min_start` (Unix ns).
+    pub fn subscribe_from(
+        self: &Arc<Self>,
+        filter: Option<Filter>,
+        min_start: u64,
+    ) -> Subscription {
         let (tx, rx) = mpsc::channel(QUEUE_CAP);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let dropped = Arc::new(AtomicU64::new(0));
@@ -74,6 +85,7 @@ impl Hub {
             tx,
             dropped: dropped.clone(),
             filter: filter.map(Arc::new),
+            min_start,
         });
         self.active.store(subs.len(), Ordering::Relaxed);
         Subscription {
@@ -110,6 +122,9 @@ impl Hub {
         // The event's filter variables, built once and only when some filter needs them.
         let mut bindings = None;
         for s in subs.iter() {
+            if ex.start_time_unix_nano < s.min_start {
+                continue;
+            }
             if let Some(f) = &s.filter
                 && !f.matches(bindings.get_or_insert_with(|| Bindings::of(ex)))
             {

@@ -8,6 +8,7 @@ mod dissect;
 mod filter;
 mod metrics;
 mod pcap_cmd;
+mod replay;
 mod run;
 mod spool;
 mod watch;

@@ -13,6 +13,9 @@ pub fn run(args: WatchArgs) -> ExitCode {
     if let Some(f) = &args.filter {
         req = req.query("filter", f);
     }
+    if let Some(s) = &args.since {
+        req = req.query("since", s);
+    }
     if let Some(t) = &args.token {
         req = req.header("Authorization", &format!("Bearer {t}"));
     }

@@ -434,13 +434,82 @@ fn capture_spool_and_dissect_on_demand() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("since=\"soon\""));
 
-    // The filtered subscriber got only the 404.
+    // `since`: a new subscriber first gets the spool's recent past (made while nobody or
+    // somebody else was subscribed), then live events, each exchange exactly once.
+    let mut since = lab
+        .in_ns(
+            &lab.s.clone(),
+            &[
+                TAPWIRE,
+                "watch",
+                "--agent",
+                &format!("http://{API}"),
+                "--since",
+                "1m",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let since_out = since.stdout.take().unwrap();
+    let (stx, srx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(since_out).lines().map_while(Result::ok) {
+            if stx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    wait_until("the since subscription", || {
+        lab.status()["demand"]["subscriptions"] == 3
+    });
+    lab.get("/after-since");
+    let mut got = String::new();
+    let until = Instant::now() + Duration::from_secs(15);
+    while !got.contains("/after-since") && Instant::now() < until {
+        if let Ok(l) = srx.recv_timeout(Duration::from_millis(200)) {
+            got.push_str(&l);
+            got.push('\n');
+        }
+    }
+    while let Ok(l) = srx.recv_timeout(Duration::from_millis(500)) {
+        got.push_str(&l);
+        got.push('\n');
+    }
+    let _ = since.kill();
+    let _ = since.wait();
+    let mut expected = vec![
+        ("GET".to_string(), "/after-since".to_string(), 404),
+        ("GET".to_string(), "/before-1".to_string(), 404),
+        ("GET".to_string(), "/before-2".to_string(), 404),
+    ];
+    expected.extend(want.iter().cloned());
+    expected.sort();
+    assert_eq!(
+        requests(&got),
+        expected,
+        "replay then live, no duplicate, no hole"
+    );
+    let first_live = got
+        .lines()
+        .position(|l| l.contains("/after-since"))
+        .unwrap();
+    assert_eq!(
+        first_live,
+        got.lines().count() - 1,
+        "the replay comes before live events"
+    );
+
+    // The filtered subscriber got only the 404s.
     let _ = only_404.kill();
     let out = only_404.wait_with_output().unwrap();
     let filtered = requests(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(
         filtered,
-        vec![("GET".to_string(), "/missing".to_string(), 404)]
+        vec![
+            ("GET".to_string(), "/after-since".to_string(), 404),
+            ("GET".to_string(), "/missing".to_string(), 404),
+        ]
     );
 
     // The subscriber leaves: dissection stops.

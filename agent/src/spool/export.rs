@@ -58,50 +58,90 @@ fn parts(dir: &Path) -> io::Result<Vec<Part>> {
     Ok(v)
 }
 
-/// Write the packets with `from <= ts <= to` to `out`; returns how many.
-pub fn export(dir: &Path, from: u64, to: u64, out: &mut impl Write) -> io::Result<u64> {
-    let mut n = 0;
-    let mut sections = 0;
+/// A block of a spool segment, as written.
+pub enum Block<'a> {
+    /// The start of a segment (a new pcapng section).
+    Section(&'a [u8]),
+    /// An interface description: the whole block and its link type.
+    Interface(&'a [u8], u16),
+    /// A packet inside the window: the whole block, and its parts.
+    Packet {
+        block: &'a [u8],
+        iface: u32,
+        ts: u64,
+        data: &'a [u8],
+        orig_len: u32,
+    },
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Walk the segments overlapping `[from, to]` in order of their first packet, passing every
+/// section and interface block and the packets inside the window to `f`.
+pub fn for_each(
+    dir: &Path,
+    from: u64,
+    to: u64,
+    mut f: impl FnMut(Block<'_>) -> io::Result<()>,
+) -> io::Result<()> {
     for p in parts(dir)?
         .into_iter()
         .filter(|p| p.last >= from && p.first <= to)
     {
         let bytes = match fs::read(&p.path) {
             Ok(b) => b,
-            // Deleted by the cap since it was listed: nothing to export from it.
+            // Deleted by the cap since it was listed: nothing to read from it.
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
         let whole = pcapng::walk(&bytes).whole as usize;
         let mut at = 0;
         while at + 8 <= whole {
-            let kind = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-            let len =
-                u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]])
-                    as usize;
+            let (kind, len) = (le32(&bytes, at), le32(&bytes, at + 4) as usize);
             let block = &bytes[at..at + len];
-            let keep = match kind {
-                SHB => {
-                    sections += 1;
-                    true
+            match kind {
+                SHB => f(Block::Section(block))?,
+                IDB if len >= 12 => f(Block::Interface(
+                    block,
+                    u16::from_le_bytes([block[8], block[9]]),
+                ))?,
+                EPB if len >= 32 => {
+                    let ts = (u64::from(le32(block, 12)) << 32) | u64::from(le32(block, 16));
+                    let cap = (le32(block, 20) as usize).min(len - 32);
+                    if (from..=to).contains(&ts) {
+                        f(Block::Packet {
+                            block,
+                            iface: le32(block, 8),
+                            ts,
+                            data: &block[28..28 + cap],
+                            orig_len: le32(block, 24),
+                        })?;
+                    }
                 }
-                IDB => true,
-                EPB if len >= 20 => {
-                    let hi = u32::from_le_bytes([block[12], block[13], block[14], block[15]]);
-                    let lo = u32::from_le_bytes([block[16], block[17], block[18], block[19]]);
-                    let ts = (u64::from(hi) << 32) | u64::from(lo);
-                    let inside = (from..=to).contains(&ts);
-                    n += u64::from(inside);
-                    inside
-                }
-                _ => false,
-            };
-            if keep {
-                out.write_all(block)?;
+                _ => {}
             }
             at += len;
         }
     }
+    Ok(())
+}
+
+/// Write the packets with `from <= ts <= to` to `out`; returns how many.
+pub fn export(dir: &Path, from: u64, to: u64, out: &mut impl Write) -> io::Result<u64> {
+    let (mut n, mut sections) = (0u64, 0u64);
+    for_each(dir, from, to, |b| match b {
+        Block::Section(block) => {
+            sections += 1;
+            out.write_all(block)
+        }
+        Block::Interface(block, _) => out.write_all(block),
+        Block::Packet { block, .. } => {
+            n += 1;
+            out.write_all(block)
+        }
+    })?;
     if sections == 0 {
         // Nothing in the window: still a valid (empty) pcapng stream.
         pcapng::section_header(out)?;
