@@ -92,6 +92,9 @@ pub struct RunArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub listen: SocketAddr,
+    /// Capture filter in tcpdump syntax (`tcp port 80 or udp port 53`), or `tcpdump -ddd` output.
+    #[arg(long, value_name = "BPF", env = "TAPWIRE_FILTER")]
+    pub filter: Option<String>,
     /// File holding the API's bearer token (every endpoint but /healthz and /readyz needs it).
     #[arg(long, value_name = "FILE", env = "TAPWIRE_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,

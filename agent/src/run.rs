@@ -81,10 +81,25 @@ pub fn run(args: RunArgs) -> ExitCode {
         } else {
             args.interface.iter().cloned().map(Some).collect()
         };
-    let ring = RingConfig::default();
     let group_base = (std::process::id() & 0x7fff) as u16;
     let mut captures = Vec::new();
     for (i, iface) in interfaces.iter().enumerate() {
+        let filter = match args
+            .filter
+            .as_deref()
+            .map(|f| capture::bpf::compile(f, iface.is_none()))
+        {
+            None => None,
+            Some(Ok(p)) => Some(Arc::from(p)),
+            Some(Err(e)) => {
+                eprintln!("tapwire: --filter: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let ring = RingConfig {
+            filter,
+            ..RingConfig::default()
+        };
         match capture::open(
             iface.as_deref(),
             workers,

@@ -667,3 +667,85 @@ fn api_token_guards_everything_but_health() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// A capture filter (tcpdump syntax through libpcap, or `tcpdump -ddd` text) is attached
+/// before the socket is bound: only matching packets are captured. Loopback only.
+#[test]
+fn capture_filter_keeps_only_matching_packets() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" || !have("curl") || !have("tcpdump") {
+        eprintln!("SKIP: the capture filter test needs root, curl and tcpdump");
+        return;
+    }
+    let ddd = Command::new("tcpdump")
+        .args(["-ddd", "-y", "EN10MB", "udp port 39999"])
+        .output()
+        .unwrap();
+    let ddd = String::from_utf8(ddd.stdout).unwrap();
+    for (n, filter) in [("syntax", "udp port 39999".to_string()), ("ddd", ddd)] {
+        let dir = std::env::temp_dir().join(format!("tapwire-bpf-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let api = "127.0.0.1:19468";
+        let mut agent = Command::new(TAPWIRE)
+            .args([
+                "run",
+                "--interface",
+                "lo",
+                "--listen",
+                api,
+                "--workers",
+                "1",
+                "--filter",
+                &filter,
+            ])
+            .arg("--spool-dir")
+            .arg(&dir)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let status = || -> serde_json::Value {
+            let out = Command::new("curl")
+                .args(["-sf", &format!("http://{api}/v1/status")])
+                .output()
+                .unwrap();
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+        };
+        wait_until("the agent", || status() != serde_json::Value::Null);
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for port in [39999, 39998, 39999, 39997, 39999] {
+            sock.send_to(b"x", ("127.0.0.1", port)).unwrap();
+        }
+        wait_until("the matching datagrams", || {
+            status()["capture"]["packets"] == 3
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let packets = status()["capture"]["packets"].clone();
+        let _ = Command::new("kill")
+            .args(["-TERM", &agent.id().to_string()])
+            .status();
+        let _ = agent.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            packets, 3,
+            "{n}: only the three datagrams to port 39999 (API traffic excluded)"
+        );
+    }
+    let bad = Command::new(TAPWIRE)
+        .args([
+            "run",
+            "--interface",
+            "lo",
+            "--listen",
+            "127.0.0.1:19469",
+            "--filter",
+            "udp port banana",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("bad capture filter") && err.lines().count() == 1,
+        "{err}"
+    );
+}

@@ -7,6 +7,7 @@
 //! the hub's bounded queues. Housekeeping (kernel counters, spool caps, gauges) runs once a
 //! second of wall time.
 
+pub mod bpf;
 pub mod ring;
 
 use std::sync::Arc;

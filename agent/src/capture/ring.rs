@@ -56,6 +56,8 @@ pub struct RingConfig {
     pub retire_ms: u32,
     /// Fanout group shared by the rings of one capture (`None`: no fanout).
     pub fanout_group: Option<u16>,
+    /// Classic BPF program, attached before the socket is bound.
+    pub filter: Option<std::sync::Arc<[libc::sock_filter]>>,
 }
 
 impl Default for RingConfig {
@@ -66,6 +68,7 @@ impl Default for RingConfig {
             block_nr: 64,
             retire_ms: 20,
             fanout_group: None,
+            filter: None,
         }
     }
 }
@@ -184,9 +187,10 @@ impl Ring {
         } else {
             libc::SOCK_RAW
         };
-        let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
+        // Protocol 0: the socket receives nothing until it is bound (with the filter already
+        // attached), so no packet of another interface slips in before the bind.
         // SAFETY: plain socket(2) call.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, kind | libc::SOCK_CLOEXEC, proto) };
+        let raw = unsafe { libc::socket(libc::AF_PACKET, kind | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
             return Err(sys("socket(AF_PACKET)", &what));
         }
@@ -245,6 +249,20 @@ impl Ring {
             loopback: ifindex_of_loopback(),
             bad_blocks: 0,
         };
+        if let Some(prog) = &cfg.filter {
+            let fprog = libc::sock_fprog {
+                len: prog.len() as u16,
+                filter: prog.as_ptr().cast_mut(),
+            };
+            setsockopt(
+                raw,
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                &fprog,
+                "SO_ATTACH_FILTER",
+                &what,
+            )?;
+        }
         // SAFETY: an all-zero sockaddr_ll is valid; the fields that matter are set below.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
