@@ -12,6 +12,7 @@ pub enum BpfError {
     #[cfg(feature = "libpcap")]
     #[error("bad capture filter {0:?}: {1}")]
     Compile(String, String),
+    #[cfg(not(feature = "libpcap"))]
     #[error(
         "capture filter {0:?}: tcpdump syntax needs the `libpcap` feature; pass `tcpdump -ddd` output instead"
     )]
@@ -21,7 +22,7 @@ pub enum BpfError {
 /// `tcpdump -ddd` output: a count, then that many `code jt jf k` lines (or `,`-separated).
 fn parse_ddd(text: &str) -> Option<Vec<Insn>> {
     let mut nums = text
-        .split(|c: char| c == '\n' || c == ',')
+        .split(['\n', ','])
         .map(str::trim)
         .filter(|l| !l.is_empty());
     let n: usize = nums.next()?.parse().ok()?;
