@@ -23,6 +23,7 @@ pub struct Metrics {
     pub subscriptions: IntGauge,
     pub dissection_active: IntGauge,
     pub subscriber_drops: IntCounter,
+    pub pipeline_drops: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -137,6 +138,12 @@ impl Metrics {
                 "tapwire_flows_active",
                 "Flows tracked by a worker's pipeline.",
                 &["worker"],
+            ),
+            pipeline_drops: counter_vec(
+                &r,
+                "tapwire_pipeline_drops_total",
+                "What the pipeline's caps dropped, by cap: flows evicted (max_flows), out-of-order bytes over the reassembly caps, unconsumed dissector bytes over 128 KiB, IP fragments evicted or timed out.",
+                &["cap"],
             ),
             dissected_packets,
             subscriptions,

@@ -434,6 +434,44 @@ fn capture_spool_and_dissect_on_demand() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("since=\"soon\""));
 
+    // The agent's own metrics.
+    let metrics = lab
+        .in_ns(
+            &lab.s.clone(),
+            &["curl", "-sf", &format!("http://{API}/metrics")],
+        )
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8(metrics.stdout).unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"))
+    };
+    assert!(
+        value(&format!(
+            "tapwire_capture_packets_total{{interface=\"{}\"}}",
+            lab.dev
+        )) > 10.0
+    );
+    assert_eq!(
+        value(&format!(
+            "tapwire_kernel_drops_total{{interface=\"{}\"}}",
+            lab.dev
+        )),
+        0.0
+    );
+    assert!(value("tapwire_exchanges_total{protocol=\"http\"}") >= 3.0);
+    assert_eq!(value("tapwire_dissection_active"), 1.0);
+    assert_eq!(value("tapwire_subscriptions_active"), 2.0);
+    assert!(
+        value("tapwire_spool_bytes{worker=\"0\"}") + value("tapwire_spool_bytes{worker=\"1\"}")
+            > 0.0
+    );
+
     // `since`: a new subscriber first gets the spool's recent past (made while nobody or
     // somebody else was subscribed), then live events, each exchange exactly once.
     let mut since = lab

@@ -99,6 +99,8 @@ struct Worker {
     /// Cooked header + packet for the pipeline (`any` captures).
     scratch: Vec<u8>,
     names: Vec<(i32, String)>,
+    /// The pipeline's cap counters already added to the metrics (reset with the pipeline).
+    drops_seen: [u64; 5],
 }
 
 /// The 20-byte LINKTYPE_LINUX_SLL2 header for a cooked packet.
@@ -129,6 +131,7 @@ impl Worker {
             out: Vec::new(),
             scratch: Vec::with_capacity(1 << 16),
             names: Vec::new(),
+            drops_seen: [0; 5],
         }
     }
 
@@ -147,6 +150,7 @@ impl Worker {
                 out,
                 scratch,
                 names,
+                drops_seen,
                 ..
             } = &mut self;
             let cooked = ring.cooked;
@@ -189,6 +193,7 @@ impl Worker {
                 }
                 let pl = pipe.get_or_insert_with(|| {
                     shared.metrics.dissection_active.set(1);
+                    *drops_seen = [0; 5];
                     Pipeline::default()
                 });
                 shared.metrics.dissected_packets.inc();
@@ -264,5 +269,28 @@ impl Worker {
         del.inc_by(self.spool.stats.segments_deleted.saturating_sub(del.get()));
         let flows = self.pipe.as_ref().map_or(0, |p| p.flows());
         m.flows_active.with_label_values(&[&w]).set(flows as i64);
+        if let Some(p) = &self.pipe {
+            let s = p.stats();
+            let now = [
+                s.flows.evicted,
+                s.flows.reassembly.ooo_overflow,
+                s.flows.pending_overflow,
+                s.defrag.evicted,
+                s.defrag.timed_out,
+            ];
+            let caps = [
+                "max_flows",
+                "reassembly_ooo",
+                "dissector_pending",
+                "defrag_evicted",
+                "defrag_timed_out",
+            ];
+            for ((cap, now), seen) in caps.iter().zip(now).zip(self.drops_seen.iter_mut()) {
+                m.pipeline_drops
+                    .with_label_values(&[cap])
+                    .inc_by(now.saturating_sub(*seen));
+                *seen = now;
+            }
+        }
     }
 }
