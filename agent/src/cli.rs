@@ -1,6 +1,5 @@
 //! Command-line interface (architecture.md section 5).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -59,7 +58,11 @@ pub struct PcapArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Interface to capture on (repeatable); `any` or none: every interface.
+    /// YAML config file; every key can be overridden by its flag or `TAPWIRE_*` variable.
+    #[arg(long, short, value_name = "FILE", env = "TAPWIRE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Interface to capture on (repeatable, or comma-separated); `any` or none: every
+    /// interface; `~REGEX`: every interface whose name matches.
     #[arg(
         long,
         short,
@@ -68,37 +71,22 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub interface: Vec<String>,
-    /// Spool folder.
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "TAPWIRE_SPOOL_DIR",
-        default_value = "tapwire-spool"
-    )]
-    pub spool_dir: PathBuf,
-    /// Spool size cap (`64MiB`, `1GiB`, …).
-    #[arg(
-        long,
-        value_name = "SIZE",
-        env = "TAPWIRE_SPOOL_LIMIT",
-        default_value = "1GiB"
-    )]
-    pub spool_limit: String,
-    /// API and /metrics address.
-    #[arg(
-        long,
-        value_name = "ADDR:PORT",
-        env = "TAPWIRE_LISTEN",
-        default_value = "127.0.0.1:9464"
-    )]
-    pub listen: SocketAddr,
+    /// Spool folder [default: tapwire-spool].
+    #[arg(long, value_name = "DIR", env = "TAPWIRE_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Spool size cap (`64MiB`, `1GiB`, …) [default: 1GiB].
+    #[arg(long, value_name = "SIZE", env = "TAPWIRE_SPOOL_LIMIT")]
+    pub spool_limit: Option<String>,
+    /// API and /metrics address [default: 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR:PORT", env = "TAPWIRE_LISTEN")]
+    pub listen: Option<String>,
     /// Capture filter in tcpdump syntax (`tcp port 80 or udp port 53`), or `tcpdump -ddd` output.
     #[arg(long, value_name = "BPF", env = "TAPWIRE_FILTER")]
     pub filter: Option<String>,
     /// File holding the API's bearer token (every endpoint but /healthz and /readyz needs it).
     #[arg(long, value_name = "FILE", env = "TAPWIRE_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
-    /// Capture worker threads per interface (default: one per core).
+    /// Capture worker threads per interface [default: one per core].
     #[arg(long, value_name = "N", env = "TAPWIRE_WORKERS")]
     pub workers: Option<usize>,
 }

@@ -11,80 +11,54 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::api::{self, ApiState};
 use crate::capture::{self, Shared, ring::RingConfig};
 use crate::cli::RunArgs;
+use crate::config::{Config, expand_interfaces};
 use crate::demand::Hub;
 use crate::metrics::Metrics;
 use crate::spool::SpoolConfig;
 
-/// `64MiB`, `1GiB`, `500MB`, `4096`: bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("not a size: {s:?}"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        _ => {
-            return Err(format!(
-                "not a size: {s:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
-            ));
+pub fn run(args: RunArgs) -> ExitCode {
+    let cfg = match Config::resolve(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tapwire: {e}");
+            return ExitCode::from(2);
         }
     };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size too large: {s:?}"))
-}
-
-pub fn run(args: RunArgs) -> ExitCode {
-    let token = match &args.token_file {
+    let token = match &cfg.token_file {
         None => std::env::var("TAPWIRE_TOKEN")
             .ok()
             .filter(|t| !t.is_empty()),
         Some(path) => match std::fs::read_to_string(path) {
             Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
             Ok(_) => {
-                eprintln!(
-                    "tapwire: --token-file {}: the file is empty",
-                    path.display()
-                );
+                eprintln!("tapwire: token_file {}: the file is empty", path.display());
                 return ExitCode::from(2);
             }
             Err(e) => {
-                eprintln!("tapwire: --token-file {}: {e}", path.display());
+                eprintln!("tapwire: token_file {}: {e}", path.display());
                 return ExitCode::from(2);
             }
         },
     };
-    let limit = match parse_size(&args.spool_limit) {
-        Ok(l) => l,
+    let workers = cfg.workers;
+    let spool = SpoolConfig {
+        dir: cfg.spool_dir.clone(),
+        limit_bytes: cfg.spool_limit,
+        segment_bytes: (cfg.spool_limit / 16).clamp(1 << 20, 64 << 20),
+        ..SpoolConfig::default()
+    };
+    let interfaces: Vec<Option<String>> = match expand_interfaces(&cfg.interfaces) {
+        Ok(v) if v.is_empty() => vec![None],
+        Ok(v) => v.into_iter().map(Some).collect(),
         Err(e) => {
-            eprintln!("tapwire: --spool-limit: {e}");
+            eprintln!("tapwire: {e}");
             return ExitCode::from(2);
         }
     };
-    let workers = args
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let spool = SpoolConfig {
-        dir: args.spool_dir.clone(),
-        limit_bytes: limit,
-        segment_bytes: (limit / 16).clamp(1 << 20, 64 << 20),
-        ..SpoolConfig::default()
-    };
-    let interfaces: Vec<Option<String>> =
-        if args.interface.is_empty() || args.interface.iter().any(|i| i == "any") {
-            vec![None]
-        } else {
-            args.interface.iter().cloned().map(Some).collect()
-        };
     let group_base = (std::process::id() & 0x7fff) as u16;
     let mut captures = Vec::new();
     for (i, iface) in interfaces.iter().enumerate() {
-        let filter = match args
+        let filter = match cfg
             .filter
             .as_deref()
             .map(|f| capture::bpf::compile(f, iface.is_none()))
@@ -149,7 +123,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         spool_dir: spool.dir.display().to_string(),
         token,
     });
-    let listen: SocketAddr = args.listen;
+    let listen: SocketAddr = cfg.listen;
     let hub = shared.hub.clone();
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -159,7 +133,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             "tapwire: capturing on {} with {total} worker(s), spool {} (cap {}), API on http://{listen}",
             labels.join(","),
             state.spool_dir,
-            args.spool_limit,
+            cfg.spool_limit_text,
         );
         axum::serve(listener, api::router(state))
             .with_graceful_shutdown(async move {
@@ -197,21 +171,5 @@ async fn shutdown() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("500MB"), Ok(500_000_000));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("5 parsecs").is_err());
-        assert!(parse_size("99999999999999GiB").is_err());
     }
 }

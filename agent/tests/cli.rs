@@ -261,3 +261,30 @@ fn dissect_filter_keeps_what_the_expression_accepts() {
     );
     assert!(bad.stdout.is_empty());
 }
+
+#[test]
+fn run_refuses_a_bad_config_or_interface_with_one_line() {
+    let cfg = tmp("bad.yaml", b"spool:\n  dir: /tmp/x\n  limt: 1GiB\n");
+    let out = tapwire(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("limt"), "names the key: {err}");
+    let out = tapwire(&["run", "--spool-limit", "lots"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .starts_with("tapwire: spool.limit: not a size")
+    );
+    let out = tapwire(&[
+        "run",
+        "--interface",
+        "nosuchif0",
+        "--listen",
+        "127.0.0.1:19470",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim(), "tapwire: capture: no interface named nosuchif0");
+}
