@@ -24,6 +24,7 @@ pub struct Metrics {
     pub dissection_active: IntGauge,
     pub subscriber_drops: IntCounter,
     pub pipeline_drops: IntCounterVec,
+    pub duplicates: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -144,6 +145,12 @@ impl Metrics {
                 "tapwire_pipeline_drops_total",
                 "What the pipeline's caps dropped, by cap: flows evicted (max_flows), out-of-order bytes over the reassembly caps, unconsumed dissector bytes over 128 KiB, IP fragments evicted or timed out.",
                 &["cap"],
+            ),
+            duplicates: counter_vec(
+                &r,
+                "tapwire_capture_duplicates_total",
+                "Copies of a packet seen again on another interface (any), skipped.",
+                &["interface"],
             ),
             dissected_packets,
             subscriptions,

@@ -787,3 +787,91 @@ fn capture_filter_keeps_only_matching_packets() {
         "{err}"
     );
 }
+
+/// On `any`, a packet that crosses a veth and a bridge (a Kubernetes node's pod path) is
+/// counted and spooled once, not once per interface.
+#[test]
+fn any_counts_a_bridged_packet_once() {
+    let Some(mut lab) = Lab::new() else { return };
+    let id = std::process::id() % 10_000;
+    let br = format!("twl-br{id}");
+    let sa = lab.sa.clone();
+    // Move the server's address from its veth to a bridge the veth is a port of.
+    sh(&["ip", "-n", &lab.s, "addr", "flush", "dev", &lab.dev]);
+    sh(&["ip", "-n", &lab.s, "link", "add", &br, "type", "bridge"]);
+    sh(&["ip", "-n", &lab.s, "link", "set", &lab.dev, "master", &br]);
+    sh(&[
+        "ip",
+        "-n",
+        &lab.s,
+        "addr",
+        "add",
+        &format!("{sa}/24"),
+        "dev",
+        &br,
+    ]);
+    sh(&["ip", "-n", &lab.s, "link", "set", &br, "up"]);
+    for ns in [lab.s.clone(), lab.c.clone()] {
+        let _ = lab
+            .in_ns(&ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+            .status();
+    }
+    // A UDP sink, so no ICMP answers; static neighbours, so no ARP.
+    let sink = lab
+        .in_ns(
+            &lab.s.clone(),
+            &["python3", "-c", "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('0.0.0.0',39999));[s.recv(64) for _ in iter(int,1)]"],
+        )
+        .spawn()
+        .unwrap();
+    lab.procs.push(sink);
+    let spool = lab.dir.join("spool");
+    let agent = lab
+        .in_ns(
+            &lab.s.clone(),
+            &[
+                TAPWIRE,
+                "run",
+                "--listen",
+                API,
+                "--workers",
+                "1",
+                "--spool-dir",
+                spool.to_str().unwrap(),
+                // Leave out the test's own API calls on loopback.
+                "--filter",
+                "udp port 39999",
+            ],
+        )
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.procs.push(agent);
+    lab.wait_for(&lab.s.clone(), &format!("http://{API}/healthz"));
+    let send = format!("for i in $(seq 50); do echo x > /dev/udp/{sa}/39999; done");
+    let st = lab
+        .in_ns(&lab.c.clone(), &["bash", "-c", &send])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    wait_until("the datagrams", || {
+        lab.status()["capture"]["packets"].as_u64().unwrap_or(0) >= 50
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let st = lab.status();
+    let packets = st["capture"]["packets"].as_u64().unwrap();
+    // Each datagram crossed the veth and the bridge: 100 sightings, 50 packets.
+    assert_eq!(packets, 50, "{st}");
+    // Copies are counted in the metrics at the worker's next housekeeping (once a second).
+    wait_until("the duplicates metric", || {
+        let m = lab
+            .in_ns(
+                &lab.s.clone(),
+                &["curl", "-sf", &format!("http://{API}/metrics")],
+            )
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&m.stdout)
+            .contains("tapwire_capture_duplicates_total{interface=\"any\"} 50")
+    });
+}

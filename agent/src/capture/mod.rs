@@ -8,6 +8,7 @@
 //! second of wall time.
 
 pub mod bpf;
+pub mod dedup;
 pub mod ring;
 
 use std::sync::Arc;
@@ -101,6 +102,8 @@ struct Worker {
     names: Vec<(i32, String)>,
     /// The pipeline's cap counters already added to the metrics (reset with the pipeline).
     drops_seen: [u64; 5],
+    /// Copies of one packet seen on several interfaces (`any` only).
+    dedup: dedup::Dedup,
 }
 
 /// The 20-byte LINKTYPE_LINUX_SLL2 header for a cooked packet.
@@ -132,6 +135,7 @@ impl Worker {
             scratch: Vec::with_capacity(1 << 16),
             names: Vec::new(),
             drops_seen: [0; 5],
+            dedup: dedup::Dedup::default(),
         }
     }
 
@@ -151,10 +155,14 @@ impl Worker {
                 scratch,
                 names,
                 drops_seen,
+                dedup,
                 ..
             } = &mut self;
             let cooked = ring.cooked;
             ring.next_block(100, |p| {
+                if cooked && dedup.is_copy(p.data, p.ts, p.ifindex) {
+                    return;
+                }
                 packets.inc();
                 bytes.inc_by(u64::from(p.orig_len));
                 last_ts = p.ts;
@@ -267,6 +275,8 @@ impl Worker {
         errs.inc_by(self.spool.stats.write_errors.saturating_sub(errs.get()));
         let del = m.spool_segments_deleted.with_label_values(&[&w]);
         del.inc_by(self.spool.stats.segments_deleted.saturating_sub(del.get()));
+        let dup = m.duplicates.with_label_values(&[&self.label]);
+        dup.inc_by(self.dedup.copies.saturating_sub(dup.get()));
         let flows = self.pipe.as_ref().map_or(0, |p| p.flows());
         m.flows_active.with_label_values(&[&w]).set(flows as i64);
         if let Some(p) = &self.pipe {

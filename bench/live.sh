@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Live capture benchmark: replay a capture at full speed onto a veth pair (tcpreplay
+# --topspeed, Debian) while `tapwire run` captures on the far end, spooling, with one
+# subscriber (`tapwire watch` to /dev/null, so every packet is also dissected); then the same
+# replay captured by `tcpdump -w` as the baseline. Reports packets captured, kernel drops,
+# packets/s, CPU seconds and peak RSS of each.
+#
+#   bench/live.sh [CAPTURE] [LOOPS] [WORKERS]   default: bench/out/bench.pcap, 1, 1
+#   NO_SUBSCRIBER=1 bench/live.sh …              capture and spool only (no dissection)
+#
+# Needs root, iproute2, tcpreplay, tcpdump. The veth's far end lives in its own network
+# namespace; everything is removed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tapwire-target}"
+cap=$(realpath "${1:-bench/out/bench.pcap}")
+loops=${2:-1}
+workers=${3:-1}
+cargo build --release -q -p tapwire-agent -p tapwire-bench
+bin="$CARGO_TARGET_DIR/release"
+if [ ! -f "$cap" ]; then
+  mkdir -p "$(dirname "$cap")"
+  "$bin/gen-capture" "$cap" "${HTTP_EXCHANGES:-1200000}" 3 7
+fi
+ns=twb-$$; work=$(mktemp -d); pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  ip link del twb-a$$ 2>/dev/null || true
+  ip netns del "$ns" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+ip netns add "$ns"
+ip link add twb-a$$ type veth peer name twb-b$$
+ip link set twb-b$$ netns "$ns"
+ip link set twb-a$$ mtu 9000 up
+ip -n "$ns" link set twb-b$$ mtu 9000 up
+ip -n "$ns" link set lo up
+api=127.0.0.1:19480
+cat "$cap" > /dev/null
+total=$(capinfos -c -M "$cap" 2>/dev/null | awk -F: '/Number of packets/{gsub(/ /,"",$2); print $2}')
+echo "capture: $cap, $total packets, replayed $loops time(s); tapwire workers: $workers"
+
+cpu() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
+hwm() { awk '/VmHWM/{print int($2/1024)}' "/proc/$1/status"; }
+
+# tapwire, spooling and dissecting (one subscriber).
+ip netns exec "$ns" "$bin/tapwire" run --interface twb-b$$ --workers "$workers" \
+  --spool-dir "$work/spool" --spool-limit 2GiB --listen "$api" 2>"$work/tapwire.log" &
+tw=$!; pids+=($tw)
+for _ in $(seq 100); do ip netns exec "$ns" curl -sf "http://$api/healthz" >/dev/null && break; sleep 0.1; done
+if [ -z "${NO_SUBSCRIBER:-}" ]; then
+  ip netns exec "$ns" "$bin/tapwire" watch --agent "http://$api" >/dev/null &
+  pids+=($!)
+fi
+sleep 0.5
+tcpreplay --topspeed --loop "$loops" -i twb-a$$ "$cap" > "$work/replay1.log" 2>&1
+sleep 3
+status=$(ip netns exec "$ns" curl -sf "http://$api/v1/status")
+tw_cpu=$(cpu $tw); tw_rss=$(hwm $tw)
+kill -TERM $tw; wait $tw 2>/dev/null || true
+pps1=$(awk '/Rated:/{for(i=1;i<=NF;i++) if($i=="pps") print $(i-1)}' "$work/replay1.log" | head -1)
+tw_packets=$(echo "$status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["capture"]["packets"])')
+tw_drops=$(echo "$status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["capture"]["kernel_drops"])')
+tw_ex=$(echo "$status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["demand"]["exchanges"])')
+
+# tcpdump -w, the baseline.
+ip netns exec "$ns" tcpdump -i twb-b$$ -n -s 0 -B 65536 -w "$work/tcpdump.pcap" 2>"$work/tcpdump.log" &
+td=$!; pids+=($td)
+for _ in $(seq 100); do grep -q "listening on" "$work/tcpdump.log" 2>/dev/null && break; sleep 0.1; done
+tcpreplay --topspeed --loop "$loops" -i twb-a$$ "$cap" > "$work/replay2.log" 2>&1
+sleep 3
+td_cpu=$(cpu $td); td_rss=$(hwm $td)
+kill -INT $td; wait $td 2>/dev/null || true
+pps2=$(awk '/Rated:/{for(i=1;i<=NF;i++) if($i=="pps") print $(i-1)}' "$work/replay2.log" | head -1)
+td_packets=$(awk '/packets captured/{print $1}' "$work/tcpdump.log")
+td_drops=$(awk '/dropped by kernel/{print $1}' "$work/tcpdump.log")
+
+printf '\n%-8s %12s %12s %14s %10s %10s %10s\n' tool replay_pps captured kernel_drops cpu_s peak_MiB exchanges
+printf '%-8s %12s %12s %14s %10s %10s %10s\n' tapwire "$pps1" "$tw_packets" "$tw_drops" "$tw_cpu" "$tw_rss" "$tw_ex"
+printf '%-8s %12s %12s %14s %10s %10s %10s\n' tcpdump "$pps2" "$td_packets" "$td_drops" "$td_cpu" "$td_rss" -
