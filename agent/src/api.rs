@@ -246,6 +246,8 @@ fn events_body(sub: Subscription, replay: Option<tokio::sync::mpsc::Receiver<Byt
 struct PcapQuery {
     since: Option<String>,
     until: Option<String>,
+    /// Capture filter (tcpdump syntax) applied to the exported packets.
+    filter: Option<String>,
 }
 
 /// `since` / `until` as durations before now (`5m`, `30s`, `1h`): the window in Unix ns.
@@ -296,6 +298,24 @@ async fn pcap(State(st): State<Arc<ApiState>>, Query(q): Query<PcapQuery>) -> Re
         Ok(w) => w,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
+    #[cfg(feature = "libpcap")]
+    let mut filter = match q
+        .filter
+        .as_deref()
+        .map(crate::capture::bpf::OfflineFilter::new)
+    {
+        None => None,
+        Some(Ok(f)) => Some(f),
+        Some(Err(e)) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    #[cfg(not(feature = "libpcap"))]
+    if q.filter.is_some() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "filter: this build has no libpcap\n",
+        )
+            .into_response();
+    }
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let dir = std::path::PathBuf::from(&st.spool_dir);
     tokio::task::spawn_blocking(move || {
@@ -303,7 +323,11 @@ async fn pcap(State(st): State<Arc<ApiState>>, Query(q): Query<PcapQuery>) -> Re
             tx: tx.clone(),
             buf: Vec::new(),
         };
-        let r = crate::spool::export::export(&dir, from, to, &mut w).and_then(|_| {
+        #[cfg(feature = "libpcap")]
+        let keep = |link: u16, data: &[u8]| filter.as_mut().is_none_or(|f| f.matches(link, data));
+        #[cfg(not(feature = "libpcap"))]
+        let keep = |_: u16, _: &[u8]| true;
+        let r = crate::spool::export::export(&dir, from, to, &mut w, keep).and_then(|_| {
             use std::io::Write as _;
             w.flush()
         });

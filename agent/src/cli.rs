@@ -51,6 +51,9 @@ pub struct PcapArgs {
     /// End of the window, as a duration before now (default: now).
     #[arg(long, value_name = "DURATION")]
     pub until: Option<String>,
+    /// Only the packets this capture filter (tcpdump syntax) accepts.
+    #[arg(long, value_name = "BPF")]
+    pub filter: Option<String>,
     /// Output file.
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,

@@ -15,6 +15,9 @@ pub fn run(args: PcapArgs) -> ExitCode {
     if let Some(u) = &args.until {
         req = req.query("until", u);
     }
+    if let Some(f) = &args.filter {
+        req = req.query("filter", f);
+    }
     if let Some(t) = &args.token {
         req = req.header("Authorization", &format!("Bearer {t}"));
     }

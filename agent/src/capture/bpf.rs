@@ -75,6 +75,43 @@ fn compile_tcpdump(expr: &str, _cooked: bool) -> Result<Vec<Insn>, BpfError> {
     Err(BpfError::NoLibpcap(expr.to_string()))
 }
 
+/// A filter evaluated in user space on spooled packets (export), compiled per link type.
+#[cfg(feature = "libpcap")]
+pub struct OfflineFilter {
+    expr: String,
+    programs: Vec<(u16, pcap::BpfProgram)>,
+}
+
+#[cfg(feature = "libpcap")]
+impl OfflineFilter {
+    /// Checks the expression once (for Ethernet) so a bad one is refused up front.
+    pub fn new(expr: &str) -> Result<OfflineFilter, BpfError> {
+        let mut f = OfflineFilter {
+            expr: expr.to_string(),
+            programs: Vec::new(),
+        };
+        f.program(1)?;
+        Ok(f)
+    }
+
+    fn program(&mut self, link: u16) -> Result<&pcap::BpfProgram, BpfError> {
+        if let Some(i) = self.programs.iter().position(|(l, _)| *l == link) {
+            return Ok(&self.programs[i].1);
+        }
+        let err = |e: pcap::Error| BpfError::Compile(self.expr.clone(), e.to_string());
+        let dead = pcap::Capture::dead(pcap::Linktype(i32::from(link))).map_err(err)?;
+        let prog = dead.compile(&self.expr, true).map_err(err)?;
+        self.programs.push((link, prog));
+        Ok(&self.programs.last().expect("just pushed").1)
+    }
+
+    /// Whether a packet of link type `link` matches (a link type the expression cannot be
+    /// compiled for matches nothing).
+    pub fn matches(&mut self, link: u16, data: &[u8]) -> bool {
+        self.program(link).is_ok_and(|p| p.filter(data))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

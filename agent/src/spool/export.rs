@@ -128,16 +128,34 @@ pub fn for_each(
     Ok(())
 }
 
-/// Write the packets with `from <= ts <= to` to `out`; returns how many.
-pub fn export(dir: &Path, from: u64, to: u64, out: &mut impl Write) -> io::Result<u64> {
+/// Write the packets with `from <= ts <= to` (and that `keep` accepts, given the packet's
+/// link type and bytes) to `out`; returns how many.
+pub fn export(
+    dir: &Path,
+    from: u64,
+    to: u64,
+    out: &mut impl Write,
+    mut keep: impl FnMut(u16, &[u8]) -> bool,
+) -> io::Result<u64> {
     let (mut n, mut sections) = (0u64, 0u64);
+    let mut links: Vec<u16> = Vec::new();
     for_each(dir, from, to, |b| match b {
         Block::Section(block) => {
             sections += 1;
+            links.clear();
             out.write_all(block)
         }
-        Block::Interface(block, _) => out.write_all(block),
-        Block::Packet { block, .. } => {
+        Block::Interface(block, link) => {
+            links.push(link);
+            out.write_all(block)
+        }
+        Block::Packet {
+            block, iface, data, ..
+        } => {
+            let link = links.get(iface as usize).copied().unwrap_or(1);
+            if !keep(link, data) {
+                return Ok(());
+            }
             n += 1;
             out.write_all(block)
         }
@@ -172,14 +190,20 @@ mod tests {
         w0.flush();
         w1.close().unwrap();
         let mut out = Vec::new();
-        let n = export(&dir, 1_010, 1_029, &mut out).unwrap();
+        let n = export(&dir, 1_010, 1_029, &mut out, |_, _| true).unwrap();
         assert_eq!(n, 20);
         let mut seen = Vec::new();
         pipeline::source::read(&out[..], Path::new("export"), |f| seen.push(f.ts)).unwrap();
         seen.sort_unstable();
         assert_eq!(seen, (1_010..1_030).collect::<Vec<_>>());
         let mut empty = Vec::new();
-        assert_eq!(export(&dir, 5_000, 6_000, &mut empty).unwrap(), 0);
+        assert_eq!(
+            export(&dir, 5_000, 6_000, &mut empty, |_, _| true).unwrap(),
+            0
+        );
+        let mut odd = Vec::new();
+        let n = export(&dir, 1_000, 1_099, &mut odd, |_, d| d[0] % 2 == 1).unwrap();
+        assert_eq!(n, 50, "the filter keeps the packets it accepts");
         assert!(pipeline::source::read(&empty[..], Path::new("empty"), |_| {}).is_ok());
         let _ = fs::remove_dir_all(&dir);
     }
