@@ -92,6 +92,12 @@ pub struct RunArgs {
     /// Capture worker threads per interface [default: one per core].
     #[arg(long, value_name = "N", env = "TAPWIRE_WORKERS")]
     pub workers: Option<usize>,
+    /// Bytes kept per packet, in the spool and for dissection [default: 262144].
+    #[arg(long, value_name = "BYTES", env = "TAPWIRE_SNAPLEN")]
+    pub snaplen: Option<u32>,
+    /// Capture ring per worker (`64MiB`; 1 MiB blocks, at least 8) [default: 64MiB].
+    #[arg(long, value_name = "SIZE", env = "TAPWIRE_RING_SIZE")]
+    pub ring_size: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

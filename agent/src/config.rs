@@ -8,6 +8,8 @@
 //! filter: "tcp or udp"           # capture filter (tcpdump syntax or `tcpdump -ddd` text)
 //! listen: 0.0.0.0:9464
 //! token_file: /etc/tapwire/token
+//! snaplen: 262144                # bytes kept per packet
+//! ring_size: 64MiB               # capture ring per worker
 //! spool:
 //!   dir: /var/lib/tapwire/spool
 //!   limit: 1GiB
@@ -31,6 +33,8 @@ struct File {
     filter: Option<String>,
     listen: Option<String>,
     token_file: Option<PathBuf>,
+    snaplen: Option<u32>,
+    ring_size: Option<String>,
     #[serde(default)]
     spool: SpoolFile,
 }
@@ -55,6 +59,9 @@ pub struct Config {
     pub spool_limit: u64,
     /// The spool limit as written (for messages).
     pub spool_limit_text: String,
+    pub snaplen: u32,
+    /// 1 MiB blocks per capture ring.
+    pub ring_blocks: u32,
 }
 
 /// `64MiB`, `1GiB`, `500MB`, `4096`: bytes.
@@ -130,7 +137,25 @@ impl Config {
                 "spool.limit: {spool_limit_text:?} is under the 1MiB minimum"
             ));
         }
+        let snaplen = args.snaplen.or(file.snaplen).unwrap_or(262_144);
+        if !(64..=262_144).contains(&snaplen) {
+            return Err(format!("snaplen: {snaplen} is not between 64 and 262144"));
+        }
+        let ring_text = args
+            .ring_size
+            .clone()
+            .or(file.ring_size)
+            .unwrap_or_else(|| "64MiB".into());
+        let ring = parse_size(&ring_text).map_err(|e| format!("ring_size: {e}"))?;
+        let ring_blocks = u32::try_from(ring >> 20).unwrap_or(u32::MAX);
+        if !(8..=4096).contains(&ring_blocks) {
+            return Err(format!(
+                "ring_size: {ring_text:?} is not between 8MiB and 4GiB"
+            ));
+        }
         Ok(Config {
+            snaplen,
+            ring_blocks,
             interfaces,
             workers,
             filter: args.filter.clone().or(file.filter),
@@ -238,6 +263,12 @@ mod tests {
         assert!(e.starts_with("listen:"), "{e}");
         let e = Config::resolve(&args(&["--workers", "0"])).unwrap_err();
         assert!(e.starts_with("workers:"), "{e}");
+        let e = Config::resolve(&args(&["--ring-size", "1MiB"])).unwrap_err();
+        assert!(e.starts_with("ring_size:"), "{e}");
+        let e = Config::resolve(&args(&["--snaplen", "10"])).unwrap_err();
+        assert!(e.starts_with("snaplen:"), "{e}");
+        let c = Config::resolve(&args(&["--snaplen", "128", "--ring-size", "16MiB"])).unwrap();
+        assert_eq!((c.snaplen, c.ring_blocks), (128, 16));
     }
 
     #[test]

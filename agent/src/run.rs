@@ -45,6 +45,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         dir: cfg.spool_dir.clone(),
         limit_bytes: cfg.spool_limit,
         segment_bytes: (cfg.spool_limit / 16).clamp(1 << 20, 64 << 20),
+        snaplen: cfg.snaplen,
         ..SpoolConfig::default()
     };
     let interfaces: Vec<Option<String>> = match expand_interfaces(&cfg.interfaces) {
@@ -72,6 +73,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         };
         let ring = RingConfig {
             filter,
+            block_nr: cfg.ring_blocks,
             ..RingConfig::default()
         };
         match capture::open(

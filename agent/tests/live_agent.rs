@@ -925,7 +925,14 @@ fn the_spool_cap_holds_under_sustained_traffic() {
             "--workers",
             "1",
         ])
-        .args(["--spool-limit", "2MiB", "--filter", "udp port 39996"])
+        .args([
+            "--spool-limit",
+            "2MiB",
+            "--filter",
+            "udp port 39996",
+            "--snaplen",
+            "200",
+        ])
         .arg("--spool-dir")
         .arg(&dir)
         .stderr(Stdio::null())
@@ -969,6 +976,20 @@ fn the_spool_cap_holds_under_sustained_traffic() {
         .status();
     let _ = agent.wait();
     let final_size = size(&dir);
+    // The snaplen: 200 bytes kept of each 1042-byte frame, the wire length recorded.
+    let seg = std::fs::read_dir(dir.join("w0"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let mut frames = 0;
+    pipeline::source::read_file(&seg, |f| {
+        assert_eq!((f.data.len(), f.orig_len), (200, 1042));
+        frames += 1;
+    })
+    .unwrap();
+    assert!(frames > 0);
     let _ = std::fs::remove_dir_all(&dir);
     // 2 MiB cap, 1 MiB segments (cap / 16, at least 1 MiB), one block of slack.
     let bound = (2 << 20) + (1 << 20) + 2048;

@@ -77,13 +77,14 @@ pub fn spawn(
     let mut handles = Vec::new();
     for (i, ring) in capture.rings.into_iter().enumerate() {
         let index = first_worker + i;
+        let snaplen = spool.snaplen as usize;
         let spool = WorkerSpool::open(spool, index, workers_total)?;
         let shared = shared.clone();
         let label = capture.label.clone();
         handles.push(
             std::thread::Builder::new()
                 .name(format!("tapwire-w{index}"))
-                .spawn(move || Worker::new(index, label, ring, spool, shared).run())?,
+                .spawn(move || Worker::new(index, label, ring, spool, shared, snaplen).run())?,
         );
     }
     Ok(handles)
@@ -104,6 +105,8 @@ struct Worker {
     drops_seen: [u64; 5],
     /// Copies of one packet seen on several interfaces (`any` only).
     dedup: dedup::Dedup,
+    /// Bytes of a packet dissected (as the spool keeps them).
+    snaplen: usize,
 }
 
 /// The 20-byte LINKTYPE_LINUX_SLL2 header for a cooked packet.
@@ -123,6 +126,7 @@ impl Worker {
         ring: Ring,
         spool: WorkerSpool,
         shared: Arc<Shared>,
+        snaplen: usize,
     ) -> Self {
         Worker {
             index,
@@ -136,6 +140,7 @@ impl Worker {
             names: Vec::new(),
             drops_seen: [0; 5],
             dedup: dedup::Dedup::default(),
+            snaplen,
         }
     }
 
@@ -156,8 +161,10 @@ impl Worker {
                 names,
                 drops_seen,
                 dedup,
+                snaplen,
                 ..
             } = &mut self;
+            let snaplen = *snaplen;
             let cooked = ring.cooked;
             ring.next_block(100, |p| {
                 if cooked && dedup.is_copy(p.data, p.ts, p.ifindex) {
@@ -205,6 +212,7 @@ impl Worker {
                     Pipeline::default()
                 });
                 shared.metrics.dissected_packets.inc();
+                let data = &data[..data.len().min(snaplen.saturating_sub(hlen))];
                 let lt = match link {
                     LINKTYPE_LINUX_SLL2 => LinkType::LinuxSll2,
                     LINKTYPE_RAW => LinkType::RawIp,
