@@ -98,6 +98,15 @@ pub struct RunArgs {
     /// Capture ring per worker (`64MiB`; 1 MiB blocks, at least 8) [default: 64MiB].
     #[arg(long, value_name = "SIZE", env = "TAPWIRE_RING_SIZE")]
     pub ring_size: Option<String>,
+    /// Replay a pcap/pcapng file instead of capturing (the agent keeps serving afterwards).
+    #[arg(long, value_name = "FILE", conflicts_with = "libpcap")]
+    pub read: Option<PathBuf>,
+    /// With --read: replay at the pace the file was recorded at, not as fast as possible.
+    #[arg(long, requires = "read")]
+    pub recorded_speed: bool,
+    /// Capture through libpcap instead of the TPACKET_V3 ring (one worker per interface).
+    #[arg(long)]
+    pub libpcap: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -58,7 +58,48 @@ pub fn run(args: RunArgs) -> ExitCode {
     };
     let group_base = (std::process::id() & 0x7fff) as u16;
     let mut captures = Vec::new();
-    for (i, iface) in interfaces.iter().enumerate() {
+    if let Some(path) = &args.read {
+        match capture::source::FileSource::open(path, args.recorded_speed) {
+            Ok(f) => captures.push(capture::Capture {
+                label: "file".into(),
+                rings: vec![Box::new(f)],
+            }),
+            Err(e) => {
+                eprintln!("tapwire: --read: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    for (i, iface) in interfaces
+        .iter()
+        .enumerate()
+        .filter(|_| args.read.is_none())
+    {
+        if args.libpcap {
+            #[cfg(feature = "libpcap")]
+            match capture::source::PcapSource::open(
+                iface.as_deref(),
+                cfg.snaplen,
+                cfg.filter.as_deref(),
+            ) {
+                Ok(p) => {
+                    captures.push(capture::Capture {
+                        label: iface.clone().unwrap_or_else(|| "any".into()),
+                        rings: vec![Box::new(p)],
+                    });
+                    continue;
+                }
+                Err(e) => {
+                    eprintln!("tapwire: capture: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            #[cfg(not(feature = "libpcap"))]
+            {
+                eprintln!("tapwire: --libpcap: this build has no libpcap (the `libpcap` feature)");
+                return ExitCode::from(2);
+            }
+        }
         let filter = match cfg
             .filter
             .as_deref()
@@ -94,11 +135,15 @@ pub fn run(args: RunArgs) -> ExitCode {
         metrics: Arc::new(Metrics::new()),
         stop: AtomicBool::new(false),
     });
-    let total = workers * captures.len();
+    let total: usize = captures.iter().map(|c| c.rings.len()).sum();
     let labels: Vec<String> = captures.iter().map(|c| c.label.clone()).collect();
     let mut handles = Vec::new();
-    for (i, c) in captures.into_iter().enumerate() {
-        match capture::spawn(c, i * workers, total, &spool, shared.clone()) {
+    let mut first = 0;
+    for c in captures {
+        let n = c.rings.len();
+        let spawned = capture::spawn(c, first, total, &spool, shared.clone());
+        first += n;
+        match spawned {
             Ok(h) => handles.extend(h),
             Err(e) => {
                 eprintln!("tapwire: spool {}: {e}", spool.dir.display());

@@ -1006,3 +1006,80 @@ fn the_spool_cap_holds_under_sustained_traffic() {
         "{m}"
     );
 }
+
+/// `--libpcap`: the same agent on libpcap live capture instead of the ring. Loopback only.
+#[test]
+fn libpcap_source_serves_live_events() {
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" || !have("curl") {
+        eprintln!("SKIP: the libpcap test needs root and curl");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tapwire-libpcap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let api = "127.0.0.1:19473";
+    let mut agent = Command::new(TAPWIRE)
+        .args([
+            "run",
+            "--libpcap",
+            "--interface",
+            "lo",
+            "--listen",
+            api,
+            "--filter",
+            "tcp port 19473",
+        ])
+        .arg("--spool-dir")
+        .arg(&dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let curl = |path: &str| {
+        Command::new("curl")
+            .args([
+                "-sf",
+                "-o",
+                "/dev/null",
+                "-m",
+                "2",
+                &format!("http://{api}{path}"),
+            ])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    wait_until("the agent", || curl("/healthz"));
+    let mut watch = Command::new(TAPWIRE)
+        .args([
+            "watch",
+            "--agent",
+            &format!("http://{api}"),
+            "--filter",
+            "url.path == \"/v1/status\"",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = watch.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut seen = String::new();
+    wait_until("a live event through libpcap", || {
+        curl("/v1/status");
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.push_str(&l);
+        }
+        seen.contains("/v1/status")
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status();
+    let st = agent.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(st.success());
+}

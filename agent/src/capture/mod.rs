@@ -10,6 +10,7 @@
 pub mod bpf;
 pub mod dedup;
 pub mod ring;
+pub mod source;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,13 +24,13 @@ use crate::demand::Hub;
 use crate::metrics::Metrics;
 use crate::spool::{SpoolConfig, WorkerSpool};
 use ring::{Packet, Ring, RingConfig};
+use source::Source;
 
 /// pcap LINKTYPE values the spool writes.
 const LINKTYPE_ETHERNET: u16 = 1;
 const LINKTYPE_RAW: u16 = 101;
 const LINKTYPE_LINUX_SLL2: u16 = 276;
-/// ARPHRD types with no link header.
-const ARPHRD_NONE: u16 = 0xfffe;
+use source::ARPHRD_NONE;
 
 /// What every worker shares.
 pub struct Shared {
@@ -38,10 +39,11 @@ pub struct Shared {
     pub stop: AtomicBool,
 }
 
-/// One capture: its rings, already open (so errors surface before any thread starts).
+/// One capture: its sources (one per worker), already open (so errors surface before any
+/// thread starts).
 pub struct Capture {
     pub label: String,
-    pub rings: Vec<Ring>,
+    pub rings: Vec<Box<dyn Source>>,
 }
 
 /// Open `workers` rings on `interface` (`None`: all, cooked) in one fanout group.
@@ -58,7 +60,7 @@ pub fn open(
             fanout_group: (workers > 1).then_some(group),
             ..base.clone()
         };
-        rings.push(Ring::open(&cfg)?);
+        rings.push(Box::new(Ring::open(&cfg)?) as Box<dyn Source>);
     }
     Ok(Capture {
         label: interface.unwrap_or("any").to_string(),
@@ -93,7 +95,7 @@ pub fn spawn(
 struct Worker {
     index: usize,
     label: String,
-    ring: Ring,
+    ring: Box<dyn Source>,
     spool: WorkerSpool,
     shared: Arc<Shared>,
     pipe: Option<Pipeline>,
@@ -123,7 +125,7 @@ impl Worker {
     fn new(
         index: usize,
         label: String,
-        ring: Ring,
+        ring: Box<dyn Source>,
         spool: WorkerSpool,
         shared: Arc<Shared>,
         snaplen: usize,
@@ -165,8 +167,8 @@ impl Worker {
                 ..
             } = &mut self;
             let snaplen = *snaplen;
-            let cooked = ring.cooked;
-            ring.next_block(100, |p| {
+            ring.next_batch(100, &mut |p| {
+                let cooked = p.cooked;
                 if cooked && dedup.is_copy(p.data, p.ts, p.ifindex) {
                     return;
                 }

@@ -3,9 +3,9 @@
 //!
 //! Written here because no crate does it: `afpacket` only opens and binds a socket (no ring, no
 //! fanout, no timestamps or `sockaddr_ll`, and its sync type double-closes the fd when cloned),
-//! and socket plus bind are a few lines. This is the one module of the agent with `unsafe`:
-//! system calls, the `mmap` of the ring, and reading the kernel's block and packet headers in
-//! it. Every offset the kernel writes is checked against the block before it is followed.
+//! and socket plus bind are a few lines. This module holds the agent's `unsafe` (the only
+//! other is one `poll(2)` in `source.rs`): system calls, the `mmap` of the ring, and reading
+//! the kernel's block and packet headers in it. Every offset the kernel writes is checked against the block before it is followed.
 //!
 //! A ring is `block_nr` blocks of `block_size` bytes. The kernel fills a block with packets and
 //! hands it over (`TP_STATUS_USER`) when it is full or `retire_ms` after its first packet; the
@@ -91,6 +91,8 @@ pub struct Packet<'a> {
     pub protocol: u16,
     /// VLAN tag the NIC stripped, when there was one.
     pub vlan: Option<u16>,
+    /// Starts at the network header (`protocol`, `ifindex`, `hatype`, `pkttype` describe it).
+    pub cooked: bool,
 }
 
 /// Kernel counters since the last read.
@@ -402,6 +404,7 @@ impl Ring {
                     hatype,
                     protocol: proto,
                     vlan: (status & libc::TP_STATUS_VLAN_VALID != 0).then_some(vlan_tci as u16),
+                    cooked: self.cooked,
                 });
                 seen += 1;
             }
