@@ -1,6 +1,6 @@
 //! The agent's HTTP API (architecture.md §6), served by axum on its own small tokio runtime:
-//! `GET /v1/events` (NDJSON stream of exchanges; the subscription lives as long as the
-//! connection), `/v1/status`, `/metrics`, `/healthz`, `/readyz`.
+//! `GET /v1/events` (NDJSON stream of exchanges, or server-sent events when the client
+//! accepts `text/event-stream`; the subscription lives as long as the connection), `/v1/status`, `/metrics`, `/healthz`, `/readyz`.
 //!
 //! A subscriber whose queue overflowed is told in its stream: before its next event comes one
 //! line `{"notice":"dropped","dropped_events":N}` with the running total it lost.
@@ -160,6 +160,21 @@ struct Events {
     /// The `since` replay, delivered before anything live.
     replay: Option<tokio::sync::mpsc::Receiver<Bytes>>,
     reported: u64,
+    /// Server-sent events framing (`data: …` and a blank line) instead of NDJSON.
+    sse: bool,
+}
+
+impl Events {
+    fn frame(&self, line: Bytes) -> Bytes {
+        if !self.sse {
+            return line;
+        }
+        let mut v = Vec::with_capacity(line.len() + 8);
+        v.extend_from_slice(b"data: ");
+        v.extend_from_slice(line.strip_suffix(b"\n").unwrap_or(&line));
+        v.extend_from_slice(b"\n\n");
+        Bytes::from(v)
+    }
 }
 
 impl Stream for Events {
@@ -168,7 +183,7 @@ impl Stream for Events {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Some(r) = self.replay.as_mut() {
             match r.poll_recv(cx) {
-                Poll::Ready(Some(line)) => return Poll::Ready(Some(Ok(line))),
+                Poll::Ready(Some(line)) => return Poll::Ready(Some(Ok(self.frame(line)))),
                 Poll::Ready(None) => self.replay = None,
                 Poll::Pending => return Poll::Pending,
             }
@@ -177,9 +192,13 @@ impl Stream for Events {
         if dropped > self.reported {
             self.reported = dropped;
             let notice = format!("{{\"notice\":\"dropped\",\"dropped_events\":{dropped}}}\n");
-            return Poll::Ready(Some(Ok(Bytes::from(notice))));
+            return Poll::Ready(Some(Ok(self.frame(Bytes::from(notice)))));
         }
-        self.sub.rx.poll_recv(cx).map(|o| o.map(Ok))
+        match self.sub.rx.poll_recv(cx) {
+            Poll::Ready(Some(line)) => Poll::Ready(Some(Ok(self.frame(line)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -189,7 +208,15 @@ struct EventsQuery {
     since: Option<String>,
 }
 
-async fn events(State(st): State<Arc<ApiState>>, Query(q): Query<EventsQuery>) -> Response {
+async fn events(
+    State(st): State<Arc<ApiState>>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Response {
+    let sse = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
     let filter = match q.filter.as_deref().map(Filter::compile) {
         None => None,
         Some(Ok(f)) => Some(f),
@@ -208,7 +235,7 @@ async fn events(State(st): State<Arc<ApiState>>, Query(q): Query<EventsQuery>) -
         None => {
             let sub = hub.subscribe(filter);
             st.shared.metrics.subscriptions.set(hub.active() as i64);
-            return events_body(sub, None);
+            return events_body(sub, None, sse);
         }
         Some(since) => since,
     };
@@ -230,16 +257,33 @@ async fn events(State(st): State<Arc<ApiState>>, Query(q): Query<EventsQuery>) -
             &tx,
         );
     });
-    events_body(sub, Some(rx))
+    events_body(sub, Some(rx), sse)
 }
 
-fn events_body(sub: Subscription, replay: Option<tokio::sync::mpsc::Receiver<Bytes>>) -> Response {
+fn events_body(
+    sub: Subscription,
+    replay: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+    sse: bool,
+) -> Response {
+    let kind = if sse {
+        "text/event-stream"
+    } else {
+        "application/x-ndjson"
+    };
     let body = Body::from_stream(Events {
         sub,
         replay,
         reported: 0,
+        sse,
     });
-    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -362,11 +362,25 @@ fn run_replays_a_file_and_since_serves_it() {
     }
     let _ = watch.kill();
     let _ = watch.wait();
+    // The same stream as server-sent events for a client that asks for them.
+    let sse = Command::new("curl")
+        .args(["-s", "-N", "-m", "3", "-H", "Accept: text/event-stream"])
+        .arg(format!("http://{api}/v1/events?since=100000h"))
+        .output();
     let _ = Command::new("kill")
         .args(["-TERM", &agent.id().to_string()])
         .status();
     let _ = agent.wait();
     let _ = std::fs::remove_dir_all(&spool);
+    if let Ok(sse) = sse {
+        let text = String::from_utf8_lossy(&sse.stdout);
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), want.len(), "{text}");
+        assert!(
+            events.iter().all(|e| e.starts_with("data: {\"protocol\"")),
+            "{text}"
+        );
+    }
     let mut got_sorted = got.clone();
     got_sorted.sort();
     let mut want_sorted = want.clone();
