@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(tshark tcpdump dnsmasq-base nginx-light bind9-dnsutils curl iproute2 ethtool
+pkgs=(tshark tcpdump dnsmasq-base nginx-light redis-server bind9-dnsutils curl iproute2 ethtool
       build-essential pkg-config libpcap-dev)
 missing=()
 for p in "${pkgs[@]}"; do

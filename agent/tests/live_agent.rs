@@ -1083,3 +1083,210 @@ fn libpcap_source_serves_live_events() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(st.success());
 }
+
+/// Redis (redis-server, redis-cli) and DNS (dnsmasq, dig over UDP and TCP) through the live
+/// agent: the exchanges arrive with their protocol fields.
+#[test]
+fn redis_and_dns_exchanges_arrive_live() {
+    let Some(mut lab) = Lab::new() else { return };
+    for cmd in ["redis-server", "redis-cli", "dnsmasq", "dig"] {
+        if !have(cmd) {
+            eprintln!("SKIP: the redis/dns live test needs {cmd}");
+            return;
+        }
+    }
+    let sa = lab.sa.clone();
+    let redis = lab
+        .in_ns(
+            &lab.s.clone(),
+            &[
+                "redis-server",
+                "--bind",
+                &sa,
+                "--port",
+                "6379",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+            ],
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.procs.push(redis);
+    let dns = lab
+        .in_ns(
+            &lab.s.clone(),
+            &[
+                "dnsmasq",
+                "--no-daemon",
+                "--bind-interfaces",
+                &format!("--listen-address={sa}"),
+                "--no-resolv",
+                "--no-hosts",
+                "--address=/shop.tapwire.test/10.9.8.7",
+                &format!("--pid-file={}/dnsmasq.pid", lab.dir.display()),
+            ],
+        )
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.procs.push(dns);
+    lab.start_agent();
+    let mut watch = lab
+        .in_ns(
+            &lab.s.clone(),
+            &[TAPWIRE, "watch", "--agent", &format!("http://{API}")],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = watch.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    wait_until("the subscription", || {
+        lab.status()["demand"]["subscriptions"] == 1
+    });
+    let c = lab.c.clone();
+    wait_until("redis-server", || {
+        lab.in_ns(&c, &["redis-cli", "-h", &sa, "PING"])
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"PONG"))
+    });
+    for args in [
+        vec!["SET", "cart:1", "apples"],
+        vec!["GET", "cart:1"],
+        vec!["INCRBY", "cart:1", "2"],
+    ] {
+        let mut a = vec!["redis-cli", "-h", sa.as_str()];
+        a.extend(args);
+        let _ = lab.in_ns(&c, &a).output().unwrap();
+    }
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    // A slow consumer: a second subscriber that stops reading (SIGSTOP) while 20k commands
+    // go by. It loses events and is told so; the first subscriber loses none.
+    let mut slow = lab
+        .in_ns(
+            &lab.s.clone(),
+            &[TAPWIRE, "watch", "--agent", &format!("http://{API}")],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the slow subscription", || {
+        lab.status()["demand"]["subscriptions"] == 2
+    });
+    sh(&["kill", "-STOP", &slow.id().to_string()]);
+    let bench = lab
+        .in_ns(
+            &c,
+            &[
+                "redis-benchmark",
+                "-h",
+                &sa,
+                "-n",
+                "20000",
+                "-c",
+                "4",
+                "-t",
+                "ping",
+                "-q",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(bench.status.success());
+    let fast_pings = std::cell::Cell::new(0usize);
+    wait_until("the fast subscriber to get every PING", || {
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(50)) {
+            if l.contains("\"PING\"") {
+                fast_pings.set(fast_pings.get() + 1);
+            } else if let Ok(v) = serde_json::from_str(&l) {
+                events.push(v);
+            }
+        }
+        fast_pings.get() >= 20_000
+    });
+    assert!(
+        lab.status()["demand"]["dropped"].as_u64().unwrap() > 0,
+        "the slow one lost events"
+    );
+    sh(&["kill", "-CONT", &slow.id().to_string()]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = slow.kill();
+    let slow_err = slow.wait_with_output().unwrap().stderr;
+    let slow_err = String::from_utf8_lossy(&slow_err);
+    assert!(
+        slow_err.contains("\"notice\":\"dropped\""),
+        "the slow one was told: {slow_err}"
+    );
+    for proto in ["+notcp", "+tcp"] {
+        let st = lab
+            .in_ns(
+                &c,
+                &[
+                    "dig",
+                    &format!("@{sa}"),
+                    "shop.tapwire.test",
+                    "A",
+                    proto,
+                    "+tries=3",
+                    "+time=1",
+                ],
+            )
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&st.stdout).contains("10.9.8.7"));
+    }
+    let done = |ev: &[serde_json::Value]| {
+        let redis = ev.iter().filter(|e| e["protocol"] == "redis").count();
+        let dns = ev.iter().filter(|e| e["protocol"] == "dns").count();
+        redis >= 4 && dns >= 2
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    while !done(&events) && Instant::now() < until {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            events.push(serde_json::from_str(&l).unwrap());
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let ops: Vec<&str> = events
+        .iter()
+        .filter(|e| e["protocol"] == "redis")
+        .filter_map(|e| e["db"]["operation"]["name"].as_str())
+        .collect();
+    for op in ["SET", "GET", "INCRBY"] {
+        assert!(ops.contains(&op), "{op} not in {ops:?}");
+    }
+    let incr = events
+        .iter()
+        .find(|e| e["db"]["operation"]["name"] == "INCRBY")
+        .unwrap();
+    assert_eq!(
+        incr["status"], "error",
+        "INCRBY on a string is a Redis error reply"
+    );
+    let dns: Vec<&serde_json::Value> = events.iter().filter(|e| e["protocol"] == "dns").collect();
+    assert_eq!(dns.len(), 2, "{dns:?}");
+    let transports: Vec<&str> = dns
+        .iter()
+        .filter_map(|e| e["network"]["transport"].as_str())
+        .collect();
+    assert!(
+        transports.contains(&"udp") && transports.contains(&"tcp"),
+        "{transports:?}"
+    );
+    for e in dns {
+        assert_eq!(e["dns"]["question"]["name"], "shop.tapwire.test");
+        assert_eq!(e["dns"]["answers"][0]["data"], "10.9.8.7");
+    }
+}
