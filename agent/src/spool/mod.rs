@@ -387,6 +387,27 @@ mod tests {
     }
 
     #[test]
+    fn segments_older_than_the_max_age_go() {
+        let dir = tmp("age");
+        let mut c = cfg(&dir);
+        c.max_age_ns = 1_000;
+        c.max_segment_age_ns = 100;
+        let mut s = WorkerSpool::open(&c, 0, 1).unwrap();
+        for ts in (0..5_000u64).step_by(10) {
+            s.write(1, 1, "eth0", ts, &[], &[1u8; 60], 60);
+        }
+        s.enforce(5_000);
+        let segs = s.segments();
+        assert!(!segs.is_empty());
+        assert!(
+            segs.iter().all(|g| g.last_ts + 1_000 >= 5_000),
+            "only the last second of capture time kept"
+        );
+        assert!(s.stats.segments_deleted > 10);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_cut_segment_is_trimmed_and_indexed_on_start() {
         let dir = tmp("crash");
         {
