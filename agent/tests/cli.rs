@@ -390,3 +390,110 @@ fn run_replays_a_file_and_since_serves_it() {
         "the file's exchanges, through the spool, as dissect gives them"
     );
 }
+
+fn status(api: &str) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-sf", "-m", "2", &format!("http://{api}/v1/status")])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// `--recorded-speed` replays at the pace of the recording (2.7 s here), not all at once.
+#[test]
+fn recorded_speed_paces_the_replay() {
+    let cap = fixture("redis/redis-server-mixed.pcap");
+    let mut total = 0u64;
+    pipeline::source::read_file(Path::new(&cap), |_| total += 1).unwrap();
+    let spool = std::env::temp_dir().join(format!("tapwire-paced-{}", std::process::id()));
+    let api = "127.0.0.1:19474";
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_tapwire"))
+        .args([
+            "run",
+            "--read",
+            &cap,
+            "--recorded-speed",
+            "--listen",
+            api,
+            "--spool-dir",
+        ])
+        .arg(&spool)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut partial = false;
+    let mut done = false;
+    while started.elapsed().as_secs() < 20 && !done {
+        let n = status(api)["capture"]["packets"].as_u64().unwrap_or(0);
+        partial |= n > 0 && n < total;
+        done = n == total;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status();
+    let _ = agent.wait();
+    let _ = std::fs::remove_dir_all(&spool);
+    assert!(done, "every packet replayed");
+    assert!(partial, "seen part-way through: the replay was paced");
+}
+
+/// On a terminal `watch` prints a table, errors in red.
+#[test]
+fn watch_on_a_terminal_prints_a_table_with_errors_in_red() {
+    let have_script = Command::new("sh")
+        .args(["-c", "command -v script && command -v curl"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_script {
+        eprintln!("SKIP: needs script(1) (util-linux) and curl");
+        return;
+    }
+    let cap = fixture("http1/nginx-keepalive-pipelining.pcap");
+    let spool = std::env::temp_dir().join(format!("tapwire-tty-{}", std::process::id()));
+    let api = "127.0.0.1:19475";
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_tapwire"))
+        .args(["run", "--read", &cap, "--listen", api, "--spool-dir"])
+        .arg(&spool)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while status(api).is_null() && started.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let watch = format!(
+        "{} watch --agent http://{api} --since 100000h",
+        env!("CARGO_BIN_EXE_tapwire")
+    );
+    // script(1) gives watch a pseudo-terminal; it is stopped after a few seconds.
+    let out = Command::new("timeout")
+        .args(["4", "script", "-qec", &watch, "/dev/null"])
+        .output()
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status();
+    let _ = agent.wait();
+    let _ = std::fs::remove_dir_all(&spool);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let red: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("\u{1b}[31m"))
+        .collect();
+    let plain: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" http ") && !l.starts_with('\u{1b}'))
+        .collect();
+    assert!(
+        !red.is_empty()
+            && red.iter().all(|l| l.contains("-> 404")
+                || l.contains("-> 500")
+                || l.contains("incomplete")
+                || l.contains("no_response")),
+        "{text}"
+    );
+    assert!(plain.iter().any(|l| l.contains("-> 200")), "{text}");
+    assert!(!text.contains("{\"protocol\""), "a table, not JSON: {text}");
+}

@@ -1290,3 +1290,115 @@ fn redis_and_dns_exchanges_arrive_live() {
         assert_eq!(e["dns"]["answers"][0]["data"], "10.9.8.7");
     }
 }
+
+/// An interface list (`--interface VETH,lo`), and the VLAN tag the NIC strips restored in
+/// the spool: datagrams sent over VLAN 10 on the veth are spooled with their 802.1Q tag.
+#[test]
+fn interface_lists_and_vlan_tags() {
+    let Some(mut lab) = Lab::new() else { return };
+    let (s, c, dev) = (lab.s.clone(), lab.c.clone(), lab.dev.clone());
+    let cdev = dev.replace("twl-s", "twl-c");
+    let net = lab.sa.split('.').nth(2).unwrap().to_string();
+    let (sv, cv) = (format!("{dev}.10"), format!("{cdev}.10"));
+    // VLAN devices need the kernel's 8021q support, which not every test host has.
+    let vlan = Command::new("ip")
+        .args([
+            "-n", &s, "link", "add", "link", &dev, "name", &sv, "type", "vlan", "id", "10",
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|st| st.success());
+    if vlan {
+        sh(&[
+            "ip", "-n", &c, "link", "add", "link", &cdev, "name", &cv, "type", "vlan", "id", "10",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &s,
+            "addr",
+            "add",
+            &format!("10.80.{net}.1/24"),
+            "dev",
+            &sv,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &c,
+            "addr",
+            "add",
+            &format!("10.80.{net}.2/24"),
+            "dev",
+            &cv,
+        ]);
+        sh(&["ip", "-n", &s, "link", "set", &sv, "up"]);
+        sh(&["ip", "-n", &c, "link", "set", &cv, "up"]);
+    } else {
+        eprintln!(
+            "SKIP: no 802.1Q support in this kernel: VLAN tags not checked live (the interface list is)"
+        );
+    }
+    let spool = lab.dir.join("spool");
+    let agent = lab
+        .in_ns(
+            &s,
+            &[
+                TAPWIRE,
+                "run",
+                "--interface",
+                &format!("{dev},lo"),
+                "--listen",
+                API,
+                "--workers",
+                "1",
+                "--spool-dir",
+                spool.to_str().unwrap(),
+            ],
+        )
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.procs.push(agent);
+    let i = lab.procs.len() - 1;
+    lab.wait_for(&s, &format!("http://{API}/healthz"));
+    let target = if vlan {
+        format!("10.80.{net}.1")
+    } else {
+        lab.sa.clone()
+    };
+    let send = format!("for i in $(seq 5); do echo vlan > /dev/udp/{target}/39994; done");
+    assert!(
+        lab.in_ns(&c, &["bash", "-c", &send])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until("both interfaces to count packets", || {
+        let st = lab.status();
+        st["capture"]["interfaces"] == serde_json::json!([dev.clone(), "lo"])
+            && st["capture"]["packets"].as_u64().unwrap_or(0) > 5
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(lab.signal(i, "-TERM").success());
+    let mut tagged = 0;
+    for f in lab.spool_files() {
+        pipeline::source::read_file(&f, |fr| {
+            let d = fr.data;
+            // Ethernet, 802.1Q with VID 10, then IPv4 UDP to port 39994.
+            if d.len() > 42
+                && d[12..14] == [0x81, 0x00]
+                && u16::from_be_bytes([d[14], d[15]]) & 0x0fff == 10
+                && d[16..18] == [0x08, 0x00]
+                && d[27] == 17
+                && u16::from_be_bytes([d[40], d[41]]) == 39994
+            {
+                tagged += 1;
+            }
+        })
+        .unwrap();
+    }
+    if vlan {
+        assert_eq!(tagged, 5, "every datagram spooled with its VLAN tag");
+    }
+}

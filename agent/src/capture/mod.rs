@@ -111,6 +111,25 @@ struct Worker {
     snaplen: usize,
 }
 
+/// How a packet is recorded: (link type, link header built for the record, its length, bytes
+/// of the packet it replaces). The cooked header for `any`; for Ethernet, the addresses plus
+/// the VLAN tag the NIC stripped into the ring header (as libpcap restores it).
+fn record_header(p: &Packet<'_>) -> (u16, [u8; 20], usize, usize) {
+    let mut head = [0u8; 20];
+    if p.cooked {
+        (LINKTYPE_LINUX_SLL2, sll2(p), 20, 0)
+    } else if p.hatype == ARPHRD_NONE {
+        (LINKTYPE_RAW, head, 0, 0)
+    } else if let (Some(tci), Some(macs)) = (p.vlan, p.data.get(..12)) {
+        head[..12].copy_from_slice(macs);
+        head[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+        head[14..16].copy_from_slice(&tci.to_be_bytes());
+        (LINKTYPE_ETHERNET, head, 16, 12)
+    } else {
+        (LINKTYPE_ETHERNET, head, 0, 0)
+    }
+}
+
 /// The 20-byte LINKTYPE_LINUX_SLL2 header for a cooked packet.
 fn sll2(p: &Packet<'_>) -> [u8; 20] {
     let mut h = [0u8; 20];
@@ -183,22 +202,8 @@ impl Worker {
                         names.last().map_or("", |(_, n)| n.as_str())
                     }
                 };
-                // The record's link header: the cooked header for `any`, or the Ethernet
-                // addresses plus the VLAN tag the NIC stripped (as libpcap restores it).
-                let mut head = [0u8; 20];
-                let (link, hlen, data) = if cooked {
-                    head = sll2(&p);
-                    (LINKTYPE_LINUX_SLL2, 20, p.data)
-                } else if p.hatype == ARPHRD_NONE {
-                    (LINKTYPE_RAW, 0, p.data)
-                } else if let (Some(tci), Some(macs)) = (p.vlan, p.data.get(..12)) {
-                    head[..12].copy_from_slice(macs);
-                    head[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
-                    head[14..16].copy_from_slice(&tci.to_be_bytes());
-                    (LINKTYPE_ETHERNET, 16, &p.data[12..])
-                } else {
-                    (LINKTYPE_ETHERNET, 0, p.data)
-                };
+                let (link, head, hlen, skip) = record_header(&p);
+                let data = &p.data[skip..];
                 let prefix = &head[..hlen];
                 let orig = p.orig_len + hlen as u32 - (p.data.len() - data.len()) as u32;
                 spool.write(p.ifindex as u64, link, name, p.ts, prefix, data, orig);
@@ -312,5 +317,50 @@ impl Worker {
                 *seen = now;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(data: &[u8], vlan: Option<u16>, cooked: bool) -> Packet<'_> {
+        Packet {
+            ts: 1,
+            data,
+            orig_len: data.len() as u32,
+            ifindex: 3,
+            pkttype: 4,
+            hatype: 1,
+            protocol: 0x0800,
+            vlan,
+            cooked,
+        }
+    }
+
+    #[test]
+    fn a_stripped_vlan_tag_is_restored_and_cooked_packets_get_sll2() {
+        let frame: Vec<u8> = (0u8..12).chain([0x08, 0x00, 0x45]).collect();
+        let (link, head, hlen, skip) = record_header(&packet(&frame, Some(0x200a), false));
+        assert_eq!((link, hlen, skip), (LINKTYPE_ETHERNET, 16, 12));
+        let mut rec = head[..hlen].to_vec();
+        rec.extend_from_slice(&frame[skip..]);
+        assert_eq!(&rec[..12], &frame[..12], "addresses kept");
+        assert_eq!(
+            &rec[12..16],
+            &[0x81, 0x00, 0x20, 0x0a],
+            "802.1Q tag, priority and VID 10"
+        );
+        assert_eq!(
+            &rec[16..],
+            &[0x08, 0x00, 0x45],
+            "then the original EtherType and payload"
+        );
+        assert_eq!(record_header(&packet(&frame, None, false)).2, 0);
+        let (link, head, hlen, skip) = record_header(&packet(&frame[14..], None, true));
+        assert_eq!((link, hlen, skip), (LINKTYPE_LINUX_SLL2, 20, 0));
+        assert_eq!(&head[0..2], &[0x08, 0x00]);
+        assert_eq!(&head[4..8], &3i32.to_be_bytes());
+        assert_eq!(head[10], 4, "direction (outgoing)");
     }
 }
