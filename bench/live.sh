@@ -55,8 +55,14 @@ if [ -z "${NO_SUBSCRIBER:-}" ]; then
   pids+=($!)
 fi
 sleep 0.5
+# RSS every 10 s while the replay runs (flat means bounded memory under sustained traffic).
+( while kill -0 $tw 2>/dev/null; do
+    echo "$(date +%s) $(awk '/VmRSS/{print int($2/1024)}' /proc/$tw/status 2>/dev/null)"; sleep 10
+  done ) > "$work/rss.log" &
+pids+=($!)
 tcpreplay --topspeed --loop "$loops" -i twb-a$$ "$cap" > "$work/replay1.log" 2>&1
 sleep 3
+rss_series=$(awk '{print $2}' "$work/rss.log" | tr '\n' ' ')
 status=$(ip netns exec "$ns" curl -sf "http://$api/v1/status")
 tw_cpu=$(cpu $tw); tw_rss=$(hwm $tw)
 kill -TERM $tw; wait $tw 2>/dev/null || true
@@ -80,3 +86,4 @@ td_drops=$(awk '/dropped by kernel/{print $1}' "$work/tcpdump.log")
 printf '\n%-8s %12s %12s %14s %10s %10s %10s\n' tool replay_pps captured kernel_drops cpu_s peak_MiB exchanges
 printf '%-8s %12s %12s %14s %10s %10s %10s\n' tapwire "$pps1" "$tw_packets" "$tw_drops" "$tw_cpu" "$tw_rss" "$tw_ex"
 printf '%-8s %12s %12s %14s %10s %10s %10s\n' tcpdump "$pps2" "$td_packets" "$td_drops" "$td_cpu" "$td_rss" -
+echo "tapwire RSS (MiB) every 10 s during the replay: $rss_series"
