@@ -16,7 +16,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const TAPWIRE: &str = env!("CARGO_BIN_EXE_tapwire");
+static TAPWIRE_PATH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    tapwire_integration::tapwire()
+        .to_string_lossy()
+        .into_owned()
+});
 const API: &str = "127.0.0.1:19465";
 
 fn have(cmd: &str) -> bool {
@@ -169,7 +173,7 @@ impl Lab {
             .in_ns(
                 &self.s.clone(),
                 &[
-                    TAPWIRE,
+                    &*TAPWIRE_PATH as &str,
                     "run",
                     "--interface",
                     &self.dev.clone(),
@@ -268,7 +272,7 @@ fn requests(text: &str) -> Vec<(String, String, u64)> {
 }
 
 fn dissect(files: &[PathBuf]) -> String {
-    let mut cmd = Command::new(TAPWIRE);
+    let mut cmd = Command::new(&*TAPWIRE_PATH);
     cmd.args(["dissect", "-q"]).args(files);
     let out = cmd.output().unwrap();
     assert!(
@@ -310,7 +314,12 @@ fn capture_spool_and_dissect_on_demand() {
     let mut watch = lab
         .in_ns(
             &lab.s.clone(),
-            &[TAPWIRE, "watch", "--agent", &format!("http://{API}")],
+            &[
+                &*TAPWIRE_PATH as &str,
+                "watch",
+                "--agent",
+                &format!("http://{API}"),
+            ],
         )
         .stdout(Stdio::piped())
         .spawn()
@@ -329,7 +338,7 @@ fn capture_spool_and_dissect_on_demand() {
         .in_ns(
             &lab.s.clone(),
             &[
-                TAPWIRE,
+                &*TAPWIRE_PATH as &str,
                 "watch",
                 "--agent",
                 &format!("http://{API}"),
@@ -344,7 +353,7 @@ fn capture_spool_and_dissect_on_demand() {
         .in_ns(
             &lab.s.clone(),
             &[
-                TAPWIRE,
+                &*TAPWIRE_PATH as &str,
                 "watch",
                 "--agent",
                 &format!("http://{API}"),
@@ -398,7 +407,7 @@ fn capture_spool_and_dissect_on_demand() {
         .in_ns(
             &lab.s.clone(),
             &[
-                TAPWIRE,
+                &*TAPWIRE_PATH as &str,
                 "pcap",
                 "--agent",
                 &format!("http://{API}"),
@@ -425,7 +434,7 @@ fn capture_spool_and_dissect_on_demand() {
             .in_ns(
                 &lab.s.clone(),
                 &[
-                    TAPWIRE,
+                    &*TAPWIRE_PATH as &str,
                     "pcap",
                     "--agent",
                     &format!("http://{API}"),
@@ -447,7 +456,7 @@ fn capture_spool_and_dissect_on_demand() {
         .in_ns(
             &lab.s.clone(),
             &[
-                TAPWIRE,
+                &*TAPWIRE_PATH as &str,
                 "pcap",
                 "--agent",
                 &format!("http://{API}"),
@@ -506,7 +515,7 @@ fn capture_spool_and_dissect_on_demand() {
         .in_ns(
             &lab.s.clone(),
             &[
-                TAPWIRE,
+                &*TAPWIRE_PATH as &str,
                 "watch",
                 "--agent",
                 &format!("http://{API}"),
@@ -670,7 +679,7 @@ fn api_token_guards_everything_but_health() {
     let token = dir.join("token");
     std::fs::write(&token, "s3cret-token\n").unwrap();
     let api = "127.0.0.1:19467";
-    let mut agent = Command::new(TAPWIRE)
+    let mut agent = Command::new(&*TAPWIRE_PATH)
         .args([
             "run",
             "--interface",
@@ -712,7 +721,7 @@ fn api_token_guards_everything_but_health() {
                 "{path} with the token"
             );
         }
-        let denied = Command::new(TAPWIRE)
+        let denied = Command::new(&*TAPWIRE_PATH)
             .args([
                 "watch",
                 "--agent",
@@ -729,6 +738,40 @@ fn api_token_guards_everything_but_health() {
         .status();
     let _ = agent.wait();
     let _ = std::fs::remove_dir_all(&dir);
+    // The token from the environment instead of a file.
+    let api2 = "127.0.0.1:19477";
+    let mut agent2 = Command::new(&*TAPWIRE_PATH)
+        .args([
+            "run",
+            "--interface",
+            "lo",
+            "--listen",
+            api2,
+            "--workers",
+            "1",
+        ])
+        .arg("--spool-dir")
+        .arg(dir.join("spool2"))
+        .env("TAPWIRE_TOKEN", "from-env")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let code2 = |auth: Option<&str>| -> String {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "2"]);
+        if let Some(a) = auth {
+            c.args(["-H", &format!("Authorization: Bearer {a}")]);
+        }
+        let out = c.arg(format!("http://{api2}/v1/status")).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_until("the second agent", || code2(None) == "401");
+    let env_ok = code2(Some("from-env"));
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent2.id().to_string()])
+        .status();
+    let _ = agent2.wait();
+    assert_eq!(env_ok, "200", "TAPWIRE_TOKEN guards the API too");
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
@@ -752,7 +795,7 @@ fn capture_filter_keeps_only_matching_packets() {
         let dir = std::env::temp_dir().join(format!("tapwire-bpf-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let api = "127.0.0.1:19468";
-        let mut agent = Command::new(TAPWIRE)
+        let mut agent = Command::new(&*TAPWIRE_PATH)
             .args([
                 "run",
                 "--interface",
@@ -796,7 +839,7 @@ fn capture_filter_keeps_only_matching_packets() {
             "{n}: only the three datagrams to port 39999 (API traffic excluded)"
         );
     }
-    let bad = Command::new(TAPWIRE)
+    let bad = Command::new(&*TAPWIRE_PATH)
         .args([
             "run",
             "--interface",
@@ -857,7 +900,7 @@ fn any_counts_a_bridged_packet_once() {
         .in_ns(
             &lab.s.clone(),
             &[
-                TAPWIRE,
+                &*TAPWIRE_PATH as &str,
                 "run",
                 "--listen",
                 API,
@@ -915,7 +958,7 @@ fn the_spool_cap_holds_under_sustained_traffic() {
     let dir = std::env::temp_dir().join(format!("tapwire-cap-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let api = "127.0.0.1:19471";
-    let mut agent = Command::new(TAPWIRE)
+    let mut agent = Command::new(&*TAPWIRE_PATH)
         .args([
             "run",
             "--interface",
@@ -1018,7 +1061,7 @@ fn libpcap_source_serves_live_events() {
     let dir = std::env::temp_dir().join(format!("tapwire-libpcap-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let api = "127.0.0.1:19473";
-    let mut agent = Command::new(TAPWIRE)
+    let mut agent = Command::new(&*TAPWIRE_PATH)
         .args([
             "run",
             "--libpcap",
@@ -1048,7 +1091,7 @@ fn libpcap_source_serves_live_events() {
             .is_ok_and(|s| s.success())
     };
     wait_until("the agent", || curl("/healthz"));
-    let mut watch = Command::new(TAPWIRE)
+    let mut watch = Command::new(&*TAPWIRE_PATH)
         .args([
             "watch",
             "--agent",
@@ -1139,7 +1182,12 @@ fn redis_and_dns_exchanges_arrive_live() {
     let mut watch = lab
         .in_ns(
             &lab.s.clone(),
-            &[TAPWIRE, "watch", "--agent", &format!("http://{API}")],
+            &[
+                &*TAPWIRE_PATH as &str,
+                "watch",
+                "--agent",
+                &format!("http://{API}"),
+            ],
         )
         .stdout(Stdio::piped())
         .spawn()
@@ -1175,7 +1223,12 @@ fn redis_and_dns_exchanges_arrive_live() {
     let mut slow = lab
         .in_ns(
             &lab.s.clone(),
-            &[TAPWIRE, "watch", "--agent", &format!("http://{API}")],
+            &[
+                &*TAPWIRE_PATH as &str,
+                "watch",
+                "--agent",
+                &format!("http://{API}"),
+            ],
         )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -1344,7 +1397,7 @@ fn interface_lists_and_vlan_tags() {
         .in_ns(
             &s,
             &[
-                TAPWIRE,
+                &*TAPWIRE_PATH as &str,
                 "run",
                 "--interface",
                 &format!("{dev},lo"),
