@@ -60,7 +60,7 @@ sleep 0.5
     echo "$(date +%s) $(awk '/VmRSS/{print int($2/1024)}' /proc/$tw/status 2>/dev/null)"; sleep 10
   done ) > "$work/rss.log" &
 pids+=($!)
-tcpreplay --topspeed --loop "$loops" -i twb-a$$ "$cap" > "$work/replay1.log" 2>&1
+tcpreplay --topspeed --loop "$loops" -i twb-a$$ "$cap" > "$work/replay1.log" 2>&1 || true
 sleep 3
 rss_series=$(awk '{print $2}' "$work/rss.log" | tr '\n' ' ')
 status=$(ip netns exec "$ns" curl -sf "http://$api/v1/status")
@@ -72,10 +72,12 @@ tw_drops=$(echo "$status" | python3 -c 'import json,sys; print(json.load(sys.std
 tw_ex=$(echo "$status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["demand"]["exchanges"])')
 
 # tcpdump -w, the baseline.
-ip netns exec "$ns" tcpdump -i twb-b$$ -n -s 0 -B 65536 -w "$work/tcpdump.pcap" 2>"$work/tcpdump.log" &
+# A ring of 32 × 64 MB files: bounded like tapwire's 2 GiB spool (a plain -w of a long run
+# fills the disk).
+ip netns exec "$ns" tcpdump -i twb-b$$ -n -s 0 -B 65536 -C 64 -W 32 -w "$work/tcpdump.pcap" 2>"$work/tcpdump.log" &
 td=$!; pids+=($td)
 for _ in $(seq 100); do grep -q "listening on" "$work/tcpdump.log" 2>/dev/null && break; sleep 0.1; done
-tcpreplay --topspeed --loop "$loops" -i twb-a$$ "$cap" > "$work/replay2.log" 2>&1
+tcpreplay --topspeed --loop "$loops" -i twb-a$$ "$cap" > "$work/replay2.log" 2>&1 || true
 sleep 3
 td_cpu=$(cpu $td); td_rss=$(hwm $td)
 kill -INT $td; wait $td 2>/dev/null || true
