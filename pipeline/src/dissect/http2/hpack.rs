@@ -349,12 +349,12 @@ fn string(block: &[u8], pos: &mut usize) -> Result<Vec<u8>, HpackError> {
     }
 }
 
-/// A node of the Huffman decoding tree: children by bit; a leaf holds its symbol.
+/// A node of the Huffman decoding tree: children by bit (0: none, as the root is never a
+/// child); a leaf holds its symbol.
 #[derive(Clone, Copy)]
 enum Node {
     Branch([u16; 2]),
     Leaf(u16),
-    Empty,
 }
 
 const EOS: u16 = 256;
@@ -388,8 +388,6 @@ fn huffman_tree() -> &'static [Node] {
                 at = next;
             }
         }
-        // Unused children stay 0, which is the root: mark them as dead ends instead.
-        nodes.push(Node::Empty);
         nodes
     })
 }
