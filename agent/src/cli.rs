@@ -27,16 +27,17 @@ pub enum Command {
     Pcap(PcapArgs),
 }
 
+/// How the clients reach a running agent.
 #[derive(Debug, clap::Args)]
-pub struct PcapArgs {
+pub struct AgentArgs {
     /// The agent's API.
     #[arg(
-        long,
+        long = "agent",
         value_name = "URL",
         env = "TAPWIRE_AGENT",
         default_value = "http://127.0.0.1:9464"
     )]
-    pub agent: String,
+    pub url: String,
     /// Bearer token for the agent's API (or TAPWIRE_TOKEN).
     #[arg(
         long,
@@ -45,6 +46,12 @@ pub struct PcapArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PcapArgs {
+    #[command(flatten)]
+    pub agent: AgentArgs,
     /// Start of the window, as a duration before now (`30s`, `5m`, `1h`).
     #[arg(long, value_name = "DURATION")]
     pub since: String,
@@ -111,22 +118,8 @@ pub struct RunArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
-    /// The agent's API.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "TAPWIRE_AGENT",
-        default_value = "http://127.0.0.1:9464"
-    )]
-    pub agent: String,
-    /// Bearer token for the agent's API (or TAPWIRE_TOKEN).
-    #[arg(
-        long,
-        value_name = "TOKEN",
-        env = "TAPWIRE_TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub agent: AgentArgs,
     /// Only the exchanges this CEL expression accepts (evaluated by the agent).
     #[arg(long, value_name = "EXPR")]
     pub filter: Option<String>,

@@ -3,6 +3,7 @@
 mod api;
 mod capture;
 mod cli;
+mod client;
 mod config;
 mod demand;
 mod dissect;

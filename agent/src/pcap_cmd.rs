@@ -6,30 +6,15 @@ use std::process::ExitCode;
 use crate::cli::PcapArgs;
 
 pub fn run(args: PcapArgs) -> ExitCode {
-    let url = format!("{}/v1/pcap", args.agent.trim_end_matches('/'));
-    let mut req = ureq::get(&url)
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .query("since", &args.since);
-    if let Some(u) = &args.until {
-        req = req.query("until", u);
-    }
-    if let Some(f) = &args.filter {
-        req = req.query("filter", f);
-    }
-    if let Some(t) = &args.token {
-        req = req.header("Authorization", &format!("Bearer {t}"));
-    }
-    let mut resp = match req.call() {
-        Ok(r) if r.status().is_success() => r,
-        Ok(mut r) => {
-            let why = r.body_mut().read_to_string().unwrap_or_default();
-            eprintln!("tapwire: {url}: {}", why.trim());
-            return ExitCode::from(2);
-        }
+    let query = [
+        ("since", Some(args.since.as_str())),
+        ("until", args.until.as_deref()),
+        ("filter", args.filter.as_deref()),
+    ];
+    let mut resp = match crate::client::get(&args.agent, "/v1/pcap", &query) {
+        Ok(r) => r,
         Err(e) => {
-            eprintln!("tapwire: cannot export from {url}: {e}");
+            eprintln!("tapwire: {e}");
             return ExitCode::from(2);
         }
     };

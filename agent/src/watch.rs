@@ -8,27 +8,14 @@ use std::process::ExitCode;
 use crate::cli::WatchArgs;
 
 pub fn run(args: WatchArgs) -> ExitCode {
-    let url = format!("{}/v1/events", args.agent.trim_end_matches('/'));
-    let mut req = ureq::get(&url).config().http_status_as_error(false).build();
-    if let Some(f) = &args.filter {
-        req = req.query("filter", f);
-    }
-    if let Some(s) = &args.since {
-        req = req.query("since", s);
-    }
-    if let Some(t) = &args.token {
-        req = req.header("Authorization", &format!("Bearer {t}"));
-    }
-    let resp = match req.call() {
-        Ok(r) if r.status().is_success() => r,
-        Ok(mut r) => {
-            // The agent refused the subscription (a bad filter): its one-line reason.
-            let why = r.body_mut().read_to_string().unwrap_or_default();
-            eprintln!("tapwire: {url}: {}", why.trim());
-            return ExitCode::from(2);
-        }
+    let query = [
+        ("filter", args.filter.as_deref()),
+        ("since", args.since.as_deref()),
+    ];
+    let resp = match crate::client::get(&args.agent, "/v1/events", &query) {
+        Ok(r) => r,
         Err(e) => {
-            eprintln!("tapwire: cannot subscribe at {url}: {e}");
+            eprintln!("tapwire: {e}");
             return ExitCode::from(2);
         }
     };
