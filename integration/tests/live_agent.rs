@@ -23,6 +23,20 @@ static TAPWIRE_PATH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 const API: &str = "127.0.0.1:19465";
 
+/// The lines a child prints on its (piped) stdout, as they come.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let out = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 fn have(cmd: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {cmd}")])
@@ -324,15 +338,7 @@ fn capture_spool_and_dissect_on_demand() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = watch.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = lines_of(&mut watch);
     // A second subscriber with a filter, and one whose filter does not compile.
     let mut only_404 = lab
         .in_ns(
@@ -526,15 +532,7 @@ fn capture_spool_and_dissect_on_demand() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let since_out = since.stdout.take().unwrap();
-    let (stx, srx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(since_out).lines().map_while(Result::ok) {
-            if stx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let srx = lines_of(&mut since);
     wait_until("the since subscription", || {
         lab.status()["demand"]["subscriptions"] == 3
     });
@@ -1102,13 +1100,7 @@ fn libpcap_source_serves_live_events() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = watch.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
+    let rx = lines_of(&mut watch);
     let mut seen = String::new();
     wait_until("a live event through libpcap", || {
         curl("/v1/status");
@@ -1192,13 +1184,7 @@ fn redis_and_dns_exchanges_arrive_live() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = watch.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
+    let rx = lines_of(&mut watch);
     wait_until("the subscription", || {
         lab.status()["demand"]["subscriptions"] == 1
     });
