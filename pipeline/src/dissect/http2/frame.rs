@@ -212,10 +212,11 @@ pub fn error_name(code: u32) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    /// A frame's bytes (shared with the dissector's tests).
+    pub(crate) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let mut v = (payload.len() as u32).to_be_bytes()[1..].to_vec();
         v.push(kind);
         v.push(flags);

@@ -7,14 +7,7 @@ use super::*;
 use crate::dissect::testkit::{self, Driver};
 use crate::dissect::{Direction::ToClient as S, Direction::ToServer as C};
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut v = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-    v.push(kind);
-    v.push(flags);
-    v.extend_from_slice(&stream.to_be_bytes());
-    v.extend_from_slice(payload);
-    v
-}
+use super::frame::tests::frame;
 
 /// One HPACK encoder per direction, as a real peer has.
 struct Peer(loona_hpack::Encoder<'static>);
