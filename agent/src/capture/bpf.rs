@@ -95,14 +95,17 @@ impl OfflineFilter {
     }
 
     fn program(&mut self, link: u16) -> Result<&pcap::BpfProgram, BpfError> {
-        if let Some(i) = self.programs.iter().position(|(l, _)| *l == link) {
-            return Ok(&self.programs[i].1);
-        }
-        let err = |e: pcap::Error| BpfError::Compile(self.expr.clone(), e.to_string());
-        let dead = pcap::Capture::dead(pcap::Linktype(i32::from(link))).map_err(err)?;
-        let prog = dead.compile(&self.expr, true).map_err(err)?;
-        self.programs.push((link, prog));
-        Ok(&self.programs.last().expect("just pushed").1)
+        let i = match self.programs.iter().position(|(l, _)| *l == link) {
+            Some(i) => i,
+            None => {
+                let err = |e: pcap::Error| BpfError::Compile(self.expr.clone(), e.to_string());
+                let dead = pcap::Capture::dead(pcap::Linktype(i32::from(link))).map_err(err)?;
+                let prog = dead.compile(&self.expr, true).map_err(err)?;
+                self.programs.push((link, prog));
+                self.programs.len() - 1
+            }
+        };
+        Ok(&self.programs[i].1)
     }
 
     /// Whether a packet of link type `link` matches (a link type the expression cannot be
