@@ -88,7 +88,14 @@ async fn readyz(State(st): State<Arc<ApiState>>) -> Response {
 
 fn refresh_gauges(st: &ApiState) {
     let m = &st.shared.metrics;
-    m.subscriptions.set(st.shared.hub.active() as i64);
+    m.subscriptions.set(st.shared.hub.clients() as i64);
+    m.route_overflow.inc_by(
+        st.shared
+            .routes
+            .overflowed
+            .load(Ordering::Relaxed)
+            .saturating_sub(m.route_overflow.get()),
+    );
     m.subscriber_drops.inc_by(
         st.shared
             .hub
@@ -139,7 +146,8 @@ async fn status(State(st): State<Arc<ApiState>>) -> Response {
             "segments": gauge_sum(&m.spool_segments),
         },
         "demand": {
-            "subscriptions": hub.active(),
+            "subscriptions": hub.clients(),
+            "sinks": hub.sinks().map(|s| s.name()).collect::<Vec<_>>(),
             "dissection_active": m.dissection_active.get() == 1,
             "dissected_packets": m.dissected_packets.get(),
             "exchanges": hub.exchanges.load(Ordering::Relaxed),
@@ -234,7 +242,7 @@ async fn events(
     let replay = match since {
         None => {
             let sub = hub.subscribe(filter);
-            st.shared.metrics.subscriptions.set(hub.active() as i64);
+            st.shared.metrics.subscriptions.set(hub.clients() as i64);
             return events_body(sub, None, sse);
         }
         Some(since) => since,
@@ -245,7 +253,7 @@ async fn events(
         .map_or(0, |d| d.as_nanos() as u64);
     let replay_filter = q.filter.as_deref().and_then(|f| Filter::compile(f).ok());
     let sub = hub.subscribe_from(filter, t0);
-    st.shared.metrics.subscriptions.set(hub.active() as i64);
+    st.shared.metrics.subscriptions.set(hub.clients() as i64);
     let (tx, rx) = tokio::sync::mpsc::channel(crate::demand::QUEUE_CAP);
     let dir = std::path::PathBuf::from(&st.spool_dir);
     tokio::task::spawn_blocking(move || {

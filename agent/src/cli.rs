@@ -114,6 +114,25 @@ pub struct RunArgs {
     /// Capture through libpcap instead of the TPACKET_V3 ring (one worker per interface).
     #[arg(long)]
     pub libpcap: bool,
+    /// Record RED metrics (request rate, errors, duration histograms) on /metrics; this
+    /// keeps dissection running (sinks.prometheus.enabled).
+    #[arg(long, env = "TAPWIRE_RED_METRICS")]
+    pub red_metrics: bool,
+    /// Send one span per exchange to this OTLP endpoint (`http://collector:4317`); also
+    /// OTEL_EXPORTER_OTLP_ENDPOINT (sinks.otlp.endpoint).
+    #[arg(long, value_name = "URL", env = "TAPWIRE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// OTLP transport: `grpc` or `http/protobuf`; also OTEL_EXPORTER_OTLP_PROTOCOL
+    /// [default: grpc].
+    #[arg(long, value_name = "PROTOCOL", env = "TAPWIRE_OTLP_PROTOCOL")]
+    pub otlp_protocol: Option<String>,
+    /// Produce each exchange as a JSON message to these Kafka brokers (`host:port,…`)
+    /// (sinks.kafka.brokers).
+    #[arg(long, value_name = "HOST:PORT,…", env = "TAPWIRE_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Kafka topic, or a template with `{protocol}` [default: tapwire.exchanges].
+    #[arg(long, value_name = "NAME", env = "TAPWIRE_KAFKA_TOPIC")]
+    pub kafka_topic: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -13,6 +13,32 @@
 //! spool:
 //!   dir: /var/lib/tapwire/spool
 //!   limit: 1GiB
+//! sinks:                         # standing subscriptions: dissection runs while one is set
+//!   routes_per_server: 200       # http.route templates kept per server (then `/{path}`)
+//!   prometheus:                  # RED histograms on /metrics (--red-metrics)
+//!     enabled: true
+//!     max_series: 2000           # label sets per metric (then `_other`)
+//!     filter: 'protocol != "dns"'
+//!   otlp:                        # one span per exchange
+//!     endpoint: http://collector:4317      # or OTEL_EXPORTER_OTLP_ENDPOINT
+//!     protocol: grpc             # or http/protobuf (OTEL_EXPORTER_OTLP_PROTOCOL)
+//!     headers: {x-api-key: "…"}  # plus OTEL_EXPORTER_OTLP_HEADERS
+//!     compression: gzip          # or none
+//!     timeout: 10s
+//!     tls: {ca_file: /etc/ca.pem, cert_file: …, key_file: …, server_name: …}
+//!     service_name: tapwire-observed      # or OTEL_SERVICE_NAME
+//!     batch_size: 512
+//!     batch_timeout: 1s
+//!     queue: 8192
+//!     max_retries: 5
+//!     legacy_grpc_status_code: false
+//!     filter: 'status != "ok"'
+//!   kafka:                       # one JSON message per exchange
+//!     brokers: kafka-0:9092,kafka-1:9092
+//!     topic: tapwire.{protocol}  # or one name
+//!     queue: 100000
+//!     properties: {compression.type: lz4, acks: all, security.protocol: SASL_SSL}
+//!     filter: 'protocol == "http"'
 //! ```
 //!
 //! An unknown key or a bad value is one line naming the key (`spool.limit: not a size:
@@ -21,9 +47,17 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use pipeline::sink::kafka::KafkaConfig;
+use pipeline::sink::otlp::{OtlpConfig, Tls, Transport};
+use pipeline::sink::red::RedConfig;
+use pipeline::sink::route::RouteConfig;
 use serde::Deserialize;
 
 use crate::cli::RunArgs;
+use crate::filter::Filter;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +71,259 @@ struct File {
     ring_size: Option<String>,
     #[serde(default)]
     spool: SpoolFile,
+    #[serde(default)]
+    sinks: SinksFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinksFile {
+    routes_per_server: Option<usize>,
+    prometheus: Option<PromFile>,
+    otlp: Option<OtlpFile>,
+    kafka: Option<KafkaFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromFile {
+    enabled: Option<bool>,
+    max_series: Option<usize>,
+    filter: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OtlpFile {
+    endpoint: Option<String>,
+    protocol: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    compression: Option<String>,
+    timeout: Option<String>,
+    #[serde(default)]
+    tls: TlsFile,
+    service_name: Option<String>,
+    batch_size: Option<usize>,
+    batch_timeout: Option<String>,
+    queue: Option<usize>,
+    max_retries: Option<usize>,
+    legacy_grpc_status_code: Option<bool>,
+    filter: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    server_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KafkaFile {
+    brokers: Option<String>,
+    topic: Option<String>,
+    queue: Option<usize>,
+    #[serde(default)]
+    properties: BTreeMap<String, serde_norway::Value>,
+    filter: Option<String>,
+}
+
+/// A sink's configuration with its (already checked) CEL filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkConfig<T> {
+    pub config: T,
+    pub filter: Option<String>,
+}
+
+/// The configured sinks (none by default).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sinks {
+    pub routes: RouteConfig,
+    pub prometheus: Option<SinkConfig<RedConfig>>,
+    pub otlp: Option<SinkConfig<OtlpConfig>>,
+    pub kafka: Option<SinkConfig<KafkaConfig>>,
+}
+
+fn check_filter(key: &str, f: Option<String>) -> Result<Option<String>, String> {
+    if let Some(text) = &f {
+        Filter::compile(text).map_err(|e| format!("{key}: {e}"))?;
+    }
+    Ok(f)
+}
+
+fn duration(key: &str, text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{key}: {text:?}: {e}"))
+}
+
+/// `k=v,k2=v2` with percent-encoded values (OTEL_EXPORTER_OTLP_HEADERS, OTEL_RESOURCE_ATTRIBUTES).
+fn otel_pairs(var: &str, text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{var}: {item:?} is not key=value"))?;
+        let v: String = form_urlencoded::parse(format!("v={}", v.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        out.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Ok(out)
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn host_name() -> String {
+    env("NODE_NAME")
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn resolve_sinks(args: &RunArgs, file: SinksFile) -> Result<Sinks, String> {
+    let mut sinks = Sinks::default();
+    if let Some(n) = file.routes_per_server {
+        if !(1..=100_000).contains(&n) {
+            return Err(format!(
+                "sinks.routes_per_server: {n} is not between 1 and 100000"
+            ));
+        }
+        sinks.routes.max_per_server = n;
+    }
+    let prom = file.prometheus.unwrap_or_default();
+    if args.red_metrics || prom.enabled.unwrap_or(false) {
+        let mut c = RedConfig::default();
+        if let Some(n) = prom.max_series {
+            if !(1..=1_000_000).contains(&n) {
+                return Err(format!(
+                    "sinks.prometheus.max_series: {n} is not between 1 and 1000000"
+                ));
+            }
+            c.max_series = n;
+        }
+        sinks.prometheus = Some(SinkConfig {
+            config: c,
+            filter: check_filter("sinks.prometheus.filter", prom.filter)?,
+        });
+    }
+    let o = file.otlp.unwrap_or_default();
+    let endpoint = args
+        .otlp_endpoint
+        .clone()
+        .or(o.endpoint)
+        .map(|e| (e, false))
+        .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").map(|e| (e, true)))
+        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT").map(|e| (e, false)));
+    if let Some((endpoint, verbatim)) = endpoint {
+        let proto = args
+            .otlp_protocol
+            .clone()
+            .or(o.protocol)
+            .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"))
+            .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
+            .unwrap_or_else(|| "grpc".into());
+        let transport =
+            Transport::parse(&proto).map_err(|e| format!("sinks.otlp.protocol: {e}"))?;
+        // A signal-specific endpoint is used as given; a base endpoint gets `/v1/traces`.
+        let endpoint = if verbatim && transport == Transport::HttpProtobuf {
+            endpoint
+        } else {
+            endpoint.trim_end_matches('/').to_string()
+        };
+        let mut c = OtlpConfig::new(endpoint, transport);
+        c.headers = o.headers.into_iter().collect();
+        if let Some(h) = env("OTEL_EXPORTER_OTLP_HEADERS") {
+            for (k, v) in otel_pairs("OTEL_EXPORTER_OTLP_HEADERS", &h)? {
+                if !c.headers.iter().any(|(e, _)| e.eq_ignore_ascii_case(&k)) {
+                    c.headers.push((k, v));
+                }
+            }
+        }
+        c.gzip = match o.compression.as_deref() {
+            None | Some("none") => false,
+            Some("gzip") => true,
+            Some(other) => {
+                return Err(format!(
+                    "sinks.otlp.compression: {other:?} is not gzip or none"
+                ));
+            }
+        };
+        if let Some(t) = o.timeout {
+            c.timeout = duration("sinks.otlp.timeout", &t)?;
+        }
+        if let Some(t) = o.batch_timeout {
+            c.batch_timeout = duration("sinks.otlp.batch_timeout", &t)?;
+        }
+        c.tls = Tls {
+            ca_file: o.tls.ca_file,
+            cert_file: o.tls.cert_file,
+            key_file: o.tls.key_file,
+            server_name: o.tls.server_name,
+        };
+        if let Some(n) = o.service_name.or_else(|| env("OTEL_SERVICE_NAME")) {
+            c.service_name = n;
+        }
+        c.host_name = host_name();
+        if let Some(r) = env("OTEL_RESOURCE_ATTRIBUTES") {
+            c.resource = otel_pairs("OTEL_RESOURCE_ATTRIBUTES", &r)?;
+        }
+        if let Some(n) = o.batch_size {
+            c.batch_size = n;
+        }
+        if let Some(n) = o.queue {
+            c.queue = n;
+        }
+        if let Some(n) = o.max_retries {
+            c.max_retries = n;
+        }
+        c.options.legacy_grpc_status_code = o.legacy_grpc_status_code.unwrap_or(false);
+        c.validate()?;
+        sinks.otlp = Some(SinkConfig {
+            config: c,
+            filter: check_filter("sinks.otlp.filter", o.filter)?,
+        });
+    } else if o.protocol.is_some() || o.filter.is_some() || !o.headers.is_empty() {
+        return Err("sinks.otlp.endpoint: missing (or set OTEL_EXPORTER_OTLP_ENDPOINT)".into());
+    }
+    let k = file.kafka.unwrap_or_default();
+    if let Some(brokers) = args.kafka_brokers.clone().or(k.brokers) {
+        let topic = args
+            .kafka_topic
+            .clone()
+            .or(k.topic)
+            .unwrap_or_else(|| "tapwire.exchanges".into());
+        let mut c = KafkaConfig::new(brokers, topic);
+        if let Some(n) = k.queue {
+            c.queue = n;
+        }
+        for (key, v) in k.properties {
+            let v = match v {
+                serde_norway::Value::String(s) => s,
+                serde_norway::Value::Number(n) => n.to_string(),
+                serde_norway::Value::Bool(b) => b.to_string(),
+                _ => {
+                    return Err(format!(
+                        "sinks.kafka.properties.{key}: not a string, number or boolean"
+                    ));
+                }
+            };
+            c.properties.push((key, v));
+        }
+        c.validate()?;
+        sinks.kafka = Some(SinkConfig {
+            config: c,
+            filter: check_filter("sinks.kafka.filter", k.filter)?,
+        });
+    } else if k.topic.is_some() || args.kafka_topic.is_some() || !k.properties.is_empty() {
+        return Err("sinks.kafka.brokers: missing".into());
+    }
+    Ok(sinks)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,6 +349,7 @@ pub struct Config {
     pub snaplen: u32,
     /// 1 MiB blocks per capture ring.
     pub ring_blocks: u32,
+    pub sinks: Sinks,
 }
 
 /// `64MiB`, `1GiB`, `500MB`, `4096`: bytes.
@@ -153,7 +441,9 @@ impl Config {
                 "ring_size: {ring_text:?} is not between 8MiB and 4GiB"
             ));
         }
+        let sinks = resolve_sinks(args, file.sinks)?;
         Ok(Config {
+            sinks,
             snaplen,
             ring_blocks,
             interfaces,

@@ -9,11 +9,16 @@
 //! and shared). A full queue drops the event for that subscriber only, counted in its
 //! `dropped` (reported to it at the end of its stream) and in the hub's total: a slow consumer
 //! never slows capture or other consumers.
+//!
+//! Sinks (OTLP, Prometheus RED metrics, Kafka) are standing subscriptions added once at
+//! start ([`Hub::add_sink`]): they count as subscribers, so configuring one keeps dissection
+//! running, and each has its own filter and its own bounded queue inside the sink.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use pipeline::sink::{LazyJson, Sink};
 use schemas::Exchange;
 use tokio::sync::mpsc;
 
@@ -31,10 +36,16 @@ struct Sub {
     min_start: u64,
 }
 
+struct Standing {
+    sink: Arc<dyn Sink>,
+    filter: Option<Filter>,
+}
+
 /// The subscriptions of one agent.
 #[derive(Default)]
 pub struct Hub {
     subs: Mutex<Vec<Sub>>,
+    sinks: Vec<Standing>,
     active: AtomicUsize,
     next_id: AtomicU64,
     /// Events delivered to a subscriber's queue.
@@ -62,7 +73,22 @@ impl Drop for Subscription {
 impl Hub {
     /// Subscriptions right now; workers dissect only while this is non-zero.
     pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed) + self.sinks.len()
+    }
+
+    /// Subscriptions of API clients (not counting sinks).
+    pub fn clients(&self) -> usize {
         self.active.load(Ordering::Relaxed)
+    }
+
+    /// Add a standing sink (before the hub is shared).
+    pub fn add_sink(&mut self, sink: Arc<dyn Sink>, filter: Option<Filter>) {
+        self.sinks.push(Standing { sink, filter });
+    }
+
+    /// The sinks, to flush them at shutdown.
+    pub fn sinks(&self) -> impl Iterator<Item = &Arc<dyn Sink>> {
+        self.sinks.iter().map(|s| &s.sink)
     }
 
     /// A new subscription to the exchanges `filter` accepts (all without one).
@@ -109,18 +135,21 @@ impl Hub {
         self.active.store(0, Ordering::Relaxed);
     }
 
-    /// Hand one exchange to every subscriber (serialised once).
+    /// Hand one exchange to every subscriber and sink (serialised at most once).
     pub fn publish(&self, ex: &Exchange) {
         self.exchanges.fetch_add(1, Ordering::Relaxed);
-        let mut line = match serde_json::to_vec(ex) {
-            Ok(l) => l,
-            Err(_) => return,
-        };
-        line.push(b'\n');
-        let line = Bytes::from(line);
-        let subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut json = LazyJson::new(ex);
         // The event's filter variables, built once and only when some filter needs them.
         let mut bindings = None;
+        for s in &self.sinks {
+            if let Some(f) = &s.filter
+                && !f.matches(bindings.get_or_insert_with(|| Bindings::of(ex)))
+            {
+                continue;
+            }
+            s.sink.offer(ex, &mut json);
+        }
+        let subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
         for s in subs.iter() {
             if ex.start_time_unix_nano < s.min_start {
                 continue;
@@ -130,6 +159,7 @@ impl Hub {
             {
                 continue;
             }
+            let Some(line) = json.get() else { return };
             match s.tx.try_send(line.clone()) {
                 Ok(()) => {
                     self.delivered.fetch_add(1, Ordering::Relaxed);

@@ -12,6 +12,7 @@ mod metrics;
 mod pcap_cmd;
 mod replay;
 mod run;
+mod sinks;
 mod spool;
 mod watch;
 

@@ -3,6 +3,7 @@
 //! that describe state (spool size, subscriptions) are set by the worker's housekeeping once a
 //! second and at scrape time.
 
+use pipeline::sink::SinkMetrics;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 pub struct Metrics {
@@ -25,6 +26,8 @@ pub struct Metrics {
     pub subscriber_drops: IntCounter,
     pub pipeline_drops: IntCounterVec,
     pub duplicates: IntCounterVec,
+    pub sinks: SinkMetrics,
+    pub route_overflow: IntCounter,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -67,7 +70,16 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(subscriber_drops.clone()))
             .expect("registered once");
+        let route_overflow = IntCounter::new(
+            "tapwire_route_overflow_total",
+            "HTTP routes recorded as `/{path}` because their server had reached its template cap.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(route_overflow.clone()))
+            .expect("registered once");
         Metrics {
+            sinks: SinkMetrics::new(&r).expect("registered once"),
+            route_overflow,
             packets: counter_vec(
                 &r,
                 "tapwire_capture_packets_total",

@@ -12,9 +12,10 @@ use crate::api::{self, ApiState};
 use crate::capture::{self, Shared, ring::RingConfig};
 use crate::cli::RunArgs;
 use crate::config::{Config, expand_interfaces};
-use crate::demand::Hub;
 use crate::metrics::Metrics;
+use crate::sinks;
 use crate::spool::SpoolConfig;
+use pipeline::sink::route::Routes;
 
 pub fn run(args: RunArgs) -> ExitCode {
     let cfg = match Config::resolve(&args) {
@@ -130,10 +131,31 @@ pub fn run(args: RunArgs) -> ExitCode {
             }
         }
     }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tapwire: cannot start the API runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let metrics = Arc::new(Metrics::new());
+    let routes = Arc::new(Routes::new(cfg.sinks.routes));
+    let hub = match sinks::build(&cfg.sinks, &metrics, &routes, rt.handle()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("tapwire: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let shared = Arc::new(Shared {
-        hub: Arc::new(Hub::default()),
-        metrics: Arc::new(Metrics::new()),
+        hub: Arc::new(hub),
+        metrics,
         stop: AtomicBool::new(false),
+        routes,
     });
     let total: usize = captures.iter().map(|c| c.rings.len()).sum();
     let labels: Vec<String> = captures.iter().map(|c| c.label.clone()).collect();
@@ -152,17 +174,6 @@ pub fn run(args: RunArgs) -> ExitCode {
             }
         }
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tapwire: cannot start the API runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
     let state = Arc::new(ApiState {
         shared: shared.clone(),
         interfaces: labels.clone(),
@@ -177,10 +188,11 @@ pub fn run(args: RunArgs) -> ExitCode {
             .await
             .map_err(|e| format!("--listen {listen}: {e}"))?;
         eprintln!(
-            "tapwire: capturing on {} with {total} worker(s), spool {} (cap {}), API on http://{listen}",
+            "tapwire: capturing on {} with {total} worker(s), spool {} (cap {}), API on http://{listen}{}",
             labels.join(","),
             state.spool_dir,
             cfg.spool_limit_text,
+            sinks::describe(&cfg.sinks),
         );
         axum::serve(listener, api::router(state))
             .with_graceful_shutdown(async move {
@@ -194,6 +206,10 @@ pub fn run(args: RunArgs) -> ExitCode {
     shared.stop.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.join();
+    }
+    // The workers have flushed their pipelines into the sinks; deliver what they queued.
+    for sink in shared.hub.sinks() {
+        sink.flush(std::time::Duration::from_secs(5));
     }
     rt.shutdown_background();
     match served {

@@ -9,6 +9,8 @@
 pub mod decode;
 pub mod dissect;
 pub mod flow;
+#[cfg(feature = "sinks")]
+pub mod sink;
 pub mod source;
 
 use schemas::Exchange;

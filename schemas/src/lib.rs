@@ -7,6 +7,11 @@ pub mod l7;
 
 pub use event::{Exchange, HeaderMap, Network, NetworkProtocol, Peer, Protocol, Status, Transport};
 
+/// The version of the event contract, sent with events that leave the node (the Kafka sink's
+/// `tapwire.schema.version` header): the major number changes when a field changes meaning or
+/// goes away, the minor number when fields are added.
+pub const SCHEMA_VERSION: &str = "1.0";
+
 /// The JSON schema of [`Exchange`], pretty-printed with a trailing newline.
 pub fn json_schema() -> String {
     let schema = schemars::schema_for!(Exchange);

@@ -37,6 +37,8 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     pub stop: AtomicBool,
+    /// `http.route` templates, shared by the sinks (and their overflow count).
+    pub routes: Arc<pipeline::sink::route::Routes>,
 }
 
 /// One capture: its sources (one per worker), already open (so errors surface before any

@@ -1,0 +1,255 @@
+//! Kafka messages: each exchange as one JSON message in the event contract's shape, produced
+//! with `rdkafka` (librdkafka, built vendored).
+//!
+//! - Topic: one name, or a template with `{protocol}` (`tapwire.{protocol}` →
+//!   `tapwire.http`, `tapwire.kafka`, …).
+//! - Key: the connection (`client:port>server:port`), so one connection's exchanges land in one
+//!   partition and keep their order.
+//! - Headers: `tapwire.protocol` and `tapwire.schema.version`.
+//! - Any librdkafka property passes through (`security.protocol`, `sasl.*`, `ssl.*`,
+//!   `compression.type`, `acks`, `linger.ms`, …); librdkafka rejects unknown ones when the
+//!   sink starts, and the message names the key.
+//!
+//! Delivery never blocks the capture worker: [`KafkaSink::offer`] hands the message to
+//! librdkafka's queue, bounded by [`KafkaConfig::queue`] messages (and 64 MiB unless
+//! `queue.buffering.max.kbytes` says otherwise). A full queue drops the message
+//! (`reason="queue_full"`). While a broker is down librdkafka keeps the queued messages and
+//! retries; what it gives up on (after `message.timeout.ms`, 5 minutes by default) comes back
+//! in a delivery report and is counted by its error (`reason="MessageTimedOut"`, …).
+//! Delivery reports that succeed count as delivered, so `offered = delivered + dropped +
+//! queued` always holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use schemas::Exchange;
+
+use super::{LazyJson, Sink, SinkMetrics, connection_key};
+
+const SINK: &str = "kafka";
+
+/// The Kafka sink's configuration (the `sinks.kafka` keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    /// `host:port,host:port` (`bootstrap.servers`).
+    pub brokers: String,
+    /// Topic name, or a template with `{protocol}`.
+    pub topic: String,
+    /// Messages waiting in librdkafka before new ones are dropped.
+    pub queue: usize,
+    /// librdkafka properties, passed through.
+    pub properties: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: impl Into<String>, topic: impl Into<String>) -> KafkaConfig {
+        KafkaConfig {
+            brokers: brokers.into(),
+            topic: topic.into(),
+            queue: 100_000,
+            properties: Vec::new(),
+        }
+    }
+
+    /// Check without I/O; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.brokers.split(',').any(|b| {
+            let b = b.trim();
+            b.rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        }) {
+            return Err(format!(
+                "sinks.kafka.brokers: {:?} is not a list of host:port",
+                self.brokers
+            ));
+        }
+        let probe = self.topic.replace("{protocol}", "http");
+        if probe.is_empty()
+            || probe.len() > 249
+            || !probe
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(format!(
+                "sinks.kafka.topic: {:?} is not a topic name (letters, digits, . _ - and {{protocol}})",
+                self.topic
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.queue) {
+            return Err(format!(
+                "sinks.kafka.queue: {} is not between 1 and 10000000",
+                self.queue
+            ));
+        }
+        for (k, _) in &self.properties {
+            if k == "bootstrap.servers" {
+                return Err(
+                    "sinks.kafka.properties.bootstrap.servers: use sinks.kafka.brokers".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn topic_for(&self, protocol: &str) -> String {
+        self.topic.replace("{protocol}", protocol)
+    }
+}
+
+/// Counts librdkafka's delivery reports.
+struct Reports {
+    counters: SinkMetrics,
+}
+
+impl ClientContext for Reports {}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.counters.delivered.with_label_values(&[SINK]).inc(),
+            Err((e, _)) => self.counters.drop_n(SINK, &reason(e), 1),
+        }
+    }
+}
+
+fn reason(e: &KafkaError) -> String {
+    match e.rdkafka_error_code() {
+        Some(c) => format!("{c:?}"),
+        None => "other".into(),
+    }
+}
+
+/// The running sink.
+pub struct KafkaSink {
+    cfg: KafkaConfig,
+    producer: ThreadedProducer<Reports>,
+    counters: SinkMetrics,
+    warned: std::sync::atomic::AtomicBool,
+}
+
+impl KafkaSink {
+    /// Create the producer (it connects in the background).
+    pub fn start(cfg: KafkaConfig, counters: SinkMetrics) -> Result<KafkaSink, String> {
+        cfg.validate()?;
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", &cfg.brokers)
+            .set("queue.buffering.max.messages", cfg.queue.to_string())
+            .set("queue.buffering.max.kbytes", "65536")
+            .set("client.id", "tapwire");
+        for (k, v) in &cfg.properties {
+            cc.set(k, v);
+        }
+        let producer: ThreadedProducer<Reports> = cc
+            .create_with_context(Reports {
+                counters: counters.clone(),
+            })
+            .map_err(|e| format!("sinks.kafka.properties: {e}"))?;
+        Ok(KafkaSink {
+            cfg,
+            producer,
+            counters,
+            warned: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+}
+
+impl Sink for KafkaSink {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+
+    fn offer(&self, ex: &Exchange, json: &mut LazyJson<'_>) {
+        self.counters.offered.with_label_values(&[SINK]).inc();
+        let Some(line) = json.get() else {
+            self.counters.drop_n(SINK, "encode_error", 1);
+            return;
+        };
+        let payload = line.strip_suffix(b"\n").unwrap_or(line);
+        let protocol = ex.protocol.as_str();
+        let topic = self.cfg.topic_for(protocol);
+        let key = connection_key(ex);
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: "tapwire.protocol",
+                value: Some(protocol),
+            })
+            .insert(Header {
+                key: "tapwire.schema.version",
+                value: Some(schemas::SCHEMA_VERSION),
+            });
+        let record = BaseRecord::to(&topic)
+            .key(&key)
+            .payload(payload)
+            .headers(headers);
+        if let Err((e, _)) = self.producer.send(record) {
+            let r = match e.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::QueueFull) => "queue_full".to_string(),
+                _ => reason(&e),
+            };
+            self.counters.drop_n(SINK, &r, 1);
+            if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                eprintln!(
+                    "tapwire: sinks.kafka: cannot queue a message for {topic} ({e}); such losses are counted in tapwire_sink_dropped_total"
+                );
+            }
+        }
+        self.counters
+            .queued
+            .with_label_values(&[SINK])
+            .set(i64::from(self.producer.in_flight_count()));
+    }
+
+    fn flush(&self, timeout: Duration) {
+        let _ = self.producer.flush(timeout);
+        self.counters
+            .queued
+            .with_label_values(&[SINK])
+            .set(i64::from(self.producer.in_flight_count()));
+    }
+}
+
+/// Shared handle type for the agent.
+pub type SharedSink = Arc<dyn Sink>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors_name_the_key() {
+        let ok = KafkaConfig::new("127.0.0.1:9092,broker-2:9093", "tapwire.{protocol}");
+        assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(ok.topic_for("dns"), "tapwire.dns");
+        let bad = |f: &dyn Fn(&mut KafkaConfig)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            c.validate().expect_err("rejected")
+        };
+        assert!(bad(&|c| c.brokers = "localhost".into()).starts_with("sinks.kafka.brokers:"));
+        assert!(bad(&|c| c.brokers = "h:99999".into()).starts_with("sinks.kafka.brokers:"));
+        assert!(bad(&|c| c.topic = "a topic".into()).starts_with("sinks.kafka.topic:"));
+        assert!(bad(&|c| c.topic = "{proto}".into()).starts_with("sinks.kafka.topic:"));
+        assert!(bad(&|c| c.queue = 0).starts_with("sinks.kafka.queue:"));
+    }
+
+    #[test]
+    fn an_unknown_property_is_refused_at_start_naming_it() {
+        let mut c = KafkaConfig::new("127.0.0.1:1", "t");
+        c.properties.push(("no.such.property".into(), "1".into()));
+        let r = prometheus::Registry::new();
+        let err = KafkaSink::start(c, SinkMetrics::new(&r).expect("registers"))
+            .err()
+            .expect("refused");
+        assert!(
+            err.starts_with("sinks.kafka.properties:") && err.contains("no.such.property"),
+            "{err}"
+        );
+    }
+}

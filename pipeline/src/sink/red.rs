@@ -1,0 +1,422 @@
+//! RED metrics (rate, errors, duration) for Prometheus, named as OpenTelemetry's semantic
+//! conventions name them once translated to Prometheus (dots become underscores, the unit is a
+//! suffix):
+//!
+//! | metric | from | labels |
+//! |---|---|---|
+//! | `http_server_request_duration_seconds` | HTTP, GraphQL | `http_request_method`, `http_response_status_code`, `http_route`, `error_type`, `server_address`, `server_port` |
+//! | `http_server_request_body_size_bytes`, `http_server_response_body_size_bytes` | HTTP, GraphQL | the same |
+//! | `rpc_server_call_duration_seconds` | gRPC | `rpc_system_name`, `rpc_method`, `rpc_response_status_code`, `server_address`, `server_port` |
+//! | `db_client_operation_duration_seconds` | Redis | `db_system_name`, `db_operation_name`, `db_response_status_code`, `server_address`, `server_port` |
+//! | `messaging_client_operation_duration_seconds` | Kafka, RabbitMQ | `messaging_system`, `messaging_operation_name`, `messaging_operation_type`, `messaging_destination_name`, `error_type`, `server_address`, `server_port` |
+//! | `dns_lookup_duration_seconds` | DNS | `dns_question_type`, `dns_response_code`, `server_address` |
+//!
+//! Buckets are the conventions' advisory boundaries (the database ones for `db_*`); body sizes
+//! use powers of four from 64 B to 64 MiB. A request that got no response is counted with
+//! `error_type="no_response"`. Durations are first request byte to last response byte.
+//!
+//! Cardinality: each metric keeps at most [`RedConfig::max_series`] label sets; an exchange that
+//! would add one more is recorded with every label `_other` (one extra series) and counted in
+//! `tapwire_metric_series_overflow_total{metric}`. Routes come from the shared, bounded
+//! [`Routes`](super::route::Routes). Recording is a hash lookup and atomic adds on the capture
+//! worker: no queue, nothing to drop.
+
+use std::sync::{Arc, Mutex};
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+use schemas::{Exchange, Protocol};
+
+use super::route::Routes;
+use super::semconv::{error_type, http_method, http_route, messaging_operation};
+use super::{LazyJson, Sink, SinkMetrics};
+
+/// The label value an overflowing label set is recorded under.
+pub const OTHER: &str = "_other";
+
+/// Duration buckets of the HTTP, RPC, messaging and DNS conventions (seconds).
+const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+/// Duration buckets of the database conventions (seconds).
+const DB_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+/// Body size buckets (bytes).
+const SIZE_BUCKETS: [f64; 11] = [
+    64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+    67108864.0,
+];
+
+/// Limits of the metrics sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedConfig {
+    /// Label sets per metric before new ones become `_other`.
+    pub max_series: usize,
+}
+
+impl Default for RedConfig {
+    fn default() -> Self {
+        RedConfig { max_series: 2000 }
+    }
+}
+
+struct Family {
+    name: &'static str,
+    hist: HistogramVec,
+    labels: usize,
+}
+
+/// The RED histograms, registered in the agent's registry.
+pub struct RedMetrics {
+    cfg: RedConfig,
+    routes: Arc<Routes>,
+    http_duration: Family,
+    http_request_size: Family,
+    http_response_size: Family,
+    rpc_duration: Family,
+    db_duration: Family,
+    messaging_duration: Family,
+    dns_duration: Family,
+    series: Mutex<FxHashMap<&'static str, FxHashSet<u64>>>,
+    overflow: IntCounterVec,
+    counters: SinkMetrics,
+}
+
+const HTTP_LABELS: [&str; 6] = [
+    "http_request_method",
+    "http_response_status_code",
+    "http_route",
+    "error_type",
+    "server_address",
+    "server_port",
+];
+
+fn family(
+    r: &Registry,
+    name: &'static str,
+    help: &str,
+    buckets: &[f64],
+    labels: &[&str],
+) -> prometheus::Result<Family> {
+    let hist = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )?;
+    r.register(Box::new(hist.clone()))?;
+    Ok(Family {
+        name,
+        hist,
+        labels: labels.len(),
+    })
+}
+
+impl RedMetrics {
+    pub fn new(
+        r: &Registry,
+        cfg: RedConfig,
+        routes: Arc<Routes>,
+        counters: SinkMetrics,
+    ) -> prometheus::Result<RedMetrics> {
+        let overflow = IntCounterVec::new(
+            Opts::new(
+                "tapwire_metric_series_overflow_total",
+                "Exchanges recorded under the `_other` label set because their metric had reached its series cap.",
+            ),
+            &["metric"],
+        )?;
+        r.register(Box::new(overflow.clone()))?;
+        Ok(RedMetrics {
+            cfg,
+            routes,
+            http_duration: family(
+                r,
+                "http_server_request_duration_seconds",
+                "Duration of HTTP server requests seen on the wire.",
+                &DURATION_BUCKETS,
+                &HTTP_LABELS,
+            )?,
+            http_request_size: family(
+                r,
+                "http_server_request_body_size_bytes",
+                "Size of HTTP server request bodies (after transfer decoding).",
+                &SIZE_BUCKETS,
+                &HTTP_LABELS,
+            )?,
+            http_response_size: family(
+                r,
+                "http_server_response_body_size_bytes",
+                "Size of HTTP server response bodies (after transfer decoding).",
+                &SIZE_BUCKETS,
+                &HTTP_LABELS,
+            )?,
+            rpc_duration: family(
+                r,
+                "rpc_server_call_duration_seconds",
+                "Duration of RPCs (gRPC) seen on the wire.",
+                &DURATION_BUCKETS,
+                &[
+                    "rpc_system_name",
+                    "rpc_method",
+                    "rpc_response_status_code",
+                    "server_address",
+                    "server_port",
+                ],
+            )?,
+            db_duration: family(
+                r,
+                "db_client_operation_duration_seconds",
+                "Duration of database operations (Redis commands) seen on the wire.",
+                &DB_BUCKETS,
+                &[
+                    "db_system_name",
+                    "db_operation_name",
+                    "db_response_status_code",
+                    "server_address",
+                    "server_port",
+                ],
+            )?,
+            messaging_duration: family(
+                r,
+                "messaging_client_operation_duration_seconds",
+                "Duration of messaging operations (Kafka requests, AMQP methods) seen on the wire.",
+                &DURATION_BUCKETS,
+                &[
+                    "messaging_system",
+                    "messaging_operation_name",
+                    "messaging_operation_type",
+                    "messaging_destination_name",
+                    "error_type",
+                    "server_address",
+                    "server_port",
+                ],
+            )?,
+            dns_duration: family(
+                r,
+                "dns_lookup_duration_seconds",
+                "Duration of DNS lookups seen on the wire.",
+                &DURATION_BUCKETS,
+                &["dns_question_type", "dns_response_code", "server_address"],
+            )?,
+            series: Mutex::new(FxHashMap::default()),
+            overflow,
+            counters,
+        })
+    }
+
+    /// Record one exchange.
+    pub fn record(&self, ex: &Exchange) {
+        let secs = ex
+            .end_time_unix_nano
+            .saturating_sub(ex.start_time_unix_nano) as f64
+            / 1e9;
+        let port = ex.server.port.to_string();
+        let addr = ex.server.address.as_str();
+        let err = error_type(ex).unwrap_or_default();
+        match ex.protocol {
+            Protocol::Http | Protocol::Graphql => {
+                let (method, _) = http_method(ex);
+                let route = http_route(ex, &self.routes).unwrap_or_default();
+                let resp = ex.http.as_ref().and_then(|h| h.response.as_ref());
+                let code = resp
+                    .and_then(|r| r.status_code)
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
+                let labels = [method, &code, &route, &err, addr, &port];
+                self.observe(&self.http_duration, &labels, secs);
+                if let Some(b) = ex.http.as_ref().and_then(|h| h.request.body.as_ref()) {
+                    self.observe(&self.http_request_size, &labels, b.size as f64);
+                }
+                if let Some(b) = resp.and_then(|r| r.body.as_ref()) {
+                    self.observe(&self.http_response_size, &labels, b.size as f64);
+                }
+            }
+            Protocol::Grpc => {
+                let rpc = ex.rpc.as_ref();
+                let method = rpc.and_then(|r| r.method.as_deref()).unwrap_or_default();
+                let status = rpc
+                    .and_then(|r| r.response.as_ref())
+                    .map(|r| r.status_code.as_str())
+                    .unwrap_or(if err.is_empty() { "" } else { &err });
+                let labels = ["grpc", method, status, addr, &port];
+                self.observe(&self.rpc_duration, &labels, secs);
+            }
+            Protocol::Redis => {
+                let db = ex.db.as_ref();
+                let op = db
+                    .and_then(|d| d.operation.as_ref())
+                    .map(|o| o.name.as_str())
+                    .unwrap_or_default();
+                let code = db
+                    .and_then(|d| d.response.as_ref())
+                    .map(|r| r.status_code.as_str())
+                    .unwrap_or_default();
+                let labels = ["redis", op, code, addr, &port];
+                self.observe(&self.db_duration, &labels, secs);
+            }
+            Protocol::Kafka | Protocol::Amqp => {
+                let m = ex.messaging.as_ref();
+                let system = m.map(|m| m.system.as_str()).unwrap_or_default();
+                let (op, ty) = match messaging_operation(ex) {
+                    Some((op, ty, _)) => (op, ty.unwrap_or_default()),
+                    None => (String::new(), ""),
+                };
+                let dest = m
+                    .and_then(|m| m.destination.as_ref())
+                    .map(|d| d.name.as_str())
+                    .unwrap_or_default();
+                let labels = [system, &op, ty, dest, &err, addr, &port];
+                self.observe(&self.messaging_duration, &labels, secs);
+            }
+            Protocol::Dns => {
+                let d = ex.dns.as_ref();
+                let qtype = d
+                    .and_then(|d| d.question.as_ref())
+                    .map(|q| q.qtype.as_str())
+                    .unwrap_or_default();
+                let rcode = d
+                    .and_then(|d| d.response_code.as_deref())
+                    .unwrap_or(if err.is_empty() { "" } else { &err });
+                let labels = [qtype, rcode, addr];
+                self.observe(&self.dns_duration, &labels, secs);
+            }
+        }
+    }
+
+    fn observe(&self, f: &Family, labels: &[&str], v: f64) {
+        use std::hash::{Hash, Hasher};
+        debug_assert_eq!(labels.len(), f.labels);
+        let mut h = FxHasher::default();
+        labels.hash(&mut h);
+        let key = h.finish();
+        let admitted = {
+            let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+            let set = series.entry(f.name).or_default();
+            set.contains(&key) || (set.len() < self.cfg.max_series && set.insert(key))
+        };
+        if admitted {
+            f.hist.with_label_values(labels).observe(v);
+        } else {
+            self.overflow.with_label_values(&[f.name]).inc();
+            let other = vec![OTHER; f.labels];
+            f.hist.with_label_values(&other).observe(v);
+        }
+    }
+}
+
+impl Sink for RedMetrics {
+    fn name(&self) -> &'static str {
+        "prometheus"
+    }
+
+    fn offer(&self, ex: &Exchange, _json: &mut LazyJson<'_>) {
+        self.counters
+            .offered
+            .with_label_values(&["prometheus"])
+            .inc();
+        self.record(ex);
+        self.counters
+            .delivered
+            .with_label_values(&["prometheus"])
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::route::RouteConfig;
+
+    fn golden(file: &str) -> Vec<Exchange> {
+        let path = format!("{}/tests/golden/{file}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("an Exchange"))
+            .collect()
+    }
+
+    fn red(max_series: usize) -> (Registry, RedMetrics) {
+        let r = Registry::new();
+        let counters = SinkMetrics::new(&r).expect("registers");
+        let m = RedMetrics::new(
+            &r,
+            RedConfig { max_series },
+            Arc::new(Routes::new(RouteConfig::default())),
+            counters,
+        )
+        .expect("registers");
+        (r, m)
+    }
+
+    fn text(r: &Registry) -> String {
+        let mut s = String::new();
+        prometheus::TextEncoder::new()
+            .encode_utf8(&r.gather(), &mut s)
+            .expect("encodes");
+        s
+    }
+
+    #[test]
+    fn every_protocol_lands_in_its_histogram() {
+        let (r, m) = red(2000);
+        for f in [
+            "http1/nginx-keepalive-pipelining.ndjson",
+            "grpc/grpcio-bookshop.ndjson",
+            "redis/redis-server-mixed.ndjson",
+            "kafka/tansu-confluent.ndjson",
+            "amqp/rabbitmq-pika.ndjson",
+            "dns/dnsmasq-records.ndjson",
+            "graphql/strawberry-graphql-h1.ndjson",
+        ] {
+            for e in golden(f) {
+                m.record(&e);
+            }
+        }
+        let t = text(&r);
+        let want = [
+            r#"http_server_request_duration_seconds_count{error_type="",http_request_method="GET",http_response_status_code="200",http_route="/index.html",server_address="10.77.0.1",server_port="80"} 3"#,
+            r#"http_server_request_duration_seconds_count{error_type="500",http_request_method="GET",http_response_status_code="500",http_route="/fail",server_address="10.77.0.1",server_port="80"} 1"#,
+            r#"http_server_request_body_size_bytes_count{error_type="",http_request_method="POST",http_response_status_code="201",http_route="/upload",server_address="10.77.0.1",server_port="80"} 2"#,
+            r#"rpc_server_call_duration_seconds_count{rpc_method="tapwire.test.Bookshop/GetBook",rpc_response_status_code="NOT_FOUND",rpc_system_name="grpc",server_address="10.77.0.1",server_port="50051"} 1"#,
+            r#"db_client_operation_duration_seconds_count{db_operation_name="INCR",db_response_status_code="ERR",db_system_name="redis",server_address="10.77.0.1",server_port="6379"} 1"#,
+            r#"messaging_client_operation_duration_seconds_count{error_type="",messaging_destination_name="orders",messaging_operation_name="send",messaging_operation_type="send",messaging_system="kafka",server_address="10.77.0.1",server_port="9092"} 2"#,
+            r#"messaging_client_operation_duration_seconds_count{error_type="",messaging_destination_name="orders",messaging_operation_name="basic.publish",messaging_operation_type="send",messaging_system="rabbitmq",server_address="10.77.0.1",server_port="5672"} 6"#,
+            r#"dns_lookup_duration_seconds_count{dns_question_type="A",dns_response_code="NXDOMAIN",server_address="10.77.0.1"} 1"#,
+            r#"http_server_request_duration_seconds_count{error_type="",http_request_method="POST",http_response_status_code="200",http_route="/graphql",server_address="10.77.0.1",server_port="8000"}"#,
+        ];
+        for w in want {
+            assert!(t.contains(w), "missing {w}\n{t}");
+        }
+        assert!(!t.contains("_other"), "no cap reached");
+    }
+
+    #[test]
+    fn a_full_metric_records_new_label_sets_as_other() {
+        let (r, m) = red(2);
+        let evs = golden("http1/nginx-keepalive-pipelining.ndjson");
+        for e in &evs {
+            m.record(e);
+        }
+        let t = text(&r);
+        let series = t
+            .lines()
+            .filter(|l| l.starts_with("http_server_request_duration_seconds_count"))
+            .count();
+        assert_eq!(series, 3, "two admitted label sets and `_other`\n{t}");
+        assert!(t.contains(r#"http_server_request_duration_seconds_count{error_type="_other",http_request_method="_other",http_response_status_code="_other",http_route="_other",server_address="_other",server_port="_other"}"#));
+        let over: u64 = m
+            .overflow
+            .with_label_values(&["http_server_request_duration_seconds"])
+            .get();
+        assert!(over > 0);
+        let total: u64 = evs.len() as u64;
+        let counted = t
+            .lines()
+            .filter(|l| l.starts_with("http_server_request_duration_seconds_count"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>();
+        assert_eq!(
+            counted, total,
+            "nothing is lost by the cap, only relabelled"
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! The mapping on real exchanges: the project's own recordings in `tests/golden/` (real
+//! servers, real clients), one protocol at a time.
+
+use super::*;
+use crate::sink::route::RouteConfig;
+
+fn events(file: &str) -> Vec<Exchange> {
+    let path = format!("{}/tests/golden/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("golden line is an Exchange"))
+        .collect()
+}
+
+fn spans(file: &str, opts: Options) -> Vec<SpanView> {
+    let routes = Routes::new(RouteConfig::default());
+    events(file)
+        .iter()
+        .map(|e| span(e, &routes, opts))
+        .collect()
+}
+
+fn s(v: &str) -> Option<Value> {
+    Some(Value::Str(v.into()))
+}
+
+fn get(sp: &SpanView, k: &str) -> Option<Value> {
+    sp.attr(k).cloned()
+}
+
+#[test]
+fn http_server_spans_are_named_by_route_and_fail_only_on_5xx() {
+    let sp = spans(
+        "http1/nginx-keepalive-pipelining.ndjson",
+        Options::default(),
+    );
+    let by_path = |p: &str| {
+        sp.iter()
+            .find(|x| get(x, "url.path") == s(p))
+            .unwrap_or_else(|| panic!("{p}"))
+    };
+    let ok = by_path("/index.html");
+    assert_eq!(
+        (ok.name.as_str(), ok.kind),
+        ("GET /index.html", Kind::Server)
+    );
+    assert_eq!(get(ok, "http.route"), s("/index.html"));
+    assert_eq!(get(ok, "http.response.status_code"), Some(Value::Int(200)));
+    assert_eq!(get(ok, "network.protocol.version"), s("1.1"));
+    assert_eq!(get(ok, "user_agent.original"), s("curl/7.88.1"));
+    assert_eq!(get(ok, "server.port"), Some(Value::Int(80)));
+    assert_eq!(ok.error, None);
+    let missing = by_path("/missing");
+    assert_eq!(
+        missing.error, None,
+        "4xx leaves a server span's status unset"
+    );
+    assert_eq!(get(missing, "error.type"), s("404"));
+    let fail = by_path("/fail");
+    assert_eq!(fail.error.as_deref(), Some("500"));
+    assert_eq!(get(fail, "error.type"), s("500"));
+    let post = by_path("/upload");
+    assert_eq!(post.name, "POST /upload");
+    assert!(matches!(get(post, "http.request.body.size"), Some(Value::Int(n)) if n > 0));
+}
+
+#[test]
+fn grpc_spans_use_rpc_names_and_the_server_error_codes() {
+    let sp = spans("grpc/grpcio-bookshop.ndjson", Options::default());
+    let first = &sp[0];
+    assert_eq!(first.name, "tapwire.test.Bookshop/GetBook");
+    assert_eq!(first.kind, Kind::Server);
+    assert_eq!(get(first, "rpc.system.name"), s("grpc"));
+    assert_eq!(get(first, "rpc.response.status_code"), s("OK"));
+    assert_eq!(
+        get(first, "http.route"),
+        None,
+        "gRPC is named by its method"
+    );
+    assert_eq!(
+        get(first, "rpc.grpc.status_code"),
+        None,
+        "legacy only on request"
+    );
+    let nf = sp.last().expect("spans");
+    assert_eq!(get(nf, "rpc.response.status_code"), s("NOT_FOUND"));
+    assert_eq!(get(nf, "error.type"), s("NOT_FOUND"));
+    assert_eq!(nf.error, None, "NOT_FOUND is not a server error");
+    let legacy = spans(
+        "grpc/grpcio-bookshop.ndjson",
+        Options {
+            legacy_grpc_status_code: true,
+        },
+    );
+    assert_eq!(get(&legacy[5], "rpc.grpc.status_code"), Some(Value::Int(5)));
+    assert_eq!(get(&legacy[0], "rpc.grpc.status_code"), Some(Value::Int(0)));
+}
+
+#[test]
+fn graphql_spans_are_named_by_operation_and_fail_on_errors() {
+    let sp = spans("graphql/strawberry-graphql-h1.ndjson", Options::default());
+    assert_eq!(sp[0].name, "query AllBooks");
+    assert_eq!(get(&sp[0], "graphql.operation.type"), s("query"));
+    assert_eq!(get(&sp[0], "http.route"), s("/graphql"));
+    assert_eq!(sp[2].name, "mutation AddBook");
+    assert_eq!(sp[3].name, "query", "anonymous operation");
+    assert!(sp[3].error.is_some(), "errors on HTTP 200 are errors");
+    assert_eq!(get(&sp[3], "graphql.errors.count"), Some(Value::Int(1)));
+}
+
+#[test]
+fn redis_spans_are_db_client_spans() {
+    let sp = spans("redis/redis-server-mixed.ndjson", Options::default());
+    let set = &sp[1];
+    assert_eq!((set.name.as_str(), set.kind), ("SET", Kind::Client));
+    assert_eq!(get(set, "db.system.name"), s("redis"));
+    assert_eq!(get(set, "db.operation.name"), s("SET"));
+    assert!(matches!(get(set, "db.query.text"), Some(Value::Str(q)) if q.starts_with("SET ")));
+    let incr = sp
+        .iter()
+        .find(|x| x.name == "INCR")
+        .expect("the INCR on a string");
+    assert_eq!(get(incr, "db.response.status_code"), s("ERR"));
+    assert_eq!(get(incr, "error.type"), s("ERR"));
+    assert_eq!(incr.error.as_deref(), Some("ERR"));
+}
+
+#[test]
+fn kafka_spans_follow_the_messaging_conventions() {
+    let sp = spans("kafka/tansu-confluent.ndjson", Options::default());
+    let produce = sp
+        .iter()
+        .find(|x| get(x, "kafka.api_name") == s("Produce"))
+        .expect("Produce");
+    assert_eq!(
+        (produce.name.as_str(), produce.kind),
+        ("send orders", Kind::Producer)
+    );
+    assert_eq!(get(produce, "messaging.system"), s("kafka"));
+    assert_eq!(get(produce, "messaging.operation.type"), s("send"));
+    assert_eq!(get(produce, "messaging.destination.name"), s("orders"));
+    assert_eq!(get(produce, "messaging.client.id"), s("tapwire-recorder"));
+    let fetch = sp
+        .iter()
+        .find(|x| get(x, "kafka.api_name") == s("Fetch"))
+        .expect("Fetch");
+    assert_eq!((fetch.name.as_str(), fetch.kind), ("poll", Kind::Client));
+    assert_eq!(get(fetch, "messaging.operation.type"), s("receive"));
+    let commit = sp
+        .iter()
+        .find(|x| get(x, "kafka.api_name") == s("OffsetCommit"))
+        .expect("commit");
+    assert_eq!(commit.name, "commit orders");
+    assert_eq!(get(commit, "messaging.operation.type"), s("settle"));
+    let join = sp
+        .iter()
+        .find(|x| get(x, "kafka.error_code").is_some())
+        .expect("the JoinGroup that asked for a member id");
+    assert_eq!(join.name, "JoinGroup");
+    assert_eq!(get(join, "error.type"), s("79"));
+    assert!(join.error.is_some());
+    let meta = sp.iter().find(|x| x.name == "Metadata").expect("Metadata");
+    assert_eq!(get(meta, "messaging.operation.type"), None);
+    let lost = sp.last().expect("spans");
+    assert_eq!(lost.error.as_deref(), Some("no_response"));
+    assert_eq!(get(lost, "tapwire.status"), s("no_response"));
+}
+
+#[test]
+fn rabbitmq_spans_follow_the_messaging_conventions() {
+    let sp = spans("amqp/rabbitmq-pika.ndjson", Options::default());
+    let find = |op: &str| {
+        sp.iter()
+            .find(|x| get(x, "messaging.operation.name") == s(op))
+            .unwrap_or_else(|| panic!("{op}"))
+    };
+    let publish = find("basic.publish");
+    assert_eq!(
+        (publish.name.as_str(), publish.kind),
+        ("basic.publish orders", Kind::Producer)
+    );
+    assert_eq!(get(publish, "messaging.system"), s("rabbitmq"));
+    assert_eq!(get(publish, "messaging.operation.type"), s("send"));
+    assert!(get(publish, "messaging.rabbitmq.destination.routing_key").is_some());
+    let deliver = find("basic.deliver");
+    assert_eq!(deliver.kind, Kind::Consumer);
+    assert_eq!(get(deliver, "messaging.operation.type"), s("receive"));
+    assert_eq!(
+        get(find("basic.ack"), "messaging.operation.type"),
+        s("settle")
+    );
+    assert_eq!(find("queue.declare").name, "queue.declare orders.new");
+    let refused = sp
+        .iter()
+        .find(|x| x.name == "exchange.declare orders" && x.error.is_some())
+        .expect("the refused redeclare");
+    assert_eq!(get(refused, "error.type"), s("406"));
+    assert!(
+        refused
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("406 PRECONDITION_FAILED"))
+    );
+}
+
+#[test]
+fn dns_spans_carry_the_question_and_fail_on_rcode() {
+    let sp = spans("dns/dnsmasq-records.ndjson", Options::default());
+    assert_eq!((sp[0].name.as_str(), sp[0].kind), ("DNS A", Kind::Client));
+    assert_eq!(get(&sp[0], "dns.question.name"), s("www.example.test"));
+    assert_eq!(
+        get(&sp[0], "dns.answers"),
+        Some(Value::StrList(vec!["10.77.0.10".into()]))
+    );
+    assert_eq!(get(&sp[0], "network.transport"), s("udp"));
+    let nx = sp
+        .iter()
+        .find(|x| get(x, "dns.question.name") == s("nothere.example.test"))
+        .expect("NXDOMAIN");
+    assert_eq!(get(nx, "error.type"), s("NXDOMAIN"));
+    assert_eq!(nx.error.as_deref(), Some("NXDOMAIN"));
+}
+
+#[test]
+fn unknown_methods_become_other() {
+    let mut e = events("http1/nginx-keepalive-pipelining.ndjson").remove(0);
+    if let Some(h) = e.http.as_mut() {
+        h.request.method = Some("PURGE".into());
+    }
+    let sp = span(&e, &Routes::new(RouteConfig::default()), Options::default());
+    assert_eq!(sp.name, "HTTP");
+    assert_eq!(get(&sp, "http.request.method"), s("_OTHER"));
+    assert_eq!(get(&sp, "http.request.method_original"), s("PURGE"));
+}
