@@ -89,6 +89,12 @@ async fn readyz(State(st): State<Arc<ApiState>>) -> Response {
 fn refresh_gauges(st: &ApiState) {
     let m = &st.shared.metrics;
     m.subscriptions.set(st.shared.hub.clients() as i64);
+    for sink in st.shared.hub.sinks() {
+        m.sinks
+            .queued
+            .with_label_values(&[sink.name()])
+            .set(sink.queued() as i64);
+    }
     m.route_overflow.inc_by(
         st.shared
             .routes

@@ -200,18 +200,14 @@ impl Sink for KafkaSink {
                 );
             }
         }
-        self.counters
-            .queued
-            .with_label_values(&[SINK])
-            .set(i64::from(self.producer.in_flight_count()));
+    }
+
+    fn queued(&self) -> u64 {
+        u64::try_from(self.producer.in_flight_count()).unwrap_or(0)
     }
 
     fn flush(&self, timeout: Duration) {
         let _ = self.producer.flush(timeout);
-        self.counters
-            .queued
-            .with_label_values(&[SINK])
-            .set(i64::from(self.producer.in_flight_count()));
     }
 }
 

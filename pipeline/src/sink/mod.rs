@@ -52,6 +52,10 @@ pub trait Sink: Send + Sync {
     fn name(&self) -> &'static str;
     /// Take one exchange. Never blocks; what cannot be queued is dropped and counted.
     fn offer(&self, ex: &Exchange, json: &mut LazyJson<'_>);
+    /// Exchanges taken but not yet delivered or dropped (for `tapwire_sink_queued`).
+    fn queued(&self) -> u64 {
+        0
+    }
     /// Stop taking exchanges and deliver what is queued, waiting at most `timeout`.
     fn flush(&self, _timeout: std::time::Duration) {}
 }

@@ -225,10 +225,11 @@ fn build_exporter(cfg: &OtlpConfig) -> Result<SpanExporter, String> {
             b.build()
         }
         Transport::HttpProtobuf => {
+            // reqwest is built without a crypto provider (aws-lc stays out): use ring. It is
+            // needed to build any client, TLS or not; a provider installed before is kept.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let mut client = reqwest::Client::builder().timeout(cfg.timeout);
             if tls_wanted {
-                // reqwest is built without a crypto provider (aws-lc stays out): use ring.
-                let _ = rustls::crypto::ring::default_provider().install_default();
                 if let Some(ca) = &cfg.tls.ca_file {
                     let pem = read(ca, "ca_file")?;
                     for cert in reqwest::Certificate::from_pem_bundle(&pem)
@@ -343,16 +344,16 @@ impl Sink for OtlpSink {
 
     fn offer(&self, ex: &Exchange, _json: &mut LazyJson<'_>) {
         self.counters.offered.with_label_values(&[SINK]).inc();
-        match self.tx.try_send(ex.clone()) {
-            Ok(()) => {
-                let q = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
-                self.counters
-                    .queued
-                    .with_label_values(&[SINK])
-                    .set(q as i64);
-            }
-            Err(_) => self.counters.drop_n(SINK, "queue_full", 1),
+        // Counted before it is sent, so the exporter never takes away more than was added.
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.try_send(ex.clone()).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.counters.drop_n(SINK, "queue_full", 1);
         }
+    }
+
+    fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
     }
 
     fn flush(&self, timeout: Duration) {
@@ -406,13 +407,13 @@ async fn export_loop(
             }
         }
         let n = batch.len() as u64;
-        let left = queued.fetch_sub(n, Ordering::Relaxed).saturating_sub(n);
-        counters.queued.with_label_values(&[SINK]).set(left as i64);
         let spans: Vec<SpanData> = batch
             .iter()
             .map(|e| span_data(e, &routes, cfg.options, &scope, &mut ids))
             .collect();
-        match exporter.export(spans).await {
+        let result = exporter.export(spans).await;
+        queued.fetch_sub(n, Ordering::Relaxed);
+        match result {
             Ok(()) => {
                 counters.delivered.with_label_values(&[SINK]).inc_by(n);
                 warned = false;

@@ -1,0 +1,669 @@
+//! The sinks end to end, as root, against real receivers: nginx, redis-server and dnsmasq
+//! in one network namespace, their clients in another, the agent capturing on the server's
+//! veth, and in the server namespace on 127.0.0.1 a real Prometheus scraping the agent, a real
+//! OTLP receiver (`tw-otlp-receiver`: opentelemetry-proto's collector service on tonic, and
+//! HTTP/protobuf) and a real Kafka-protocol broker (tansu, in-memory) read back with a real
+//! client (`tw-kafka`, rdkafka).
+//!
+//! Checked: spans, Kafka messages and Prometheus series against the exchanges the agent's
+//! own subscription API reports for the same traffic (names, kinds, attributes, status,
+//! `traceparent` parents, timestamps; message keys, headers and payloads; request counts
+//! and every latency bucket), and through collector and broker outages that everything
+//! offered is delivered, counted as dropped, or still queued.
+//!
+//! Skipped visibly when not root or a server is missing; `.ci/run` installs them all (tansu
+//! from crates.io into a cache outside the checkout; `TAPWIRE_TANSU` names its binary).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tapwire_integration::lab::{API, Lab, have, lines_of, sh, wait_until};
+
+const RECEIVER: &str = env!("CARGO_BIN_EXE_tw-otlp-receiver");
+const KAFKA: &str = env!("CARGO_BIN_EXE_tw-kafka");
+const BROKER: &str = "127.0.0.1:9092";
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_ID: &str = "00f067aa0ba902b7";
+
+/// The tansu binary: `TAPWIRE_TANSU`, the CI cache, or `tansu` on the PATH.
+fn tansu() -> Option<String> {
+    let cached = std::env::var("HOME")
+        .map(|h| format!("{h}/.cache/tapwire-tools/bin/tansu"))
+        .ok();
+    std::env::var("TAPWIRE_TANSU")
+        .ok()
+        .into_iter()
+        .chain(cached)
+        .find(|p| PathBuf::from(p).exists())
+        .or_else(|| have("tansu").then(|| "tansu".to_string()))
+}
+
+fn lab_with(cmds: &[&str]) -> Option<Lab> {
+    let lab = Lab::new()?;
+    for cmd in cmds {
+        if !have(cmd) {
+            eprintln!("SKIP: the sink tests need {cmd}");
+            return None;
+        }
+    }
+    Some(lab)
+}
+
+/// The OTLP receiver in the server namespace; its span lines as they arrive.
+fn start_receiver(lab: &mut Lab) -> (usize, mpsc::Receiver<String>) {
+    let mut child = lab
+        .in_ns(&lab.s, &[RECEIVER, "127.0.0.1:4317", "127.0.0.1:4318"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(&mut child);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)).as_deref(),
+        Ok("ready")
+    );
+    lab.procs.push(child);
+    (lab.procs.len() - 1, rx)
+}
+
+fn start_tansu(lab: &mut Lab, bin: &str, topics: &[&str]) -> usize {
+    let url = format!("tcp://{BROKER}");
+    let child = lab
+        .in_ns(
+            &lab.s,
+            &[
+                bin,
+                "broker",
+                "--storage-engine",
+                "memory://tansu/",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.procs.push(child);
+    let mut args = vec![KAFKA, "create", BROKER];
+    args.extend_from_slice(topics);
+    wait_until("tansu to create the topics", || {
+        lab.in_ns(&lab.s, &args)
+            .stderr(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    lab.procs.len() - 1
+}
+
+fn consume(lab: &Lab, topics: &[&str]) -> Vec<Value> {
+    let mut args = vec![KAFKA, "consume", BROKER, "3"];
+    args.extend_from_slice(topics);
+    let out = lab.in_ns(&lab.s, &args).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("consumer line"))
+        .collect()
+}
+
+fn start_prometheus(lab: &mut Lab) {
+    let d = lab.dir.display().to_string();
+    let conf = format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+         scrape_configs:\n  - job_name: tapwire\n    static_configs: [{{targets: ['{API}']}}]\n"
+    );
+    std::fs::write(lab.dir.join("prometheus.yml"), conf).unwrap();
+    let child = lab
+        .in_ns(
+            &lab.s,
+            &[
+                "prometheus",
+                &format!("--config.file={d}/prometheus.yml"),
+                &format!("--storage.tsdb.path={d}/prometheus"),
+                "--web.listen-address=127.0.0.1:9090",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.procs.push(child);
+    lab.wait_for(&lab.s.clone(), "http://127.0.0.1:9090/-/ready");
+}
+
+/// One PromQL instant query through Prometheus's HTTP API: the single value, or `None`.
+fn promql(lab: &Lab, q: &str) -> Option<f64> {
+    let out = lab
+        .in_ns(
+            &lab.s,
+            &[
+                "curl",
+                "-sf",
+                "--get",
+                "--data-urlencode",
+                &format!("query={q}"),
+                "http://127.0.0.1:9090/api/v1/query",
+            ],
+        )
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let r = v["data"]["result"].as_array()?;
+    r.first()?["value"][1].as_str()?.parse().ok()
+}
+
+fn metrics(lab: &Lab) -> String {
+    let out = lab
+        .in_ns(&lab.s, &["curl", "-sf", &format!("http://{API}/metrics")])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The sum of every series of `name` whose labels include each of `labels`.
+fn metric(text: &str, name: &str, labels: &[&str]) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The agent's own event stream (`/v1/events`), read with curl in the server namespace.
+fn subscribe(lab: &mut Lab) -> mpsc::Receiver<String> {
+    let mut child: Child = lab
+        .in_ns(&lab.s, &["curl", "-sN", &format!("http://{API}/v1/events")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(&mut child);
+    lab.procs.push(child);
+    wait_until("the subscription", || {
+        lab.status()["demand"]["subscriptions"] == 1
+    });
+    rx
+}
+
+fn collect(rx: &mpsc::Receiver<String>, into: &mut Vec<Value>, want: usize, what: &str) {
+    wait_until(what, || {
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(50)) {
+            into.push(serde_json::from_str(&l).expect("a JSON line"));
+        }
+        into.len() >= want
+    });
+}
+
+fn curl(lab: &Lab, path: &str, headers: &[&str]) {
+    let url = format!("http://{}{path}", lab.sa);
+    let mut args = vec!["curl", "-s", "-o", "/dev/null"];
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    args.push(&url);
+    assert!(lab.in_ns(&lab.c, &args).status().unwrap().success());
+}
+
+/// 7 HTTP, 3 Redis and 2 DNS exchanges.
+fn traffic(lab: &Lab) {
+    for p in [
+        "/index.html",
+        "/index.html",
+        "/index.html",
+        "/missing",
+        "/users/42",
+    ] {
+        curl(lab, p, &[]);
+    }
+    curl(lab, "/users/43", &[]);
+    curl(
+        lab,
+        "/index.html?traced=1",
+        &[&format!("traceparent: 00-{TRACE_ID}-{PARENT_ID}-01")],
+    );
+    for args in [
+        ["SET", "cart:1", "apples"],
+        ["GET", "cart:1", ""],
+        ["LPUSH", "cart:1", "pears"],
+    ] {
+        let mut a = vec!["redis-cli", "-h", &lab.sa];
+        a.extend(args.iter().filter(|x| !x.is_empty()));
+        let _ = lab.in_ns(&lab.c, &a).output().unwrap();
+    }
+    for name in ["www.tapwire.test", "nothere.tapwire.test"] {
+        let server = format!("@{}", lab.sa);
+        let _ = lab
+            .in_ns(&lab.c, &["dig", "+tries=1", &server, name, "A"])
+            .output()
+            .unwrap();
+    }
+}
+
+fn start_servers(lab: &mut Lab) {
+    lab.start_nginx();
+    lab.start_redis();
+    lab.start_dnsmasq(&[
+        "--local=/tapwire.test/",
+        "--address=/www.tapwire.test/10.9.8.7",
+    ]);
+    let (c, sa) = (lab.c.clone(), lab.sa.clone());
+    wait_until("redis-server", || {
+        lab.in_ns(&c, &["redis-cli", "-h", &sa, "PING"])
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"PONG"))
+    });
+}
+
+fn key(e: &Value) -> (u64, u64) {
+    (
+        e["start_time_unix_nano"].as_u64().unwrap(),
+        e["end_time_unix_nano"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn prometheus_otlp_and_kafka_get_the_same_exchanges() {
+    let Some(tansu) = tansu() else {
+        eprintln!("SKIP: the sink tests need the tansu broker (TAPWIRE_TANSU)");
+        return;
+    };
+    let needs = [
+        "ip",
+        "nginx",
+        "curl",
+        "redis-server",
+        "redis-cli",
+        "dnsmasq",
+        "dig",
+        "prometheus",
+        "promtool",
+    ];
+    let Some(mut lab) = lab_with(&needs) else {
+        return;
+    };
+    start_servers(&mut lab);
+    let (_, spans_rx) = start_receiver(&mut lab);
+    start_tansu(
+        &mut lab,
+        &tansu,
+        &["tapwire.http", "tapwire.redis", "tapwire.dns"],
+    );
+    start_prometheus(&mut lab);
+    lab.start_agent_with(&[
+        "--red-metrics",
+        "--otlp-endpoint",
+        "http://127.0.0.1:4317",
+        "--kafka-brokers",
+        BROKER,
+        "--kafka-topic",
+        "tapwire.{protocol}",
+    ]);
+    let events_rx = subscribe(&mut lab);
+    traffic(&lab);
+    let mut events = Vec::new();
+    collect(&events_rx, &mut events, 12, "12 exchanges on /v1/events");
+    let by_proto = |p: &str| events.iter().filter(|e| e["protocol"] == p).count();
+    assert_eq!(
+        (by_proto("http"), by_proto("redis"), by_proto("dns")),
+        (7, 3, 2)
+    );
+
+    // OTLP: one span per exchange, at the exchange's times.
+    let mut spans = Vec::new();
+    collect(&spans_rx, &mut spans, 12, "12 spans at the receiver");
+    std::thread::sleep(Duration::from_millis(1500));
+    while let Ok(l) = spans_rx.try_recv() {
+        spans.push(serde_json::from_str(&l).unwrap());
+    }
+    assert_eq!(spans.len(), 12, "exactly one span per exchange");
+    let span_of = |e: &Value| {
+        let (s, t) = key(e);
+        spans
+            .iter()
+            .find(|x| x["start"] == s && x["end"] == t)
+            .unwrap_or_else(|| panic!("no span for {e}"))
+    };
+    for e in &events {
+        let s = span_of(e);
+        assert_eq!(s["transport"], "grpc");
+        assert_eq!(s["scope"]["name"], "tapwire");
+        assert_eq!(s["resource"]["service.name"], "tapwire-observed");
+        assert_eq!(s["resource"]["telemetry.sdk.name"], "tapwire");
+        assert_eq!(s["attributes"]["server.address"], e["server"]["address"]);
+        assert_eq!(s["attributes"]["client.port"], e["client"]["port"]);
+        assert_eq!(s["span_id"].as_str().unwrap().len(), 16);
+        match e["protocol"].as_str().unwrap() {
+            "http" => {
+                // SPAN_KIND_SERVER = 2; status unset (0) but for 5xx.
+                assert_eq!(s["kind"], 2);
+                assert_eq!(s["status"]["code"], 0);
+                let route = s["attributes"]["http.route"].as_str().unwrap();
+                assert_eq!(s["name"], format!("GET {route}"));
+                assert_eq!(
+                    s["attributes"]["http.response.status_code"],
+                    e["http"]["response"]["status_code"]
+                );
+                let path = e["url"]["path"].as_str().unwrap();
+                let want = if path.starts_with("/users/") {
+                    "/users/{id}"
+                } else {
+                    path
+                };
+                assert_eq!(route, want);
+                if e["url"]["query"] == "traced=1" {
+                    assert_eq!(s["trace_id"], TRACE_ID);
+                    assert_eq!(s["parent_span_id"], PARENT_ID);
+                } else {
+                    assert_eq!(s["parent_span_id"], "", "a new trace");
+                    assert_ne!(s["trace_id"], TRACE_ID);
+                }
+            }
+            "redis" => {
+                assert_eq!(s["kind"], 3, "client");
+                let op = e["db"]["operation"]["name"].as_str().unwrap();
+                assert_eq!(s["name"], op);
+                assert_eq!(s["attributes"]["db.system.name"], "redis");
+                if op == "LPUSH" {
+                    assert_eq!(s["attributes"]["db.response.status_code"], "WRONGTYPE");
+                    assert_eq!(s["status"]["code"], 2, "error");
+                } else {
+                    assert_eq!(s["status"]["code"], 0);
+                }
+            }
+            "dns" => {
+                assert_eq!(
+                    (s["kind"].clone(), s["name"].clone()),
+                    (3.into(), "DNS A".into())
+                );
+                let q = &e["dns"]["question"]["name"];
+                assert_eq!(&s["attributes"]["dns.question.name"], q);
+                let nx = q == "nothere.tapwire.test";
+                assert_eq!(s["status"]["code"], if nx { 2 } else { 0 });
+                if !nx {
+                    assert_eq!(
+                        s["attributes"]["dns.answers"],
+                        serde_json::json!(["10.9.8.7"])
+                    );
+                }
+            }
+            p => panic!("unexpected protocol {p}"),
+        }
+    }
+
+    // Kafka: one message per exchange, the event itself, keyed by connection.
+    wait_until("Kafka delivery reports", || {
+        metric(
+            &metrics(&lab),
+            "tapwire_sink_delivered_total",
+            &["sink=\"kafka\""],
+        ) == 12
+    });
+    let msgs = consume(&lab, &["tapwire.http", "tapwire.redis", "tapwire.dns"]);
+    assert_eq!(msgs.len(), 12);
+    for e in &events {
+        let m = msgs
+            .iter()
+            .find(|m| &m["payload"] == e)
+            .unwrap_or_else(|| panic!("no message for {e}"));
+        assert_eq!(
+            m["topic"],
+            format!("tapwire.{}", e["protocol"].as_str().unwrap())
+        );
+        assert_eq!(
+            m["key"],
+            format!(
+                "{}:{}>{}:{}",
+                e["client"]["address"].as_str().unwrap(),
+                e["client"]["port"],
+                e["server"]["address"].as_str().unwrap(),
+                e["server"]["port"]
+            )
+        );
+        assert_eq!(m["headers"]["tapwire.protocol"], e["protocol"]);
+        assert_eq!(m["headers"]["tapwire.schema.version"], "1.0");
+    }
+
+    // Prometheus: counts and every latency bucket, as the server stored them.
+    wait_until("Prometheus to scrape the HTTP requests", || {
+        promql(&lab, "sum(http_server_request_duration_seconds_count)") == Some(7.0)
+    });
+    let http: Vec<&Value> = events.iter().filter(|e| e["protocol"] == "http").collect();
+    for le in [
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    ] {
+        let want = http
+            .iter()
+            .filter(|e| {
+                let (s, t) = key(e);
+                t.saturating_sub(s) as f64 / 1e9 <= le
+            })
+            .count() as f64;
+        let q = format!("sum(http_server_request_duration_seconds_bucket{{le=\"{le}\"}})");
+        assert_eq!(promql(&lab, &q), Some(want), "{q}");
+    }
+    let q = |s: &str| promql(&lab, s);
+    assert_eq!(
+        q(
+            r#"sum(http_server_request_duration_seconds_count{http_route="/users/{id}",http_response_status_code="404"})"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        q(
+            r#"sum(http_server_request_duration_seconds_count{http_route="/index.html",http_request_method="GET",error_type=""})"#
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        q(r#"sum(http_server_response_body_size_bytes_count{http_route="/index.html"})"#),
+        Some(4.0)
+    );
+    assert_eq!(
+        q(
+            r#"sum(db_client_operation_duration_seconds_count{db_system_name="redis",db_operation_name="LPUSH",db_response_status_code="WRONGTYPE"})"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        q(r#"sum(dns_lookup_duration_seconds_count{dns_response_code="NXDOMAIN"})"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        q(r#"sum(tapwire_sink_offered_total)"#),
+        Some(36.0),
+        "12 exchanges to each of three sinks"
+    );
+    // The exposition is valid for Prometheus's own checker.
+    let text = metrics(&lab);
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for sink in ["otlp", "kafka", "prometheus"] {
+        let l = format!("sink=\"{sink}\"");
+        assert_eq!(
+            metric(&text, "tapwire_sink_offered_total", &[&l]),
+            12,
+            "{sink}"
+        );
+        assert_eq!(
+            metric(&text, "tapwire_sink_delivered_total", &[&l]),
+            12,
+            "{sink}"
+        );
+        assert_eq!(
+            metric(&text, "tapwire_sink_dropped_total", &[&l]),
+            0,
+            "{sink}"
+        );
+    }
+}
+
+/// offered = delivered + dropped + queued, for one sink, from the agent's /metrics.
+fn accounted(lab: &Lab, sink: &str) -> (u64, u64, BTreeMap<String, u64>, u64) {
+    let text = metrics(lab);
+    let l = format!("sink=\"{sink}\"");
+    let mut dropped = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|x| x.starts_with("tapwire_sink_dropped_total{") && x.contains(&l))
+    {
+        let reason = line
+            .split("reason=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_string();
+        let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        dropped.insert(reason, n);
+    }
+    (
+        metric(&text, "tapwire_sink_offered_total", &[&l]),
+        metric(&text, "tapwire_sink_delivered_total", &[&l]),
+        dropped,
+        metric(&text, "tapwire_sink_queued", &[&l]),
+    )
+}
+
+#[test]
+fn otlp_over_http_with_gzip_and_headers_counts_what_an_outage_loses() {
+    let Some(mut lab) = lab_with(&["ip", "nginx", "curl"]) else {
+        return;
+    };
+    lab.start_nginx();
+    let (receiver, rx) = start_receiver(&mut lab);
+    let config = lab.dir.join("tapwire.yaml");
+    std::fs::write(
+        &config,
+        "sinks:\n  otlp:\n    endpoint: http://127.0.0.1:4318\n    protocol: http/protobuf\n    \
+         compression: gzip\n    headers: {x-tapwire-test: sinks}\n    service_name: shop-frontend\n    \
+         batch_timeout: 200ms\n    timeout: 2s\n    max_retries: 1\n    filter: 'protocol == \"http\"'\n",
+    )
+    .unwrap();
+    lab.start_agent_with(&["--config", config.to_str().unwrap()]);
+    let get = |lab: &Lab, tag: &str| {
+        for i in 0..5 {
+            curl(lab, &format!("/{tag}-{i}"), &[]);
+        }
+    };
+    get(&lab, "before");
+    let mut spans = Vec::new();
+    collect(&rx, &mut spans, 5, "5 spans over HTTP/protobuf");
+    for s in &spans {
+        assert_eq!(s["transport"], "http");
+        assert_eq!(s["meta"]["encoding"], "gzip");
+        assert_eq!(s["meta"]["content-type"], "application/x-protobuf");
+        assert_eq!(s["meta"]["x-tapwire-test"], "sinks");
+        assert_eq!(s["resource"]["service.name"], "shop-frontend");
+        assert!(s["name"].as_str().unwrap().starts_with("GET /before-"));
+    }
+
+    // The collector goes away: those exports fail after their retry and are counted.
+    let pid = lab.procs[receiver].id().to_string();
+    sh(&["kill", "-KILL", &pid]);
+    let _ = lab.procs[receiver].wait();
+    get(&lab, "during");
+    wait_until("the failed exports to be counted", || {
+        accounted(&lab, "otlp").2.get("export_failed") == Some(&5)
+    });
+
+    // It comes back: new spans flow again.
+    let (_, rx) = start_receiver(&mut lab);
+    get(&lab, "after");
+    let mut after = Vec::new();
+    collect(&rx, &mut after, 5, "5 spans after the outage");
+    assert!(
+        after
+            .iter()
+            .all(|s| s["name"].as_str().unwrap().starts_with("GET /after-"))
+    );
+    let (offered, delivered, dropped, queued) = accounted(&lab, "otlp");
+    assert_eq!((offered, delivered, queued), (15, 10, 0));
+    assert_eq!(dropped, BTreeMap::from([("export_failed".to_string(), 5)]));
+    assert_eq!(delivered as usize, spans.len() + after.len());
+}
+
+#[test]
+fn kafka_broker_outage_delivers_the_queue_and_counts_the_overflow() {
+    let Some(tansu) = tansu() else {
+        eprintln!("SKIP: the sink tests need the tansu broker (TAPWIRE_TANSU)");
+        return;
+    };
+    let Some(mut lab) = lab_with(&["ip", "nginx", "curl"]) else {
+        return;
+    };
+    lab.start_nginx();
+    let broker = start_tansu(&mut lab, &tansu, &["tapwire.exchanges"]);
+    let config = lab.dir.join("tapwire.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "sinks:\n  kafka:\n    brokers: {BROKER}\n    queue: 3\n    \
+             properties: {{linger.ms: 0, reconnect.backoff.max.ms: 500}}\n"
+        ),
+    )
+    .unwrap();
+    lab.start_agent_with(&["--config", config.to_str().unwrap()]);
+    let get = |lab: &Lab, tag: &str| {
+        for i in 0..5 {
+            curl(lab, &format!("/{tag}-{i}"), &[]);
+            // One at a time, so the queue of 3 is never full while the broker is up.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    get(&lab, "before");
+    wait_until("5 deliveries", || accounted(&lab, "kafka").1 == 5);
+    assert_eq!(consume(&lab, &["tapwire.exchanges"]).len(), 5);
+
+    // The broker dies: 3 messages wait in the queue, 2 overflow it and are counted.
+    let pid = lab.procs[broker].id().to_string();
+    sh(&["kill", "-KILL", &pid]);
+    let _ = lab.procs[broker].wait();
+    get(&lab, "during");
+    wait_until("10 offered", || accounted(&lab, "kafka").0 == 10);
+    let (_, delivered, dropped, queued) = accounted(&lab, "kafka");
+    assert_eq!((delivered, queued), (5, 3));
+    assert_eq!(dropped, BTreeMap::from([("queue_full".to_string(), 2)]));
+
+    // It comes back (empty: in-memory storage): the queued 3 are delivered.
+    start_tansu(&mut lab, &tansu, &["tapwire.exchanges"]);
+    wait_until("the queue to drain", || accounted(&lab, "kafka").1 == 8);
+    let msgs = consume(&lab, &["tapwire.exchanges"]);
+    let paths: Vec<&str> = msgs
+        .iter()
+        .map(|m| m["payload"]["url"]["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/during-0", "/during-1", "/during-2"]);
+    let (offered, delivered, dropped, queued) = accounted(&lab, "kafka");
+    assert_eq!(
+        offered,
+        delivered + dropped.values().sum::<u64>() + queued,
+        "everything offered is delivered, counted as dropped, or queued"
+    );
+    assert_eq!((offered, delivered, queued), (10, 8, 0));
+}
