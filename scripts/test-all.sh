@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(tshark tcpdump dnsmasq-base nginx-light redis-server bind9-dnsutils curl iproute2 ethtool
-      build-essential pkg-config libpcap-dev)
+      build-essential pkg-config libpcap-dev zlib1g-dev libssl-dev prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,6 +19,18 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tapwire-target}"
+
+# The Kafka-protocol broker the sink tests produce to: tansu from crates.io, built once into
+# a cache outside the checkout (about 20 minutes the first time, then reused).
+TANSU_VERSION=0.6.0
+tools="${TAPWIRE_TOOLS:-$HOME/.cache/tapwire-tools}"
+if ! "$tools/bin/tansu" --version 2>/dev/null | grep -qx "tansu $TANSU_VERSION"; then
+  echo "test-all: building the tansu broker $TANSU_VERSION into $tools (once)"
+  CARGO_TARGET_DIR="$tools/target" cargo install tansu --version "$TANSU_VERSION" --locked \
+    --features dynostore --root "$tools" --quiet
+  rm -rf "$tools/target"
+fi
+export TAPWIRE_TANSU="$tools/bin/tansu"
 export CARGO_TERM_COLOR=never
 if [ ! -d ../shared/corpus ]; then
   echo "test-all: SKIP: ../shared/corpus is absent: the corpus golden, peer and robustness checks"

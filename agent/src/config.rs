@@ -288,7 +288,11 @@ fn resolve_sinks(args: &RunArgs, file: SinksFile) -> Result<Sinks, String> {
             config: c,
             filter: check_filter("sinks.otlp.filter", o.filter)?,
         });
-    } else if o.protocol.is_some() || o.filter.is_some() || !o.headers.is_empty() {
+    } else if o.protocol.is_some()
+        || args.otlp_protocol.is_some()
+        || o.filter.is_some()
+        || !o.headers.is_empty()
+    {
         return Err("sinks.otlp.endpoint: missing (or set OTEL_EXPORTER_OTLP_ENDPOINT)".into());
     }
     let k = file.kafka.unwrap_or_default();

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use pipeline::sink::{LazyJson, Sink};
+use pipeline::sink::{Published, Sink};
 use schemas::Exchange;
 use tokio::sync::mpsc;
 
@@ -135,10 +135,13 @@ impl Hub {
         self.active.store(0, Ordering::Relaxed);
     }
 
-    /// Hand one exchange to every subscriber and sink (serialised at most once).
-    pub fn publish(&self, ex: &Exchange) {
+    /// Hand one exchange to every subscriber and sink (serialised at most once, shared by
+    /// the sinks that queue it).
+    pub fn publish(&self, ex: Exchange) {
         self.exchanges.fetch_add(1, Ordering::Relaxed);
-        let mut json = LazyJson::new(ex);
+        let mut ev = Published::new(ex);
+        let ex = ev.exchange().clone();
+        let ex = &*ex;
         // The event's filter variables, built once and only when some filter needs them.
         let mut bindings = None;
         for s in &self.sinks {
@@ -147,7 +150,7 @@ impl Hub {
             {
                 continue;
             }
-            s.sink.offer(ex, &mut json);
+            s.sink.offer(&mut ev);
         }
         let subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
         for s in subs.iter() {
@@ -159,7 +162,7 @@ impl Hub {
             {
                 continue;
             }
-            let Some(line) = json.get() else { return };
+            let Some(line) = ev.json() else { return };
             match s.tx.try_send(line.clone()) {
                 Ok(()) => {
                     self.delivered.fetch_add(1, Ordering::Relaxed);
@@ -201,7 +204,7 @@ mod tests {
         let slow = hub.subscribe(None);
         assert_eq!(hub.active(), 2);
         for _ in 0..QUEUE_CAP + 10 {
-            hub.publish(&ex());
+            hub.publish(ex());
             while fast.rx.try_recv().is_ok() {}
         }
         assert_eq!(slow.dropped.load(Ordering::Relaxed), 10);
@@ -218,9 +221,9 @@ mod tests {
         let mut errors = hub.subscribe(Some(Filter::compile(r#"status == "error""#).unwrap()));
         let mut all = hub.subscribe(None);
         let mut e = ex();
-        hub.publish(&e);
+        hub.publish(e.clone());
         e.status = schemas::Status::Error;
-        hub.publish(&e);
+        hub.publish(e.clone());
         let got = |s: &mut Subscription| std::iter::from_fn(|| s.rx.try_recv().ok()).count();
         assert_eq!((got(&mut errors), got(&mut all)), (1, 2));
     }

@@ -289,6 +289,127 @@ fn run_refuses_a_bad_config_or_interface_with_one_line() {
     assert_eq!(err.trim(), "tapwire: capture: no interface named nosuchif0");
 }
 
+/// Every bad sink setting is one line naming its key, exit 2, before anything is captured.
+#[test]
+fn run_refuses_bad_sink_settings_naming_the_key() {
+    let pcap = fixture("http1/nginx-keepalive-pipelining.pcap");
+    let spool = std::env::temp_dir().join(format!("tapwire-cli-sinks-{}", std::process::id()));
+    let run = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tapwire"));
+        c.args([
+            "run",
+            "--read",
+            &pcap,
+            "--listen",
+            "127.0.0.1:19471",
+            "--spool-dir",
+        ])
+        .arg(&spool)
+        .args(extra)
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().expect("run tapwire");
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        err
+    };
+    let cfg = |name: &str, text: &str| tmp(name, text.as_bytes()).to_string_lossy().into_owned();
+    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec!["--otlp-endpoint".into(), "collector:4317".into()],
+            vec![],
+            "tapwire: sinks.otlp.endpoint: \"collector:4317\" is not an http:// or https:// URL",
+        ),
+        (
+            vec![],
+            vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "collector")],
+            "tapwire: sinks.otlp.endpoint:",
+        ),
+        (
+            vec![
+                "--otlp-endpoint".into(),
+                "http://c:4317".into(),
+                "--otlp-protocol".into(),
+                "http/json".into(),
+            ],
+            vec![],
+            "tapwire: sinks.otlp.protocol:",
+        ),
+        (
+            vec!["--kafka-brokers".into(), "localhost".into()],
+            vec![],
+            "tapwire: sinks.kafka.brokers:",
+        ),
+        (
+            vec!["--kafka-topic".into(), "t".into()],
+            vec![],
+            "tapwire: sinks.kafka.brokers: missing",
+        ),
+        (
+            vec![
+                "--config".into(),
+                cfg("s1.yaml", "sinks:\n  otlp:\n    endpont: http://c:4317\n"),
+            ],
+            vec![],
+            "endpont",
+        ),
+        (
+            vec![
+                "--config".into(),
+                cfg(
+                    "s2.yaml",
+                    "sinks:\n  otlp:\n    endpoint: https://c:4317\n    tls: {ca_file: /nonexistent/ca.pem}\n",
+                ),
+            ],
+            vec![],
+            "tapwire: sinks.otlp.tls.ca_file: /nonexistent/ca.pem:",
+        ),
+        (
+            vec![
+                "--config".into(),
+                cfg(
+                    "s3.yaml",
+                    "sinks:\n  kafka:\n    brokers: 127.0.0.1:9\n    properties: {no.such.thing: 1}\n",
+                ),
+            ],
+            vec![],
+            "tapwire: sinks.kafka.properties:",
+        ),
+        (
+            vec![
+                "--config".into(),
+                cfg(
+                    "s4.yaml",
+                    "sinks:\n  prometheus: {enabled: true, filter: 'status ==='}\n",
+                ),
+            ],
+            vec![],
+            "tapwire: sinks.prometheus.filter:",
+        ),
+        (
+            vec![
+                "--config".into(),
+                cfg(
+                    "s5.yaml",
+                    "sinks:\n  otlp: {endpoint: 'http://c:4317', compression: brotli}\n",
+                ),
+            ],
+            vec![],
+            "tapwire: sinks.otlp.compression:",
+        ),
+    ];
+    for (args, env, want) in cases {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = run(&a, &env);
+        assert!(err.contains(want), "{a:?}: want {want:?}, got {err}");
+    }
+    let _ = std::fs::remove_dir_all(&spool);
+}
+
 /// `run --read FILE` replays a capture through the agent (spool, API); a subscriber with
 /// `since` then gets every exchange the file holds, as `dissect` finds them. No root needed.
 #[test]

@@ -241,7 +241,7 @@ impl Worker {
                         .exchanges
                         .with_label_values(&[ex.protocol.as_str()])
                         .inc();
-                    shared.hub.publish(&ex);
+                    shared.hub.publish(ex);
                 }
             });
             if self.shared.hub.active() == 0 && self.pipe.take().is_some() {
@@ -255,7 +255,7 @@ impl Worker {
         if let Some(mut p) = self.pipe.take() {
             p.finish(&mut self.out);
             for ex in self.out.drain(..) {
-                self.shared.hub.publish(&ex);
+                self.shared.hub.publish(ex);
             }
         }
         let _ = self.spool.close();

@@ -4,7 +4,8 @@
 //! (transport, request headers of interest, resource and scope, the span's ids in hex,
 //! times, kind, attributes and status), so a test reads what really went over the wire.
 //!
-//! `tw-otlp-receiver GRPC_ADDR HTTP_ADDR`; prints `ready` once both listen.
+//! `tw-otlp-receiver GRPC_ADDR HTTP_ADDR [--quiet]`; prints `ready` once both listen.
+//! `--quiet` decodes every request but prints nothing more (benchmarks).
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -42,7 +43,12 @@ fn attrs(kv: &[KeyValue]) -> Value {
     )
 }
 
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn print(req: &ExportTraceServiceRequest, transport: &str, meta: Value) {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for rs in &req.resource_spans {
@@ -149,6 +155,10 @@ async fn main() {
         eprintln!("usage: tw-otlp-receiver GRPC_ADDR HTTP_ADDR");
         std::process::exit(2);
     };
+    QUIET.store(
+        args.get(2).is_some_and(|a| a == "--quiet"),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let g: SocketAddr = g.parse().expect("GRPC_ADDR");
     let h: SocketAddr = h.parse().expect("HTTP_ADDR");
     let grpc = tonic::transport::Server::builder()

@@ -260,11 +260,7 @@ fn traceparent(headers: Option<&amq_protocol::types::FieldTable>) -> Option<(Str
         AMQPValue::ShortString(s) => s.as_str().to_string(),
         _ => return None,
     };
-    let mut it = text.split('-');
-    let (_, trace, span) = (it.next()?, it.next()?, it.next()?);
-    let hex = |s: &str, n| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    (hex(trace, 32) && hex(span, 16))
-        .then(|| (trace.to_ascii_lowercase(), span.to_ascii_lowercase()))
+    super::http_fields::parse_traceparent(&text)
 }
 
 impl AmqpDissector {

@@ -107,8 +107,13 @@ pub(crate) fn header_name(raw: &str) -> Cow<'static, str> {
 
 /// `traceparent: 00-<trace id>-<parent id>-<flags>` → (trace id, span id).
 pub(crate) fn traceparent(headers: &HeaderMap) -> Option<(String, String)> {
-    let v = headers.first("traceparent")?;
-    let mut it = v.split('-');
+    parse_traceparent(headers.first("traceparent")?)
+}
+
+/// A W3C `traceparent` value (from any protocol's headers) → (trace id, span id); `None`
+/// unless it is well formed with non-zero ids.
+pub(crate) fn parse_traceparent(v: &str) -> Option<(String, String)> {
+    let mut it = v.trim().split('-');
     let (ver, trace, span, flags) = (it.next()?, it.next()?, it.next()?, it.next()?);
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
     if !hex(ver, 2) || ver == "ff" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {

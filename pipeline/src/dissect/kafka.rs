@@ -16,7 +16,9 @@
 //! `error`), `topic_stats` (records and bytes per topic for Produce requests and Fetch
 //! responses, from the record-batch headers: batches are never decompressed);
 //! `messaging.destination.name` when exactly one topic is named, `messaging.client.id`,
-//! `messaging.consumer.group.name` for group APIs, `messaging.batch.message_count`.
+//! `messaging.consumer.group.name` for group APIs, `messaging.batch.message_count`;
+//! `trace_id`/`span_id` from the first `traceparent` record header of a Produce request
+//! (uncompressed v2 batches, at most 64 records looked at).
 //! Error codes are read field by field for the common APIs (`response_error`); for every
 //! other API they are read from the decoded response's Debug rendering (`error_code: N`).
 
@@ -147,6 +149,9 @@ fn legacy_request(api: ApiKey, version: i16, body: &[u8], info: &mut ReqInfo) ->
                     if n > 0 {
                         let set = r.take(n as usize)?;
                         count_records(set, &mut stats);
+                        if info.traceparent.is_none() {
+                            info.traceparent = record_traceparent(set);
+                        }
                     }
                 }
                 info.topic(topic);
@@ -222,6 +227,84 @@ fn count_records(mut set: &[u8], stats: &mut TopicStats) {
     }
 }
 
+/// Records whose headers are searched for a `traceparent`, per record set.
+const TRACEPARENT_SCAN_RECORDS: usize = 64;
+
+/// The first W3C `traceparent` record header in a record set: uncompressed v2 batches only
+/// (compressed records are never inflated), at most [`TRACEPARENT_SCAN_RECORDS`] records.
+fn record_traceparent(mut set: &[u8]) -> Option<(String, String)> {
+    let mut budget = TRACEPARENT_SCAN_RECORDS;
+    while set.len() >= 61 && budget > 0 {
+        let len = usize::try_from(i32_at(set, 8)?).ok()?;
+        let end = 12usize.checked_add(len)?;
+        let batch = set.get(..end.min(set.len()))?;
+        let attributes = i16_at(batch, 21)?;
+        if batch.get(16) == Some(&2) && attributes & 0x7 == 0 {
+            let count = usize::try_from(i32_at(batch, 57)?).unwrap_or(0);
+            let mut r = Varints(batch.get(61..)?);
+            for _ in 0..count.min(budget) {
+                budget -= 1;
+                let rec_len = usize::try_from(r.varint()?).ok()?;
+                let mut rec = Varints(r.take(rec_len)?);
+                rec.take(1)?; // attributes
+                rec.varint()?; // timestamp delta (a varlong; small values fit)
+                rec.varint()?; // offset delta
+                for _ in 0..2 {
+                    // key, then value (-1: null)
+                    let n = rec.varint()?;
+                    if n > 0 {
+                        rec.take(usize::try_from(n).ok()?)?;
+                    }
+                }
+                let headers = rec.varint()?;
+                for _ in 0..headers.clamp(0, 64) {
+                    let kn = usize::try_from(rec.varint()?).ok()?;
+                    let key = rec.take(kn)?;
+                    let vn = rec.varint()?;
+                    let val = if vn > 0 {
+                        rec.take(usize::try_from(vn).ok()?)?
+                    } else {
+                        &[]
+                    };
+                    if key.eq_ignore_ascii_case(b"traceparent")
+                        && let Some(tp) = std::str::from_utf8(val)
+                            .ok()
+                            .and_then(super::http_fields::parse_traceparent)
+                    {
+                        return Some(tp);
+                    }
+                }
+            }
+        }
+        set = set.get(end..)?;
+    }
+    None
+}
+
+/// Zigzag varints of the v2 record format.
+struct Varints<'a>(&'a [u8]);
+
+impl<'a> Varints<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (a, b) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = b;
+        Some(a)
+    }
+
+    fn varint(&mut self) -> Option<i64> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = *self.0.get(i)?;
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                self.0 = self.0.get(i + 1..)?;
+                return Some(((v >> 1) as i64) ^ -((v & 1) as i64));
+            }
+        }
+        None
+    }
+}
+
 /// What a request says.
 #[derive(Default)]
 struct ReqInfo {
@@ -229,6 +312,8 @@ struct ReqInfo {
     group: Option<String>,
     acks: i16,
     stats: Vec<TopicStats>,
+    /// The first `traceparent` record header of a Produce request.
+    traceparent: Option<(String, String)>,
 }
 
 impl ReqInfo {
@@ -251,6 +336,9 @@ fn request_info(req: &RequestKind, info: &mut ReqInfo) {
                 for p in &t.partition_data {
                     if let Some(rec) = &p.records {
                         count_records(rec, &mut stats);
+                        if info.traceparent.is_none() {
+                            info.traceparent = record_traceparent(rec);
+                        }
                     }
                 }
                 info.topic(t.name.to_string());
@@ -525,6 +613,10 @@ impl KafkaDissector {
         }
         let mut ex = out.exchange(Protocol::Kafka, start);
         ex.end_time_unix_nano = ts;
+        if let Some((t, s)) = info.traceparent.take() {
+            ex.trace_id = Some(t);
+            ex.span_id = Some(s);
+        }
         if let Some(a) = anomaly {
             ex.add_anomaly(a);
         }

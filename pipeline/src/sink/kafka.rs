@@ -10,16 +10,19 @@
 //!   `compression.type`, `acks`, `linger.ms`, …); librdkafka rejects unknown ones when the
 //!   sink starts, and the message names the key.
 //!
-//! Delivery never blocks the capture worker: [`KafkaSink::offer`] hands the message to
-//! librdkafka's queue, bounded by [`KafkaConfig::queue`] messages (and 64 MiB unless
-//! `queue.buffering.max.kbytes` says otherwise). A full queue drops the message
-//! (`reason="queue_full"`). While a broker is down librdkafka keeps the queued messages and
+//! Delivery never blocks the capture worker: [`KafkaSink::offer`] puts a reference to the
+//! exchange on a hand-off queue ([`HANDOFF`] exchanges); the sink's own thread serialises it
+//! and hands the message to librdkafka's queue, bounded by [`KafkaConfig::queue`] messages
+//! (and 64 MiB unless `queue.buffering.max.kbytes` says otherwise). A full queue, either one,
+//! drops the exchange (`reason="queue_full"`). While a broker is down librdkafka keeps the queued messages and
 //! retries; what it gives up on (after `message.timeout.ms`, 5 minutes by default) comes back
 //! in a delivery report and is counted by its error (`reason="MessageTimedOut"`, …).
 //! Delivery reports that succeed count as delivered, so `offered = delivered + dropped +
 //! queued` always holds.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
@@ -29,9 +32,12 @@ use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use schemas::Exchange;
 
-use super::{LazyJson, Sink, SinkMetrics, connection_key};
+use super::{Published, Sink, SinkMetrics, connection_key};
 
 const SINK: &str = "kafka";
+
+/// Exchanges waiting for the sink's thread (between the capture workers and librdkafka).
+pub const HANDOFF: usize = 8192;
 
 /// The Kafka sink's configuration (the `sinks.kafka` keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,16 +132,18 @@ fn reason(e: &KafkaError) -> String {
     }
 }
 
-/// The running sink.
+/// The running sink: a hand-off queue and the thread that produces.
 pub struct KafkaSink {
-    cfg: KafkaConfig,
+    tx: Mutex<Option<SyncSender<Arc<Exchange>>>>,
     producer: ThreadedProducer<Reports>,
     counters: SinkMetrics,
-    warned: std::sync::atomic::AtomicBool,
+    /// Exchanges in the hand-off queue or being produced.
+    waiting: Arc<AtomicU64>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl KafkaSink {
-    /// Create the producer (it connects in the background).
+    /// Create the producer (it connects in the background) and the sink's thread.
     pub fn start(cfg: KafkaConfig, counters: SinkMetrics) -> Result<KafkaSink, String> {
         cfg.validate()?;
         let mut cc = ClientConfig::new();
@@ -151,12 +159,79 @@ impl KafkaSink {
                 counters: counters.clone(),
             })
             .map_err(|e| format!("sinks.kafka.properties: {e}"))?;
+        let (tx, rx) = sync_channel(HANDOFF);
+        let waiting = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (producer, counters, waiting) =
+                (producer.clone(), counters.clone(), waiting.clone());
+            std::thread::Builder::new()
+                .name("tapwire-kafka".into())
+                .spawn(move || produce_loop(rx, cfg, producer, counters, waiting))
+                .map_err(|e| format!("sinks.kafka: cannot start its thread: {e}"))?
+        };
         Ok(KafkaSink {
-            cfg,
+            tx: Mutex::new(Some(tx)),
             producer,
             counters,
-            warned: std::sync::atomic::AtomicBool::new(false),
+            waiting,
+            thread: Mutex::new(Some(thread)),
         })
+    }
+}
+
+fn produce_loop(
+    rx: Receiver<Arc<Exchange>>,
+    cfg: KafkaConfig,
+    producer: ThreadedProducer<Reports>,
+    counters: SinkMetrics,
+    waiting: Arc<AtomicU64>,
+) {
+    let warned = AtomicBool::new(false);
+    while let Ok(ex) = rx.recv() {
+        produce(&cfg, &producer, &counters, &warned, &ex);
+        waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn produce(
+    cfg: &KafkaConfig,
+    producer: &ThreadedProducer<Reports>,
+    counters: &SinkMetrics,
+    warned: &AtomicBool,
+    ex: &Exchange,
+) {
+    let Some(line) = super::json_line(ex) else {
+        counters.drop_n(SINK, "encode_error", 1);
+        return;
+    };
+    let payload = line.strip_suffix(b"\n").unwrap_or(&line);
+    let protocol = ex.protocol.as_str();
+    let topic = cfg.topic_for(protocol);
+    let key = connection_key(ex);
+    let headers = OwnedHeaders::new_with_capacity(2)
+        .insert(Header {
+            key: "tapwire.protocol",
+            value: Some(protocol),
+        })
+        .insert(Header {
+            key: "tapwire.schema.version",
+            value: Some(schemas::SCHEMA_VERSION),
+        });
+    let record = BaseRecord::to(&topic)
+        .key(&key)
+        .payload(payload)
+        .headers(headers);
+    if let Err((e, _)) = producer.send(record) {
+        let r = match e.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::QueueFull) => "queue_full".to_string(),
+            _ => reason(&e),
+        };
+        counters.drop_n(SINK, &r, 1);
+        if !warned.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "tapwire: sinks.kafka: cannot queue a message for {topic} ({e}); such losses are counted in tapwire_sink_dropped_total"
+            );
+        }
     }
 }
 
@@ -165,54 +240,39 @@ impl Sink for KafkaSink {
         SINK
     }
 
-    fn offer(&self, ex: &Exchange, json: &mut LazyJson<'_>) {
+    fn offer(&self, ev: &mut Published) {
         self.counters.offered.with_label_values(&[SINK]).inc();
-        let Some(line) = json.get() else {
-            self.counters.drop_n(SINK, "encode_error", 1);
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(tx) = tx.as_ref() else {
+            self.counters.drop_n(SINK, "stopped", 1);
             return;
         };
-        let payload = line.strip_suffix(b"\n").unwrap_or(line);
-        let protocol = ex.protocol.as_str();
-        let topic = self.cfg.topic_for(protocol);
-        let key = connection_key(ex);
-        let headers = OwnedHeaders::new_with_capacity(2)
-            .insert(Header {
-                key: "tapwire.protocol",
-                value: Some(protocol),
-            })
-            .insert(Header {
-                key: "tapwire.schema.version",
-                value: Some(schemas::SCHEMA_VERSION),
-            });
-        let record = BaseRecord::to(&topic)
-            .key(&key)
-            .payload(payload)
-            .headers(headers);
-        if let Err((e, _)) = self.producer.send(record) {
-            let r = match e.rdkafka_error_code() {
-                Some(RDKafkaErrorCode::QueueFull) => "queue_full".to_string(),
-                _ => reason(&e),
+        // Counted before it is sent, so the thread never takes away more than was added.
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = tx.try_send(ev.exchange().clone()) {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            let reason = match e {
+                TrySendError::Full(_) => "queue_full",
+                TrySendError::Disconnected(_) => "stopped",
             };
-            self.counters.drop_n(SINK, &r, 1);
-            if !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                eprintln!(
-                    "tapwire: sinks.kafka: cannot queue a message for {topic} ({e}); such losses are counted in tapwire_sink_dropped_total"
-                );
-            }
+            self.counters.drop_n(SINK, reason, 1);
         }
     }
 
     fn queued(&self) -> u64 {
-        u64::try_from(self.producer.in_flight_count()).unwrap_or(0)
+        self.waiting.load(Ordering::Relaxed)
+            + u64::try_from(self.producer.in_flight_count()).unwrap_or(0)
     }
 
     fn flush(&self, timeout: Duration) {
+        // Closing the hand-off queue ends the thread once it has produced what was queued.
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
         let _ = self.producer.flush(timeout);
     }
 }
-
-/// Shared handle type for the agent.
-pub type SharedSink = Arc<dyn Sink>;
 
 #[cfg(test)]
 mod tests {

@@ -17,33 +17,47 @@ pub mod red;
 pub mod route;
 pub mod semconv;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use schemas::Exchange;
 
-/// An exchange's JSON line (with its trailing newline), serialised at most once per exchange
-/// however many subscribers and sinks want it.
-pub struct LazyJson<'a> {
-    ex: &'a Exchange,
+/// One exchange on its way to subscribers and sinks: shared (sinks that queue it keep a
+/// reference, never a copy) and serialised to its JSON line at most once, when someone
+/// first asks.
+pub struct Published {
+    ex: Arc<Exchange>,
     line: Option<Option<Bytes>>,
 }
 
-impl<'a> LazyJson<'a> {
-    pub fn new(ex: &'a Exchange) -> Self {
-        LazyJson { ex, line: None }
+impl Published {
+    pub fn new(ex: Exchange) -> Self {
+        Published {
+            ex: Arc::new(ex),
+            line: None,
+        }
     }
 
-    /// The line, or `None` if the exchange cannot be serialised (never for a valid event).
-    pub fn get(&mut self) -> Option<&Bytes> {
-        self.line
-            .get_or_insert_with(|| {
-                serde_json::to_vec(self.ex).ok().map(|mut v| {
-                    v.push(b'\n');
-                    Bytes::from(v)
-                })
-            })
-            .as_ref()
+    /// The exchange.
+    pub fn exchange(&self) -> &Arc<Exchange> {
+        &self.ex
     }
+
+    /// Its JSON line (with the trailing newline), or `None` if it cannot be serialised
+    /// (never for a valid event).
+    pub fn json(&mut self) -> Option<&Bytes> {
+        let ex = &self.ex;
+        self.line.get_or_insert_with(|| json_line(ex)).as_ref()
+    }
+}
+
+/// An exchange's JSON line, with its trailing newline.
+pub fn json_line(ex: &Exchange) -> Option<Bytes> {
+    serde_json::to_vec(ex).ok().map(|mut v| {
+        v.push(b'\n');
+        Bytes::from(v)
+    })
 }
 
 /// A standing consumer of exchanges.
@@ -51,7 +65,7 @@ pub trait Sink: Send + Sync {
     /// Short name used in metrics and messages (`otlp`, `kafka`, `prometheus`).
     fn name(&self) -> &'static str;
     /// Take one exchange. Never blocks; what cannot be queued is dropped and counted.
-    fn offer(&self, ex: &Exchange, json: &mut LazyJson<'_>);
+    fn offer(&self, ev: &mut Published);
     /// Exchanges taken but not yet delivered or dropped (for `tapwire_sink_queued`).
     fn queued(&self) -> u64 {
         0

@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 
 use super::route::Routes;
 use super::semconv::{self, Kind, Options, Value};
-use super::{LazyJson, Sink, SinkMetrics};
+use super::{Published, Sink, SinkMetrics};
 
 const SINK: &str = "otlp";
 
@@ -274,7 +274,7 @@ fn build_exporter(cfg: &OtlpConfig) -> Result<SpanExporter, String> {
 
 /// The running sink: a bounded queue in front of the exporter task.
 pub struct OtlpSink {
-    tx: mpsc::Sender<Exchange>,
+    tx: mpsc::Sender<Arc<Exchange>>,
     stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     counters: SinkMetrics,
     queued: Arc<AtomicU64>,
@@ -342,11 +342,11 @@ impl Sink for OtlpSink {
         SINK
     }
 
-    fn offer(&self, ex: &Exchange, _json: &mut LazyJson<'_>) {
+    fn offer(&self, ev: &mut Published) {
         self.counters.offered.with_label_values(&[SINK]).inc();
         // Counted before it is sent, so the exporter never takes away more than was added.
         self.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.try_send(ex.clone()).is_err() {
+        if self.tx.try_send(ev.exchange().clone()).is_err() {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             self.counters.drop_n(SINK, "queue_full", 1);
         }
@@ -370,7 +370,7 @@ impl Sink for OtlpSink {
 }
 
 async fn export_loop(
-    mut rx: mpsc::Receiver<Exchange>,
+    mut rx: mpsc::Receiver<Arc<Exchange>>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
     exporter: SpanExporter,
     cfg: OtlpConfig,
@@ -383,7 +383,7 @@ async fn export_loop(
         .build();
     let mut ids = IdGen::new();
     let mut warned = false;
-    let mut batch: Vec<Exchange> = Vec::with_capacity(cfg.batch_size);
+    let mut batch: Vec<Arc<Exchange>> = Vec::with_capacity(cfg.batch_size);
     loop {
         batch.clear();
         // Wait for the first exchange, then fill the batch until it is full or the timeout.
@@ -618,5 +618,28 @@ mod tests {
             "a new trace each"
         );
         assert_eq!(a.span_kind, SpanKind::Server);
+
+        // A Kafka Produce whose record carried a traceparent header joins that trace.
+        let path = format!(
+            "{}/tests/golden/kafka/tansu-confluent.ndjson",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(path).expect("golden file");
+        let produce: Exchange = text
+            .lines()
+            .map(|l| serde_json::from_str::<Exchange>(l).expect("event"))
+            .find(|e| e.trace_id.is_some())
+            .expect("the Produce with a traceparent record header");
+        let k = span_data(&produce, &routes, Options::default(), &scope, &mut ids);
+        assert_eq!(k.span_kind, SpanKind::Producer);
+        assert_eq!(k.name, "send orders");
+        assert_eq!(
+            k.span_context.trace_id(),
+            TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").expect("hex")
+        );
+        assert_eq!(
+            k.parent_span_id,
+            SpanId::from_hex("b7ad6b7169203331").expect("hex")
+        );
     }
 }

@@ -23,13 +23,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
-use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use rustc_hash::FxHashMap;
 use schemas::{Exchange, Protocol};
 
 use super::route::Routes;
 use super::semconv::{error_type, http_method, http_route, messaging_operation};
-use super::{LazyJson, Sink, SinkMetrics};
+use super::{Published, Sink, SinkMetrics};
 
 /// The label value an overflowing label set is recorded under.
 pub const OTHER: &str = "_other";
@@ -63,6 +63,9 @@ struct Family {
     name: &'static str,
     hist: HistogramVec,
     labels: usize,
+    /// The series recorded so far, by their label values joined with U+001F: the cap's
+    /// count, and handles that skip the registry's own lookup on every observation.
+    series: Mutex<FxHashMap<String, Histogram>>,
 }
 
 /// The RED histograms, registered in the agent's registry.
@@ -76,7 +79,6 @@ pub struct RedMetrics {
     db_duration: Family,
     messaging_duration: Family,
     dns_duration: Family,
-    series: Mutex<FxHashMap<&'static str, FxHashSet<u64>>>,
     overflow: IntCounterVec,
     counters: SinkMetrics,
 }
@@ -106,6 +108,7 @@ fn family(
         name,
         hist,
         labels: labels.len(),
+        series: Mutex::new(FxHashMap::default()),
     })
 }
 
@@ -196,7 +199,6 @@ impl RedMetrics {
                 &DURATION_BUCKETS,
                 &["dns_question_type", "dns_response_code", "server_address"],
             )?,
-            series: Mutex::new(FxHashMap::default()),
             overflow,
             counters,
         })
@@ -282,22 +284,27 @@ impl RedMetrics {
     }
 
     fn observe(&self, f: &Family, labels: &[&str], v: f64) {
-        use std::hash::{Hash, Hasher};
         debug_assert_eq!(labels.len(), f.labels);
-        let mut h = FxHasher::default();
-        labels.hash(&mut h);
-        let key = h.finish();
-        let admitted = {
-            let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-            let set = series.entry(f.name).or_default();
-            set.contains(&key) || (set.len() < self.cfg.max_series && set.insert(key))
+        let key = labels.join("\u{1f}");
+        let handle = {
+            let mut series = f.series.lock().unwrap_or_else(|e| e.into_inner());
+            match series.get(&key) {
+                Some(h) => Some(h.clone()),
+                None if series.len() < self.cfg.max_series => {
+                    let h = f.hist.with_label_values(labels);
+                    series.insert(key, h.clone());
+                    Some(h)
+                }
+                None => None,
+            }
         };
-        if admitted {
-            f.hist.with_label_values(labels).observe(v);
-        } else {
-            self.overflow.with_label_values(&[f.name]).inc();
-            let other = vec![OTHER; f.labels];
-            f.hist.with_label_values(&other).observe(v);
+        match handle {
+            Some(h) => h.observe(v),
+            None => {
+                self.overflow.with_label_values(&[f.name]).inc();
+                let other = vec![OTHER; f.labels];
+                f.hist.with_label_values(&other).observe(v);
+            }
         }
     }
 }
@@ -307,12 +314,12 @@ impl Sink for RedMetrics {
         "prometheus"
     }
 
-    fn offer(&self, ex: &Exchange, _json: &mut LazyJson<'_>) {
+    fn offer(&self, ev: &mut Published) {
         self.counters
             .offered
             .with_label_values(&["prometheus"])
             .inc();
-        self.record(ex);
+        self.record(ev.exchange());
         self.counters
             .delivered
             .with_label_values(&["prometheus"])

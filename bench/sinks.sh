@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Sink benchmark: `tapwire run --read CAPTURE` (one worker, as fast as the file reads) in a
+# network namespace with a local OTLP receiver (tw-otlp-receiver --quiet, gRPC), a local
+# tansu broker (in memory) and RED metrics, one configuration at a time:
+#
+#   none        dissection with no sink: one API subscriber reading everything to /dev/null
+#   prometheus  RED metrics only
+#   otlp        OTLP spans only
+#   kafka       Kafka messages only
+#   all         the three sinks together
+#
+# For each: the pipeline's time to read and dissect the whole capture (packets/s), the CPU
+# seconds of the capture worker thread (what the pipeline itself spends: reading, spooling,
+# dissecting, handing exchanges to the subscriber or sinks) and its packets per CPU-second,
+# the time until every sink had delivered every exchange (events/s), the whole agent's CPU
+# seconds (worker, exporter task, librdkafka threads), and what was dropped. Queues are sized
+# so nothing is dropped. The receivers run on the same two cores.
+#
+#   bench/sinks.sh [CAPTURE]   default: bench/out/sinks.pcap (200k HTTP exchanges, generated)
+#
+# Needs root, iproute2, curl, python3 and the tansu broker (TAPWIRE_TANSU or
+# ~/.cache/tapwire-tools/bin/tansu, installed by scripts/test-all.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tapwire-target}"
+cargo build --release -q -p tapwire-agent -p tapwire-bench -p tapwire-integration --bins
+bin="$CARGO_TARGET_DIR/release"
+tansu="${TAPWIRE_TANSU:-$HOME/.cache/tapwire-tools/bin/tansu}"
+cap=$(realpath -m "${1:-bench/out/sinks.pcap}")
+if [ ! -f "$cap" ]; then
+  mkdir -p "$(dirname "$cap")"
+  "$bin/gen-capture" "$cap" "${HTTP_EXCHANGES:-200000}" 3 7
+fi
+ns=twk-$$; work=$(mktemp -d); pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  ip netns del "$ns" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+api=127.0.0.1:19481
+in_ns() { ip netns exec "$ns" "$@"; }
+cpu() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
+# CPU seconds of the capture worker threads (named tapwire-w<N>).
+worker_cpu() {
+  local t=0
+  for d in /proc/$1/task/*; do
+    if grep -q '^tapwire-w' "$d/comm" 2>/dev/null; then
+      t=$(echo "$t + $(awk '{print ($14+$15)/100}' "$d/stat")" | bc)
+    fi
+  done
+  echo "$t"
+}
+status() { in_ns curl -sf "http://$api/v1/status"; }
+field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+metric_sum() { in_ns curl -sf "http://$api/metrics" | awk -v n="$1" -v l="$2" 'index($0, n) == 1 && (l == "" || index($0, l)) {s += $NF} END {print s + 0}'; }
+total=$(capinfos -c -M "$cap" 2>/dev/null | awk -F: '/Number of packets/{gsub(/ /,"",$2); print $2}')
+cat "$cap" > /dev/null
+echo "capture: $cap, $total packets"
+printf '\n%-11s %10s %10s %10s %12s %14s %11s %10s %11s %8s\n' sinks exchanges pipeline_s pkts_per_s worker_cpu_s pkts_per_cpu_s delivered_s events_s agent_cpu_s dropped
+
+ip netns exec "$ns" "$bin/tw-otlp-receiver" 127.0.0.1:4317 127.0.0.1:4318 --quiet > /dev/null &
+pids+=($!)
+run() {
+  local name=$1
+  # A fresh broker per run (in memory), with its topic.
+  ip netns exec "$ns" "$tansu" broker --storage-engine memory://tansu/ --listener-url tcp://127.0.0.1:9092 \
+    --advertised-listener-url tcp://127.0.0.1:9092 >/dev/null 2>&1 &
+  local broker=$!; pids+=($broker)
+  for _ in $(seq 100); do in_ns "$bin/tw-kafka" create 127.0.0.1:9092 tapwire.exchanges >/dev/null 2>&1 && break; sleep 0.1; done
+  local prom="" otlp="" kafka=""
+  case "$name" in prometheus|all) prom="  prometheus: {enabled: true}";; esac
+  case "$name" in otlp|all) otlp="  otlp: {endpoint: 'http://127.0.0.1:4317', queue: 2000000, batch_size: 2048}";; esac
+  case "$name" in kafka|all) kafka="  kafka: {brokers: '127.0.0.1:9092', queue: 2000000, properties: {linger.ms: 20, queue.buffering.max.kbytes: 2000000}}";; esac
+  printf 'sinks:\n%s\n%s\n%s\n' "$prom" "$otlp" "$kafka" > "$work/tapwire.yaml"
+  rm -rf "$work/spool"
+  local t0; t0=$(date +%s.%N)
+  ip netns exec "$ns" "$bin/tapwire" run --read "$cap" --spool-dir "$work/spool" --spool-limit 4GiB \
+    --listen "$api" --config "$work/tapwire.yaml" 2>"$work/agent.log" &
+  local tw=$!; pids+=($tw)
+  local t_sub=0
+  if [ "$name" = none ]; then
+    # Dissection needs a consumer: one subscriber, reading every event to /dev/null. It can
+    # only join once the API is up, a moment after the file started to be read: the rates of
+    # this run count the packets dissected since it joined.
+    for _ in $(seq 500); do in_ns curl -sf "http://$api/healthz" >/dev/null && break; sleep 0.01; done
+    ip netns exec "$ns" curl -sN "http://$api/v1/events" > /dev/null &
+    pids+=($!)
+    for _ in $(seq 500); do
+      [ "$(status | field 'd["demand"]["subscriptions"]')" = 1 ] && break; sleep 0.01
+    done
+    t_sub=$(echo "$(date +%s.%N) - $t0" | bc)
+  fi
+  local t_pipe="" t_done="" ex=0 dpk=0 wcpu=0
+  while :; do
+    local st; st=$(status 2>/dev/null || echo '{}')
+    local pk; pk=$(echo "$st" | field 'd.get("capture",{}).get("packets",0)' 2>/dev/null || echo 0)
+    ex=$(echo "$st" | field 'd.get("demand",{}).get("exchanges",0)' 2>/dev/null || echo 0)
+    local now; now=$(date +%s.%N)
+    if [ -z "$t_pipe" ] && [ "$pk" = "$total" ]; then
+      t_pipe=$(echo "$now - $t0" | bc)
+      dpk=$(echo "$st" | field 'd["demand"]["dissected_packets"]')
+      wcpu=$(worker_cpu $tw)
+    fi
+    if [ -n "$t_pipe" ]; then
+      local off del drp
+      off=$(metric_sum tapwire_sink_offered_total '')
+      del=$(metric_sum tapwire_sink_delivered_total '')
+      drp=$(metric_sum tapwire_sink_dropped_total '')
+      if [ "$(echo "$del + $drp >= $off" | bc)" = 1 ]; then t_done=$(echo "$now - $t0" | bc); break; fi
+    fi
+    sleep 0.2
+  done
+  local c; c=$(cpu $tw)
+  printf '%-11s %10s %10.2f %10.0f %12.2f %14.0f %11.2f %10.0f %11s %8s\n' "$name" "$ex" "$t_pipe" \
+    "$(echo "$dpk / ($t_pipe - $t_sub)" | bc -l)" "$wcpu" "$(echo "$dpk / $wcpu" | bc -l)" \
+    "$t_done" "$(echo "$ex / ($t_done - $t_sub)" | bc -l)" "$c" "$drp"
+  kill -KILL $tw $broker 2>/dev/null || true
+  wait $tw $broker 2>/dev/null || true
+}
+for s in none prometheus otlp kafka all; do run "$s"; done
