@@ -17,6 +17,8 @@
 # so nothing is dropped. The receivers run on the same two cores.
 #
 #   bench/sinks.sh [CAPTURE]   default: bench/out/sinks.pcap (200k HTTP exchanges, generated)
+#   ROUNDS=3 bench/sinks.sh    every configuration three times, interleaved (the spread shows
+#                              the noise of a shared two-core machine)
 #
 # Needs root, iproute2, curl, python3 and the tansu broker (TAPWIRE_TANSU or
 # ~/.cache/tapwire-tools/bin/tansu, installed by scripts/test-all.sh).
@@ -121,4 +123,6 @@ run() {
   kill -KILL $tw $broker 2>/dev/null || true
   wait $tw $broker 2>/dev/null || true
 }
-for s in none prometheus otlp kafka all; do run "$s"; done
+for _ in $(seq "${ROUNDS:-1}"); do
+  for s in none prometheus otlp kafka all; do run "$s"; done
+done

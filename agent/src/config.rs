@@ -580,6 +580,64 @@ mod tests {
     }
 
     #[test]
+    fn sinks_from_flags_and_file() {
+        let c = Config::resolve(&args(&[])).unwrap();
+        assert_eq!(c.sinks, Sinks::default(), "no sink unless asked");
+        let f = file(
+            "sinks:\n  routes_per_server: 50\n  prometheus: {enabled: true, max_series: 10}\n  \
+             otlp:\n    endpoint: http://collector:4318\n    protocol: http/protobuf\n    \
+             headers: {x-api-key: k}\n    compression: gzip\n    batch_timeout: 250ms\n  \
+             kafka:\n    brokers: k0:9092\n    properties: {linger.ms: 5, enable.idempotence: true}\n",
+        );
+        let c = Config::resolve(&args(&["--config", f.to_str().unwrap()])).unwrap();
+        assert_eq!(c.sinks.routes.max_per_server, 50);
+        assert_eq!(c.sinks.prometheus.as_ref().unwrap().config.max_series, 10);
+        let o = &c.sinks.otlp.as_ref().unwrap().config;
+        assert_eq!(o.transport, Transport::HttpProtobuf);
+        assert!(o.gzip);
+        assert_eq!(o.batch_timeout, Duration::from_millis(250));
+        assert!(o.headers.contains(&("x-api-key".into(), "k".into())));
+        let k = &c.sinks.kafka.as_ref().unwrap().config;
+        assert_eq!(k.topic, "tapwire.exchanges");
+        assert!(k.properties.contains(&("linger.ms".into(), "5".into())));
+        assert!(
+            k.properties
+                .contains(&("enable.idempotence".into(), "true".into()))
+        );
+        let c = Config::resolve(&args(&[
+            "--config",
+            f.to_str().unwrap(),
+            "--otlp-endpoint",
+            "http://other:4317",
+            "--otlp-protocol",
+            "grpc",
+            "--kafka-topic",
+            "t.{protocol}",
+        ]))
+        .unwrap();
+        let o = &c.sinks.otlp.as_ref().unwrap().config;
+        assert_eq!(
+            (o.endpoint.as_str(), o.transport),
+            ("http://other:4317", Transport::Grpc),
+            "flags win"
+        );
+        assert_eq!(c.sinks.kafka.unwrap().config.topic, "t.{protocol}");
+    }
+
+    #[test]
+    fn otel_pairs_are_percent_decoded() {
+        assert_eq!(
+            otel_pairs("V", "api-key=a%20b, x = y ,tok=p+q%2Cr").unwrap(),
+            vec![
+                ("api-key".to_string(), "a b".to_string()),
+                ("x".to_string(), "y".to_string()),
+                ("tok".to_string(), "p+q,r".to_string()),
+            ]
+        );
+        assert!(otel_pairs("V", "novalue").unwrap_err().starts_with("V:"));
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size("64MiB"), Ok(64 << 20));
         assert_eq!(parse_size("500MB"), Ok(500_000_000));

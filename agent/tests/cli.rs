@@ -318,7 +318,9 @@ fn run_refuses_bad_sink_settings_naming_the_key() {
         err
     };
     let cfg = |name: &str, text: &str| tmp(name, text.as_bytes()).to_string_lossy().into_owned();
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+    // (arguments, environment, what the one line must say)
+    type Case = (Vec<String>, Vec<(&'static str, &'static str)>, &'static str);
+    let cases: Vec<Case> = vec![
         (
             vec!["--otlp-endpoint".into(), "collector:4317".into()],
             vec![],
