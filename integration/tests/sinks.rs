@@ -667,3 +667,129 @@ fn kafka_broker_outage_delivers_the_queue_and_counts_the_overflow() {
     );
     assert_eq!((offered, delivered, queued), (10, 8, 0));
 }
+
+/// A private CA, server certificates for `otel.tapwire.test` (srv) and for 127.0.0.1 (ip), and
+/// a client certificate (cli), made with the openssl command line in `dir`.
+fn certificates(dir: &std::path::Path) {
+    let d = dir.display();
+    let script = format!(
+        "set -e; cd {d}
+         openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=tapwire-test-ca \
+           -keyout ca.key -out ca.pem 2>/dev/null
+         printf 'subjectAltName=DNS:otel.tapwire.test\\n' > srv.ext
+         openssl req -newkey rsa:2048 -nodes -subj /CN=otel.tapwire.test -keyout srv.key -out srv.csr 2>/dev/null
+         openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+           -extfile srv.ext -out srv.pem 2>/dev/null
+         printf 'subjectAltName=IP:127.0.0.1\n' > ip.ext
+         openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout ip.key -out ip.csr 2>/dev/null
+         openssl x509 -req -in ip.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+           -extfile ip.ext -out ip.pem 2>/dev/null
+         openssl req -newkey rsa:2048 -nodes -subj /CN=tapwire-agent -keyout cli.key -out cli.csr 2>/dev/null
+         printf 'extendedKeyUsage=clientAuth\n' > cli.ext
+         openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+           -extfile cli.ext -out cli.pem 2>/dev/null"
+    );
+    sh(&["sh", "-c", &script]);
+}
+
+/// nginx in front of the receiver, terminating TLS and asking for a client certificate:
+/// gRPC on 127.0.0.1:4443 (certificate for `otel.tapwire.test` only, to the receiver's 4317),
+/// HTTPS on 127.0.0.1:4444 (certificate for 127.0.0.1, to its 4318).
+fn start_tls_proxy(lab: &mut Lab) {
+    let d = lab.dir.display().to_string();
+    let conf = format!(
+        "daemon off; user root; worker_processes 1; error_log {d}/tls-error.log; pid {d}/tls.pid;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d};\n\
+           fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+           ssl_client_certificate {d}/ca.pem; ssl_verify_client on;\n\
+           server {{ listen 127.0.0.1:4443 ssl http2;\n\
+             ssl_certificate {d}/srv.pem; ssl_certificate_key {d}/srv.key;\n\
+             location / {{ grpc_pass grpc://127.0.0.1:4317; }} }}\n\
+           server {{ listen 127.0.0.1:4444 ssl;\n\
+             ssl_certificate {d}/ip.pem; ssl_certificate_key {d}/ip.key;\n\
+             location / {{ proxy_pass http://127.0.0.1:4318; }} }} }}\n"
+    );
+    let path = lab.dir.join("tls-nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = lab
+        .in_ns(&lab.s, &["nginx", "-c", path.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    lab.procs.push(child);
+    let s = lab.s.clone();
+    wait_until("the TLS proxy", || {
+        lab.in_ns(&s, &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/4444"])
+            .status()
+            .is_ok_and(|st| st.success())
+    });
+}
+
+#[test]
+fn otlp_over_tls_checks_the_server_and_presents_a_client_certificate() {
+    let Some(mut lab) = lab_with(&["ip", "nginx", "curl", "openssl", "bash"]) else {
+        return;
+    };
+    lab.start_nginx();
+    certificates(&lab.dir);
+    let (_, rx) = start_receiver(&mut lab);
+    start_tls_proxy(&mut lab);
+    let d = lab.dir.display().to_string();
+    let client = format!("ca_file: {d}/ca.pem, cert_file: {d}/cli.pem, key_file: {d}/cli.key");
+    let mut spans: Vec<Value> = Vec::new();
+    for (n, (protocol, endpoint, name)) in [
+        // The certificate names otel.tapwire.test, not the address dialled: server_name.
+        (
+            "grpc",
+            "https://127.0.0.1:4443",
+            ", server_name: otel.tapwire.test",
+        ),
+        ("http/protobuf", "https://127.0.0.1:4444", ""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let config = lab.dir.join(format!("tls-{n}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "sinks:\n  otlp:\n    endpoint: {endpoint}\n    protocol: {protocol}\n    \
+                 batch_timeout: 200ms\n    tls: {{{client}{name}}}\n"
+            ),
+        )
+        .unwrap();
+        let agent = lab.start_agent_with(&["--config", config.to_str().unwrap()]);
+        for i in 0..3 {
+            curl(&lab, &format!("/tls-{n}-{i}"), &[]);
+        }
+        let before = spans.len();
+        collect(&rx, &mut spans, before + 3, "3 spans through the TLS proxy");
+        let want = if protocol == "grpc" { "grpc" } else { "http" };
+        assert!(spans[before..].iter().all(|s| s["transport"] == want));
+        assert_eq!(accounted(&lab, "otlp").1, 3);
+        lab.signal(agent, "-TERM");
+    }
+
+    // Without the private CA the proxy is not trusted (the client certificate is there):
+    // nothing is sent, and it is counted.
+    let config = lab.dir.join("untrusted.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "sinks:\n  otlp:\n    endpoint: https://127.0.0.1:4443\n    batch_timeout: 200ms\n    \
+             max_retries: 0\n    tls: {{cert_file: {d}/cli.pem, key_file: {d}/cli.key, \
+             server_name: otel.tapwire.test}}\n"
+        ),
+    )
+    .unwrap();
+    lab.start_agent_with(&["--config", config.to_str().unwrap()]);
+    curl(&lab, "/untrusted", &[]);
+    wait_until("the refused export to be counted", || {
+        accounted(&lab, "otlp").2.get("export_failed") == Some(&1)
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "no span got through"
+    );
+}

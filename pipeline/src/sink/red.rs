@@ -33,6 +33,9 @@ use super::{Published, Sink, SinkMetrics};
 
 /// The label value an overflowing label set is recorded under.
 pub const OTHER: &str = "_other";
+/// Joins label values into a series key (a control character no label value contains
+/// unescaped in practice; a collision would only merge two series of one metric).
+const KEY_SEP: &str = "\u{1f}";
 
 /// Duration buckets of the HTTP, RPC, messaging and DNS conventions (seconds).
 const DURATION_BUCKETS: [f64; 14] = [
@@ -63,7 +66,7 @@ struct Family {
     name: &'static str,
     hist: HistogramVec,
     labels: usize,
-    /// The series recorded so far, by their label values joined with U+001F: the cap's
+    /// The series recorded so far, by their label values joined with [`KEY_SEP`]: the cap's
     /// count, and handles that skip the registry's own lookup on every observation.
     series: Mutex<FxHashMap<String, Histogram>>,
 }
@@ -223,12 +226,14 @@ impl RedMetrics {
                     .map(|c| c.to_string())
                     .unwrap_or_default();
                 let labels = [method, &code, &route, &err, addr, &port];
-                self.observe(&self.http_duration, &labels, secs);
+                // The three HTTP families share their label set: one key for all three.
+                let key = labels.join(KEY_SEP);
+                self.observe_key(&self.http_duration, &key, &labels, secs);
                 if let Some(b) = ex.http.as_ref().and_then(|h| h.request.body.as_ref()) {
-                    self.observe(&self.http_request_size, &labels, b.size as f64);
+                    self.observe_key(&self.http_request_size, &key, &labels, b.size as f64);
                 }
                 if let Some(b) = resp.and_then(|r| r.body.as_ref()) {
-                    self.observe(&self.http_response_size, &labels, b.size as f64);
+                    self.observe_key(&self.http_response_size, &key, &labels, b.size as f64);
                 }
             }
             Protocol::Grpc => {
@@ -284,15 +289,19 @@ impl RedMetrics {
     }
 
     fn observe(&self, f: &Family, labels: &[&str], v: f64) {
+        self.observe_key(f, &labels.join(KEY_SEP), labels, v);
+    }
+
+    /// Observe `v` in the series of `labels`, whose values joined by [`KEY_SEP`] are `key`.
+    fn observe_key(&self, f: &Family, key: &str, labels: &[&str], v: f64) {
         debug_assert_eq!(labels.len(), f.labels);
-        let key = labels.join("\u{1f}");
         let handle = {
             let mut series = f.series.lock().unwrap_or_else(|e| e.into_inner());
-            match series.get(&key) {
+            match series.get(key) {
                 Some(h) => Some(h.clone()),
                 None if series.len() < self.cfg.max_series => {
                     let h = f.hist.with_label_values(labels);
-                    series.insert(key, h.clone());
+                    series.insert(key.to_string(), h.clone());
                     Some(h)
                 }
                 None => None,
