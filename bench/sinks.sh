@@ -14,13 +14,18 @@
 # dissecting, handing exchanges to the subscriber or sinks) and its packets per CPU-second,
 # the time until every sink had delivered every exchange (events/s), the whole agent's CPU
 # seconds (worker, exporter task, librdkafka threads), and what was dropped. Queues are sized
-# so nothing is dropped. The receivers run on the same two cores.
+# so nothing is dropped.
+#
+# Cores: with PIN=1 (default) the capture worker thread runs alone on core 0 and everything
+# else (the agent's other threads: API, OTLP exporter task, Kafka thread, librdkafka; the
+# receiver and the broker) on core 1, as on a node where the agent's sinks and their
+# receivers do not take the worker's core. PIN=0 lets the scheduler place everything.
 #
 #   bench/sinks.sh [CAPTURE]   default: bench/out/sinks.pcap (200k HTTP exchanges, generated)
 #   ROUNDS=3 bench/sinks.sh    every configuration three times, interleaved (the spread shows
 #                              the noise of a shared two-core machine)
 #
-# Needs root, iproute2, curl, python3 and the tansu broker (TAPWIRE_TANSU or
+# Needs root, iproute2, curl, bc, capinfos (tshark) and the tansu broker (TAPWIRE_TANSU or
 # ~/.cache/tapwire-tools/bin/tansu, installed by scripts/test-all.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,19 +62,27 @@ worker_cpu() {
   echo "$t"
 }
 status() { in_ns curl -sf "http://$api/v1/status"; }
-field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+# A number from the status JSON (`"key":N`), without starting an interpreter per poll.
+num() { local re="\"$1\":([0-9]+)"; [[ $2 =~ $re ]] && echo "${BASH_REMATCH[1]}" || echo 0; }
 metric_sum() { in_ns curl -sf "http://$api/metrics" | awk -v n="$1" -v l="$2" 'index($0, n) == 1 && (l == "" || index($0, l)) {s += $NF} END {print s + 0}'; }
 total=$(capinfos -c -M "$cap" 2>/dev/null | awk -F: '/Number of packets/{gsub(/ /,"",$2); print $2}')
 cat "$cap" > /dev/null
 echo "capture: $cap, $total packets"
 printf '\n%-11s %10s %10s %10s %12s %14s %11s %10s %11s %8s\n' sinks exchanges pipeline_s pkts_per_s worker_cpu_s pkts_per_cpu_s delivered_s events_s agent_cpu_s dropped
 
-ip netns exec "$ns" "$bin/tw-otlp-receiver" 127.0.0.1:4317 127.0.0.1:4318 --quiet > /dev/null &
+pin=${PIN:-1}
+others=()
+if [ "$pin" = 1 ]; then
+  # This script, its pollers and everything it starts run on core 1.
+  taskset -p -c 1 $$ >/dev/null
+  others=(taskset -c 1)
+fi
+ip netns exec "$ns" "${others[@]}" "$bin/tw-otlp-receiver" 127.0.0.1:4317 127.0.0.1:4318 --quiet > /dev/null &
 pids+=($!)
 run() {
   local name=$1
   # A fresh broker per run (in memory), with its topic.
-  ip netns exec "$ns" "$tansu" broker --storage-engine memory://tansu/ --listener-url tcp://127.0.0.1:9092 \
+  ip netns exec "$ns" "${others[@]}" "$tansu" broker --storage-engine memory://tansu/ --listener-url tcp://127.0.0.1:9092 \
     --advertised-listener-url tcp://127.0.0.1:9092 >/dev/null 2>&1 &
   local broker=$!; pids+=($broker)
   for _ in $(seq 100); do in_ns "$bin/tw-kafka" create 127.0.0.1:9092 tapwire.exchanges >/dev/null 2>&1 && break; sleep 0.1; done
@@ -80,31 +93,39 @@ run() {
   printf 'sinks:\n%s\n%s\n%s\n' "$prom" "$otlp" "$kafka" > "$work/tapwire.yaml"
   rm -rf "$work/spool"
   local t0; t0=$(date +%s.%N)
-  ip netns exec "$ns" "$bin/tapwire" run --read "$cap" --spool-dir "$work/spool" --spool-limit 4GiB \
+  ip netns exec "$ns" "${others[@]}" "$bin/tapwire" run --read "$cap" --spool-dir "$work/spool" --spool-limit 4GiB \
     --listen "$api" --config "$work/tapwire.yaml" 2>"$work/agent.log" &
   local tw=$!; pids+=($tw)
+  if [ "$pin" = 1 ]; then
+    # The worker thread to core 0 as soon as it exists (its first milliseconds run on core 1).
+    for _ in $(seq 1000); do
+      local tid; tid=$(grep -l '^tapwire-w' /proc/$tw/task/*/comm 2>/dev/null | head -1 | cut -d/ -f5 || true)
+      if [ -n "$tid" ]; then taskset -p -c 0 "$tid" >/dev/null; break; fi
+      sleep 0.001
+    done
+  fi
   local t_sub=0
   if [ "$name" = none ]; then
     # Dissection needs a consumer: one subscriber, reading every event to /dev/null. It can
     # only join once the API is up, a moment after the file started to be read: the rates of
     # this run count the packets dissected since it joined.
     for _ in $(seq 500); do in_ns curl -sf "http://$api/healthz" >/dev/null && break; sleep 0.01; done
-    ip netns exec "$ns" curl -sN "http://$api/v1/events" > /dev/null &
+    ip netns exec "$ns" "${others[@]}" curl -sN "http://$api/v1/events" > /dev/null &
     pids+=($!)
     for _ in $(seq 500); do
-      [ "$(status | field 'd["demand"]["subscriptions"]')" = 1 ] && break; sleep 0.01
+      [ "$(num subscriptions "$(status)")" = 1 ] && break; sleep 0.01
     done
     t_sub=$(echo "$(date +%s.%N) - $t0" | bc)
   fi
   local t_pipe="" t_done="" ex=0 dpk=0 wcpu=0
   while :; do
     local st; st=$(status 2>/dev/null || echo '{}')
-    local pk; pk=$(echo "$st" | field 'd.get("capture",{}).get("packets",0)' 2>/dev/null || echo 0)
-    ex=$(echo "$st" | field 'd.get("demand",{}).get("exchanges",0)' 2>/dev/null || echo 0)
+    local pk; pk=$(num packets "$st")
+    ex=$(num exchanges "$st")
     local now; now=$(date +%s.%N)
     if [ -z "$t_pipe" ] && [ "$pk" = "$total" ]; then
       t_pipe=$(echo "$now - $t0" | bc)
-      dpk=$(echo "$st" | field 'd["demand"]["dissected_packets"]')
+      dpk=$(num dissected_packets "$st")
       wcpu=$(worker_cpu $tw)
     fi
     if [ -n "$t_pipe" ]; then
@@ -114,7 +135,7 @@ run() {
       drp=$(metric_sum tapwire_sink_dropped_total '')
       if [ "$(echo "$del + $drp >= $off" | bc)" = 1 ]; then t_done=$(echo "$now - $t0" | bc); break; fi
     fi
-    sleep 0.2
+    sleep 0.05
   done
   local c; c=$(cpu $tw)
   printf '%-11s %10s %10.2f %10.0f %12.2f %14.0f %11.2f %10.0f %11s %8s\n' "$name" "$ex" "$t_pipe" \

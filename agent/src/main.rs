@@ -20,6 +20,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc malloc: exchanges are allocated on a capture worker and freed on
+/// a sink's thread, and glibc serialises such frees on the worker's arena lock (the worker
+/// waited on it; see bench/sinks.sh).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,

@@ -11,10 +11,10 @@
 //!   sink starts, and the message names the key.
 //!
 //! Delivery never blocks the capture worker: [`KafkaSink::offer`] puts a reference to the
-//! exchange on a hand-off queue ([`HANDOFF`] exchanges); the sink's own thread serialises it
-//! and hands the message to librdkafka's queue, bounded by [`KafkaConfig::queue`] messages
-//! (and 64 MiB unless `queue.buffering.max.kbytes` says otherwise). A full queue, either one,
-//! drops the exchange (`reason="queue_full"`). While a broker is down librdkafka keeps the queued messages and
+//! exchange on a hand-off queue; the sink's own thread serialises it and hands the message to
+//! librdkafka's queue (64 MiB at most unless `queue.buffering.max.kbytes` says otherwise).
+//! Together they hold at most [`KafkaConfig::queue`] exchanges: past that, or past
+//! librdkafka's byte limit, the exchange is dropped (`reason="queue_full"`). While a broker is down librdkafka keeps the queued messages and
 //! retries; what it gives up on (after `message.timeout.ms`, 5 minutes by default) comes back
 //! in a delivery report and is counted by its error (`reason="MessageTimedOut"`, …).
 //! Delivery reports that succeed count as delivered, so `offered = delivered + dropped +
@@ -36,9 +36,6 @@ use super::{Published, Sink, SinkMetrics, connection_key};
 
 const SINK: &str = "kafka";
 
-/// Exchanges waiting for the sink's thread (between the capture workers and librdkafka).
-pub const HANDOFF: usize = 8192;
-
 /// The Kafka sink's configuration (the `sinks.kafka` keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
@@ -46,7 +43,7 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Topic name, or a template with `{protocol}`.
     pub topic: String,
-    /// Messages waiting in librdkafka before new ones are dropped.
+    /// Exchanges waiting (for the sink's thread or in librdkafka) before new ones are dropped.
     pub queue: usize,
     /// librdkafka properties, passed through.
     pub properties: Vec<(String, String)>,
@@ -110,6 +107,7 @@ impl KafkaConfig {
 /// Counts librdkafka's delivery reports.
 struct Reports {
     counters: SinkMetrics,
+    delivered: prometheus::IntCounter,
 }
 
 impl ClientContext for Reports {}
@@ -119,7 +117,7 @@ impl ProducerContext for Reports {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => self.counters.delivered.with_label_values(&[SINK]).inc(),
+            Ok(_) => self.delivered.inc(),
             Err((e, _)) => self.counters.drop_n(SINK, &reason(e), 1),
         }
     }
@@ -135,6 +133,8 @@ fn reason(e: &KafkaError) -> String {
 /// The running sink: a hand-off queue and the thread that produces.
 pub struct KafkaSink {
     tx: Mutex<Option<SyncSender<Arc<Exchange>>>>,
+    cap: u64,
+    offered: prometheus::IntCounter,
     producer: ThreadedProducer<Reports>,
     counters: SinkMetrics,
     /// Exchanges in the hand-off queue or being produced.
@@ -157,9 +157,11 @@ impl KafkaSink {
         let producer: ThreadedProducer<Reports> = cc
             .create_with_context(Reports {
                 counters: counters.clone(),
+                delivered: counters.of(SINK).1,
             })
             .map_err(|e| format!("sinks.kafka.properties: {e}"))?;
-        let (tx, rx) = sync_channel(HANDOFF);
+        let cap = cfg.queue;
+        let (tx, rx) = sync_channel(cap);
         let waiting = Arc::new(AtomicU64::new(0));
         let thread = {
             let (producer, counters, waiting) =
@@ -171,6 +173,8 @@ impl KafkaSink {
         };
         Ok(KafkaSink {
             tx: Mutex::new(Some(tx)),
+            cap: cap as u64,
+            offered: counters.of(SINK).0,
             producer,
             counters,
             waiting,
@@ -241,12 +245,16 @@ impl Sink for KafkaSink {
     }
 
     fn offer(&self, ev: &mut Published) {
-        self.counters.offered.with_label_values(&[SINK]).inc();
+        self.offered.inc();
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Some(tx) = tx.as_ref() else {
             self.counters.drop_n(SINK, "stopped", 1);
             return;
         };
+        if self.queued() >= self.cap {
+            self.counters.drop_n(SINK, "queue_full", 1);
+            return;
+        }
         // Counted before it is sent, so the thread never takes away more than was added.
         self.waiting.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = tx.try_send(ev.exchange().clone()) {

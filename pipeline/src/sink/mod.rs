@@ -130,6 +130,15 @@ impl SinkMetrics {
         })
     }
 
+    /// The offered and delivered counters of one sink, looked up once (the per-exchange path
+    /// then only adds).
+    pub fn of(&self, sink: &str) -> (prometheus::IntCounter, prometheus::IntCounter) {
+        (
+            self.offered.with_label_values(&[sink]),
+            self.delivered.with_label_values(&[sink]),
+        )
+    }
+
     /// Count `n` exchanges of `sink` lost for `reason`.
     pub fn drop_n(&self, sink: &str, reason: &str, n: u64) {
         self.dropped.with_label_values(&[sink, reason]).inc_by(n);

@@ -277,6 +277,7 @@ pub struct OtlpSink {
     tx: mpsc::Sender<Arc<Exchange>>,
     stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     counters: SinkMetrics,
+    offered: prometheus::IntCounter,
     queued: Arc<AtomicU64>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     handle: tokio::runtime::Handle,
@@ -311,6 +312,7 @@ impl OtlpSink {
         Ok(OtlpSink {
             tx,
             stop: std::sync::Mutex::new(Some(stop)),
+            offered: counters.of(SINK).0,
             counters,
             queued,
             task: std::sync::Mutex::new(Some(task)),
@@ -343,7 +345,7 @@ impl Sink for OtlpSink {
     }
 
     fn offer(&self, ev: &mut Published) {
-        self.counters.offered.with_label_values(&[SINK]).inc();
+        self.offered.inc();
         // Counted before it is sent, so the exporter never takes away more than was added.
         self.queued.fetch_add(1, Ordering::Relaxed);
         if self.tx.try_send(ev.exchange().clone()).is_err() {
@@ -383,6 +385,7 @@ async fn export_loop(
         .build();
     let mut ids = IdGen::new();
     let mut warned = false;
+    let delivered = counters.of(SINK).1;
     let mut batch: Vec<Arc<Exchange>> = Vec::with_capacity(cfg.batch_size);
     loop {
         batch.clear();
@@ -415,7 +418,7 @@ async fn export_loop(
         queued.fetch_sub(n, Ordering::Relaxed);
         match result {
             Ok(()) => {
-                counters.delivered.with_label_values(&[SINK]).inc_by(n);
+                delivered.inc_by(n);
                 warned = false;
             }
             Err(e) => {
