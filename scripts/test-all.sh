@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(tshark tcpdump dnsmasq-base nginx-light redis-server bind9-dnsutils curl iproute2 ethtool
-      build-essential pkg-config libpcap-dev zlib1g-dev libssl-dev prometheus)
+      build-essential pkg-config libpcap-dev zlib1g-dev libssl-dev prometheus openssl
+      python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,6 +32,15 @@ if ! "$tools/bin/tansu" --version 2>/dev/null | grep -qx "tansu $TANSU_VERSION";
   rm -rf "$tools/target"
 fi
 export TAPWIRE_TANSU="$tools/bin/tansu"
+
+# Helm's engine (helm-python-sdk bundles Helm's Go library: no helm binary) and
+# kubernetes-validate, for the chart test, in a venv next to it.
+export TAPWIRE_VENV="$tools/venv"
+if ! "$TAPWIRE_VENV/bin/python" -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null; then
+  echo "test-all: installing helm-python-sdk and kubernetes-validate into $TAPWIRE_VENV"
+  python3 -m venv "$TAPWIRE_VENV"
+  "$TAPWIRE_VENV/bin/pip" install -q 'helm-python-sdk==0.2.2' 'kubernetes-validate==1.37.0' pyyaml
+fi
 export CARGO_TERM_COLOR=never
 if [ ! -d ../shared/corpus ]; then
   echo "test-all: SKIP: ../shared/corpus is absent: the corpus golden, peer and robustness checks"

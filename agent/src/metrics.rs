@@ -6,6 +6,15 @@
 use pipeline::sink::SinkMetrics;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
+/// The pipeline's caps, as `tapwire_pipeline_drops_total{cap}` names them.
+pub const PIPELINE_CAPS: [&str; 5] = [
+    "max_flows",
+    "reassembly_ooo",
+    "dissector_pending",
+    "defrag_evicted",
+    "defrag_timed_out",
+];
+
 pub struct Metrics {
     pub registry: Registry,
     pub packets: IntCounterVec,
@@ -28,6 +37,7 @@ pub struct Metrics {
     pub duplicates: IntCounterVec,
     pub sinks: SinkMetrics,
     pub route_overflow: IntCounter,
+    pub spool_limit: IntGauge,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -77,7 +87,15 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(route_overflow.clone()))
             .expect("registered once");
-        Metrics {
+        let spool_limit = IntGauge::new(
+            "tapwire_spool_limit_bytes",
+            "The spool's size cap (spool.limit).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(spool_limit.clone()))
+            .expect("registered once");
+        let m = Metrics {
+            spool_limit,
             sinks: SinkMetrics::new(&r).expect("registered once"),
             route_overflow,
             packets: counter_vec(
@@ -169,6 +187,15 @@ impl Metrics {
             dissection_active,
             subscriber_drops,
             registry: r,
+        };
+        m.touch();
+        m
+    }
+
+    /// Series that exist before their first event (so rates and alerts see a 0, not nothing).
+    fn touch(&self) {
+        for cap in PIPELINE_CAPS {
+            self.pipeline_drops.with_label_values(&[cap]);
         }
     }
 

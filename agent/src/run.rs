@@ -143,6 +143,9 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
     };
     let metrics = Arc::new(Metrics::new());
+    metrics
+        .spool_limit
+        .set(i64::try_from(cfg.spool_limit).unwrap_or(i64::MAX));
     let routes = Arc::new(Routes::new(cfg.sinks.routes));
     let hub = match sinks::build(&cfg.sinks, &metrics, &routes, rt.handle()) {
         Ok(h) => h,

@@ -540,7 +540,9 @@ fn accounted(lab: &Lab, sink: &str) -> (u64, u64, BTreeMap<String, u64>, u64) {
             .unwrap_or("")
             .to_string();
         let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-        dropped.insert(reason, n);
+        if n > 0 {
+            dropped.insert(reason, n);
+        }
     }
     (
         metric(&text, "tapwire_sink_offered_total", &[&l]),

@@ -305,13 +305,7 @@ impl Worker {
                 s.defrag.evicted,
                 s.defrag.timed_out,
             ];
-            let caps = [
-                "max_flows",
-                "reassembly_ooo",
-                "dissector_pending",
-                "defrag_evicted",
-                "defrag_timed_out",
-            ];
+            let caps = crate::metrics::PIPELINE_CAPS;
             for ((cap, now), seen) in caps.iter().zip(now).zip(self.drops_seen.iter_mut()) {
                 m.pipeline_drops
                     .with_label_values(&[cap])

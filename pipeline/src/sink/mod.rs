@@ -131,8 +131,10 @@ impl SinkMetrics {
     }
 
     /// The offered and delivered counters of one sink, looked up once (the per-exchange path
-    /// then only adds).
+    /// then only adds). Its `queue_full` drop series starts at 0, so alerts see a series
+    /// before the first loss.
     pub fn of(&self, sink: &str) -> (prometheus::IntCounter, prometheus::IntCounter) {
+        self.dropped.with_label_values(&[sink, "queue_full"]);
         (
             self.offered.with_label_values(&[sink]),
             self.delivered.with_label_values(&[sink]),
