@@ -3,7 +3,9 @@
 //! - `tw-kafka create BROKERS TOPIC…`: create the topics (1 partition) with the admin API.
 //! - `tw-kafka consume BROKERS IDLE_SECS TOPIC…`: read every topic from the beginning and
 //!   print each message as a JSON line (`topic`, `partition`, `offset`, `key`, `headers`,
-//!   `payload` parsed as JSON) until nothing has arrived for IDLE_SECS.
+//!   `payload` parsed as JSON) until nothing has arrived for IDLE_SECS after the first
+//!   message (waiting up to 20 s for that one: joining a group on a restarted broker takes
+//!   a while).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -70,13 +72,17 @@ fn consume(brokers: &str, idle: Duration, topics: &[String]) {
         .expect("consumer");
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names).expect("subscribe");
-    let mut last = Instant::now();
+    let start = Instant::now();
+    let mut last: Option<Instant> = None;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    while last.elapsed() < idle {
+    while match last {
+        None => start.elapsed() < Duration::from_secs(20),
+        Some(t) => t.elapsed() < idle,
+    } {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                last = Instant::now();
+                last = Some(Instant::now());
                 let headers: serde_json::Map<String, Value> = m
                     .headers()
                     .map(|h| {
