@@ -140,8 +140,9 @@ impl Hub {
     pub fn publish(&self, ex: Exchange) {
         self.exchanges.fetch_add(1, Ordering::Relaxed);
         let mut ev = Published::new(ex);
-        let ex = ev.exchange().clone();
-        let ex = &*ex;
+        // Its own handle on the exchange, so sinks can take `ev` mutably meanwhile.
+        let shared = ev.exchange().clone();
+        let ex = &*shared;
         // The event's filter variables, built once and only when some filter needs them.
         let mut bindings = None;
         for s in &self.sinks {

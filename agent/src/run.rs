@@ -213,6 +213,13 @@ pub fn run(args: RunArgs) -> ExitCode {
     // The workers have flushed their pipelines into the sinks; deliver what they queued.
     for sink in shared.hub.sinks() {
         sink.flush(std::time::Duration::from_secs(5));
+        let left = sink.queued();
+        if left > 0 {
+            eprintln!(
+                "tapwire: sinks.{}: {left} exchanges still queued at shutdown were not delivered",
+                sink.name()
+            );
+        }
     }
     rt.shutdown_background();
     match served {
