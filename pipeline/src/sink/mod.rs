@@ -154,3 +154,15 @@ pub fn connection_key(ex: &Exchange) -> String {
         ex.client.address, ex.client.port, ex.server.address, ex.server.port
     )
 }
+
+/// The exchanges of one of the project's recorded fixtures (`tests/golden/<file>`), for the
+/// sinks' unit tests.
+#[cfg(test)]
+pub(crate) fn golden(file: &str) -> Vec<Exchange> {
+    let path = format!("{}/tests/golden/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a golden line is an Exchange"))
+        .collect()
+}

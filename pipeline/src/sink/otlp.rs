@@ -585,15 +585,7 @@ mod tests {
 
     #[test]
     fn a_traceparent_makes_the_span_a_child_in_that_trace() {
-        let path = format!(
-            "{}/tests/golden/http1/nginx-keepalive-pipelining.ndjson",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(path).expect("golden file");
-        let evs: Vec<Exchange> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("event"))
-            .collect();
+        let evs = crate::sink::golden("http1/nginx-keepalive-pipelining.ndjson");
         let routes = Routes::default();
         let scope = InstrumentationScope::builder("tapwire").build();
         let mut ids = IdGen::new();
@@ -623,14 +615,8 @@ mod tests {
         assert_eq!(a.span_kind, SpanKind::Server);
 
         // A Kafka Produce whose record carried a traceparent header joins that trace.
-        let path = format!(
-            "{}/tests/golden/kafka/tansu-confluent.ndjson",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(path).expect("golden file");
-        let produce: Exchange = text
-            .lines()
-            .map(|l| serde_json::from_str::<Exchange>(l).expect("event"))
+        let produce = crate::sink::golden("kafka/tansu-confluent.ndjson")
+            .into_iter()
             .find(|e| e.trace_id.is_some())
             .expect("the Produce with a traceparent record header");
         let k = span_data(&produce, &routes, Options::default(), &scope, &mut ids);

@@ -349,16 +349,8 @@ impl Sink for RedMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::golden;
     use crate::sink::route::RouteConfig;
-
-    fn golden(file: &str) -> Vec<Exchange> {
-        let path = format!("{}/tests/golden/{file}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{path}: {e}"))
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("an Exchange"))
-            .collect()
-    }
 
     fn red(max_series: usize) -> (Registry, RedMetrics) {
         let r = Registry::new();

@@ -124,26 +124,10 @@ const GRPC_SERVER_ERRORS: [&str; 6] = [
 
 /// The numeric gRPC code of a status name.
 pub fn grpc_code(name: &str) -> Option<i64> {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    NAMES.iter().position(|n| *n == name).map(|i| i as i64)
+    crate::dissect::grpc::STATUS_NAMES
+        .iter()
+        .position(|n| *n == name)
+        .map(|i| i as i64)
 }
 
 /// Messaging operation: (`messaging.operation.name`, `messaging.operation.type`, span kind).

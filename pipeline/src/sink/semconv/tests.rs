@@ -2,16 +2,8 @@
 //! servers, real clients), one protocol at a time.
 
 use super::*;
+use crate::sink::golden as events;
 use crate::sink::route::RouteConfig;
-
-fn events(file: &str) -> Vec<Exchange> {
-    let path = format!("{}/tests/golden/{file}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("golden line is an Exchange"))
-        .collect()
-}
 
 fn spans(file: &str, opts: Options) -> Vec<SpanView> {
     let routes = Routes::new(RouteConfig::default());
