@@ -95,20 +95,19 @@ fn refresh_gauges(st: &ApiState) {
             .with_label_values(&[sink.name()])
             .set(sink.queued() as i64);
     }
-    m.route_overflow.inc_by(
-        st.shared
-            .routes
-            .overflowed
-            .load(Ordering::Relaxed)
-            .saturating_sub(m.route_overflow.get()),
+    catch_up(
+        &m.route_overflow,
+        st.shared.routes.overflowed.load(Ordering::Relaxed),
     );
-    m.subscriber_drops.inc_by(
-        st.shared
-            .hub
-            .dropped
-            .load(Ordering::Relaxed)
-            .saturating_sub(m.subscriber_drops.get()),
+    catch_up(
+        &m.subscriber_drops,
+        st.shared.hub.dropped.load(Ordering::Relaxed),
     );
+}
+
+/// Bring a counter that mirrors an atomic total up to that total.
+fn catch_up(counter: &prometheus::IntCounter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 async fn metrics(State(st): State<Arc<ApiState>>) -> Response {

@@ -257,7 +257,7 @@ impl RedMetrics {
                 let status = rpc
                     .and_then(|r| r.response.as_ref())
                     .map(|r| r.status_code.as_str())
-                    .unwrap_or(if err.is_empty() { "" } else { &err });
+                    .unwrap_or(&err);
                 let labels = ["grpc", method, status, addr, &port];
                 self.observe(&self.rpc_duration, &labels, secs);
             }
@@ -294,9 +294,7 @@ impl RedMetrics {
                     .and_then(|d| d.question.as_ref())
                     .map(|q| q.qtype.as_str())
                     .unwrap_or_default();
-                let rcode = d
-                    .and_then(|d| d.response_code.as_deref())
-                    .unwrap_or(if err.is_empty() { "" } else { &err });
+                let rcode = d.and_then(|d| d.response_code.as_deref()).unwrap_or(&err);
                 let labels = [qtype, rcode, addr];
                 self.observe(&self.dns_duration, &labels, secs);
             }

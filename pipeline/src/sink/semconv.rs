@@ -154,10 +154,8 @@ pub fn messaging_operation(ex: &Exchange) -> Option<(String, Option<&'static str
 
 /// The `error.type` of an exchange, when it failed (shared with the metrics).
 pub fn error_type(ex: &Exchange) -> Option<String> {
-    match ex.status {
-        Status::NoResponse => return Some("no_response".into()),
-        Status::Ok | Status::Incomplete => {}
-        Status::Error => {}
+    if ex.status == Status::NoResponse {
+        return Some("no_response".into());
     }
     match ex.protocol {
         Protocol::Http | Protocol::Graphql => {
