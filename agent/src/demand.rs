@@ -185,14 +185,8 @@ mod tests {
         Exchange::new(
             schemas::Protocol::Http,
             schemas::Transport::Tcp,
-            schemas::Peer {
-                address: "10.0.0.1".into(),
-                port: 1,
-            },
-            schemas::Peer {
-                address: "10.0.0.2".into(),
-                port: 80,
-            },
+            schemas::Peer::new("10.0.0.1", 1),
+            schemas::Peer::new("10.0.0.2", 80),
             1,
         )
     }

@@ -90,14 +90,8 @@ mod tests {
         let mut ex = Exchange::new(
             Protocol::Http,
             Transport::Tcp,
-            Peer {
-                address: "10.0.0.1".into(),
-                port: 5000,
-            },
-            Peer {
-                address: "10.0.0.2".into(),
-                port: 80,
-            },
+            Peer::new("10.0.0.1", 5000),
+            Peer::new("10.0.0.2", 80),
             1,
         );
         ex.http = Some(Http {

@@ -8,6 +8,7 @@ mod config;
 mod demand;
 mod dissect;
 mod filter;
+mod k8s;
 mod metrics;
 mod pcap_cmd;
 mod replay;

@@ -68,6 +68,20 @@ pub struct Peer {
     /// IP address in its canonical text form.
     pub address: String,
     pub port: u16,
+    /// Kubernetes names of this address at the exchange's time; only when the agent enriches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<std::sync::Arc<crate::k8s::K8s>>,
+}
+
+impl Peer {
+    /// An address and port with no Kubernetes names.
+    pub fn new(address: impl Into<String>, port: u16) -> Peer {
+        Peer {
+            address: address.into(),
+            port,
+            k8s: None,
+        }
+    }
 }
 
 /// `network.protocol.*`.

@@ -3,6 +3,7 @@
 
 pub mod event;
 pub mod headers;
+pub mod k8s;
 pub mod l7;
 
 pub use event::{Exchange, HeaderMap, Network, NetworkProtocol, Peer, Protocol, Status, Transport};
@@ -10,7 +11,7 @@ pub use event::{Exchange, HeaderMap, Network, NetworkProtocol, Peer, Protocol, S
 /// The version of the event contract, sent with events that leave the node (the Kafka sink's
 /// `tapwire.schema.version` header): the major number changes when a field changes meaning or
 /// goes away, the minor number when fields are added.
-pub const SCHEMA_VERSION: &str = "1.0";
+pub const SCHEMA_VERSION: &str = "1.1";
 
 /// The JSON schema of [`Exchange`], pretty-printed with a trailing newline.
 pub fn json_schema() -> String {

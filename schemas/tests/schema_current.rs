@@ -21,14 +21,8 @@ fn event_nests_on_dots() {
     let mut e = Exchange::new(
         Protocol::Http,
         Transport::Tcp,
-        Peer {
-            address: "10.0.0.1".into(),
-            port: 40000,
-        },
-        Peer {
-            address: "10.0.0.2".into(),
-            port: 80,
-        },
+        Peer::new("10.0.0.1", 40000),
+        Peer::new("10.0.0.2", 80),
         1,
     );
     e.http = Some(schemas::l7::http::Http {

@@ -110,10 +110,7 @@ pub struct Emitter<'a> {
 impl Emitter<'_> {
     /// A new exchange of this flow with its peers filled in.
     pub fn exchange(&self, protocol: Protocol, start_ts: u64) -> Exchange {
-        let peer = |(ip, port): (IpAddr, u16)| Peer {
-            address: ip_text(ip),
-            port,
-        };
+        let peer = |(ip, port): (IpAddr, u16)| Peer::new(ip_text(ip), port);
         Exchange::new(
             protocol,
             self.meta.transport,

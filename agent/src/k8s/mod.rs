@@ -1,0 +1,2 @@
+//! Kubernetes enrichment (placeholder module root while the parts land).
+pub mod index;
