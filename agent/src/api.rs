@@ -159,6 +159,9 @@ async fn status(State(st): State<Arc<ApiState>>) -> Response {
             "delivered": hub.delivered.load(Ordering::Relaxed),
             "dropped": hub.dropped.load(Ordering::Relaxed),
         },
+        "kubernetes": hub.enricher().map_or(serde_json::json!({"enabled": false}), |en| {
+            serde_json::json!({"enabled": true, "api_server": en.server(), "pods_listed": en.ready()})
+        }),
     });
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -261,12 +264,14 @@ async fn events(
     st.shared.metrics.subscriptions.set(hub.clients() as i64);
     let (tx, rx) = tokio::sync::mpsc::channel(crate::demand::QUEUE_CAP);
     let dir = std::path::PathBuf::from(&st.spool_dir);
+    let enricher = hub.enricher().cloned();
     tokio::task::spawn_blocking(move || {
         crate::replay::replay(
             &dir,
             t0.saturating_sub(replay),
             t0,
             replay_filter.as_ref(),
+            enricher.as_deref(),
             &tx,
         );
     });

@@ -15,6 +15,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read pcap/pcapng files and print the request/response exchanges in them.
@@ -133,6 +135,10 @@ pub struct RunArgs {
     /// Kafka topic, or a template with `{protocol}` [default: tapwire.exchanges].
     #[arg(long, value_name = "NAME", env = "TAPWIRE_KAFKA_TOPIC")]
     pub kafka_topic: Option<String>,
+    /// Kubeconfig for Kubernetes enrichment (in a pod the service account is used without
+    /// one).
+    #[arg(long, value_name = "FILE", env = "TAPWIRE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

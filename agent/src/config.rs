@@ -39,6 +39,11 @@
 //!     queue: 100000
 //!     properties: {compression.type: lz4, acks: all, security.protocol: SASL_SSL}
 //!     filter: 'protocol == "http"'
+//! kubernetes:                    # names peers after pods, services, workloads, nodes
+//!   enabled: auto                # in a pod or with a kubeconfig; true, false
+//!   kubeconfig: ~/.kube/config   # --kubeconfig; in a pod the service account is used
+//!   labels: [app, app.kubernetes.io/name, app.kubernetes.io/version]   # k8s.pod.label.*
+//!   grace: 10m                   # an ended pod's address keeps naming it this long
 //! ```
 //!
 //! An unknown key or a bad value is one line naming the key (`spool.limit: not a size:
@@ -58,6 +63,7 @@ use serde::Deserialize;
 
 use crate::cli::RunArgs;
 use crate::filter::Filter;
+use crate::k8s::{K8sConfig, Mode};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +79,49 @@ struct File {
     spool: SpoolFile,
     #[serde(default)]
     sinks: SinksFile,
+    #[serde(default)]
+    kubernetes: KubernetesFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KubernetesFile {
+    /// `auto` (default), `true` or `false`.
+    enabled: Option<serde_norway::Value>,
+    kubeconfig: Option<PathBuf>,
+    labels: Option<Vec<String>>,
+    grace: Option<String>,
+}
+
+fn resolve_kubernetes(args: &RunArgs, f: KubernetesFile) -> Result<K8sConfig, String> {
+    let mode = match &f.enabled {
+        None => Mode::Auto,
+        Some(serde_norway::Value::Bool(true)) => Mode::On,
+        Some(serde_norway::Value::Bool(false)) => Mode::Off,
+        Some(serde_norway::Value::String(s)) if s == "auto" => Mode::Auto,
+        Some(other) => {
+            let text = serde_norway::to_string(other).unwrap_or_default();
+            return Err(format!(
+                "kubernetes.enabled: {:?} is not true, false or auto",
+                text.trim()
+            ));
+        }
+    };
+    let mut k = K8sConfig {
+        mode,
+        kubeconfig: args.kubeconfig.clone().or(f.kubeconfig),
+        ..K8sConfig::default()
+    };
+    if let Some(labels) = f.labels {
+        if let Some(bad) = labels.iter().find(|l| l.is_empty() || l.len() > 316) {
+            return Err(format!("kubernetes.labels: {bad:?} is not a label key"));
+        }
+        k.labels = labels;
+    }
+    if let Some(g) = f.grace {
+        k.grace = duration("kubernetes.grace", &g)?;
+    }
+    Ok(k)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -354,6 +403,7 @@ pub struct Config {
     /// 1 MiB blocks per capture ring.
     pub ring_blocks: u32,
     pub sinks: Sinks,
+    pub kubernetes: K8sConfig,
 }
 
 /// `64MiB`, `1GiB`, `500MB`, `4096`: bytes.
@@ -446,8 +496,10 @@ impl Config {
             ));
         }
         let sinks = resolve_sinks(args, file.sinks)?;
+        let kubernetes = resolve_kubernetes(args, file.kubernetes)?;
         Ok(Config {
             sinks,
+            kubernetes,
             snaplen,
             ring_blocks,
             interfaces,
@@ -563,6 +615,37 @@ mod tests {
         assert!(e.starts_with("snaplen:"), "{e}");
         let c = Config::resolve(&args(&["--snaplen", "128", "--ring-size", "16MiB"])).unwrap();
         assert_eq!((c.snaplen, c.ring_blocks), (128, 16));
+    }
+
+    #[test]
+    fn kubernetes_section_and_flag() {
+        let c = Config::resolve(&args(&[])).unwrap();
+        assert_eq!(c.kubernetes, K8sConfig::default());
+        let f = file(
+            "kubernetes:\n  enabled: true\n  labels: [team]\n  grace: 90s\n  kubeconfig: /etc/kc\n",
+        );
+        let c = Config::resolve(&args(&["--config", f.to_str().unwrap()])).unwrap();
+        assert_eq!(c.kubernetes.mode, Mode::On);
+        assert_eq!(c.kubernetes.labels, vec!["team".to_string()]);
+        assert_eq!(c.kubernetes.grace, Duration::from_secs(90));
+        assert_eq!(
+            c.kubernetes.kubeconfig.as_deref(),
+            Some(Path::new("/etc/kc"))
+        );
+        let c = Config::resolve(&args(&[
+            "--config",
+            f.to_str().unwrap(),
+            "--kubeconfig",
+            "/k",
+        ]))
+        .unwrap();
+        assert_eq!(c.kubernetes.kubeconfig.as_deref(), Some(Path::new("/k")));
+        let f = file("kubernetes:\n  enabled: sometimes\n");
+        let e = Config::resolve(&args(&["--config", f.to_str().unwrap()])).unwrap_err();
+        assert!(e.starts_with("kubernetes.enabled:"), "{e}");
+        let f = file("kubernetes:\n  enabled: false\n  grace: soon\n");
+        let e = Config::resolve(&args(&["--config", f.to_str().unwrap()])).unwrap_err();
+        assert!(e.starts_with("kubernetes.grace:"), "{e}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ use schemas::Exchange;
 use tokio::sync::mpsc;
 
 use crate::filter::{Bindings, Filter};
+use crate::k8s::Enricher;
 
 /// Events queued per subscription before its new events are dropped.
 pub const QUEUE_CAP: usize = 4096;
@@ -46,6 +47,7 @@ struct Standing {
 pub struct Hub {
     subs: Mutex<Vec<Sub>>,
     sinks: Vec<Standing>,
+    enricher: Option<Arc<Enricher>>,
     active: AtomicUsize,
     next_id: AtomicU64,
     /// Events delivered to a subscriber's queue.
@@ -84,6 +86,17 @@ impl Hub {
     /// Add a standing sink (before the hub is shared).
     pub fn add_sink(&mut self, sink: Arc<dyn Sink>, filter: Option<Filter>) {
         self.sinks.push(Standing { sink, filter });
+    }
+
+    /// Name every exchange's peers in Kubernetes before anyone sees it (before the hub is
+    /// shared).
+    pub fn set_enricher(&mut self, en: Arc<Enricher>) {
+        self.enricher = Some(en);
+    }
+
+    /// The Kubernetes enrichment, when on (the spool replay names its exchanges too).
+    pub fn enricher(&self) -> Option<&Arc<Enricher>> {
+        self.enricher.as_ref()
     }
 
     /// The sinks, to flush them at shutdown.
@@ -137,8 +150,11 @@ impl Hub {
 
     /// Hand one exchange to every subscriber and sink (serialised at most once, shared by
     /// the sinks that queue it).
-    pub fn publish(&self, ex: Exchange) {
+    pub fn publish(&self, mut ex: Exchange) {
         self.exchanges.fetch_add(1, Ordering::Relaxed);
+        if let Some(en) = &self.enricher {
+            en.enrich(&mut ex);
+        }
         let mut ev = Published::new(ex);
         // Its own handle on the exchange, so sinks can take `ev` mutably meanwhile.
         let shared = ev.exchange().clone();

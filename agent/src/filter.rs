@@ -1,6 +1,7 @@
 //! Event filters: CEL expressions (the `cel` crate) over the event's field names, as in the
 //! event contract: `protocol == "http" && http.response.status_code >= 500`,
-//! `dns.question.name.endsWith(".svc.cluster.local")`, `status != "ok"`.
+//! `dns.question.name.endsWith(".svc.cluster.local")`, `status != "ok"`,
+//! `server.k8s.namespace.name == "shop"` (with Kubernetes enrichment on).
 //!
 //! Each top-level field of the event is a variable (`protocol`, `status`, `http`, `url`,
 //! `dns`, `rpc`, `graphql`, `db`, `messaging`, `kafka`, `amqp`, `client`, `server`, …). A
@@ -123,6 +124,32 @@ mod tests {
         let h = Filter::compile(r#"http.request.method in ["PUT", "POST"]"#).unwrap();
         assert!(h.matches_event(&http("POST", 200)));
         assert!(!h.matches_event(&http("GET", 200)));
+    }
+
+    #[test]
+    fn kubernetes_names_are_filter_fields() {
+        use schemas::k8s::{K8s, Name, Pod, Resolution};
+        let mut ex = http("GET", 200);
+        let mut k = K8s::bare(Resolution::Resolved);
+        k.namespace = Name::of("shop");
+        k.deployment = Name::of("web");
+        k.pod = Some(Pod {
+            name: "web-1".into(),
+            uid: "u".into(),
+            label: [("app.kubernetes.io/name".to_string(), "web".to_string())].into(),
+        });
+        ex.server.k8s = Some(std::sync::Arc::new(k));
+        ex.client.k8s = Some(std::sync::Arc::new(K8s::bare(Resolution::Unknown)));
+        let f = Filter::compile(r#"server.k8s.namespace.name == "shop""#).unwrap();
+        assert!(f.matches_event(&ex));
+        assert!(!f.matches_event(&http("GET", 200)), "no names: no match");
+        let g = Filter::compile(
+            r#"server.k8s.pod.label["app.kubernetes.io/name"] == "web" && client.k8s.resolution == "unknown""#,
+        )
+        .unwrap();
+        assert!(g.matches_event(&ex));
+        let h = Filter::compile(r#"server.k8s.deployment.name == "api""#).unwrap();
+        assert!(!h.matches_event(&ex));
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub fn replay(
     from: u64,
     t0: u64,
     filter: Option<&Filter>,
+    enricher: Option<&crate::k8s::Enricher>,
     tx: &mpsc::Sender<Bytes>,
 ) -> u64 {
     std::thread::sleep(FLUSH_WAIT);
@@ -42,9 +43,12 @@ pub fn replay(
     let mut links: Vec<Option<LinkType>> = Vec::new();
     let mut sent = 0u64;
     let mut send = |out: &mut Vec<schemas::Exchange>| -> std::io::Result<()> {
-        for ex in out.drain(..) {
+        for mut ex in out.drain(..) {
             if ex.start_time_unix_nano >= t0 {
                 continue;
+            }
+            if let Some(en) = enricher {
+                en.enrich(&mut ex);
             }
             if let Some(f) = filter
                 && !f.matches(&Bindings::of(&ex))

@@ -147,8 +147,20 @@ pub fn run(args: RunArgs) -> ExitCode {
         .spool_limit
         .set(i64::try_from(cfg.spool_limit).unwrap_or(i64::MAX));
     let routes = Arc::new(Routes::new(cfg.sinks.routes));
-    let hub = match sinks::build(&cfg.sinks, &metrics, &routes, rt.handle()) {
+    let mut hub = match sinks::build(&cfg.sinks, &metrics, &routes, rt.handle()) {
         Ok(h) => h,
+        Err(e) => {
+            eprintln!("tapwire: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let k8s_line = match rt.block_on(crate::k8s::start(&cfg.kubernetes, &metrics.registry)) {
+        Ok(Some(en)) => {
+            let line = format!(", Kubernetes names from {}", en.server());
+            hub.set_enricher(en);
+            line
+        }
+        Ok(None) => String::new(),
         Err(e) => {
             eprintln!("tapwire: {e}");
             return ExitCode::from(2);
@@ -191,7 +203,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             .await
             .map_err(|e| format!("--listen {listen}: {e}"))?;
         eprintln!(
-            "tapwire: capturing on {} with {total} worker(s), spool {} (cap {}), API on http://{listen}{}",
+            "tapwire: capturing on {} with {total} worker(s), spool {} (cap {}), API on http://{listen}{}{k8s_line}",
             labels.join(","),
             state.spool_dir,
             cfg.spool_limit_text,

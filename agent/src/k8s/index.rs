@@ -434,8 +434,13 @@ impl Index {
         self.owners.remove(uid);
     }
 
-    pub fn owner_uids(&self) -> Vec<String> {
-        self.owners.keys().cloned().collect()
+    /// The uids of the owners of one kind (`ReplicaSet`, `Job`).
+    pub fn owner_uids(&self, kind: &str) -> Vec<String> {
+        self.owners
+            .iter()
+            .filter(|(_, o)| o.kind == kind)
+            .map(|(u, _)| u.clone())
+            .collect()
     }
 
     fn rebuild_owned_by(&mut self, owner_uid: &str) {

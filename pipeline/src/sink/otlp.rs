@@ -15,9 +15,15 @@
 //! `RetryInfo` honoured) and a batch that still fails is counted as `export_failed`.
 //! gzip, TLS (CA, client certificate) and custom headers are configuration.
 //!
-//! The resource is `service.name` (configurable; Kubernetes workloads come later),
-//! `host.name`, `telemetry.sdk.name` = `tapwire` and `OTEL_RESOURCE_ATTRIBUTES`; the scope is
-//! `tapwire` with the agent's version.
+//! The resource: with Kubernetes enrichment, the workload of the side the span is about (the
+//! server of a server span, the client of a client, producer or consumer span; see
+//! [`semconv::observed`]): `service.name` = the workload's name, `service.namespace` and
+//! `k8s.namespace.name` = its namespace, `k8s.<kind>.name` = its name. Otherwise (and for the
+//! spans of workloads past [`MAX_RESOURCES`]) `service.name` is the configured one. Every
+//! resource also has `host.name`, `telemetry.sdk.name` = `tapwire` and
+//! `OTEL_RESOURCE_ATTRIBUTES`; the scope is `tapwire` with the agent's version. A batch with
+//! spans of several workloads is sent as one export per workload (one exporter, its resource
+//! set before each), so a batch costs at most as many requests as it has workloads.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -43,6 +49,38 @@ use super::semconv::{self, Kind, Options, Value};
 use super::{Published, Sink, SinkMetrics};
 
 const SINK: &str = "otlp";
+
+/// Workload resources kept; spans of further workloads get the configured `service.name`.
+pub const MAX_RESOURCES: usize = 1024;
+
+/// `(namespace, kind, name)` of a span's workload.
+type WorkloadKey = (String, String, String);
+
+fn workload_key(ex: &Exchange) -> Option<WorkloadKey> {
+    let k = semconv::observed(ex).k8s.as_deref()?;
+    let w = k.workload.as_ref()?;
+    let ns = k.namespace.as_ref()?;
+    Some((ns.name.clone(), w.kind.clone(), w.name.clone()))
+}
+
+/// The resource of each workload, built once.
+struct Resources {
+    default: Resource,
+    by: HashMap<WorkloadKey, Resource>,
+}
+
+impl Resources {
+    fn get(&mut self, cfg: &OtlpConfig, key: &Option<WorkloadKey>) -> &Resource {
+        let Some(key) = key else { return &self.default };
+        if !self.by.contains_key(key) {
+            if self.by.len() >= MAX_RESOURCES {
+                return &self.default;
+            }
+            self.by.insert(key.clone(), workload_resource(cfg, key));
+        }
+        self.by.get(key).unwrap_or(&self.default)
+    }
+}
 
 /// OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,6 +360,29 @@ impl OtlpSink {
 }
 
 fn resource(cfg: &OtlpConfig) -> Resource {
+    Resource::builder_empty()
+        .with_attributes(base_attributes(cfg))
+        .with_service_name(cfg.service_name.clone())
+        .build()
+}
+
+fn workload_resource(cfg: &OtlpConfig, (ns, kind, name): &WorkloadKey) -> Resource {
+    let mut attrs = base_attributes(cfg);
+    attrs.push(KeyValue::new("service.namespace", ns.clone()));
+    attrs.push(KeyValue::new("k8s.namespace.name", ns.clone()));
+    if matches!(
+        kind.as_str(),
+        "deployment" | "statefulset" | "daemonset" | "job" | "cronjob" | "replicaset"
+    ) {
+        attrs.push(KeyValue::new(format!("k8s.{kind}.name"), name.clone()));
+    }
+    Resource::builder_empty()
+        .with_attributes(attrs)
+        .with_service_name(name.clone())
+        .build()
+}
+
+fn base_attributes(cfg: &OtlpConfig) -> Vec<KeyValue> {
     let mut attrs = vec![
         KeyValue::new("telemetry.sdk.name", "tapwire"),
         KeyValue::new("telemetry.sdk.language", "rust"),
@@ -333,10 +394,7 @@ fn resource(cfg: &OtlpConfig) -> Resource {
     for (k, v) in &cfg.resource {
         attrs.push(KeyValue::new(k.clone(), v.clone()));
     }
-    Resource::builder_empty()
-        .with_attributes(attrs)
-        .with_service_name(cfg.service_name.clone())
-        .build()
+    attrs
 }
 
 impl Sink for OtlpSink {
@@ -374,7 +432,7 @@ impl Sink for OtlpSink {
 async fn export_loop(
     mut rx: mpsc::Receiver<Arc<Exchange>>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
-    exporter: SpanExporter,
+    mut exporter: SpanExporter,
     cfg: OtlpConfig,
     routes: Arc<Routes>,
     counters: SinkMetrics,
@@ -385,6 +443,10 @@ async fn export_loop(
         .build();
     let mut ids = IdGen::new();
     let mut warned = false;
+    let mut resources = Resources {
+        default: resource(&cfg),
+        by: HashMap::new(),
+    };
     let delivered = counters.of(SINK).1;
     let mut batch: Vec<Arc<Exchange>> = Vec::with_capacity(cfg.batch_size);
     loop {
@@ -409,26 +471,38 @@ async fn export_loop(
                 Ok(None) | Err(_) => break,
             }
         }
-        let n = batch.len() as u64;
-        let spans: Vec<SpanData> = batch
-            .iter()
-            .map(|e| span_data(e, &routes, cfg.options, &scope, &mut ids))
-            .collect();
-        let result = exporter.export(spans).await;
-        queued.fetch_sub(n, Ordering::Relaxed);
-        match result {
-            Ok(()) => {
-                delivered.inc_by(n);
-                warned = false;
-            }
-            Err(e) => {
-                counters.drop_n(SINK, "export_failed", n);
-                if !warned {
-                    eprintln!(
-                        "tapwire: sinks.otlp: export to {} failed, {n} spans lost (counted in tapwire_sink_dropped_total): {e}",
-                        cfg.endpoint
-                    );
-                    warned = true;
+        // One export per workload in the batch, in the order they first appear.
+        let mut groups: Vec<(Option<WorkloadKey>, Vec<SpanData>)> = Vec::new();
+        let mut slot: HashMap<Option<WorkloadKey>, usize> = HashMap::new();
+        for e in &batch {
+            let key = workload_key(e);
+            let i = *slot.entry(key.clone()).or_insert_with(|| {
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            });
+            groups[i]
+                .1
+                .push(span_data(e, &routes, cfg.options, &scope, &mut ids));
+        }
+        for (key, spans) in groups {
+            let n = spans.len() as u64;
+            exporter.set_resource(resources.get(&cfg, &key));
+            let result = exporter.export(spans).await;
+            queued.fetch_sub(n, Ordering::Relaxed);
+            match result {
+                Ok(()) => {
+                    delivered.inc_by(n);
+                    warned = false;
+                }
+                Err(e) => {
+                    counters.drop_n(SINK, "export_failed", n);
+                    if !warned {
+                        eprintln!(
+                            "tapwire: sinks.otlp: export to {} failed, {n} spans lost (counted in tapwire_sink_dropped_total): {e}",
+                            cfg.endpoint
+                        );
+                        warned = true;
+                    }
                 }
             }
         }

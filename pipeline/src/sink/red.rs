@@ -11,6 +11,11 @@
 //! | `messaging_client_operation_duration_seconds` | Kafka, RabbitMQ | `messaging_system`, `messaging_operation_name`, `messaging_operation_type`, `messaging_destination_name`, `error_type`, `server_address`, `server_port` |
 //! | `dns_lookup_duration_seconds` | DNS | `dns_question_type`, `dns_response_code`, `server_address` |
 //!
+//! Every metric also has `k8s_namespace_name` and `k8s_workload_name`: the Kubernetes
+//! namespace and workload of the side the metric is about (the server for `*_server_*`, the
+//! client for `*_client_*` and `dns_lookup_*`; see [`observed`]), empty without enrichment or
+//! when the address is not a pod's.
+//!
 //! Buckets are the conventions' advisory boundaries (the database ones for `db_*`); body sizes
 //! use powers of four from 64 B to 64 MiB. A request that got no response is counted with
 //! `error_type="no_response"`. Durations are first request byte to last response byte.
@@ -30,7 +35,9 @@ use rustc_hash::FxHashMap;
 use schemas::{Exchange, Protocol};
 
 use super::route::Routes;
-use super::semconv::{error_type, http_method, http_route, messaging_operation};
+use super::semconv::{
+    error_type, http_method, http_route, messaging_operation, observed, workload_labels,
+};
 use super::{Published, Sink, SinkMetrics};
 
 /// The label value an overflowing label set is recorded under.
@@ -91,13 +98,15 @@ pub struct RedMetrics {
     delivered: IntCounter,
 }
 
-const HTTP_LABELS: [&str; 6] = [
+const HTTP_LABELS: [&str; 8] = [
     "http_request_method",
     "http_response_status_code",
     "http_route",
     "error_type",
     "server_address",
     "server_port",
+    "k8s_namespace_name",
+    "k8s_workload_name",
 ];
 
 fn family(
@@ -177,6 +186,8 @@ impl RedMetrics {
                     "rpc_response_status_code",
                     "server_address",
                     "server_port",
+                    "k8s_namespace_name",
+                    "k8s_workload_name",
                 ],
             )?,
             db_duration: family(
@@ -191,6 +202,8 @@ impl RedMetrics {
                     "db_response_status_code",
                     "server_address",
                     "server_port",
+                    "k8s_namespace_name",
+                    "k8s_workload_name",
                 ],
             )?,
             messaging_duration: family(
@@ -207,6 +220,8 @@ impl RedMetrics {
                     "error_type",
                     "server_address",
                     "server_port",
+                    "k8s_namespace_name",
+                    "k8s_workload_name",
                 ],
             )?,
             dns_duration: family(
@@ -215,7 +230,13 @@ impl RedMetrics {
                 "dns_lookup_duration_seconds",
                 "Duration of DNS lookups seen on the wire.",
                 &DURATION_BUCKETS,
-                &["dns_question_type", "dns_response_code", "server_address"],
+                &[
+                    "dns_question_type",
+                    "dns_response_code",
+                    "server_address",
+                    "k8s_namespace_name",
+                    "k8s_workload_name",
+                ],
             )?,
             offered,
             delivered,
@@ -231,6 +252,7 @@ impl RedMetrics {
         let port = ex.server.port.to_string();
         let addr = ex.server.address.as_str();
         let err = error_type(ex).unwrap_or_default();
+        let (ns, wl) = workload_labels(observed(ex));
         match ex.protocol {
             Protocol::Http | Protocol::Graphql => {
                 let (method, _) = http_method(ex);
@@ -240,7 +262,7 @@ impl RedMetrics {
                     .and_then(|r| r.status_code)
                     .map(|c| c.to_string())
                     .unwrap_or_default();
-                let labels = [method, &code, &route, &err, addr, &port];
+                let labels = [method, &code, &route, &err, addr, &port, ns, wl];
                 // The three HTTP families share their label set: one key for all three.
                 let key = labels.join(KEY_SEP);
                 self.observe_key(&self.http_duration, &key, &labels, secs);
@@ -258,7 +280,7 @@ impl RedMetrics {
                     .and_then(|r| r.response.as_ref())
                     .map(|r| r.status_code.as_str())
                     .unwrap_or(&err);
-                let labels = ["grpc", method, status, addr, &port];
+                let labels = ["grpc", method, status, addr, &port, ns, wl];
                 self.observe(&self.rpc_duration, &labels, secs);
             }
             Protocol::Redis => {
@@ -271,7 +293,7 @@ impl RedMetrics {
                     .and_then(|d| d.response.as_ref())
                     .map(|r| r.status_code.as_str())
                     .unwrap_or_default();
-                let labels = ["redis", op, code, addr, &port];
+                let labels = ["redis", op, code, addr, &port, ns, wl];
                 self.observe(&self.db_duration, &labels, secs);
             }
             Protocol::Kafka | Protocol::Amqp => {
@@ -285,7 +307,7 @@ impl RedMetrics {
                     .and_then(|m| m.destination.as_ref())
                     .map(|d| d.name.as_str())
                     .unwrap_or_default();
-                let labels = [system, &op, ty, dest, &err, addr, &port];
+                let labels = [system, &op, ty, dest, &err, addr, &port, ns, wl];
                 self.observe(&self.messaging_duration, &labels, secs);
             }
             Protocol::Dns => {
@@ -295,7 +317,7 @@ impl RedMetrics {
                     .map(|q| q.qtype.as_str())
                     .unwrap_or_default();
                 let rcode = d.and_then(|d| d.response_code.as_deref()).unwrap_or(&err);
-                let labels = [qtype, rcode, addr];
+                let labels = [qtype, rcode, addr, ns, wl];
                 self.observe(&self.dns_duration, &labels, secs);
             }
         }
@@ -389,20 +411,56 @@ mod tests {
         }
         let t = text(&r);
         let want = [
-            r#"http_server_request_duration_seconds_count{error_type="",http_request_method="GET",http_response_status_code="200",http_route="/index.html",server_address="10.77.0.1",server_port="80"} 3"#,
-            r#"http_server_request_duration_seconds_count{error_type="500",http_request_method="GET",http_response_status_code="500",http_route="/fail",server_address="10.77.0.1",server_port="80"} 1"#,
-            r#"http_server_request_body_size_bytes_count{error_type="",http_request_method="POST",http_response_status_code="201",http_route="/upload",server_address="10.77.0.1",server_port="80"} 2"#,
-            r#"rpc_server_call_duration_seconds_count{rpc_method="tapwire.test.Bookshop/GetBook",rpc_response_status_code="NOT_FOUND",rpc_system_name="grpc",server_address="10.77.0.1",server_port="50051"} 1"#,
-            r#"db_client_operation_duration_seconds_count{db_operation_name="INCR",db_response_status_code="ERR",db_system_name="redis",server_address="10.77.0.1",server_port="6379"} 1"#,
-            r#"messaging_client_operation_duration_seconds_count{error_type="",messaging_destination_name="orders",messaging_operation_name="send",messaging_operation_type="send",messaging_system="kafka",server_address="10.77.0.1",server_port="9092"} 2"#,
-            r#"messaging_client_operation_duration_seconds_count{error_type="",messaging_destination_name="orders",messaging_operation_name="basic.publish",messaging_operation_type="send",messaging_system="rabbitmq",server_address="10.77.0.1",server_port="5672"} 6"#,
-            r#"dns_lookup_duration_seconds_count{dns_question_type="A",dns_response_code="NXDOMAIN",server_address="10.77.0.1"} 1"#,
-            r#"http_server_request_duration_seconds_count{error_type="",http_request_method="POST",http_response_status_code="200",http_route="/graphql",server_address="10.77.0.1",server_port="8000"}"#,
+            r#"http_server_request_duration_seconds_count{error_type="",http_request_method="GET",http_response_status_code="200",http_route="/index.html",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="80"} 3"#,
+            r#"http_server_request_duration_seconds_count{error_type="500",http_request_method="GET",http_response_status_code="500",http_route="/fail",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="80"} 1"#,
+            r#"http_server_request_body_size_bytes_count{error_type="",http_request_method="POST",http_response_status_code="201",http_route="/upload",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="80"} 2"#,
+            r#"rpc_server_call_duration_seconds_count{k8s_namespace_name="",k8s_workload_name="",rpc_method="tapwire.test.Bookshop/GetBook",rpc_response_status_code="NOT_FOUND",rpc_system_name="grpc",server_address="10.77.0.1",server_port="50051"} 1"#,
+            r#"db_client_operation_duration_seconds_count{db_operation_name="INCR",db_response_status_code="ERR",db_system_name="redis",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="6379"} 1"#,
+            r#"messaging_client_operation_duration_seconds_count{error_type="",k8s_namespace_name="",k8s_workload_name="",messaging_destination_name="orders",messaging_operation_name="send",messaging_operation_type="send",messaging_system="kafka",server_address="10.77.0.1",server_port="9092"} 2"#,
+            r#"messaging_client_operation_duration_seconds_count{error_type="",k8s_namespace_name="",k8s_workload_name="",messaging_destination_name="orders",messaging_operation_name="basic.publish",messaging_operation_type="send",messaging_system="rabbitmq",server_address="10.77.0.1",server_port="5672"} 6"#,
+            r#"dns_lookup_duration_seconds_count{dns_question_type="A",dns_response_code="NXDOMAIN",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1"} 1"#,
+            r#"http_server_request_duration_seconds_count{error_type="",http_request_method="POST",http_response_status_code="200",http_route="/graphql",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="8000"}"#,
         ];
         for w in want {
             assert!(t.contains(w), "missing {w}\n{t}");
         }
         assert!(!t.contains("=\"_other\""), "no cap reached");
+    }
+
+    #[test]
+    fn kubernetes_labels_name_the_side_the_metric_is_about() {
+        use schemas::k8s::{K8s, Name, Resolution, Workload};
+        let named = |ns: &str, wl: &str| {
+            let mut k = K8s::bare(Resolution::Resolved);
+            k.namespace = Name::of(ns);
+            k.workload = Some(Workload {
+                name: wl.into(),
+                kind: "deployment".into(),
+            });
+            Some(Arc::new(k))
+        };
+        let (r, m) = red(2000);
+        let mut http = golden("http1/nginx-keepalive-pipelining.ndjson").remove(0);
+        http.client.k8s = named("shop", "checkout");
+        http.server.k8s = named("shop", "web");
+        m.record(&http);
+        let mut redis = golden("redis/redis-server-mixed.ndjson").remove(0);
+        redis.client.k8s = named("shop", "cart");
+        redis.server.k8s = named("data", "redis");
+        m.record(&redis);
+        let t = text(&r);
+        assert!(
+            t.contains(
+                r#"http_route="/index.html",k8s_namespace_name="shop",k8s_workload_name="web","#
+            ),
+            "HTTP server metrics: the server's workload\n{t}"
+        );
+        assert!(
+            t.contains(
+                r#"db_system_name="redis",k8s_namespace_name="shop",k8s_workload_name="cart","#
+            ),
+            "client metrics: the client's workload\n{t}"
+        );
     }
 
     #[test]
@@ -418,7 +476,7 @@ mod tests {
             .filter(|l| l.starts_with("http_server_request_duration_seconds_count"))
             .count();
         assert_eq!(series, 3, "two admitted label sets and `_other`\n{t}");
-        assert!(t.contains(r#"http_server_request_duration_seconds_count{error_type="_other",http_request_method="_other",http_response_status_code="_other",http_route="_other",server_address="_other",server_port="_other"}"#));
+        assert!(t.contains(r#"http_server_request_duration_seconds_count{error_type="_other",http_request_method="_other",http_response_status_code="_other",http_route="_other",k8s_namespace_name="_other",k8s_workload_name="_other",server_address="_other",server_port="_other"}"#));
         let over: u64 = m.http_duration.overflow.get();
         assert!(over > 0);
         let total: u64 = evs.len() as u64;

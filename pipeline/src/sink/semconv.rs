@@ -107,6 +107,28 @@ pub fn http_route(ex: &Exchange, routes: &Routes) -> Option<String> {
     Some(routes.route(&server_key(ex), path))
 }
 
+/// The side a span or metric is about: the server of HTTP, GraphQL and gRPC (server spans,
+/// `*_server_*` metrics), the client of Redis, Kafka, RabbitMQ and DNS (client, producer and
+/// consumer spans, `*_client_*` and `dns_lookup_*` metrics). Its Kubernetes workload is the
+/// span's `service.name` and the metric's `k8s_*` labels, as if that side had reported them.
+pub fn observed(ex: &Exchange) -> &schemas::Peer {
+    match ex.protocol {
+        Protocol::Http | Protocol::Graphql | Protocol::Grpc => &ex.server,
+        Protocol::Redis | Protocol::Kafka | Protocol::Amqp | Protocol::Dns => &ex.client,
+    }
+}
+
+/// `(k8s.namespace.name, workload name)` of a peer, empty when not known.
+pub fn workload_labels(peer: &schemas::Peer) -> (&str, &str) {
+    let Some(k) = peer.k8s.as_deref() else {
+        return ("", "");
+    };
+    (
+        k.namespace.as_ref().map_or("", |n| n.name.as_str()),
+        k.workload.as_ref().map_or("", |w| w.name.as_str()),
+    )
+}
+
 /// `address:port` of the exchange's server.
 pub fn server_key(ex: &Exchange) -> String {
     format!("{}:{}", ex.server.address, ex.server.port)
