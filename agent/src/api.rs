@@ -49,6 +49,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
+/// The header that carries the token where `Authorization` cannot.
+pub const TOKEN_HEADER: &str = "x-tapwire-token";
+
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -62,11 +65,18 @@ async fn bearer(
     let Some(token) = &st.token else {
         return next.run(req).await;
     };
+    // `X-Tapwire-Token` too: the Kubernetes API server's pod proxy (`watch --cluster`) takes
+    // the `Authorization` header for itself and does not forward it.
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| {
+            req.headers()
+                .get(TOKEN_HEADER)
+                .and_then(|v| v.to_str().ok())
+        });
     match given {
         Some(g) if same(g.trim().as_bytes(), token.as_bytes()) => next.run(req).await,
         _ => (

@@ -151,6 +151,27 @@ pub struct WatchArgs {
     /// Start with the exchanges of this recent past held in the spool (`30s`, `5m`).
     #[arg(long, value_name = "DURATION")]
     pub since: Option<String>,
+    /// Every agent in the cluster: find their pods through the Kubernetes API (kubeconfig),
+    /// reach each through the API server's pod proxy, and merge the streams in time order.
+    #[arg(long)]
+    pub cluster: bool,
+    /// With --cluster: only exchanges with a client or server in this Kubernetes namespace.
+    #[arg(long, short = 'n', value_name = "NS", requires = "cluster")]
+    pub namespace: Option<String>,
+    /// With --cluster: the kubeconfig (default: KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --cluster: the label selector of the agents' pods.
+    #[arg(
+        long,
+        value_name = "SELECTOR",
+        default_value = "app.kubernetes.io/name=tapwire",
+        requires = "cluster"
+    )]
+    pub agents_selector: String,
+    /// With --cluster: the namespace the agents run in (default: every namespace).
+    #[arg(long, value_name = "NS", requires = "cluster")]
+    pub agents_namespace: Option<String>,
 }
 
 /// Output format of `dissect`.

@@ -213,8 +213,18 @@ async fn handle(State(api): State<FakeApi>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     api.with(|i| i.log.push(format!("{} {path}?{query}", req.method())));
+    let mut query = query;
+    let mut path = path;
     if let Some(rest) = path.strip_prefix("/api/v1/namespaces/") {
-        return proxy(&api, rest, &query, req).await;
+        // A namespaced list (`/api/v1/namespaces/NS/pods`), else the pod proxy.
+        match rest.split_once('/') {
+            Some((ns, "pods")) => {
+                let ns = ns.to_string();
+                query = format!("{query}&namespace={ns}");
+                path = "/api/v1/pods".into();
+            }
+            _ => return proxy(&api, rest, &query, req).await,
+        }
     }
     let Some(kind) = kind_of_path(&path) else {
         return (
@@ -283,7 +293,28 @@ async fn handle(State(api): State<FakeApi>, req: Request) -> Response {
         )
             .into_response();
     }
-    let items: Vec<Value> = k.objects.iter().map(shape).collect();
+    // `labelSelector` with `key=value` terms (what the clients here send).
+    let selector: Vec<(String, String)> = q
+        .get("labelSelector")
+        .map(|sel| {
+            sel.split(',')
+                .filter_map(|t| t.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ns_path = q.get("namespace");
+    let items: Vec<Value> = k
+        .objects
+        .iter()
+        .filter(|o| {
+            selector
+                .iter()
+                .all(|(k, v)| o["metadata"]["labels"][k] == json!(v))
+        })
+        .filter(|o| ns_path.is_none_or(|n| o["metadata"]["namespace"] == json!(n)))
+        .map(shape)
+        .collect();
     let list_kind = if meta_only {
         "PartialObjectMetadataList".to_string()
     } else {
@@ -327,7 +358,8 @@ async fn proxy(api: &FakeApi, rest: &str, query: &str, req: Request) -> Response
         let s = status(404, "NotFound", &format!("pods \"{pod}\" not found"));
         return (StatusCode::NOT_FOUND, s.to_string()).into_response();
     };
-    let auth = req.headers().get(header::AUTHORIZATION).cloned();
+    // Like the API server: its own `Authorization` is not passed on, other headers are.
+    let token = req.headers().get("x-tapwire-token").cloned();
     let url = format!(
         "http://{to}{path}{}{query}",
         if query.is_empty() { "" } else { "?" }
@@ -337,8 +369,8 @@ async fn proxy(api: &FakeApi, rest: &str, query: &str, req: Request) -> Response
     let status_code = tokio::task::spawn_blocking(move || {
         let agent = ureq::Agent::new_with_defaults();
         let mut r = agent.get(&url);
-        if let Some(a) = auth {
-            r = r.header("authorization", a.to_str().unwrap_or(""));
+        if let Some(t) = token {
+            r = r.header("x-tapwire-token", t.to_str().unwrap_or(""));
         }
         match r.call() {
             Ok(resp) => {
@@ -361,7 +393,15 @@ async fn proxy(api: &FakeApi, rest: &str, query: &str, req: Request) -> Response
                 code
             }
             Err(ureq::Error::StatusCode(c)) => c,
-            Err(_) => 503,
+            Err(e) => {
+                let s = status(
+                    503,
+                    "ServiceUnavailable",
+                    &format!("error trying to reach service: {e}"),
+                );
+                let _ = tx.send(Ok(s.to_string().into_bytes()));
+                503
+            }
         }
     })
     .await

@@ -460,6 +460,27 @@ fn api_token_guards_everything_but_health() {
                 "{path} with the token"
             );
         }
+        // The header `watch --cluster` sends through the API server's pod proxy.
+        let with_header = |t: &str| {
+            let out = Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "-m",
+                    "2",
+                    "-H",
+                ])
+                .arg(format!("X-Tapwire-Token: {t}"))
+                .arg(format!("http://{api}/v1/status"))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert_eq!(with_header("s3cret-token"), "200");
+        assert_eq!(with_header("wrong"), "401");
         let denied = Command::new(&*TAPWIRE_PATH)
             .args([
                 "watch",

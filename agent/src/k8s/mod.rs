@@ -273,7 +273,7 @@ impl Enricher {
 }
 
 /// An error as one line (some carry a YAML parser's multi-line context).
-fn one_line(e: &dyn std::fmt::Display) -> String {
+pub(crate) fn one_line(e: &dyn std::fmt::Display) -> String {
     e.to_string()
         .split_whitespace()
         .collect::<Vec<_>>()
