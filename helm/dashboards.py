@@ -88,7 +88,7 @@ def dashboard(uid, title, description, panels, variables=()):
 
 H = "http_server_request_duration_seconds"
 R = "rpc_server_call_duration_seconds"
-SEL = 'server_address=~"$server"'
+SEL = 'k8s_namespace_name=~"$namespace",k8s_workload_name=~"$workload",server_address=~"$server"'
 GRPC_ERR = 'rpc_response_status_code=~"UNKNOWN|DEADLINE_EXCEEDED|UNIMPLEMENTED|INTERNAL|UNAVAILABLE|DATA_LOSS"'
 
 DASHBOARDS = {
@@ -97,6 +97,13 @@ DASHBOARDS = {
         "tapwire / HTTP and gRPC",
         "Rate, errors and duration of every HTTP route and gRPC method seen on the wire.",
         [
+            panel("HTTP requests/s by workload",
+                  [f'sum by (k8s_namespace_name, k8s_workload_name) (rate({H}_count{{{SEL}}}[$__rate_interval]))'],
+                  "reqps", legend="{{k8s_namespace_name}}/{{k8s_workload_name}}",
+                  desc="The serving pod's namespace and workload (Kubernetes enrichment); empty outside Kubernetes."),
+            panel("HTTP 5xx ratio by workload",
+                  [f'sum by (k8s_namespace_name, k8s_workload_name) (rate({H}_count{{{SEL},http_response_status_code=~"5.."}}[$__rate_interval])) / sum by (k8s_namespace_name, k8s_workload_name) (rate({H}_count{{{SEL}}}[$__rate_interval]))'],
+                  "percentunit", legend="{{k8s_namespace_name}}/{{k8s_workload_name}}"),
             panel("HTTP requests/s by route",
                   [f'sum by (server_address, http_route) (rate({H}_count{{{SEL}}}[$__rate_interval]))'],
                   "reqps", legend="{{server_address}} {{http_route}}"),
@@ -123,7 +130,9 @@ DASHBOARDS = {
                   [f'histogram_quantile(0.99, sum by (le, rpc_method) (rate({R}_bucket{{{SEL}}}[$__rate_interval])))'],
                   "s", legend="{{rpc_method}}"),
         ],
-        [variable("server", "Server", f"label_values({H}_count, server_address)")],
+        [variable("namespace", "Namespace", f"label_values({H}_count, k8s_namespace_name)"),
+         variable("workload", "Workload", f'label_values({H}_count{{k8s_namespace_name=~"$namespace"}}, k8s_workload_name)'),
+         variable("server", "Server", f"label_values({H}_count, server_address)")],
     ),
     "tapwire-redis": dashboard(
         "tapwire-redis",
@@ -224,6 +233,14 @@ DASHBOARDS = {
                   [('sum by (instance) (rate(tapwire_subscriber_dropped_events_total[$__rate_interval]))', "subscriber drops {{instance}}"),
                    ('sum by (metric) (rate(tapwire_metric_series_overflow_total[$__rate_interval]))', "overflow {{metric}}")],
                   "ops"),
+            panel("Kubernetes names: peers by resolution",
+                  ['sum by (side, resolution) (rate(tapwire_k8s_resolutions_total[$__rate_interval]))'],
+                  "ops", legend="{{side}} {{resolution}}",
+                  desc="unknown: outside the cluster or not listed yet; ambiguous: two pods claimed the address at that time."),
+            panel("Kubernetes watches not synced and errors/s",
+                  [('count by (resource) (tapwire_k8s_synced == 0)', "not synced {{resource}}"),
+                   ('sum by (resource) (rate(tapwire_k8s_watch_errors_total[$__rate_interval]))', "errors {{resource}}")],
+                  "short"),
         ],
     ),
 }

@@ -40,6 +40,7 @@ VARIANTS = {
                     "prometheusRule": {"enabled": True, "labels": {"release": "kps"}}},
         "dashboards": {"enabled": True},
         "podAnnotations": {"example.com/team": "netops"},
+        "kubernetes": {"labels": ["app", "team"], "grace": "30m"},
     },
     "hostpath-no-metrics-sink": {
         "spool": {"volume": "hostPath"},
@@ -49,6 +50,7 @@ VARIANTS = {
     "external-service-account": {
         "serviceAccount": {"create": False, "name": "tapwire-sa"},
         "rbac": {"create": False},
+        "kubernetes": {"enabled": False},
         "nameOverride": "sniffer",
     },
     "non-root": {
@@ -67,6 +69,8 @@ BAD = [
     {"agent": {"port": 70000}},
     {"securityContext": {"privileged": True}},
     {"unknownKey": 1},
+    {"kubernetes": {"grace": "soon"}},
+    {"kubernetes": {"labels": [""]}},
 ]
 
 

@@ -80,7 +80,12 @@ fn partial(o: &Value) -> Value {
 impl FakeApi {
     /// Serve on 127.0.0.1 (a free port); returns the base URL.
     pub async fn serve(&self) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.serve_at("127.0.0.1:0").await
+    }
+
+    /// Serve on `addr`; returns the base URL.
+    pub async fn serve_at(&self, addr: &str) -> String {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = axum::Router::new()
             .fallback(handle)
@@ -410,4 +415,113 @@ async fn proxy(api: &FakeApi, rest: &str, query: &str, req: Request) -> Response
     let stream =
         futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
     (code, Body::from_stream(stream)).into_response()
+}
+
+/// Objects in the API's JSON shapes (what `kubectl get -o json` prints: `managedFields`,
+/// `ownerReferences`, `podIPs`, endpoint `targetRef`s, …), for the fake server's tests.
+pub mod objects {
+    use serde_json::{Value, json};
+
+    fn managed_fields(manager: &str, at: &str) -> Value {
+        json!([{"manager": manager, "operation": "Update", "apiVersion": "v1", "time": at,
+                "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {".": {}}}}}])
+    }
+
+    /// A controller reference: `(kind, name, uid)`.
+    pub type Owner<'a> = (&'a str, &'a str, &'a str);
+
+    /// A running pod.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pod(
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        ip: &str,
+        node: &str,
+        owner: Option<Owner>,
+        labels: Value,
+        created: &str,
+    ) -> Value {
+        let owners = match owner {
+            Some((kind, oname, ouid)) => {
+                let api = if kind == "Job" { "batch/v1" } else { "apps/v1" };
+                json!([{"apiVersion": api, "kind": kind, "name": oname, "uid": ouid,
+                        "controller": true, "blockOwnerDeletion": true}])
+            }
+            None => json!([]),
+        };
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "uid": uid, "resourceVersion": "1",
+                "creationTimestamp": created, "labels": labels, "ownerReferences": owners,
+                "managedFields": managed_fields("kube-controller-manager", created)},
+            "spec": {"nodeName": node, "serviceAccountName": "default", "restartPolicy": "Always",
+                "containers": [{"name": "main", "image": "nginx:1.27", "imagePullPolicy": "IfNotPresent",
+                    "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+                    "resources": {}, "terminationMessagePath": "/dev/termination-log"}]},
+            "status": {"phase": "Running", "hostIP": "192.168.49.3",
+                "hostIPs": [{"ip": "192.168.49.3"}], "podIP": ip, "podIPs": [{"ip": ip}],
+                "startTime": created, "qosClass": "BestEffort",
+                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": created}],
+                "containerStatuses": [{"name": "main", "ready": true, "restartCount": 0,
+                    "image": "nginx:1.27", "imageID": "docker.io/library/nginx@sha256:00",
+                    "containerID": "containerd://0a", "started": true,
+                    "state": {"running": {"startedAt": created}}}]}
+        })
+    }
+
+    /// A replica set owned by a deployment.
+    pub fn replicaset(namespace: &str, name: &str, uid: &str, deployment: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": name, "namespace": namespace, "uid": uid,
+                "creationTimestamp": "2026-11-27T10:00:00Z", "labels": {"app": deployment},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment,
+                    "uid": format!("d-{deployment}"), "controller": true, "blockOwnerDeletion": true}]},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": deployment}}},
+            "status": {"replicas": 2, "readyReplicas": 2}})
+    }
+
+    /// A ClusterIP service.
+    pub fn service(namespace: &str, name: &str, cluster_ip: &str, port: u16, target: u16) -> Value {
+        json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "uid": format!("svc-{name}"),
+                "creationTimestamp": "2026-11-27T10:00:00Z"},
+            "spec": {"type": "ClusterIP", "clusterIP": cluster_ip, "clusterIPs": [cluster_ip],
+                "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "selector": {"app": name},
+                "ports": [{"name": "main", "port": port, "protocol": "TCP", "targetPort": target}]},
+            "status": {"loadBalancer": {}}})
+    }
+
+    /// The endpoint slice of `service`: pods `(name, uid, ip)` on `port`.
+    pub fn slice(namespace: &str, service: &str, pods: &[(&str, &str, &str)], port: u16) -> Value {
+        let endpoints: Vec<Value> = pods
+            .iter()
+            .map(|(name, uid, ip)| {
+                json!({"addresses": [ip],
+                "conditions": {"ready": true, "serving": true, "terminating": false},
+                "nodeName": "node-b",
+                "targetRef": {"kind": "Pod", "name": name, "namespace": namespace, "uid": uid}})
+            })
+            .collect();
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+            "metadata": {"name": format!("{service}-x7k2p"), "namespace": namespace,
+                "uid": format!("es-{service}"), "generateName": format!("{service}-"),
+                "creationTimestamp": "2026-11-27T10:00:00Z",
+                "labels": {"endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+                           "kubernetes.io/service-name": service},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": service,
+                    "uid": format!("svc-{service}"), "controller": true, "blockOwnerDeletion": true}]},
+            "endpoints": endpoints,
+            "ports": [{"name": "main", "port": port, "protocol": "TCP"}]})
+    }
+
+    /// A node with one internal address.
+    pub fn node(name: &str, ip: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "uid": format!("n-{name}"), "creationTimestamp": "2026-11-27T10:00:00Z",
+                "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
+            "spec": {"podCIDR": "10.244.1.0/24"},
+            "status": {"addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+                "nodeInfo": {"kubeletVersion": "v1.33.1", "containerRuntimeVersion": "containerd://2.0.5"}}})
+    }
 }

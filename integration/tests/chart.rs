@@ -108,13 +108,61 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
 }
 
 /// The agent's /metrics after replaying `pcap` with RED metrics on.
-fn agent_metrics(pcap: &Path, port: u16) -> String {
+/// The fake Kubernetes API server (`tw-fake-k8s`) on loopback with a pod for each side of
+/// the golden captures (10.77.0.2 → 10.77.0.1); returns it and a kubeconfig naming it.
+fn fake_api(dir: &Path) -> (std::process::Child, PathBuf) {
+    use tapwire_integration::fake_k8s::objects;
+    std::fs::create_dir_all(dir).unwrap();
+    let at = "2020-01-01T00:00:00Z";
+    let objects = serde_json::json!({
+        "pods": [
+            objects::pod("shop", "client-0", "u-c", "10.77.0.2", "node-a",
+                Some(("StatefulSet", "client", "s-c")), serde_json::json!({"app": "client"}), at),
+            objects::pod("shop", "server-0", "u-s", "10.77.0.1", "node-a",
+                Some(("StatefulSet", "server", "s-s")), serde_json::json!({"app": "server"}), at),
+        ],
+        "nodes": [objects::node("node-a", "192.168.49.2")],
+    });
+    let file = dir.join("objects.json");
+    std::fs::write(&file, objects.to_string()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tw-fake-k8s"))
+        .arg(&file)
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("ready ")
+        .expect("ready URL")
+        .to_string();
+    let kc = dir.join("kubeconfig");
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters:\n- name: t\n  cluster:\n    server: {url}\n\
+             contexts:\n- name: t\n  context:\n    cluster: t\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"
+        ),
+    )
+    .unwrap();
+    (child, kc)
+}
+
+fn agent_metrics(pcap: &Path, port: u16, kubeconfig: &Path) -> String {
     let spool =
         std::env::temp_dir().join(format!("tapwire-chart-spool-{}-{port}", std::process::id()));
     let listen = format!("127.0.0.1:{port}");
     let mut agent = Command::new(&*TAPWIRE_PATH)
         .args(["run", "--red-metrics", "--listen", &listen, "--read"])
         .arg(pcap)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
         .arg("--spool-dir")
         .arg(&spool)
         .stderr(Stdio::null())
@@ -200,7 +248,7 @@ fn promql_names(expr: &str) -> (BTreeSet<String>, BTreeSet<String>) {
             .unwrap();
     let ident = regex::Regex::new(r"[A-Za-z_:][A-Za-z0-9_:]*").unwrap();
     let lv = regex::Regex::new(
-        r"label_values\(\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*,\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)",
+        r"label_values\(\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^}]*\})?\s*,\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)",
     )
     .unwrap();
     let mut metrics = BTreeSet::new();
@@ -209,7 +257,12 @@ fn promql_names(expr: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     let e = ranges.replace_all(&e, "");
     for c in lv.captures_iter(&e) {
         metrics.insert(c[1].to_string());
-        labels.insert(c[2].to_string());
+        if let Some(sel) = c.get(2) {
+            for m in matcher.captures_iter(sel.as_str()) {
+                labels.insert(m[1].to_string());
+            }
+        }
+        labels.insert(c[3].to_string());
     }
     let e = lv.replace_all(&e, "");
     for b in braces.find_iter(&e) {
@@ -258,6 +311,8 @@ fn dashboards_and_alerts_use_only_exported_metrics_and_labels() {
     );
 
     let golden = repo().join("pipeline/tests/golden");
+    let (mut api, kubeconfig) =
+        fake_api(&std::env::temp_dir().join(format!("tapwire-chart-k8s-{}", std::process::id())));
     let mut fams: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (i, p) in [
         "http1/nginx-keepalive-pipelining.pcap",
@@ -271,16 +326,24 @@ fn dashboards_and_alerts_use_only_exported_metrics_and_labels() {
     .iter()
     .enumerate()
     {
-        for (f, l) in families(&agent_metrics(&golden.join(p), 19_500 + i as u16)) {
+        for (f, l) in families(&agent_metrics(
+            &golden.join(p),
+            19_500 + i as u16,
+            &kubeconfig,
+        )) {
             fams.entry(f).or_default().extend(l);
         }
     }
+    let _ = api.kill();
+    let _ = api.wait();
     for f in [
         "http_server_request_duration_seconds",
         "rpc_server_call_duration_seconds",
         "db_client_operation_duration_seconds",
         "messaging_client_operation_duration_seconds",
         "dns_lookup_duration_seconds",
+        "tapwire_k8s_resolutions_total",
+        "tapwire_k8s_synced",
     ] {
         assert!(fams.contains_key(f), "the replays produced {f}");
     }
@@ -378,5 +441,14 @@ fn promql_names_finds_metrics_and_labels() {
         (m.len(), l.len()),
         (1, 1),
         "label_values(metric, label) names both"
+    );
+    let (m, l) = promql_names(
+        r#"label_values(http_server_request_duration_seconds_count{k8s_namespace_name=~"$namespace"}, k8s_workload_name)"#,
+    );
+    assert_eq!(m.len(), 1);
+    assert_eq!(
+        l.into_iter().collect::<Vec<_>>(),
+        ["k8s_namespace_name", "k8s_workload_name"],
+        "a selector's labels too"
     );
 }

@@ -25,6 +25,7 @@ use tapwire_integration::lab::{API, Lab, have, lines_of, sh, wait_until};
 
 const RECEIVER: &str = env!("CARGO_BIN_EXE_tw-otlp-receiver");
 const KAFKA: &str = env!("CARGO_BIN_EXE_tw-kafka");
+const FAKE_K8S: &str = env!("CARGO_BIN_EXE_tw-fake-k8s");
 const BROKER: &str = "127.0.0.1:9092";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
@@ -180,15 +181,26 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> u64 {
 
 /// The agent's own event stream (`/v1/events`), read with curl in the server namespace.
 fn subscribe(lab: &mut Lab) -> mpsc::Receiver<String> {
+    subscribe_with(lab, None, 1)
+}
+
+/// `/v1/events` with a CEL `filter`; `n`: the subscriptions open once it is.
+fn subscribe_with(lab: &mut Lab, filter: Option<&str>, n: u64) -> mpsc::Receiver<String> {
+    let mut args = vec!["curl", "-sNG", "--fail"];
+    if let Some(f) = filter {
+        args.extend(["--data-urlencode", f]);
+    }
+    let url = format!("http://{API}/v1/events");
+    args.push(&url);
     let mut child: Child = lab
-        .in_ns(&lab.s, &["curl", "-sN", &format!("http://{API}/v1/events")])
+        .in_ns(&lab.s, &args)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let rx = lines_of(&mut child);
     lab.procs.push(child);
     wait_until("the subscription", || {
-        lab.status()["demand"]["subscriptions"] == 1
+        lab.status()["demand"]["subscriptions"] == n
     });
     rx
 }
@@ -825,4 +837,264 @@ fn otlp_over_tls_checks_the_server_and_presents_a_client_certificate() {
         rx.recv_timeout(Duration::from_millis(500)).is_err(),
         "no span got through"
     );
+}
+
+/// The client's address (the lab's other veth end).
+fn client_address(lab: &Lab) -> String {
+    lab.sa
+        .rsplit_once('.')
+        .map(|(net, _)| format!("{net}.2"))
+        .unwrap()
+}
+
+/// A kubeconfig for the fake API server at `url`.
+fn kubeconfig(lab: &Lab, url: &str) -> String {
+    let path = lab.dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: lab\nclusters:\n- name: lab\n  cluster:\n    server: {url}\n\
+             contexts:\n- name: lab\n  context:\n    cluster: lab\n    user: tapwire\n\
+             users:\n- name: tapwire\n  user:\n    token: lab-token\n"
+        ),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// The fake Kubernetes API server in the server namespace, serving `objects`.
+fn start_fake_api(lab: &mut Lab, objects: &Value) -> String {
+    let file = lab.dir.join("objects.json");
+    std::fs::write(&file, objects.to_string()).unwrap();
+    let mut child = lab
+        .in_ns(
+            &lab.s,
+            &[FAKE_K8S, file.to_str().unwrap(), "127.0.0.1:6443"],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rx = lines_of(&mut child);
+    lab.procs.push(child);
+    let ready = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the fake API server");
+    ready.strip_prefix("ready ").unwrap().to_string()
+}
+
+/// Kubernetes enrichment end to end: the agent lists a (fake) API server's pods, replica
+/// sets, services and endpoint slices over a kubeconfig, and the names reach the events,
+/// the filters, the RED metrics' labels and the OTLP resources.
+#[test]
+fn kubernetes_names_reach_events_filters_metrics_and_span_resources() {
+    let needs = [
+        "ip",
+        "nginx",
+        "curl",
+        "redis-server",
+        "redis-cli",
+        "dnsmasq",
+        "dig",
+    ];
+    let Some(mut lab) = lab_with(&needs) else {
+        return;
+    };
+    use tapwire_integration::fake_k8s::objects;
+    let (sa, ca) = (lab.sa.clone(), client_address(&lab));
+    let at = "2026-01-01T00:00:00Z";
+    let objects = serde_json::json!({
+        "pods": [
+            objects::pod("shop", "checkout-6d5f9-x2x7q", "u-checkout", &ca, "node-a",
+                Some(("ReplicaSet", "checkout-6d5f9", "rs-checkout")),
+                serde_json::json!({"app": "checkout", "pod-template-hash": "6d5f9", "team": "t1"}), at),
+            objects::pod("shop", "web-0", "u-web-0", &sa, "node-b",
+                Some(("StatefulSet", "web", "sts-web")),
+                serde_json::json!({"app": "web"}), at),
+        ],
+        "replicasets": [objects::replicaset("shop", "checkout-6d5f9", "rs-checkout", "checkout")],
+        "services": [
+            objects::service("shop", "web", "10.96.0.10", 80, 80),
+            objects::service("shop", "cache", "10.96.0.11", 6379, 6379),
+        ],
+        "endpointslices": [
+            objects::slice("shop", "web", &[("web-0", "u-web-0", &sa)], 80),
+            objects::slice("shop", "cache", &[("web-0", "u-web-0", &sa)], 6379),
+        ],
+        "nodes": [objects::node("node-a", "192.168.49.2"), objects::node("node-b", "192.168.49.3")],
+        "jobs": [],
+    });
+    start_servers(&mut lab);
+    let url = start_fake_api(&mut lab, &objects);
+    let kc = kubeconfig(&lab, &url);
+    let (_, spans_rx) = start_receiver(&mut lab);
+    lab.start_agent_with(&[
+        "--red-metrics",
+        "--otlp-endpoint",
+        "http://127.0.0.1:4317",
+        "--kubeconfig",
+        &kc,
+    ]);
+    wait_until("the pods listed", || {
+        lab.status()["kubernetes"]["pods_listed"] == true
+    });
+    assert_eq!(lab.status()["kubernetes"]["api_server"], format!("{url}/"));
+    let events_rx = subscribe_with(&mut lab, None, 1);
+    let cache_rx = subscribe_with(
+        &mut lab,
+        Some(r#"filter=server.k8s.service.name == "cache""#),
+        2,
+    );
+    traffic(&lab);
+    let mut events = Vec::new();
+    collect(&events_rx, &mut events, 12, "12 exchanges on /v1/events");
+
+    for e in &events {
+        let (c, s) = (&e["client"]["k8s"], &e["server"]["k8s"]);
+        assert_eq!(c["resolution"], "resolved", "{e}");
+        assert_eq!(c["pod"]["name"], "checkout-6d5f9-x2x7q");
+        assert_eq!(c["pod"]["label"]["app"], "checkout");
+        assert!(
+            c["pod"]["label"].get("team").is_none(),
+            "not on the allow-list"
+        );
+        assert_eq!(c["namespace"]["name"], "shop");
+        assert_eq!(c["node"]["name"], "node-a");
+        assert_eq!(c["deployment"]["name"], "checkout");
+        assert_eq!(c["replicaset"]["name"], "checkout-6d5f9");
+        assert_eq!(
+            c["workload"],
+            serde_json::json!({"name": "checkout", "kind": "deployment"})
+        );
+        assert_eq!(s["pod"]["name"], "web-0");
+        assert_eq!(s["statefulset"]["name"], "web");
+        // Two services select web-0: the exchange's port picks the one named.
+        let want = match e["protocol"].as_str().unwrap() {
+            "http" => Value::from("web"),
+            "redis" => Value::from("cache"),
+            _ => Value::Null,
+        };
+        assert_eq!(
+            s["service"].get("name").cloned().unwrap_or(Value::Null),
+            want,
+            "{e}"
+        );
+    }
+
+    // The filter on a Kubernetes name: only the Redis exchanges.
+    let mut cache = Vec::new();
+    collect(
+        &cache_rx,
+        &mut cache,
+        3,
+        "3 exchanges for the cache service",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    while let Ok(l) = cache_rx.try_recv() {
+        cache.push(serde_json::from_str(&l).unwrap());
+    }
+    assert_eq!(cache.len(), 3);
+    assert!(cache.iter().all(|e| e["protocol"] == "redis"));
+
+    // RED metrics: the server's workload for server metrics, the client's for client ones.
+    let text = metrics(&lab);
+    assert_eq!(
+        metric(
+            &text,
+            "http_server_request_duration_seconds_count",
+            &[r#"k8s_namespace_name="shop""#, r#"k8s_workload_name="web""#]
+        ),
+        7
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "db_client_operation_duration_seconds_count",
+            &[
+                r#"k8s_namespace_name="shop""#,
+                r#"k8s_workload_name="checkout""#
+            ]
+        ),
+        3
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "tapwire_k8s_resolutions_total",
+            &[r#"resolution="resolved""#, r#"side="server""#]
+        ),
+        12
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "tapwire_k8s_synced",
+            &[r#"resource="endpointslices""#]
+        ),
+        1
+    );
+
+    // OTLP: one resource per workload, named after it.
+    let mut spans = Vec::new();
+    collect(&spans_rx, &mut spans, 12, "12 spans at the receiver");
+    for s in &spans {
+        let r = &s["resource"];
+        if s["kind"] == 2 {
+            assert_eq!(r["service.name"], "web", "{s}");
+            assert_eq!(r["k8s.statefulset.name"], "web");
+        } else {
+            assert_eq!(r["service.name"], "checkout", "{s}");
+            assert_eq!(r["k8s.deployment.name"], "checkout");
+        }
+        assert_eq!(r["service.namespace"], "shop");
+        assert_eq!(r["k8s.namespace.name"], "shop");
+    }
+}
+
+/// An API server that cannot be reached: one line says so, and capture and dissection go on
+/// without names (every peer `unknown`, counted).
+#[test]
+fn an_unreachable_api_server_is_said_once_and_exchanges_still_flow() {
+    let Some(mut lab) = lab_with(&["ip", "nginx", "curl"]) else {
+        return;
+    };
+    lab.start_nginx();
+    let kc = kubeconfig(&lab, "https://127.0.0.1:1");
+    lab.start_agent_with(&["--kubeconfig", &kc]);
+    let rx = subscribe(&mut lab);
+    for _ in 0..3 {
+        lab.get("/index.html");
+    }
+    let mut events = Vec::new();
+    collect(&rx, &mut events, 3, "3 exchanges without names");
+    for e in &events {
+        assert_eq!(e["client"]["k8s"]["resolution"], "unknown");
+        assert_eq!(e["server"]["k8s"]["resolution"], "unknown");
+    }
+    // The watchers keep retrying (with backoff) and the failure is said once.
+    wait_until("a few failed attempts", || {
+        metric(
+            &metrics(&lab),
+            "tapwire_k8s_watch_errors_total",
+            &[r#"resource="pods""#],
+        ) >= 2
+    });
+    let log = std::fs::read_to_string(lab.dir.join("agent.log")).unwrap();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.to_lowercase().contains("kubernetes"))
+        .collect();
+    assert_eq!(said.len(), 2, "{log}");
+    assert!(
+        said.iter().any(|l| l.starts_with("tapwire: capturing on ")),
+        "{log}"
+    );
+    let unreachable: Vec<&&str> = said
+        .iter()
+        .filter(|l| {
+            l.starts_with("tapwire: kubernetes: API server https://127.0.0.1:1/ unreachable: ")
+        })
+        .collect();
+    assert_eq!(unreachable.len(), 1, "{log}");
+    assert!(unreachable[0].contains("Connection refused"), "{log}");
+    assert_eq!(lab.status()["kubernetes"]["pods_listed"], false);
 }

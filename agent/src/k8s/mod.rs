@@ -259,9 +259,7 @@ impl Enricher {
             ),
             None => {
                 if !self.unreachable.swap(true, Ordering::Relaxed) {
-                    let text = std::error::Error::source(e)
-                        .map_or_else(|| e.to_string(), |s| s.to_string())
-                        .replace('\n', " ");
+                    let text = chain(e);
                     eprintln!(
                         "tapwire: kubernetes: API server {} unreachable: {text} (retrying; capturing without Kubernetes names meanwhile)",
                         self.server
@@ -270,6 +268,25 @@ impl Enricher {
             }
         }
     }
+}
+
+/// An error and its causes as one line, without the wrappers' own repeats
+/// (`failed to perform initial object list: ServiceError: client error (Connect): tcp
+/// connect error: Connection refused (os error 111)` becomes its last three parts).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = one_line(c);
+        if !parts.last().is_some_and(|p| p.ends_with(&t)) {
+            parts.push(t);
+        }
+        cur = c.source();
+    }
+    if parts.is_empty() {
+        return one_line(e);
+    }
+    parts.join(": ")
 }
 
 /// An error as one line (some carry a YAML parser's multi-line context).

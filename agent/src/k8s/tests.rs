@@ -10,89 +10,35 @@ use schemas::{Exchange, Peer, Protocol, Transport};
 use serde_json::{Value, json};
 
 use super::*;
-use tapwire_integration::fake_k8s::FakeApi;
+use tapwire_integration::fake_k8s::{FakeApi, objects};
 
 const UTC0: &str = "2026-11-27T10:00:00Z";
 
-fn managed_fields(manager: &str) -> Value {
-    json!([{"manager": manager, "operation": "Update", "apiVersion": "v1", "time": UTC0,
-            "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {".": {}}}}}])
-}
-
 /// A running pod of a deployment's replica set, as the API returns it.
 pub fn pod(name: &str, uid: &str, ip: &str, rs: Option<(&str, &str)>, created: &str) -> Value {
-    let mut owners = json!([]);
     let mut labels =
         json!({"app": "web", "team": "shop-core", "app.kubernetes.io/version": "1.4.2"});
-    if let Some((rs_name, rs_uid)) = rs {
-        owners = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name,
-                         "uid": rs_uid, "controller": true, "blockOwnerDeletion": true}]);
+    if let Some((rs_name, _)) = rs {
         labels["pod-template-hash"] = json!(rs_name.rsplit('-').next().unwrap());
     }
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "shop", "uid": uid, "resourceVersion": "1",
-            "creationTimestamp": created, "generateName": format!("{name}-"),
-            "labels": labels, "ownerReferences": owners,
-            "managedFields": managed_fields("kube-controller-manager")},
-        "spec": {"nodeName": "node-b", "serviceAccountName": "default", "restartPolicy": "Always",
-            "containers": [{"name": "web", "image": "nginx:1.27", "imagePullPolicy": "IfNotPresent",
-                "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
-                "resources": {}, "terminationMessagePath": "/dev/termination-log"}]},
-        "status": {"phase": "Running", "hostIP": "192.168.49.3",
-            "hostIPs": [{"ip": "192.168.49.3"}], "podIP": ip, "podIPs": [{"ip": ip}],
-            "startTime": created, "qosClass": "BestEffort",
-            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": created}],
-            "containerStatuses": [{"name": "web", "ready": true, "restartCount": 0,
-                "image": "nginx:1.27", "imageID": "docker.io/library/nginx@sha256:00",
-                "containerID": "containerd://0a", "started": true,
-                "state": {"running": {"startedAt": created}}}]}
-    })
+    let owner = rs.map(|(n, u)| ("ReplicaSet", n, u));
+    objects::pod("shop", name, uid, ip, "node-b", owner, labels, created)
 }
 
 fn replicaset(name: &str, uid: &str, deployment: &str) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": {"name": name, "namespace": "shop", "uid": uid, "creationTimestamp": UTC0,
-            "labels": {"app": "web"},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment,
-                "uid": "d-1", "controller": true, "blockOwnerDeletion": true}]},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}},
-        "status": {"replicas": 2, "readyReplicas": 2}})
+    objects::replicaset("shop", name, uid, deployment)
 }
 
 fn service() -> Value {
-    json!({"apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "web", "namespace": "shop", "uid": "svc-1", "creationTimestamp": UTC0},
-        "spec": {"type": "ClusterIP", "clusterIP": "10.96.14.7", "clusterIPs": ["10.96.14.7"],
-            "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "selector": {"app": "web"},
-            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]},
-        "status": {"loadBalancer": {}}})
+    objects::service("shop", "web", "10.96.14.7", 80, 8080)
 }
 
 fn slice(pods: &[(&str, &str, &str)]) -> Value {
-    let endpoints: Vec<Value> = pods
-        .iter()
-        .map(|(name, uid, ip)| json!({"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false},
-            "nodeName": "node-b", "targetRef": {"kind": "Pod", "name": name, "namespace": "shop", "uid": uid}}))
-        .collect();
-    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
-        "metadata": {"name": "web-x7k2p", "namespace": "shop", "uid": "es-1", "generateName": "web-",
-            "creationTimestamp": UTC0,
-            "labels": {"endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
-                       "kubernetes.io/service-name": "web"},
-            "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "web", "uid": "svc-1",
-                "controller": true, "blockOwnerDeletion": true}]},
-        "endpoints": endpoints,
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]})
+    objects::slice("shop", "web", pods, 8080)
 }
 
 fn node(name: &str, ip: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": name, "uid": format!("n-{name}"), "creationTimestamp": UTC0,
-            "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
-        "spec": {"podCIDR": "10.244.1.0/24"},
-        "status": {"addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
-            "nodeInfo": {"kubeletVersion": "v1.33.1", "containerRuntimeVersion": "containerd://2.0.5"}}})
+    objects::node(name, ip)
 }
 
 fn exchange(client: &str, server: &str, port: u16, at: u64) -> Exchange {
