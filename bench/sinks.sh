@@ -8,6 +8,11 @@
 #   otlp        OTLP spans only
 #   kafka       Kafka messages only
 #   all         the three sinks together
+#   k8s         RED metrics with Kubernetes enrichment: the agent lists 5320 pods (one per
+#               server address of the capture, 16 deployments, and 5000 others) and 16
+#               services from tw-fake-k8s, and names both peers of every exchange (the
+#               file is read once the pods are listed: its wall-clock figures include that
+#               wait; the worker's CPU figures do not)
 #
 # For each: the pipeline's time to read and dissect the whole capture (packets/s), the CPU
 # seconds of the capture worker thread (what the pipeline itself spends: reading, spooling,
@@ -79,6 +84,46 @@ if [ "$pin" = 1 ]; then
 fi
 ip netns exec "$ns" "${others[@]}" "$bin/tw-otlp-receiver" 127.0.0.1:4317 127.0.0.1:4318 --quiet > /dev/null &
 pids+=($!)
+# The cluster the k8s configuration names: the capture's servers are 10.96.N.10-29 (N < 16).
+python3 - "$work/objects.json" <<'PY'
+import json, sys
+def pod(ns, name, ip, owner):
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "uid": "u-" + name,
+                         "creationTimestamp": "2020-01-01T00:00:00Z", "labels": {"app": owner},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                              "name": owner + "-5d8f7", "uid": "rs-" + owner, "controller": True}]},
+            "spec": {"nodeName": "node-a", "containers": [{"name": "main", "image": "x"}]},
+            "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                       "startTime": "2020-01-01T00:00:00Z"}}
+pods, rs, svcs, slices = [], [], [], []
+for n in range(16):
+    d = "svc%d" % n
+    rs.append({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+               "metadata": {"name": d + "-5d8f7", "namespace": "shop", "uid": "rs-" + d,
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                                 "name": d, "uid": "d-" + d, "controller": True}]}})
+    names = []
+    for h in range(10, 30):
+        name = "%s-5d8f7-%d" % (d, h)
+        pods.append(pod("shop", name, "10.96.%d.%d" % (n, h), d))
+        names.append(name)
+    svcs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": d, "namespace": "shop"},
+                 "spec": {"clusterIP": "10.100.0.%d" % (n + 1), "clusterIPs": ["10.100.0.%d" % (n + 1)]}})
+    slices.append({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+                   "metadata": {"name": d + "-abc", "namespace": "shop",
+                                "labels": {"kubernetes.io/service-name": d}},
+                   "endpoints": [{"addresses": ["x"], "targetRef": {"kind": "Pod", "name": x, "namespace": "shop"}} for x in names],
+                   "ports": [{"port": p} for p in (80, 8080, 8000, 3000)]})
+for i in range(5000):
+    pods.append(pod("other", "filler-%d" % i, "10.200.%d.%d" % (i // 250, i % 250 + 1), "filler"))
+json.dump({"pods": pods, "replicasets": rs, "services": svcs, "endpointslices": slices,
+           "nodes": [], "jobs": []}, open(sys.argv[1], "w"))
+PY
+ip netns exec "$ns" "${others[@]}" "$bin/tw-fake-k8s" "$work/objects.json" 127.0.0.1:6443 > /dev/null &
+pids+=($!)
+for _ in $(seq 300); do in_ns curl -sf -o /dev/null "http://127.0.0.1:6443/api/v1/nodes" && break; sleep 0.1; done
+printf 'apiVersion: v1\nkind: Config\ncurrent-context: b\nclusters:\n- name: b\n  cluster:\n    server: http://127.0.0.1:6443\ncontexts:\n- name: b\n  context:\n    cluster: b\n    user: u\nusers:\n- name: u\n  user: {}\n' > "$work/kubeconfig"
 run() {
   local name=$1
   # A fresh broker per run (in memory), with its topic.
@@ -87,10 +132,13 @@ run() {
   local broker=$!; pids+=($broker)
   for _ in $(seq 100); do in_ns "$bin/tw-kafka" create 127.0.0.1:9092 tapwire.exchanges >/dev/null 2>&1 && break; sleep 0.1; done
   local prom="" otlp="" kafka=""
-  case "$name" in prometheus|all) prom="  prometheus: {enabled: true}";; esac
+  case "$name" in prometheus|all|k8s) prom="  prometheus: {enabled: true}";; esac
   case "$name" in otlp|all) otlp="  otlp: {endpoint: 'http://127.0.0.1:4317', queue: 2000000, batch_size: 2048}";; esac
   case "$name" in kafka|all) kafka="  kafka: {brokers: '127.0.0.1:9092', queue: 2000000, properties: {linger.ms: 20, queue.buffering.max.kbytes: 2000000}}";; esac
   printf 'sinks:\n%s\n%s\n%s\n' "$prom" "$otlp" "$kafka" > "$work/tapwire.yaml"
+  if [ "$name" = k8s ]; then
+    printf 'kubernetes: {kubeconfig: %s}\n' "$work/kubeconfig" >> "$work/tapwire.yaml"
+  fi
   rm -rf "$work/spool"
   local t0; t0=$(date +%s.%N)
   ip netns exec "$ns" "${others[@]}" "$bin/tapwire" run --read "$cap" --spool-dir "$work/spool" --spool-limit 4GiB \
@@ -141,9 +189,12 @@ run() {
   printf '%-11s %10s %10.2f %10.0f %12.2f %14.0f %11.2f %10.0f %11s %8s\n' "$name" "$ex" "$t_pipe" \
     "$(echo "$dpk / ($t_pipe - $t_sub)" | bc -l)" "$wcpu" "$(echo "$dpk / $wcpu" | bc -l)" \
     "$t_done" "$(echo "$ex / ($t_done - $t_sub)" | bc -l)" "$c" "$drp"
+  if [ "$name" = k8s ]; then
+    echo "            peers named: $(metric_sum tapwire_k8s_resolutions_total 'resolution="resolved"') resolved, $(metric_sum tapwire_k8s_resolutions_total 'resolution="unknown"') unknown"
+  fi
   kill -KILL $tw $broker 2>/dev/null || true
   wait $tw $broker 2>/dev/null || true
 }
 for _ in $(seq "${ROUNDS:-1}"); do
-  for s in none prometheus otlp kafka all; do run "$s"; done
+  for s in ${CONFIGS:-none prometheus otlp kafka all k8s}; do run "$s"; done
 done

@@ -157,6 +157,13 @@ pub fn run(args: RunArgs) -> ExitCode {
     let k8s_line = match rt.block_on(crate::k8s::start(&cfg.kubernetes, &metrics.registry)) {
         Ok(Some(en)) => {
             let line = format!(", Kubernetes names from {}", en.server());
+            if args.read.is_some() {
+                // A file is read in a few seconds: give it names from its first packet.
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while !en.ready() && std::time::Instant::now() < until {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
             hub.set_enricher(en);
             line
         }

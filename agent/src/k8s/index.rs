@@ -20,13 +20,15 @@
 //! Limits: at most [`MAX_PODS`] pod records and [`MAX_CLAIMS_PER_IP`] claims per address
 //! (the oldest ended claim goes first); reaching either is counted in `drops`, never an error.
 //! Cluster IPs and node addresses are taken as they are now (they are rarely reused).
-//! Each lookup costs one hash lookup and an `Arc` clone: the names of a pod are built once
+//! Each lookup costs two hash lookups (FxHash: the keys come from the API server, not the
+//! wire) and an `Arc` clone: the names of a pod are built once
 //! per change of the pod, its owners or its services, not per exchange.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap as HashMap;
 use schemas::k8s::{K8s, Name, Pod, Resolution, Workload};
 
 /// Pod records kept (live and recently ended) before new pods are not indexed.
@@ -155,17 +157,17 @@ impl Index {
         Index {
             labels,
             grace: grace_ns,
-            pods: HashMap::new(),
-            pods_by_name: HashMap::new(),
-            claims: HashMap::new(),
-            owners: HashMap::new(),
-            services: HashMap::new(),
-            service_ips: HashMap::new(),
-            slices: HashMap::new(),
-            nodes: HashMap::new(),
-            node_ips: HashMap::new(),
-            node_views: HashMap::new(),
-            host_pods: HashMap::new(),
+            pods: HashMap::default(),
+            pods_by_name: HashMap::default(),
+            claims: HashMap::default(),
+            owners: HashMap::default(),
+            services: HashMap::default(),
+            service_ips: HashMap::default(),
+            slices: HashMap::default(),
+            nodes: HashMap::default(),
+            node_ips: HashMap::default(),
+            node_views: HashMap::default(),
+            host_pods: HashMap::default(),
             drops: Drops::default(),
             unknown: Arc::new(K8s::bare(Resolution::Unknown)),
             ambiguous: Arc::new(K8s::bare(Resolution::Ambiguous)),
