@@ -132,6 +132,7 @@ pub struct Drops {
 
 /// See the module doc.
 pub struct Index {
+    max_pods: usize,
     labels: Vec<String>,
     grace: u64,
     pods: HashMap<String, PodRec>,
@@ -154,7 +155,13 @@ pub struct Index {
 impl Index {
     /// An empty index keeping the pod labels in `labels`, and ended claims for `grace_ns`.
     pub fn new(labels: Vec<String>, grace_ns: u64) -> Index {
+        Index::with_max_pods(labels, grace_ns, MAX_PODS)
+    }
+
+    /// The same with another pod cap (tests).
+    pub fn with_max_pods(labels: Vec<String>, grace_ns: u64, max_pods: usize) -> Index {
         Index {
+            max_pods,
             labels,
             grace: grace_ns,
             pods: HashMap::default(),
@@ -237,7 +244,7 @@ impl Index {
     /// A pod was added or changed (`now`: when it was seen, Unix ns).
     pub fn apply_pod(&mut self, p: PodInfo, now: u64) {
         if !self.pods.contains_key(&p.uid) {
-            if self.pods.len() >= MAX_PODS {
+            if self.pods.len() >= self.max_pods {
                 self.drops.pods_cap += 1;
                 return;
             }

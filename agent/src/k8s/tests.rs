@@ -343,10 +343,10 @@ async fn bookmarks_resume_and_410_gone_relists_and_ends_what_went_missing() {
         (pod_of(&a).as_deref(), pod_of(&c).as_deref()),
         (Some("a"), Some("c"))
     );
-    assert_eq!(
-        metric(&registry, "tapwire_k8s_synced", &[("resource", "pods")]),
-        1.0
-    );
+    wait_for("pods synced again", || {
+        metric(&registry, "tapwire_k8s_synced", &[("resource", "pods")]) == 1.0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,9 +4,10 @@
 //!
 //! A re-list (after `410 Gone` or a lost connection) replaces the kind's records: an object
 //! missing from it was deleted while the watch was down, and ends at the time of the re-list.
-//! Errors never stop capture: each failing resource is named once on stderr (`tapwire:
-//! kubernetes: …`, with the API's message, e.g. a `403` for missing RBAC), counted in
-//! `tapwire_k8s_watch_errors_total{resource}`, retried with backoff, and said once more when
+//! Errors never stop capture: each refused resource is named once on stderr (`tapwire:
+//! kubernetes: …`, with the API's message, e.g. a `403` for missing RBAC; an unreachable API
+//! server once for all), counted in `tapwire_k8s_watch_errors_total{resource}` (and
+//! `tapwire_k8s_synced{resource}` drops to 0), retried with backoff, and said once more when
 //! it recovers. Until a kind is listed, addresses it would name stay `unknown`.
 
 use std::collections::HashSet;
@@ -118,12 +119,16 @@ where
                 if failing {
                     eprintln!("tapwire: kubernetes: watching {} again", T::RESOURCE);
                     failing = false;
+                    // A later outage is said again.
+                    en.unreachable.store(false, Ordering::Relaxed);
                 }
             }
             Ok(Event::Apply(o)) => o.apply(&mut en.write(), now),
             Ok(Event::Delete(o)) => T::remove(&o.key(), &mut en.write(), now),
             Err(e) => {
                 errors.inc();
+                // Not current until a list succeeds again (what the alert reads).
+                synced.set(0);
                 if !failing {
                     failing = true;
                     en.report(T::RESOURCE, &e);

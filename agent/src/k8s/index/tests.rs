@@ -269,3 +269,28 @@ fn the_claims_per_address_are_capped_and_counted() {
         Resolution::Unknown
     );
 }
+
+#[test]
+fn the_pod_records_are_capped_and_counted_and_expiry_makes_room() {
+    let mut ix = Index::with_max_pods(vec![], 60 * S, 3);
+    for i in 0..5u64 {
+        let uid = format!("u{i}");
+        ix.apply_pod(pod(&uid, &uid, &format!("10.1.1.{i}"), S), S);
+    }
+    assert_eq!(ix.counts()[0], ("pods", 3));
+    assert_eq!(ix.drops.pods_cap, 2);
+    assert_eq!(
+        ix.resolve(ip("10.1.1.4"), None, 2 * S).resolution,
+        Resolution::Unknown
+    );
+    // Updates of indexed pods are not new records.
+    ix.apply_pod(pod("u0", "u0", "10.1.1.0", S), 2 * S);
+    assert_eq!(ix.drops.pods_cap, 2);
+    ix.delete_pod("u1", 3 * S);
+    ix.expire(100 * S);
+    ix.apply_pod(pod("u4", "u4", "10.1.1.4", 101 * S), 101 * S);
+    assert_eq!(
+        pod_name(&ix.resolve(ip("10.1.1.4"), None, 102 * S)),
+        Some("u4")
+    );
+}
