@@ -184,11 +184,12 @@ fn subscribe(lab: &mut Lab) -> mpsc::Receiver<String> {
     subscribe_with(lab, None, 1)
 }
 
-/// `/v1/events` with a CEL `filter`; `n`: the subscriptions open once it is.
-fn subscribe_with(lab: &mut Lab, filter: Option<&str>, n: u64) -> mpsc::Receiver<String> {
+/// `/v1/events` with one query parameter (`filter=EXPR`, `since=5m`); `n`: the
+/// subscriptions open once it is.
+fn subscribe_with(lab: &mut Lab, query: Option<&str>, n: u64) -> mpsc::Receiver<String> {
     let mut args = vec!["curl", "-sNG", "--fail"];
-    if let Some(f) = filter {
-        args.extend(["--data-urlencode", f]);
+    if let Some(q) = query {
+        args.extend(["--data-urlencode", q]);
     }
     let url = format!("http://{API}/v1/events");
     args.push(&url);
@@ -995,6 +996,23 @@ fn kubernetes_names_reach_events_filters_metrics_and_span_resources() {
     assert_eq!(cache.len(), 3);
     assert!(cache.iter().all(|e| e["protocol"] == "redis"));
 
+    // A `since` replay from the spool names its exchanges too (as they were at their time).
+    let replay_rx = subscribe_with(&mut lab, Some("since=5m"), 3);
+    let mut replayed = Vec::new();
+    collect(
+        &replay_rx,
+        &mut replayed,
+        12,
+        "12 exchanges replayed from the spool",
+    );
+    for e in &replayed {
+        assert_eq!(
+            e["client"]["k8s"]["pod"]["name"], "checkout-6d5f9-x2x7q",
+            "{e}"
+        );
+        assert_eq!(e["server"]["k8s"]["pod"]["name"], "web-0", "{e}");
+    }
+
     // RED metrics: the server's workload for server metrics, the client's for client ones.
     let text = metrics(&lab);
     assert_eq!(
@@ -1022,7 +1040,8 @@ fn kubernetes_names_reach_events_filters_metrics_and_span_resources() {
             "tapwire_k8s_resolutions_total",
             &[r#"resolution="resolved""#, r#"side="server""#]
         ),
-        12
+        24,
+        "12 live and 12 replayed"
     );
     assert_eq!(
         metric(
