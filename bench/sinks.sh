@@ -145,8 +145,9 @@ run() {
     --listen "$api" --config "$work/tapwire.yaml" 2>"$work/agent.log" &
   local tw=$!; pids+=($tw)
   if [ "$pin" = 1 ]; then
-    # The worker thread to core 0 as soon as it exists (its first milliseconds run on core 1).
-    for _ in $(seq 1000); do
+    # The worker thread to core 0 as soon as it exists (its first milliseconds run on core 1;
+    # with Kubernetes names it starts once the pods are listed, so wait up to 15 s for it).
+    for _ in $(seq 15000); do
       local tid; tid=$(grep -l '^tapwire-w' /proc/$tw/task/*/comm 2>/dev/null | head -1 | cut -d/ -f5 || true)
       if [ -n "$tid" ]; then taskset -p -c 0 "$tid" >/dev/null; break; fi
       sleep 0.001
