@@ -12,11 +12,13 @@
 //! time, so the output is in time order across agents as long as no agent's stream lags the
 //! others by more than that. The heap holds at most [`MAX_PENDING`] events; past it, the
 //! earliest goes out at once. An agent that cannot be reached is named once on stderr and
-//! skipped; the command ends (exit 0) when every stream has ended, and exits 2 when no agent
-//! could be found or reached.
+//! skipped (tried again, silently, at each re-list). The pods are listed again every
+//! [`RELIST`], so agents that start later (a rolling update of the DaemonSet) are followed
+//! too. The command ends (exit 0) when every stream has ended and no new agent is found, and
+//! exits 2 when no agent could be found or reached.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -32,6 +34,8 @@ use crate::watch::Printer;
 
 /// How long an event waits for earlier ones from slower agents.
 pub const REORDER: Duration = Duration::from_millis(1000);
+/// How often the agents' pods are listed again (agents that started since are followed).
+pub const RELIST: Duration = Duration::from_secs(30);
 /// Events held for reordering before the earliest is printed regardless.
 pub const MAX_PENDING: usize = 100_000;
 /// The agent's API port when its pod does not name one (`http-metrics`).
@@ -46,11 +50,24 @@ pub struct Agent {
     pub port: i32,
 }
 
+/// An agent's pod: `(namespace, name)`.
+type Key = (String, String);
+
 enum Msg {
     Event(u64, String),
     Notice(String),
-    Failed(String),
+    Failed(Key, String),
+    Ended(Key),
+}
+
+/// Where an agent's stream stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Live,
+    /// The agent closed it (it shut down): not followed again.
     Ended,
+    /// It could not be reached: tried again at the next re-list, named only once.
+    Failed,
 }
 
 pub fn run(args: &WatchArgs) -> ExitCode {
@@ -202,10 +219,11 @@ async fn follow(
         req = req.header(crate::api::TOKEN_HEADER, t);
     }
     let name = format!("{}/{} on {}", agent.namespace, agent.pod, agent.node);
+    let key = (agent.namespace.clone(), agent.pod.clone());
     let req = match req.body(Vec::new()) {
         Ok(r) => r,
         Err(e) => {
-            let _ = tx.send(Msg::Failed(format!("{name}: {e}"))).await;
+            let _ = tx.send(Msg::Failed(key, format!("{name}: {e}"))).await;
             return;
         }
     };
@@ -213,14 +231,21 @@ async fn follow(
         Ok(b) => b,
         Err(e) => {
             let _ = tx
-                .send(Msg::Failed(format!("{name}: {}", super::one_line(&e))))
+                .send(Msg::Failed(key, format!("{name}: {}", super::one_line(&e))))
                 .await;
             return;
         }
     };
     let mut lines = std::pin::pin!(body.lines());
     while let Some(line) = lines.next().await {
-        let Ok(line) = line else { break };
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                let why = format!("{name}: stream cut: {}", super::one_line(&e));
+                let _ = tx.send(Msg::Notice(why)).await;
+                break;
+            }
+        };
         let msg = if line.starts_with("{\"notice\"") {
             Msg::Notice(format!("{name}: {line}"))
         } else {
@@ -231,7 +256,7 @@ async fn follow(
             return;
         }
     }
-    let _ = tx.send(Msg::Ended).await;
+    let _ = tx.send(Msg::Ended(key)).await;
 }
 
 /// `start_time_unix_nano` of an event line (0 when absent: it goes out first).
@@ -250,9 +275,16 @@ pub enum Out {
     Warn(String),
 }
 
-/// Merge every agent's stream into `out` (which returns false to stop).
-pub async fn watch_cluster(
+/// Merge every agent's stream into `out` (which returns false to stop), looking for new
+/// agents every [`RELIST`].
+pub async fn watch_cluster(args: &WatchArgs, out: impl FnMut(Out) -> bool) -> Result<(), String> {
+    watch_cluster_every(args, RELIST, out).await
+}
+
+/// [`watch_cluster`] with another re-list interval (tests).
+pub async fn watch_cluster_every(
     args: &WatchArgs,
+    relist_every: Duration,
     mut out: impl FnMut(Out) -> bool,
 ) -> Result<(), String> {
     let filter = cluster_filter(args.filter.as_deref(), args.namespace.as_deref())?;
@@ -277,7 +309,10 @@ pub async fn watch_cluster(
             .join(", ")
     )));
     let (tx, mut rx) = mpsc::channel::<Msg>(4096);
-    for a in &agents {
+    let mut streams: HashMap<Key, Stream> = HashMap::new();
+    let mut named: HashSet<Key> = HashSet::new();
+    let follow_one = |a: &Agent, streams: &mut HashMap<Key, Stream>| {
+        streams.insert((a.namespace.clone(), a.pod.clone()), Stream::Live);
         let path = proxy_path(a, filter.as_deref(), args.since.as_deref());
         tokio::spawn(follow(
             client.clone(),
@@ -286,13 +321,14 @@ pub async fn watch_cluster(
             args.agent.token.clone(),
             tx.clone(),
         ));
+    };
+    for a in &agents {
+        follow_one(a, &mut streams);
     }
-    drop(tx);
-    let mut live = agents.len();
-    let mut failed = 0;
     let mut heap: BinaryHeap<Reverse<(u64, u64, Instant, String)>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut relist = tokio::time::interval_at(Instant::now() + relist_every, relist_every);
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
@@ -309,15 +345,52 @@ pub async fn watch_cluster(
                 Some(Msg::Notice(n)) => {
                     out(Out::Warn(n));
                 }
-                Some(Msg::Failed(why)) => {
-                    out(Out::Warn(format!("agent {why} (skipped)")));
-                    failed += 1;
-                    live -= 1;
+                Some(Msg::Failed(key, why)) => {
+                    if named.insert(key.clone()) {
+                        out(Out::Warn(format!("agent {why} (skipped)")));
+                    }
+                    streams.insert(key, Stream::Failed);
                 }
-                Some(Msg::Ended) => live -= 1,
+                Some(Msg::Ended(key)) => {
+                    streams.insert(key, Stream::Ended);
+                }
                 None => break,
             },
+            _ = relist.tick() => {
+                // Agents that started since (a rolling update), and another try for the
+                // unreachable ones.
+                if let Ok(now) = find_agents(&client, args).await {
+                    for a in &now {
+                        match streams.get(&(a.namespace.clone(), a.pod.clone())) {
+                            None => {
+                                out(Out::Warn(format!("following {}/{} on {}", a.namespace, a.pod, a.node)));
+                                follow_one(a, &mut streams);
+                            }
+                            Some(Stream::Failed) => follow_one(a, &mut streams),
+                            Some(_) => {}
+                        }
+                    }
+                }
+            }
             _ = tick.tick() => {}
+        }
+        let mut live = streams.values().filter(|s| **s == Stream::Live).count();
+        if live == 0 {
+            // Before ending: agents that appeared meanwhile.
+            if let Ok(now) = find_agents(&client, args).await {
+                let fresh: Vec<&Agent> = now
+                    .iter()
+                    .filter(|a| !streams.contains_key(&(a.namespace.clone(), a.pod.clone())))
+                    .collect();
+                for a in fresh {
+                    out(Out::Warn(format!(
+                        "following {}/{} on {}",
+                        a.namespace, a.pod, a.node
+                    )));
+                    follow_one(a, &mut streams);
+                    live += 1;
+                }
+            }
         }
         let now = Instant::now();
         while heap
@@ -340,10 +413,10 @@ pub async fn watch_cluster(
             return Ok(());
         }
     }
-    if failed == agents.len() {
+    if streams.values().all(|s| *s == Stream::Failed) {
         return Err(format!(
             "none of the {} agents could be reached",
-            agents.len()
+            streams.len()
         ));
     }
     Ok(())

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
@@ -47,6 +48,36 @@ async fn fake_agent(lines: Vec<String>, seen: Arc<Mutex<Vec<String>>>) -> Socket
                     .unwrap()
                     .push(format!("{} token={token}", req.uri().query().unwrap_or("")));
                 lines.join("\n") + "\n"
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// An agent whose stream sends `first`, waits `hold`, sends `then` and ends.
+async fn slow_agent(first: String, hold: Duration, then: String) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/v1/events",
+        axum::routing::get(move || {
+            let (first, then) = (first.clone(), then.clone());
+            async move {
+                let parts = futures_util::stream::unfold(0, move |i| {
+                    let (first, then) = (first.clone(), then.clone());
+                    async move {
+                        match i {
+                            0 => Some((Ok::<_, std::io::Error>(first + "\n"), 1)),
+                            1 => {
+                                tokio::time::sleep(hold).await;
+                                Some((Ok(then + "\n"), 2))
+                            }
+                            _ => None,
+                        }
+                    }
+                });
+                axum::body::Body::from_stream(parts)
             }
         }),
     );
@@ -259,5 +290,60 @@ async fn no_agents_is_an_error_naming_the_selector() {
         api.log()
             .iter()
             .any(|l| l.starts_with("GET /api/v1/namespaces/obs/pods?"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_starts_later_is_followed_too() {
+    let api = FakeApi::default();
+    let a = slow_agent(
+        event(1_000, "/a1"),
+        Duration::from_millis(1500),
+        event(3_000, "/a3"),
+    )
+    .await;
+    let b = fake_agent(vec![event(2_000, "/b2")], Arc::new(Mutex::new(Vec::new()))).await;
+    api.put("pods", agent_pod("tapwire-a", "node-a", "192.168.49.2"));
+    api.proxy("tapwire/tapwire-a:9464", a);
+    api.proxy("tapwire/tapwire-b:9464", b);
+    let url = api.serve().await;
+    let dir = std::env::temp_dir().join(format!("tapwire-cluster-later-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kc = dir.join("kubeconfig");
+    std::fs::write(
+        &kc,
+        format!("apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: {url}\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user: {{}}\n"),
+    )
+    .unwrap();
+    let args = watch_args(&["--kubeconfig", kc.to_str().unwrap()]);
+    // tapwire-b's pod appears while tapwire-a streams (a rolling update's new pod).
+    let later = api.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        later.put("pods", agent_pod("tapwire-b", "node-b", "192.168.49.3"));
+    });
+    let mut got = Vec::new();
+    watch_cluster_every(&args, Duration::from_millis(500), |o| {
+        got.push(o);
+        true
+    })
+    .await
+    .unwrap();
+    let paths: Vec<String> = got
+        .iter()
+        .filter_map(|o| match o {
+            Out::Event(l) => Some(
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["url"]["path"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ),
+            Out::Warn(_) => None,
+        })
+        .collect();
+    assert_eq!(paths, ["/a1", "/b2", "/a3"]);
+    assert!(
+        got.contains(&Out::Warn("following tapwire/tapwire-b on node-b".into())),
+        "{got:?}"
     );
 }
