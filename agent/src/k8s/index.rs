@@ -17,8 +17,9 @@
 //! names the node, and the host-network pod itself when exactly one on that node declares the
 //! exchange's server port. Anything else is `unknown`.
 //!
-//! Limits: at most [`MAX_PODS`] pod records and [`MAX_CLAIMS_PER_IP`] claims per address
-//! (the oldest ended claim goes first); reaching either is counted in `drops`, never an error.
+//! Limits: at most [`MAX_PODS`] pod records, [`MAX_OBJECTS`] records of each other kind, and
+//! [`MAX_CLAIMS_PER_IP`] claims per address (the oldest ended claim goes first); reaching one
+//! is counted in `drops`, never an error.
 //! Cluster IPs and node addresses are taken as they are now (they are rarely reused).
 //! Each lookup costs two hash lookups (FxHash: the keys come from the API server, not the
 //! wire) and an `Arc` clone: the names of a pod are built once
@@ -33,6 +34,8 @@ use schemas::k8s::{K8s, Name, Pod, Resolution, Workload};
 
 /// Pod records kept (live and recently ended) before new pods are not indexed.
 pub const MAX_PODS: usize = 250_000;
+/// Records kept per other kind (replica sets and jobs, services, endpoint slices, nodes).
+pub const MAX_OBJECTS: usize = 250_000;
 /// Claims kept per address (one per pod that held it within the grace period).
 pub const MAX_CLAIMS_PER_IP: usize = 8;
 
@@ -128,20 +131,27 @@ struct SvcRec {
 pub struct Drops {
     pub pods_cap: u64,
     pub ip_history_cap: u64,
+    /// Owners, services, endpoint slices or nodes past [`MAX_OBJECTS`].
+    pub objects_cap: u64,
 }
 
 /// See the module doc.
 pub struct Index {
     max_pods: usize,
+    max_objects: usize,
     labels: Vec<String>,
     grace: u64,
     pods: HashMap<String, PodRec>,
     pods_by_name: HashMap<(String, String), Vec<String>>,
     claims: HashMap<IpAddr, Vec<Claim>>,
     owners: HashMap<String, OwnerInfo>,
+    /// Owner uid → the pods it controls (rebuilt when the owner changes).
+    owned: HashMap<String, Vec<String>>,
     services: HashMap<(String, String), SvcRec>,
     service_ips: HashMap<IpAddr, (String, String)>,
     slices: HashMap<(String, String), SliceInfo>,
+    /// `(namespace, pod name)` → the slices that list it.
+    slices_of_pod: HashMap<(String, String), Vec<String>>,
     nodes: HashMap<String, Vec<IpAddr>>,
     node_ips: HashMap<IpAddr, String>,
     node_views: HashMap<String, Arc<K8s>>,
@@ -155,22 +165,30 @@ pub struct Index {
 impl Index {
     /// An empty index keeping the pod labels in `labels`, and ended claims for `grace_ns`.
     pub fn new(labels: Vec<String>, grace_ns: u64) -> Index {
-        Index::with_max_pods(labels, grace_ns, MAX_PODS)
+        Index::with_caps(labels, grace_ns, MAX_PODS, MAX_OBJECTS)
     }
 
-    /// The same with another pod cap (tests).
-    pub fn with_max_pods(labels: Vec<String>, grace_ns: u64, max_pods: usize) -> Index {
+    /// The same with other caps (tests).
+    pub fn with_caps(
+        labels: Vec<String>,
+        grace_ns: u64,
+        max_pods: usize,
+        max_objects: usize,
+    ) -> Index {
         Index {
             max_pods,
+            max_objects,
             labels,
             grace: grace_ns,
             pods: HashMap::default(),
             pods_by_name: HashMap::default(),
             claims: HashMap::default(),
             owners: HashMap::default(),
+            owned: HashMap::default(),
             services: HashMap::default(),
             service_ips: HashMap::default(),
             slices: HashMap::default(),
+            slices_of_pod: HashMap::default(),
             nodes: HashMap::default(),
             node_ips: HashMap::default(),
             node_views: HashMap::default(),
@@ -296,8 +314,17 @@ impl Index {
             .into_iter()
             .filter(|(k, _)| self.labels.iter().any(|a| a == k))
             .collect();
-        rec.owner = p.owner;
+        let old_owner = std::mem::replace(&mut rec.owner, p.owner);
+        let new_owner = rec.owner.as_ref().map(|o| o.uid.clone());
         rec.ended = p.ended;
+        if old_owner.as_ref().map(|o| &o.uid) != new_owner.as_ref() {
+            if let Some(o) = old_owner {
+                self.unown(&o.uid, uid);
+            }
+            if let Some(o) = new_owner {
+                self.owned.entry(o).or_default().push(uid.to_string());
+            }
+        }
         // Claims: end the ones for addresses it no longer holds, start the new ones.
         let end = p.ended.unwrap_or(now);
         if !was_host {
@@ -414,6 +441,9 @@ impl Index {
             .collect();
         for uid in gone {
             if let Some(rec) = self.pods.remove(&uid) {
+                if let Some(o) = &rec.owner {
+                    self.unown(&o.uid, &uid);
+                }
                 let key = (rec.namespace, rec.name);
                 if let Some(v) = self.pods_by_name.get_mut(&key) {
                     v.retain(|u| *u != uid);
@@ -432,6 +462,10 @@ impl Index {
             .owners
             .get(&uid)
             .is_none_or(|old| old.owner != o.owner || old.name != o.name);
+        if !self.owners.contains_key(&uid) && self.owners.len() >= self.max_objects {
+            self.drops.objects_cap += 1;
+            return;
+        }
         self.owners.insert(uid.clone(), o);
         if changed {
             self.rebuild_owned_by(&uid);
@@ -453,20 +487,27 @@ impl Index {
     }
 
     fn rebuild_owned_by(&mut self, owner_uid: &str) {
-        let uids: Vec<String> = self
-            .pods
-            .iter()
-            .filter(|(_, r)| r.owner.as_ref().is_some_and(|o| o.uid == owner_uid))
-            .map(|(u, _)| u.clone())
-            .collect();
-        for uid in uids {
+        for uid in self.owned.get(owner_uid).cloned().unwrap_or_default() {
             self.rebuild(&uid);
+        }
+    }
+
+    fn unown(&mut self, owner_uid: &str, pod_uid: &str) {
+        if let Some(v) = self.owned.get_mut(owner_uid) {
+            v.retain(|u| u != pod_uid);
+            if v.is_empty() {
+                self.owned.remove(owner_uid);
+            }
         }
     }
 
     /// A service was added or changed.
     pub fn apply_service(&mut self, namespace: &str, name: &str, ips: Vec<IpAddr>) {
         let key = (namespace.to_string(), name.to_string());
+        if !self.services.contains_key(&key) && self.services.len() >= self.max_objects {
+            self.drops.objects_cap += 1;
+            return;
+        }
         self.delete_service(namespace, name);
         for ip in &ips {
             self.service_ips.insert(*ip, key.clone());
@@ -501,11 +542,17 @@ impl Index {
     /// An endpoint slice was added or changed.
     pub fn apply_slice(&mut self, s: SliceInfo) {
         let key = (s.namespace.clone(), s.name.clone());
-        let mut touched = self
-            .slices
-            .remove(&key)
-            .map(|old| old.pods)
-            .unwrap_or_default();
+        if !self.slices.contains_key(&key) && self.slices.len() >= self.max_objects {
+            self.drops.objects_cap += 1;
+            return;
+        }
+        let mut touched = self.remove_slice(&key);
+        for pod in &s.pods {
+            self.slices_of_pod
+                .entry((s.namespace.clone(), pod.clone()))
+                .or_default()
+                .push(s.name.clone());
+        }
         touched.extend(s.pods.iter().cloned());
         let ns = s.namespace.clone();
         self.slices.insert(key, s);
@@ -514,9 +561,25 @@ impl Index {
 
     pub fn delete_slice(&mut self, namespace: &str, name: &str) {
         let key = (namespace.to_string(), name.to_string());
-        if let Some(old) = self.slices.remove(&key) {
-            self.refresh_services(namespace, old.pods);
+        let touched = self.remove_slice(&key);
+        self.refresh_services(namespace, touched);
+    }
+
+    /// Take a slice out of the index; returns the pods it listed.
+    fn remove_slice(&mut self, key: &(String, String)) -> Vec<String> {
+        let Some(old) = self.slices.remove(key) else {
+            return Vec::new();
+        };
+        for pod in &old.pods {
+            let pk = (old.namespace.clone(), pod.clone());
+            if let Some(v) = self.slices_of_pod.get_mut(&pk) {
+                v.retain(|n| *n != old.name);
+                if v.is_empty() {
+                    self.slices_of_pod.remove(&pk);
+                }
+            }
         }
+        old.pods
     }
 
     pub fn slice_keys(&self) -> Vec<(String, String)> {
@@ -525,12 +588,14 @@ impl Index {
 
     fn services_of(&self, namespace: &str, pod: &str) -> Vec<(String, Vec<u16>)> {
         let mut out: Vec<(String, Vec<u16>)> = Vec::new();
-        for s in self.slices.values() {
-            if s.namespace == namespace && s.pods.iter().any(|p| p == pod) {
-                match out.iter_mut().find(|(n, _)| *n == s.service) {
-                    Some((_, ports)) => ports.extend(&s.ports),
-                    None => out.push((s.service.clone(), s.ports.clone())),
-                }
+        let key = (namespace.to_string(), pod.to_string());
+        for name in self.slices_of_pod.get(&key).into_iter().flatten() {
+            let Some(s) = self.slices.get(&(namespace.to_string(), name.clone())) else {
+                continue;
+            };
+            match out.iter_mut().find(|(n, _)| *n == s.service) {
+                Some((_, ports)) => ports.extend(&s.ports),
+                None => out.push((s.service.clone(), s.ports.clone())),
             }
         }
         out.sort();
@@ -558,6 +623,10 @@ impl Index {
 
     /// A node was added or changed.
     pub fn apply_node(&mut self, name: &str, ips: Vec<IpAddr>) {
+        if !self.nodes.contains_key(name) && self.nodes.len() >= self.max_objects {
+            self.drops.objects_cap += 1;
+            return;
+        }
         self.delete_node(name);
         for ip in &ips {
             self.node_ips.insert(*ip, name.to_string());

@@ -142,7 +142,7 @@ impl K8sMetrics {
             m.synced.with_label_values(&[r]).set(0);
             m.watch_errors.with_label_values(&[r]);
         }
-        for r in ["pods_cap", "ip_history_cap"] {
+        for r in ["pods_cap", "ip_history_cap", "objects_cap"] {
             m.dropped.with_label_values(&[r]);
         }
         m
@@ -230,6 +230,7 @@ impl Enricher {
         for (reason, n) in [
             ("pods_cap", ix.drops.pods_cap),
             ("ip_history_cap", ix.drops.ip_history_cap),
+            ("objects_cap", ix.drops.objects_cap),
         ] {
             let c = self.metrics.dropped.with_label_values(&[reason]);
             c.inc_by(n.saturating_sub(c.get()));

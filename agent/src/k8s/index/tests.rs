@@ -272,7 +272,7 @@ fn the_claims_per_address_are_capped_and_counted() {
 
 #[test]
 fn the_pod_records_are_capped_and_counted_and_expiry_makes_room() {
-    let mut ix = Index::with_max_pods(vec![], 60 * S, 3);
+    let mut ix = Index::with_caps(vec![], 60 * S, 3, 10);
     for i in 0..5u64 {
         let uid = format!("u{i}");
         ix.apply_pod(pod(&uid, &uid, &format!("10.1.1.{i}"), S), S);
@@ -293,4 +293,44 @@ fn the_pod_records_are_capped_and_counted_and_expiry_makes_room() {
         pod_name(&ix.resolve(ip("10.1.1.4"), None, 102 * S)),
         Some("u4")
     );
+}
+
+#[test]
+fn other_kinds_are_capped_and_counted_and_a_slice_update_moves_a_pod_out() {
+    let mut ix = Index::with_caps(vec![], 60 * S, 10, 2);
+    ix.apply_service("shop", "a", vec![ip("10.96.0.1")]);
+    ix.apply_service("shop", "b", vec![ip("10.96.0.2")]);
+    ix.apply_service("shop", "c", vec![ip("10.96.0.3")]);
+    ix.apply_service("shop", "a", vec![ip("10.96.0.1")]);
+    ix.apply_node("n1", vec![ip("192.168.0.1")]);
+    ix.apply_node("n2", vec![ip("192.168.0.2")]);
+    ix.apply_node("n3", vec![ip("192.168.0.3")]);
+    assert_eq!(ix.drops.objects_cap, 2, "service c and node n3");
+    assert_eq!(
+        ix.resolve(ip("10.96.0.3"), None, S).resolution,
+        Resolution::Unknown
+    );
+    assert_eq!(
+        ix.resolve(ip("10.96.0.1"), None, S)
+            .service
+            .as_ref()
+            .unwrap()
+            .name,
+        "a"
+    );
+
+    ix.apply_pod(pod("u1", "web-1", "10.1.0.5", S), S);
+    let web = |pods: Vec<String>| SliceInfo {
+        namespace: "shop".into(),
+        name: "web-x".into(),
+        service: "web".into(),
+        ports: vec![80],
+        pods,
+    };
+    ix.apply_slice(web(vec!["web-1".into()]));
+    assert!(ix.resolve(ip("10.1.0.5"), None, 2 * S).service.is_some());
+    // The same slice without the pod (it became unready): no service named any more.
+    ix.apply_slice(web(vec![]));
+    assert!(ix.resolve(ip("10.1.0.5"), None, 2 * S).service.is_none());
+    assert!(ix.slices_of_pod.is_empty());
 }
