@@ -1015,7 +1015,7 @@ fn redis_and_dns_exchanges_arrive_live() {
         let dns = ev.iter().filter(|e| e["protocol"] == "dns").count();
         redis >= 4 && dns >= 2
     };
-    let until = Instant::now() + Duration::from_secs(10);
+    let until = Instant::now() + Duration::from_secs(20);
     while !done(&events) && Instant::now() < until {
         if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
             events.push(serde_json::from_str(&l).unwrap());
@@ -1040,7 +1040,13 @@ fn redis_and_dns_exchanges_arrive_live() {
         "INCRBY on a string is a Redis error reply"
     );
     let dns: Vec<&serde_json::Value> = events.iter().filter(|e| e["protocol"] == "dns").collect();
-    assert_eq!(dns.len(), 2, "{dns:?}");
+    assert_eq!(
+        dns.len(),
+        2,
+        "{dns:?}; the agent: {}; its log: {}",
+        lab.status(),
+        std::fs::read_to_string(lab.dir.join("agent.log")).unwrap_or_default()
+    );
     let transports: Vec<&str> = dns
         .iter()
         .filter_map(|e| e["network"]["transport"].as_str())
