@@ -30,7 +30,7 @@ struct Inner {
     rv: u64,
     kinds: HashMap<String, Kind>,
     /// Method, path and query of every request.
-    pub log: Vec<String>,
+    log: Vec<String>,
     /// `namespace/pod:port` → address the pod proxy forwards to.
     proxies: HashMap<String, SocketAddr>,
 }
@@ -215,11 +215,9 @@ impl FakeApi {
 }
 
 async fn handle(State(api): State<FakeApi>, req: Request) -> Response {
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or("").to_string();
+    let mut path = req.uri().path().to_string();
+    let mut query = req.uri().query().unwrap_or("").to_string();
     api.with(|i| i.log.push(format!("{} {path}?{query}", req.method())));
-    let mut query = query;
-    let mut path = path;
     if let Some(rest) = path.strip_prefix("/api/v1/namespaces/") {
         // A namespaced list (`/api/v1/namespaces/NS/pods`), else the pod proxy.
         match rest.split_once('/') {

@@ -51,21 +51,10 @@ fn exchange(client: &str, server: &str, port: u16, at: u64) -> Exchange {
     )
 }
 
-fn secs_since_epoch(rfc3339: &str) -> u64 {
-    let t: jiff_like::Ts = rfc3339.parse().unwrap();
-    t.0
-}
-
-/// Just enough RFC 3339 for the fixed times above (no dependency for tests).
-mod jiff_like {
-    pub struct Ts(pub u64);
-    impl std::str::FromStr for Ts {
-        type Err = ();
-        fn from_str(s: &str) -> Result<Ts, ()> {
-            let t = k8s_openapi::jiff::Timestamp::from_str(s).map_err(|_| ())?;
-            Ok(Ts(u64::try_from(t.as_nanosecond()).map_err(|_| ())?))
-        }
-    }
+/// An RFC 3339 time as Unix nanoseconds (the API's timestamps).
+fn unix_nanos(rfc3339: &str) -> u64 {
+    let t: k8s_openapi::jiff::Timestamp = rfc3339.parse().unwrap();
+    u64::try_from(t.as_nanosecond()).unwrap()
 }
 
 async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
@@ -169,7 +158,7 @@ async fn add_update_delete_and_ip_reuse_through_list_and_watch() {
             .all(|r| metric(&registry, "tapwire_k8s_synced", &[("resource", r)]) == 1.0)
     })
     .await;
-    let t0 = secs_since_epoch(UTC0) + 60_000_000_000;
+    let t0 = unix_nanos(UTC0) + 60_000_000_000;
 
     // client pod → service cluster IP; the pod behind it by its address.
     let (c, s) = names(&en, "10.244.1.9", "10.96.14.7", 80, t0);
