@@ -415,6 +415,24 @@ async fn proxy(api: &FakeApi, rest: &str, query: &str, req: Request) -> Response
     (code, Body::from_stream(stream)).into_response()
 }
 
+/// Write a kubeconfig at `path` for the API server at `url` (a bearer token user, as a
+/// service account's), creating its folder; returns `path`.
+pub fn kubeconfig(path: &std::path::Path, url: &str) -> std::path::PathBuf {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(
+        path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: fake\n  cluster:\n    server: {url}\n\
+             contexts:\n- name: test\n  context:\n    cluster: fake\n    user: tapwire\n\
+             users:\n- name: tapwire\n  user:\n    token: not-a-real-token\n"
+        ),
+    )
+    .unwrap();
+    path.to_path_buf()
+}
+
 /// Objects in the API's JSON shapes (what `kubectl get -o json` prints: `managedFields`,
 /// `ownerReferences`, `podIPs`, endpoint `targetRef`s, …), for the fake server's tests.
 pub mod objects {

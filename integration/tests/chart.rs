@@ -142,15 +142,7 @@ fn fake_api(dir: &Path) -> (std::process::Child, PathBuf) {
         .strip_prefix("ready ")
         .expect("ready URL")
         .to_string();
-    let kc = dir.join("kubeconfig");
-    std::fs::write(
-        &kc,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters:\n- name: t\n  cluster:\n    server: {url}\n\
-             contexts:\n- name: t\n  context:\n    cluster: t\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"
-        ),
-    )
-    .unwrap();
+    let kc = tapwire_integration::fake_k8s::kubeconfig(&dir.join("kubeconfig"), &url);
     (child, kc)
 }
 

@@ -850,16 +850,7 @@ fn client_address(lab: &Lab) -> String {
 
 /// A kubeconfig for the fake API server at `url`.
 fn kubeconfig(lab: &Lab, url: &str) -> String {
-    let path = lab.dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: lab\nclusters:\n- name: lab\n  cluster:\n    server: {url}\n\
-             contexts:\n- name: lab\n  context:\n    cluster: lab\n    user: tapwire\n\
-             users:\n- name: tapwire\n  user:\n    token: lab-token\n"
-        ),
-    )
-    .unwrap();
+    let path = tapwire_integration::fake_k8s::kubeconfig(&lab.dir.join("kubeconfig"), url);
     path.to_str().unwrap().to_string()
 }
 

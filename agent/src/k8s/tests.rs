@@ -10,7 +10,7 @@ use schemas::{Exchange, Peer, Protocol, Transport};
 use serde_json::{Value, json};
 
 use super::*;
-use tapwire_integration::fake_k8s::{FakeApi, objects};
+use tapwire_integration::fake_k8s::{self, FakeApi, objects};
 
 const UTC0: &str = "2026-11-27T10:00:00Z";
 
@@ -102,16 +102,7 @@ fn metric(r: &Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 async fn start_on(api: &FakeApi, registry: &Registry, dir: &std::path::Path) -> Arc<Enricher> {
     let url = api.serve().await;
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: test\nclusters:\n- name: fake\n  cluster:\n    server: {url}\n\
-             contexts:\n- name: test\n  context:\n    cluster: fake\n    user: agent\n    namespace: tapwire\n\
-             users:\n- name: agent\n  user:\n    token: not-a-real-token\n"
-        ),
-    )
-    .unwrap();
+    let kubeconfig = fake_k8s::kubeconfig(&dir.join("kubeconfig"), &url);
     let cfg = K8sConfig {
         kubeconfig: Some(kubeconfig),
         ..K8sConfig::default()

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
-use tapwire_integration::fake_k8s::FakeApi;
+use tapwire_integration::fake_k8s::{self, FakeApi};
 
 use super::*;
 use crate::cli::{Cli, Command};
@@ -95,6 +95,21 @@ fn event(ts: u64, path: &str) -> String {
     .to_string()
 }
 
+/// The `url.path` of each event printed, in order.
+fn paths_of(got: &[Out]) -> Vec<String> {
+    got.iter()
+        .filter_map(|o| match o {
+            Out::Event(l) => Some(
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["url"]["path"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ),
+            Out::Warn(_) => None,
+        })
+        .collect()
+}
+
 fn watch_args(extra: &[&str]) -> WatchArgs {
     let mut argv = vec!["tapwire", "watch", "--cluster"];
     argv.extend_from_slice(extra);
@@ -142,17 +157,10 @@ async fn agents_are_merged_in_time_order_and_an_unreachable_one_is_named_once() 
         .unwrap();
     api.proxy("tapwire/tapwire-c:9464", closed);
     let url = api.serve().await;
-    let dir = std::env::temp_dir().join(format!("tapwire-cluster-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kc = dir.join("kubeconfig");
-    std::fs::write(
-        &kc,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: {url}\n\
-             contexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user:\n    token: user-token\n"
-        ),
-    )
-    .unwrap();
+    let kc = fake_k8s::kubeconfig(
+        &std::env::temp_dir().join(format!("tapwire-cluster-{}/kubeconfig", std::process::id())),
+        &url,
+    );
     let args = watch_args(&[
         "--kubeconfig",
         kc.to_str().unwrap(),
@@ -172,18 +180,7 @@ async fn agents_are_merged_in_time_order_and_an_unreachable_one_is_named_once() 
     })
     .await
     .unwrap();
-    let paths: Vec<String> = got
-        .iter()
-        .filter_map(|o| match o {
-            Out::Event(l) => Some(
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["url"]["path"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            ),
-            Out::Warn(_) => None,
-        })
-        .collect();
+    let paths = paths_of(&got);
     assert_eq!(
         paths,
         ["/a1", "/b2", "/a3", "/b4", "/a5"],
@@ -267,14 +264,13 @@ fn the_namespace_filter_is_checked_and_combined() {
 async fn no_agents_is_an_error_naming_the_selector() {
     let api = FakeApi::default();
     let url = api.serve().await;
-    let dir = std::env::temp_dir().join(format!("tapwire-cluster-none-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kc = dir.join("kubeconfig");
-    std::fs::write(
-        &kc,
-        format!("apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: {url}\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user: {{}}\n"),
-    )
-    .unwrap();
+    let kc = fake_k8s::kubeconfig(
+        &std::env::temp_dir().join(format!(
+            "tapwire-cluster-none-{}/kubeconfig",
+            std::process::id()
+        )),
+        &url,
+    );
     let args = watch_args(&[
         "--kubeconfig",
         kc.to_str().unwrap(),
@@ -307,14 +303,13 @@ async fn an_agent_that_starts_later_is_followed_too() {
     api.proxy("tapwire/tapwire-a:9464", a);
     api.proxy("tapwire/tapwire-b:9464", b);
     let url = api.serve().await;
-    let dir = std::env::temp_dir().join(format!("tapwire-cluster-later-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kc = dir.join("kubeconfig");
-    std::fs::write(
-        &kc,
-        format!("apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: {url}\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user: {{}}\n"),
-    )
-    .unwrap();
+    let kc = fake_k8s::kubeconfig(
+        &std::env::temp_dir().join(format!(
+            "tapwire-cluster-later-{}/kubeconfig",
+            std::process::id()
+        )),
+        &url,
+    );
     let args = watch_args(&["--kubeconfig", kc.to_str().unwrap()]);
     // tapwire-b's pod appears while tapwire-a streams (a rolling update's new pod).
     let later = api.clone();
@@ -329,18 +324,7 @@ async fn an_agent_that_starts_later_is_followed_too() {
     })
     .await
     .unwrap();
-    let paths: Vec<String> = got
-        .iter()
-        .filter_map(|o| match o {
-            Out::Event(l) => Some(
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["url"]["path"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            ),
-            Out::Warn(_) => None,
-        })
-        .collect();
+    let paths = paths_of(&got);
     assert_eq!(paths, ["/a1", "/b2", "/a3"]);
     assert!(
         got.contains(&Out::Warn("following tapwire/tapwire-b on node-b".into())),
