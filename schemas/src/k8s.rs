@@ -17,7 +17,8 @@ pub enum Resolution {
     /// Nothing in the cluster owned the address at that time (outside the cluster, or the
     /// owner was gone longer than the grace period), or the cluster's objects are not known yet.
     Unknown,
-    /// More than one pod claimed the address at that time; no pod is named.
+    /// More than one pod claimed the address at that time; no pod is named, only the
+    /// namespace and workload they all share (if any).
     Ambiguous,
 }
 

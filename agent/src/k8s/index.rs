@@ -10,7 +10,8 @@
 //!   status.startTime, the last time the pod was seen without an address)`) until when (the
 //!   time its deletion or terminal phase was seen, or the containers' finish time if earlier).
 //!   A lookup takes the claims covering the exchange's start time: one is `resolved`, several
-//!   are `ambiguous` (no pod is named), none falls through to services and nodes.
+//!   are `ambiguous` (no pod is named; the namespace and workload are when all share them),
+//!   none falls through to services and nodes.
 //! - ended claims are kept for `grace` after they end, then forgotten (`expire`).
 //!
 //! Then a service's cluster IP names the service; a node address (or a host-network pod's)
@@ -217,7 +218,7 @@ impl Index {
             let mut hit: Option<&str> = None;
             for c in claims.iter().filter(|c| c.covers(t)) {
                 match hit {
-                    Some(uid) if uid != c.uid => return self.ambiguous.clone(),
+                    Some(uid) if uid != c.uid => return self.ambiguous_at(claims, t),
                     _ => hit = Some(&c.uid),
                 }
             }
@@ -241,6 +242,35 @@ impl Index {
             }
         }
         self.unknown.clone()
+    }
+
+    /// Several pods claimed the address at `t`: no pod is named, but the namespace (and
+    /// workload) they all share is (a rollout's old and new pod, a job's retries).
+    fn ambiguous_at(&self, claims: &[Claim], t: u64) -> Arc<K8s> {
+        let mut views = claims
+            .iter()
+            .filter(|c| c.covers(t))
+            .filter_map(|c| self.pods.get(&c.uid))
+            .map(|r| &r.view);
+        let Some(first) = views.next() else {
+            return self.ambiguous.clone();
+        };
+        let (mut ns, mut wl) = (first.namespace.clone(), first.workload.clone());
+        for v in views {
+            if v.namespace != ns {
+                ns = None;
+            }
+            if v.workload != wl {
+                wl = None;
+            }
+        }
+        if ns.is_none() {
+            return self.ambiguous.clone();
+        }
+        let mut v = K8s::bare(Resolution::Ambiguous);
+        v.namespace = ns;
+        v.workload = wl;
+        Arc::new(v)
     }
 
     fn host_pod_on(&self, node: &str, port: u16) -> Option<&PodRec> {

@@ -60,7 +60,19 @@ fn overlapping_claims_are_ambiguous_and_name_no_pod() {
     ix.apply_pod(pod("u2", "web-2", "10.1.0.5", 150 * S), 150 * S);
     let v = ix.resolve(ip("10.1.0.5"), None, 160 * S);
     assert_eq!(v.resolution, Resolution::Ambiguous);
-    assert!(v.pod.is_none() && v.namespace.is_none());
+    assert!(v.pod.is_none(), "no pod named");
+    assert_eq!(
+        v.namespace.as_ref().unwrap().name,
+        "shop",
+        "both are in shop"
+    );
+    // A third claimant in another namespace: nothing is named.
+    let mut other = pod("u3", "api-1", "10.1.0.5", 150 * S);
+    other.namespace = "billing".into();
+    ix.apply_pod(other, 150 * S);
+    let v = ix.resolve(ip("10.1.0.5"), None, 160 * S);
+    assert_eq!(v.resolution, Resolution::Ambiguous);
+    assert!(v.namespace.is_none() && v.workload.is_none());
     assert_eq!(
         pod_name(&ix.resolve(ip("10.1.0.5"), None, 120 * S)),
         Some("web-1")
