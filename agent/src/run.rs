@@ -131,11 +131,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             }
         }
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tapwire: cannot start the API runtime: {e}");
@@ -248,6 +244,15 @@ pub fn run(args: RunArgs) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The small tokio runtime of the API, the sinks' tasks and the Kubernetes watchers (and of
+/// `watch --cluster`).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
 }
 
 /// SIGTERM or Ctrl-C.

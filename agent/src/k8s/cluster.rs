@@ -71,11 +71,7 @@ enum Stream {
 }
 
 pub fn run(args: &WatchArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match crate::run::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tapwire: cannot start a runtime: {e}");

@@ -120,6 +120,9 @@ struct PodRec {
     /// The services this pod backs, with their endpoint ports.
     services: Vec<(String, Vec<u16>)>,
     view: Arc<K8s>,
+    /// When it backs several services: the names for each port that picks exactly one of
+    /// them (built with `view`, so a lookup never allocates).
+    port_views: Vec<(u16, Arc<K8s>)>,
 }
 
 struct SvcRec {
@@ -310,6 +313,7 @@ impl Index {
                 seen_bare: None,
                 ended: None,
                 view: self.unknown.clone(),
+                port_views: Vec::new(),
             };
             self.pods.insert(p.uid.clone(), rec);
             self.pods_by_name
@@ -704,9 +708,24 @@ impl Index {
             v.service = Name::of(svc.as_str());
         }
         self.name_workload(rec, &mut v);
+        let mut port_views = Vec::new();
+        if rec.services.len() > 1 {
+            let mut ports: Vec<u16> = rec.services.iter().flat_map(|(_, p)| p).copied().collect();
+            ports.sort_unstable();
+            ports.dedup();
+            for port in ports {
+                let mut matching = rec.services.iter().filter(|(_, p)| p.contains(&port));
+                if let (Some((svc, _)), None) = (matching.next(), matching.next()) {
+                    let mut pv = v.clone();
+                    pv.service = Name::of(svc.as_str());
+                    port_views.push((port, Arc::new(pv)));
+                }
+            }
+        }
         let view = Arc::new(v);
         if let Some(rec) = self.pods.get_mut(uid) {
             rec.view = view;
+            rec.port_views = port_views;
         }
     }
 
@@ -759,20 +778,8 @@ fn set_kind(v: &mut K8s, kind: &str, name: &str) {
 
 /// A pod's names, with the service picked by the server port when it backs several.
 fn pod_view(rec: &PodRec, port: Option<u16>) -> Arc<K8s> {
-    if rec.services.len() > 1
-        && let Some(port) = port
-    {
-        let mut matching = rec
-            .services
-            .iter()
-            .filter(|(_, ports)| ports.contains(&port));
-        if let (Some((svc, _)), None) = (matching.next(), matching.next()) {
-            let mut v = (*rec.view).clone();
-            v.service = Name::of(svc.as_str());
-            return Arc::new(v);
-        }
-    }
-    rec.view.clone()
+    port.and_then(|port| rec.port_views.iter().find(|(p, _)| *p == port))
+        .map_or_else(|| rec.view.clone(), |(_, v)| v.clone())
 }
 
 #[cfg(test)]
