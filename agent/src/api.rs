@@ -4,12 +4,21 @@
 //!
 //! A subscriber whose queue overflowed is told in its stream: before its next event comes one
 //! line `{"notice":"dropped","dropped_events":N}` with the running total it lost.
+//!
+//! Limits (`api:` in the configuration, [`ApiLimits`]): open event streams, `since` replays
+//! and pcap exports are capped (`429 Too Many Requests` with `Retry-After` past a cap); a
+//! filter is compiled and evaluated on the blocking pool, never on a capture worker or the
+//! runtime's threads (CEL: the caps of [`crate::filter`] and a time budget per event; BPF:
+//! at most [`MAX_BPF_LEN`] bytes, compiled within [`BPF_COMPILE_TIMEOUT`]); a replay or
+//! export whose client reads nothing for `client_stall` ends; a `since` or `until` that reaches
+//! before the Unix epoch is a `400`, never a wrapped time.
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -21,8 +30,15 @@ use bytes::Bytes;
 use tokio_stream::Stream;
 
 use crate::capture::Shared;
-use crate::demand::Subscription;
+use crate::config::ApiLimits;
 use crate::filter::Filter;
+
+/// Longest BPF filter accepted for an export (libpcap's optimiser is superlinear).
+pub const MAX_BPF_LEN: usize = 4096;
+/// How long compiling an export's BPF filter may take.
+pub const BPF_COMPILE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Lines between a subscription's delivery task and its response body.
+const LINES_CAP: usize = 256;
 
 /// What the handlers see.
 pub struct ApiState {
@@ -33,6 +49,65 @@ pub struct ApiState {
     /// When set, every endpoint but `/healthz` and `/readyz` needs
     /// `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    pub limits: ApiLimits,
+    /// `since` replays and pcap exports under way.
+    pub replays: Arc<AtomicUsize>,
+    pub exports: Arc<AtomicUsize>,
+}
+
+/// One place under a cap, given back when dropped.
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// A place if fewer than `max` are taken.
+    pub fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(count.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// `429 Too Many Requests` naming the cap.
+fn too_many(what: &str, key: &str, max: usize) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, "5")],
+        format!("{max} {what} are under way, the most allowed ({key}); retry later\n"),
+    )
+        .into_response()
+}
+
+/// Send `item`, waiting at most `stall` for room: a client that reads nothing for that long
+/// is given up on. For blocking threads (replay, export).
+pub fn send_within<T>(
+    tx: &tokio::sync::mpsc::Sender<T>,
+    mut item: T,
+    stall: Duration,
+) -> Result<(), &'static str> {
+    use tokio::sync::mpsc::error::TrySendError;
+    let until = std::time::Instant::now() + stall;
+    loop {
+        match tx.try_send(item) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(_)) => return Err("client gone"),
+            Err(TrySendError::Full(back)) => {
+                if std::time::Instant::now() >= until {
+                    return Err("client not reading");
+                }
+                item = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -182,9 +257,13 @@ async fn status(State(st): State<Arc<ApiState>>) -> Response {
 
 /// A subscription as a response body stream.
 struct Events {
-    sub: Subscription,
+    /// The delivery task's lines (filtered, serialised).
+    lines: tokio::sync::mpsc::Receiver<Bytes>,
     /// The `since` replay, delivered before anything live.
     replay: Option<tokio::sync::mpsc::Receiver<Bytes>>,
+    /// Set when the replay gave up on a client that did not read: the stream ends.
+    abandoned: Arc<AtomicBool>,
+    dropped: Arc<AtomicU64>,
     reported: u64,
     /// Server-sent events framing (`data: …` and a blank line) instead of NDJSON.
     sse: bool,
@@ -207,6 +286,9 @@ impl Stream for Events {
     type Item = Result<Bytes, Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.abandoned.load(Ordering::Relaxed) {
+            return Poll::Ready(None);
+        }
         if let Some(r) = self.replay.as_mut() {
             match r.poll_recv(cx) {
                 Poll::Ready(Some(line)) => return Poll::Ready(Some(Ok(self.frame(line)))),
@@ -214,13 +296,13 @@ impl Stream for Events {
                 Poll::Pending => return Poll::Pending,
             }
         }
-        let dropped = self.sub.dropped.load(Ordering::Relaxed);
+        let dropped = self.dropped.load(Ordering::Relaxed);
         if dropped > self.reported {
             self.reported = dropped;
             let notice = format!("{{\"notice\":\"dropped\",\"dropped_events\":{dropped}}}\n");
             return Poll::Ready(Some(Ok(self.frame(Bytes::from(notice)))));
         }
-        match self.sub.rx.poll_recv(cx) {
+        match self.lines.poll_recv(cx) {
             Poll::Ready(Some(line)) => Poll::Ready(Some(Ok(self.frame(line)))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
@@ -234,6 +316,38 @@ struct EventsQuery {
     since: Option<String>,
 }
 
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A duration before now (`5m`, `30s`) as nanoseconds; one that reaches before the Unix
+/// epoch is out of range (never wrapped or truncated).
+fn ago(name: &str, text: &str) -> Result<u64, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{name}={text:?}: {e}"))?;
+    match u64::try_from(d.as_nanos()) {
+        Ok(ns) if ns <= now_ns() => Ok(ns),
+        _ => Err(format!(
+            "{name}={text:?}: out of range (it reaches before 1970)"
+        )),
+    }
+}
+
+/// Compile a CEL filter on the blocking pool.
+async fn compile_filter(text: Option<String>) -> Result<Option<Arc<Filter>>, Response> {
+    let Some(text) = text else { return Ok(None) };
+    match tokio::task::spawn_blocking(move || Filter::compile(&text)).await {
+        Ok(Ok(f)) => Ok(Some(Arc::new(f))),
+        Ok(Err(e)) => Err((StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()),
+        Err(_) => Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "filter compiler failed\n",
+        )
+            .into_response()),
+    }
+}
+
 async fn events(
     State(st): State<Arc<ApiState>>,
     headers: axum::http::HeaderMap,
@@ -243,64 +357,83 @@ async fn events(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
-    let filter = match q.filter.as_deref().map(Filter::compile) {
+    let since = match q.since.as_deref().map(|s| ago("since", s)) {
         None => None,
-        Some(Ok(f)) => Some(f),
+        Some(Ok(ns)) => Some(ns),
         Some(Err(e)) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    let since = match q.since.as_deref().map(humantime::parse_duration) {
+    let filter = match compile_filter(q.filter).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let limits = &st.limits;
+    let replay_slot = match since {
         None => None,
-        Some(Ok(d)) => Some(d.as_nanos() as u64),
-        Some(Err(e)) => {
-            let s = q.since.unwrap_or_default();
-            return (StatusCode::BAD_REQUEST, format!("since={s:?}: {e}\n")).into_response();
-        }
+        Some(_) => match Slot::take(&st.replays, limits.max_replays) {
+            Some(slot) => Some(slot),
+            None => return too_many("since replays", "api.max_replays", limits.max_replays),
+        },
     };
     let hub = &st.shared.hub;
-    let replay = match since {
-        None => {
-            let sub = hub.subscribe(filter);
-            st.shared.metrics.subscriptions.set(hub.clients() as i64);
-            return events_body(sub, None, sse);
+    // Live from now (t0) on; with `since`, the spool's exchanges that started before t0 come
+    // first.
+    let t0 = if since.is_some() { now_ns() } else { 0 };
+    let sub = match hub.subscribe_from(t0) {
+        Ok(sub) => sub,
+        Err(_) => {
+            return too_many(
+                "event streams",
+                "api.max_subscriptions",
+                hub.max_subscriptions(),
+            );
         }
-        Some(since) => since,
     };
-    // Live from now (t0) on; the spool's exchanges that started before t0 come first.
-    let t0 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let replay_filter = q.filter.as_deref().and_then(|f| Filter::compile(f).ok());
-    let sub = hub.subscribe_from(filter, t0);
     st.shared.metrics.subscriptions.set(hub.clients() as i64);
-    let (tx, rx) = tokio::sync::mpsc::channel(crate::demand::QUEUE_CAP);
-    let dir = std::path::PathBuf::from(&st.spool_dir);
-    let enricher = hub.enricher().cloned();
-    tokio::task::spawn_blocking(move || {
-        crate::replay::replay(
-            &dir,
-            t0.saturating_sub(replay),
-            t0,
-            replay_filter.as_ref(),
-            enricher.as_deref(),
-            &tx,
-        );
-    });
-    events_body(sub, Some(rx), sse)
-}
-
-fn events_body(
-    sub: Subscription,
-    replay: Option<tokio::sync::mpsc::Receiver<Bytes>>,
-    sse: bool,
-) -> Response {
+    let dropped = sub.dropped.clone();
+    let (tx, lines) = tokio::sync::mpsc::channel(LINES_CAP);
+    tokio::spawn(crate::demand::deliver(
+        sub,
+        filter.clone(),
+        limits.filter_budget,
+        limits.client_stall,
+        tx,
+    ));
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let replay = match (since, replay_slot) {
+        (Some(since), Some(slot)) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(crate::demand::QUEUE_CAP);
+            let dir = std::path::PathBuf::from(&st.spool_dir);
+            let enricher = hub.enricher().cloned();
+            let (budget, stall) = (limits.filter_budget, limits.client_stall);
+            let gave_up = abandoned.clone();
+            tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                let opts = crate::replay::Options {
+                    filter: filter.as_deref(),
+                    enricher: enricher.as_deref(),
+                    budget,
+                    stall,
+                };
+                if let crate::replay::Outcome::Stalled =
+                    crate::replay::replay(&dir, t0.saturating_sub(since), t0, &opts, &tx)
+                {
+                    gave_up.store(true, Ordering::Relaxed);
+                }
+            });
+            Some(rx)
+        }
+        _ => None,
+    };
     let kind = if sse {
         "text/event-stream"
     } else {
         "application/x-ndjson"
     };
     let body = Body::from_stream(Events {
-        sub,
+        lines,
         replay,
+        abandoned,
+        dropped,
         reported: 0,
         sse,
     });
@@ -324,26 +457,29 @@ struct PcapQuery {
 
 /// `since` / `until` as durations before now (`5m`, `30s`, `1h`): the window in Unix ns.
 fn window(q: &PcapQuery) -> Result<(u64, u64), String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let ago = |name: &str, v: &Option<String>, default: u64| -> Result<u64, String> {
-        match v {
-            None => Ok(default),
-            Some(s) => humantime::parse_duration(s)
-                .map(|d| now.saturating_sub(d.as_nanos() as u64))
-                .map_err(|e| format!("{name}={s:?}: {e}")),
-        }
+    let now = now_ns();
+    let from = match &q.since {
+        None => 0,
+        Some(s) => now.saturating_sub(ago("since", s)?),
     };
-    let from = ago("since", &q.since, 0)?;
-    let to = ago("until", &q.until, u64::MAX)?;
+    let to = match &q.until {
+        None => u64::MAX,
+        Some(s) => now.saturating_sub(ago("until", s)?),
+    };
+    if to < from {
+        return Err(
+            "until: the window ends before it starts (until must be less than since)".into(),
+        );
+    }
     Ok((from, to))
 }
 
-/// Writes into the response body in 64 KiB chunks, from a blocking task.
+/// Writes into the response body in 64 KiB chunks, from a blocking task; a client that
+/// reads nothing for `stall` ends the export.
 struct ChunkWriter {
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
     buf: Vec<u8>,
+    stall: Duration,
 }
 
 impl std::io::Write for ChunkWriter {
@@ -359,9 +495,8 @@ impl std::io::Write for ChunkWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))
+        send_within(&self.tx, Ok(chunk), self.stall)
+            .map_err(|why| std::io::Error::new(std::io::ErrorKind::BrokenPipe, why))
     }
 }
 
@@ -370,16 +505,13 @@ async fn pcap(State(st): State<Arc<ApiState>>, Query(q): Query<PcapQuery>) -> Re
         Ok(w) => w,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    #[cfg(feature = "libpcap")]
-    let mut filter = match q
-        .filter
-        .as_deref()
-        .map(crate::capture::bpf::OfflineFilter::new)
-    {
-        None => None,
-        Some(Ok(f)) => Some(f),
-        Some(Err(e)) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
-    };
+    if q.filter.as_ref().is_some_and(|f| f.len() > MAX_BPF_LEN) {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("filter: over the BPF filter length cap of {MAX_BPF_LEN} bytes\n"),
+        )
+            .into_response();
+    }
     #[cfg(not(feature = "libpcap"))]
     if q.filter.is_some() {
         return (
@@ -388,13 +520,56 @@ async fn pcap(State(st): State<Arc<ApiState>>, Query(q): Query<PcapQuery>) -> Re
         )
             .into_response();
     }
+    let limits = &st.limits;
+    let Some(slot) = Slot::take(&st.exports, limits.max_exports) else {
+        return too_many("pcap exports", "api.max_exports", limits.max_exports);
+    };
+    // Compiled on the blocking pool, within a deadline; the slot stays taken until the
+    // compiler returns, so slow compilations cannot pile up past the cap.
+    #[cfg(feature = "libpcap")]
+    let (filter, slot) = match q.filter.clone() {
+        None => (None, slot),
+        Some(expr) => {
+            let job = tokio::task::spawn_blocking(move || {
+                (crate::capture::bpf::OfflineFilter::new(&expr), slot)
+            });
+            match tokio::time::timeout(BPF_COMPILE_TIMEOUT, job).await {
+                Ok(Ok((Ok(f), slot))) => (Some(f), slot),
+                Ok(Ok((Err(e), _))) => {
+                    return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+                }
+                Ok(Err(_)) => {
+                    return (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "filter: compiler failed\n",
+                    )
+                        .into_response();
+                }
+                Err(_) => {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "filter: not compiled within {}s\n",
+                            BPF_COMPILE_TIMEOUT.as_secs()
+                        ),
+                    )
+                        .into_response();
+                }
+            }
+        }
+    };
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let dir = std::path::PathBuf::from(&st.spool_dir);
+    let stall = limits.client_stall;
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let mut w = ChunkWriter {
             tx: tx.clone(),
             buf: Vec::new(),
+            stall,
         };
+        #[cfg(feature = "libpcap")]
+        let mut filter = filter;
         #[cfg(feature = "libpcap")]
         let keep = |link: u16, data: &[u8]| filter.as_mut().is_none_or(|f| f.matches(link, data));
         #[cfg(not(feature = "libpcap"))]
@@ -404,7 +579,7 @@ async fn pcap(State(st): State<Arc<ApiState>>, Query(q): Query<PcapQuery>) -> Re
             w.flush()
         });
         if let Err(e) = r {
-            let _ = tx.blocking_send(Err(e));
+            let _ = tx.try_send(Err(e));
         }
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));

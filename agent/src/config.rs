@@ -39,6 +39,12 @@
 //!     queue: 100000
 //!     properties: {compression.type: lz4, acks: all, security.protocol: SASL_SSL}
 //!     filter: 'protocol == "http"'
+//! api:                           # caps on what API clients may hold open (429 past them)
+//!   max_subscriptions: 64        # /v1/events streams at once
+//!   max_replays: 4               # of them with `since` (each dissects the spool)
+//!   max_exports: 2               # /v1/pcap downloads at once
+//!   filter_budget: 50ms          # CEL time per event; a subscription over it is ended
+//!   client_stall: 30s            # a replay or export whose client reads nothing this long ends
 //! kubernetes:                    # names peers after pods, services, workloads, nodes
 //!   enabled: auto                # in a pod or with a kubeconfig; true, false
 //!   kubeconfig: ~/.kube/config   # --kubeconfig; in a pod the service account is used
@@ -81,6 +87,68 @@ struct File {
     sinks: SinksFile,
     #[serde(default)]
     kubernetes: KubernetesFile,
+    #[serde(default)]
+    api: ApiFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiFile {
+    max_subscriptions: Option<usize>,
+    max_replays: Option<usize>,
+    max_exports: Option<usize>,
+    filter_budget: Option<String>,
+    client_stall: Option<String>,
+}
+
+/// What API clients may hold open, and for how long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiLimits {
+    pub max_subscriptions: usize,
+    pub max_replays: usize,
+    pub max_exports: usize,
+    /// CEL evaluation time per event.
+    pub filter_budget: Duration,
+    /// How long a replay or export waits for a client that reads nothing.
+    pub client_stall: Duration,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_subscriptions: crate::demand::DEFAULT_MAX_SUBSCRIPTIONS,
+            max_replays: 4,
+            max_exports: 2,
+            filter_budget: Duration::from_millis(50),
+            client_stall: Duration::from_secs(30),
+        }
+    }
+}
+
+fn resolve_api(f: ApiFile) -> Result<ApiLimits, String> {
+    let mut a = ApiLimits::default();
+    let count = |key: &str, v: Option<usize>, default: usize| match v {
+        None => Ok(default),
+        Some(n) if (1..=10_000).contains(&n) => Ok(n),
+        Some(n) => Err(format!("api.{key}: {n} is not between 1 and 10000")),
+    };
+    a.max_subscriptions = count(
+        "max_subscriptions",
+        f.max_subscriptions,
+        a.max_subscriptions,
+    )?;
+    a.max_replays = count("max_replays", f.max_replays, a.max_replays)?;
+    a.max_exports = count("max_exports", f.max_exports, a.max_exports)?;
+    if let Some(t) = f.filter_budget {
+        a.filter_budget = duration("api.filter_budget", &t)?;
+    }
+    if let Some(t) = f.client_stall {
+        a.client_stall = duration("api.client_stall", &t)?;
+    }
+    if a.filter_budget.is_zero() || a.client_stall.is_zero() {
+        return Err("api: filter_budget and client_stall must be more than 0".into());
+    }
+    Ok(a)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -404,6 +472,7 @@ pub struct Config {
     pub ring_blocks: u32,
     pub sinks: Sinks,
     pub kubernetes: K8sConfig,
+    pub api: ApiLimits,
 }
 
 /// `64MiB`, `1GiB`, `500MB`, `4096`: bytes.
@@ -497,7 +566,9 @@ impl Config {
         }
         let sinks = resolve_sinks(args, file.sinks)?;
         let kubernetes = resolve_kubernetes(args, file.kubernetes)?;
+        let api = resolve_api(file.api)?;
         Ok(Config {
+            api,
             sinks,
             kubernetes,
             snaplen,

@@ -8,11 +8,34 @@
 //! field the event does not have makes the expression fail to evaluate, which counts as no
 //! match: `http.request.method == "GET"` simply never matches a DNS event. Use `has(...)` to
 //! test for presence explicitly. A filter that does not compile is refused with one line.
+//!
+//! Limits. A filter comes from anyone who may call the API, and both the crate's parser and
+//! its evaluator recurse over the expression, so a compiled filter is bounded: at most
+//! [`MAX_LEN`] bytes of source, [`MAX_NODES`] expression nodes, [`MAX_DEPTH`] levels of
+//! nesting and [`MAX_COMPREHENSIONS`] nested `all`/`exists`/`map`/`filter` macros (so an
+//! evaluation costs at most a few list lengths multiplied together). Parsing runs on its own
+//! thread with a [`COMPILE_STACK`] stack, which a filter of [`MAX_LEN`] bytes cannot exhaust;
+//! the bound is then checked without recursion. Evaluation is timed by the caller
+//! ([`Filter::matches_within`]): the subscription whose filter overruns its budget is ended.
 
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use cel::{Context, Env, Program, Value};
+use cel::common::ast::{EntryExpr, Expr};
+use cel::{Context, Env, IdedExpr, Program, Value};
 use schemas::Exchange;
+
+/// Longest filter source accepted, in bytes.
+pub const MAX_LEN: usize = 4096;
+/// Most expression nodes (after macro expansion) in a filter.
+pub const MAX_NODES: usize = 1000;
+/// Deepest nesting of expression nodes.
+pub const MAX_DEPTH: usize = 40;
+/// Most comprehension macros (`all`, `exists`, `exists_one`, `map`, `filter`) nested in one
+/// another.
+pub const MAX_COMPREHENSIONS: usize = 2;
+/// Stack of the thread that parses a filter.
+pub const COMPILE_STACK: usize = 256 << 20;
 
 /// Why a filter expression was refused.
 #[derive(Debug, thiserror::Error)]
@@ -57,19 +80,127 @@ impl Bindings {
     }
 }
 
+/// A filter's evaluation took longer than its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooSlow(pub Duration);
+
+/// Which cap an expression exceeds, if any (nodes, depth, nested comprehensions), walked
+/// with an explicit stack.
+fn over_cap(root: &IdedExpr) -> Option<String> {
+    let mut nodes = 0usize;
+    // (node, depth, comprehensions around and including it)
+    let mut todo: Vec<(&IdedExpr, usize, usize)> = vec![(root, 1, 0)];
+    while let Some((e, depth, comps)) = todo.pop() {
+        nodes += 1;
+        if nodes > MAX_NODES {
+            return Some(format!(
+                "more than {MAX_NODES} expression nodes (the node cap)"
+            ));
+        }
+        if depth > MAX_DEPTH {
+            return Some(format!(
+                "nested deeper than {MAX_DEPTH} levels (the depth cap)"
+            ));
+        }
+        let d = depth + 1;
+        match &e.expr {
+            Expr::Call(c) => {
+                todo.extend(c.target.iter().map(|t| (&**t, d, comps)));
+                todo.extend(c.args.iter().map(|a| (a, d, comps)));
+            }
+            Expr::Comprehension(c) => {
+                let inner = comps + 1;
+                if inner > MAX_COMPREHENSIONS {
+                    return Some(format!(
+                        "more than {MAX_COMPREHENSIONS} nested all/exists/map/filter macros (the comprehension cap)"
+                    ));
+                }
+                todo.push((&c.iter_range, d, comps));
+                for part in [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                    todo.push((part, d, inner));
+                }
+            }
+            Expr::List(l) => todo.extend(l.elements.iter().map(|x| (x, d, comps))),
+            Expr::Map(m) => {
+                for entry in &m.entries {
+                    match &entry.expr {
+                        EntryExpr::MapEntry(me) => {
+                            todo.push((&me.key, d, comps));
+                            todo.push((&me.value, d, comps));
+                        }
+                        EntryExpr::StructField(f) => todo.push((&f.value, d, comps)),
+                    }
+                }
+            }
+            Expr::Struct(st) => {
+                for entry in &st.entries {
+                    match &entry.expr {
+                        EntryExpr::MapEntry(me) => {
+                            todo.push((&me.key, d, comps));
+                            todo.push((&me.value, d, comps));
+                        }
+                        EntryExpr::StructField(f) => todo.push((&f.value, d, comps)),
+                    }
+                }
+            }
+            Expr::Select(s) => todo.push((&s.operand, d, comps)),
+            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+    None
+}
+
+/// Parse and check `source` (on the thread that calls it).
+fn compile_here(source: &str) -> Result<Program, String> {
+    let program = env().compile(source).map_err(|e| {
+        e.to_string()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    })?;
+    match over_cap(program.expression()) {
+        // The refused program is dropped here too, on the big stack (dropping recurses).
+        Some(cap) => Err(cap),
+        None => Ok(program),
+    }
+}
+
 impl Filter {
     pub fn compile(source: &str) -> Result<Filter, FilterError> {
-        let program = env().compile(source).map_err(|e| FilterError {
-            expr: source.to_string(),
-            message: e
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string(),
-        })?;
+        let refuse = |message: String| FilterError {
+            expr: source.chars().take(80).collect(),
+            message,
+        };
+        if source.len() > MAX_LEN {
+            return Err(refuse(format!(
+                "{} bytes, over the filter length cap of {MAX_LEN}",
+                source.len()
+            )));
+        }
+        let owned = source.to_string();
+        let program = std::thread::Builder::new()
+            .name("tapwire-filter-compile".into())
+            .stack_size(COMPILE_STACK)
+            .spawn(move || compile_here(&owned))
+            .map_err(|e| refuse(format!("cannot start the compiler thread: {e}")))?
+            .join()
+            .unwrap_or_else(|_| Err("the compiler failed".to_string()))
+            .map_err(refuse)?;
         Ok(Filter { program })
+    }
+
+    /// Whether the event matches, or [`TooSlow`] when evaluating took longer than `budget`
+    /// (the answer is then not used).
+    pub fn matches_within(&self, b: &Bindings, budget: Duration) -> Result<bool, TooSlow> {
+        let t = Instant::now();
+        let m = self.matches(b);
+        let took = t.elapsed();
+        if took > budget {
+            return Err(TooSlow(took));
+        }
+        Ok(m)
     }
 
     pub fn matches(&self, b: &Bindings) -> bool {
@@ -170,5 +301,57 @@ mod tests {
                 .matches_event(&http("GET", 200)),
             "not a bool"
         );
+    }
+
+    #[test]
+    fn hostile_filters_are_refused_by_a_named_cap_never_a_crash() {
+        let too_long = format!("1{} == 0", "+1".repeat(MAX_LEN));
+        let e = Filter::compile(&too_long).unwrap_err().to_string();
+        assert!(e.contains("filter length cap of 4096"), "{e}");
+        // Within the length cap, each shape the parser or evaluator recurses on.
+        let chain = format!("1{} == 0", "+1".repeat(MAX_LEN / 2 - 8));
+        let unary = format!("{}true", "!".repeat(MAX_LEN - 8));
+        let negs = format!("{}1 == 1", "-".repeat(MAX_LEN - 8));
+        let selects = format!("a{} == 1", ".b".repeat(MAX_LEN / 2 - 8));
+        let parens = format!("{}1{} == 1", "(".repeat(1500), ")".repeat(1500));
+        let lists = format!("{}1{} == 1", "[".repeat(1500), "]".repeat(1500));
+        // The parser folds runs of `!` and `-` (no depth left): they compile or not, and
+        // evaluate, without crashing.
+        for f in [&unary, &negs] {
+            if let Ok(f) = Filter::compile(f) {
+                f.matches_event(&http("GET", 200));
+            }
+        }
+        for f in [&chain, &selects, &parens, &lists] {
+            let e = Filter::compile(f)
+                .map(|_| panic!("compiled: {}", &f[..40]))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(e.lines().count(), 1, "{e}");
+            assert!(e.len() < 300, "the message does not echo 4 KB: {e}");
+        }
+        let e = Filter::compile(&chain).unwrap_err().to_string();
+        assert!(e.contains("cap"), "{e}");
+        let nested = "http.request.header.all(k, [1].all(x, [2].exists(y, y == x)))".to_string();
+        let e = Filter::compile(&nested).unwrap_err().to_string();
+        assert!(e.contains("comprehension cap"), "{e}");
+        // The parser balances chains of `&&`: 200 of them are shallow, and fine.
+        let ands = vec!["status == \"ok\""; 200].join(" && ");
+        assert!(
+            Filter::compile(&ands)
+                .unwrap()
+                .matches_event(&http("GET", 200))
+        );
+        // Two levels of macros and ordinary filters still compile.
+        Filter::compile("[1, 2].all(x, [3].exists(y, y > x))").unwrap();
+        Filter::compile(r#"protocol == "http" && http.response.status_code >= 500"#).unwrap();
+    }
+
+    #[test]
+    fn an_evaluation_over_its_budget_is_reported() {
+        let f = Filter::compile(r#"status == "ok""#).unwrap();
+        let b = Bindings::of(&http("GET", 200));
+        assert_eq!(f.matches_within(&b, Duration::from_secs(5)), Ok(true));
+        assert!(f.matches_within(&b, Duration::ZERO).is_err());
     }
 }

@@ -27,40 +27,72 @@ use crate::spool::export::{Block, for_each};
 /// How long the replay waits for the workers' once-a-second flush.
 pub const FLUSH_WAIT: Duration = Duration::from_millis(1_200);
 
+/// What a replay applies to the exchanges it finds.
+pub struct Options<'a> {
+    pub filter: Option<&'a Filter>,
+    pub enricher: Option<&'a crate::k8s::Enricher>,
+    /// CEL time per exchange; over it, the replay ends with a notice.
+    pub budget: Duration,
+    /// How long to wait for a subscriber that reads nothing.
+    pub stall: Duration,
+}
+
+/// How a replay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every exchange of the window was sent; how many.
+    Done(u64),
+    /// The subscriber left.
+    Gone,
+    /// The subscriber read nothing for the stall time.
+    Stalled,
+    /// The filter overran its budget (the subscriber was told).
+    FilterTooSlow,
+}
+
 /// Replay `[from, now]` of the spool into `tx`: exchanges that started before `t0` and that
-/// `filter` accepts. Returns how many were sent; stops early when the subscriber left.
+/// the filter accepts.
 pub fn replay(
     dir: &Path,
     from: u64,
     t0: u64,
-    filter: Option<&Filter>,
-    enricher: Option<&crate::k8s::Enricher>,
+    opts: &Options<'_>,
     tx: &mpsc::Sender<Bytes>,
-) -> u64 {
+) -> Outcome {
     std::thread::sleep(FLUSH_WAIT);
     let mut pipe = Pipeline::default();
     let mut out = Vec::new();
     let mut links: Vec<Option<LinkType>> = Vec::new();
     let mut sent = 0u64;
-    let mut send = |out: &mut Vec<schemas::Exchange>| -> std::io::Result<()> {
+    let mut ended = None;
+    let mut send = |out: &mut Vec<schemas::Exchange>| -> Result<(), Outcome> {
         for mut ex in out.drain(..) {
             if ex.start_time_unix_nano >= t0 {
                 continue;
             }
-            if let Some(en) = enricher {
+            if let Some(en) = opts.enricher {
                 en.enrich(&mut ex);
             }
-            if let Some(f) = filter
-                && !f.matches(&Bindings::of(&ex))
-            {
-                continue;
+            if let Some(f) = opts.filter {
+                match f.matches_within(&Bindings::of(&ex), opts.budget) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(slow) => {
+                        let notice = crate::demand::too_slow_notice(slow, opts.budget);
+                        let _ = crate::api::send_within(tx, notice, opts.stall);
+                        return Err(Outcome::FilterTooSlow);
+                    }
+                }
             }
-            let Ok(mut line) = serde_json::to_vec(&ex) else {
+            let Some(line) = pipeline::sink::json_line(&ex) else {
                 continue;
             };
-            line.push(b'\n');
-            tx.blocking_send(Bytes::from(line)).map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "subscriber left")
+            crate::api::send_within(tx, line, opts.stall).map_err(|why| {
+                if why == "client gone" {
+                    Outcome::Gone
+                } else {
+                    Outcome::Stalled
+                }
             })?;
             sent += 1;
         }
@@ -79,15 +111,23 @@ pub fn replay(
             } => {
                 if let Some(Some(link)) = links.get(iface as usize) {
                     pipe.packet(*link, ts, data, orig_len, &mut out);
-                    send(&mut out)?;
+                    if let Err(o) = send(&mut out) {
+                        ended = Some(o);
+                        return Err(std::io::Error::other("replay ended"));
+                    }
                 }
             }
         }
         Ok(())
     });
+    if let Some(o) = ended {
+        return o;
+    }
     if walked.is_ok() {
         pipe.finish(&mut out);
-        let _ = send(&mut out);
+        if let Err(o) = send(&mut out) {
+            return o;
+        }
     }
-    sent
+    Outcome::Done(sent)
 }

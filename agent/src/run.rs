@@ -150,6 +150,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    hub.set_max_subscriptions(cfg.api.max_subscriptions);
     let k8s_line = match rt.block_on(crate::k8s::start(&cfg.kubernetes, &metrics.registry)) {
         Ok(Some(en)) => {
             let line = format!(", Kubernetes names from {}", en.server());
@@ -198,6 +199,9 @@ pub fn run(args: RunArgs) -> ExitCode {
         workers: total,
         spool_dir: spool.dir.display().to_string(),
         token,
+        limits: cfg.api.clone(),
+        replays: Arc::default(),
+        exports: Arc::default(),
     });
     let listen: SocketAddr = cfg.listen;
     let hub = shared.hub.clone();
@@ -251,6 +255,7 @@ pub fn run(args: RunArgs) -> ExitCode {
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_stack_size(capture::PIPELINE_STACK)
         .enable_all()
         .build()
 }

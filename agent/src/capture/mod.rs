@@ -32,6 +32,11 @@ const LINKTYPE_RAW: u16 = 101;
 const LINKTYPE_LINUX_SLL2: u16 = 276;
 use source::ARPHRD_NONE;
 
+/// Stack of every thread that runs a pipeline (capture workers, and the API runtime's threads
+/// that replay the spool and evaluate filters). Parsers never recurse on wire-controlled
+/// depth without a cap; this is the room those caps were measured against, with a margin.
+pub const PIPELINE_STACK: usize = 16 << 20;
+
 /// What every worker shares.
 pub struct Shared {
     pub hub: Arc<Hub>,
@@ -88,6 +93,7 @@ pub fn spawn(
         handles.push(
             std::thread::Builder::new()
                 .name(format!("tapwire-w{index}"))
+                .stack_size(PIPELINE_STACK)
                 .spawn(move || Worker::new(index, label, ring, spool, shared, snaplen).run())?,
         );
     }

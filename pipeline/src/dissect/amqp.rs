@@ -21,7 +21,9 @@
 //!
 //! Limits: requests in flight and messages being assembled are capped at
 //! `pairing::DEFAULT_IN_FLIGHT` each (the oldest is reported and dropped). Bytes that are not
-//! AMQP frames end dissection of the flow.
+//! AMQP frames end dissection of the flow. Field tables are pre-scanned without recursion
+//! before the crate parses them ([`nesting`]): one nested deeper than [`nesting::MAX_DEPTH`] is
+//! not decoded (`amqp.table_too_deep`), the method is still named.
 
 use std::collections::VecDeque;
 
@@ -32,10 +34,20 @@ use schemas::l7::db::Named;
 use schemas::l7::messaging::{Amqp, Message, MessageBody, Messaging, RabbitDestination, Rabbitmq};
 use schemas::{Exchange, Protocol, Status, Transport};
 
+mod nesting;
+
 use super::detect::Detection;
 use super::pairing::DEFAULT_IN_FLIGHT;
 use super::registry::ProtocolEntry;
 use super::{Direction, DissectError, Dissector, Emitter, FlowMeta, Progress};
+
+/// The anomaly for a field table the pre-scan refused.
+fn table_anomaly(e: nesting::TableError) -> &'static str {
+    match e {
+        nesting::TableError::TooDeep => "amqp.table_too_deep",
+        nesting::TableError::Malformed => "amqp.bad_table",
+    }
+}
 
 /// Largest method or content-header frame decoded (RabbitMQ's default `frame_max`).
 pub const MAX_FRAME: usize = 128 * 1024;
@@ -388,6 +400,9 @@ impl AmqpDissector {
         // connection.start-ok carries the credentials: nothing of it is decoded.
         let class = if name == "connection.start-ok" {
             None
+        } else if let Err(e) = nesting::check_method(payload, class_id, method_id) {
+            out.anomaly(table_anomaly(e));
+            None
         } else {
             match amq_protocol::protocol::parse_class(payload) {
                 Ok((_, c)) => Some(c),
@@ -513,7 +528,11 @@ impl AmqpDissector {
             out.anomaly("amqp.header_without_method");
             return;
         };
-        match parse_content_header(payload) {
+        let parsed = match nesting::check_content_header(payload) {
+            Ok(()) => parse_content_header(payload).map_err(|_| "amqp.bad_content_header"),
+            Err(e) => Err(table_anomaly(e)),
+        };
+        match parsed {
             Ok((_, h)) => {
                 c.expected = Some(h.body_size);
                 if let Some(a) = c.ex.amqp.as_mut() {
@@ -529,8 +548,8 @@ impl AmqpDissector {
                     });
                 }
             }
-            Err(_) => {
-                out.anomaly("amqp.bad_content_header");
+            Err(anomaly) => {
+                out.anomaly(anomaly);
                 c.expected = Some(0);
             }
         }

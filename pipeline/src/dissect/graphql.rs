@@ -119,29 +119,47 @@ fn requests(p: &HttpParts<'_>) -> Option<Vec<Request>> {
 
 /// Bracket nesting depth of a document (strings and comments skipped).
 fn depth(doc: &str) -> usize {
-    let (mut d, mut max, mut in_str, mut comment, mut esc) = (0usize, 0, false, false, false);
-    for c in doc.chars() {
-        if comment {
-            comment = c != '\n';
-        } else if in_str {
-            match c {
-                _ if esc => esc = false,
-                '\\' => esc = true,
-                '"' => in_str = false,
-                _ => {}
-            }
-        } else {
-            match c {
-                '#' => comment = true,
-                '"' => in_str = true,
-                '{' | '(' | '[' => {
-                    d += 1;
-                    max = max.max(d);
+    // The same tokens as graphql-parser's lexer: `#` comments to the end of the line, block
+    // strings from `"""` to the next `"""` not preceded by `\`, strings with `\` escapes that
+    // end at `"` (a newline or the end leaves them unterminated: the parser stops there).
+    let b = doc.as_bytes();
+    let (mut d, mut max, mut i) = (0usize, 0usize, 0usize);
+    while i < b.len() {
+        match b[i] {
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
+                    i += 1;
                 }
-                '}' | ')' | ']' => d = d.saturating_sub(1),
-                _ => {}
             }
+            b'"' if b[i..].starts_with(b"\"\"\"") => {
+                let tail = &doc[i + 3..];
+                let close = tail
+                    .match_indices("\"\"\"")
+                    .find(|(at, _)| !tail[..*at].ends_with('\\'));
+                match close {
+                    Some((at, _)) => i += 3 + at + 2,
+                    None => return max,
+                }
+            }
+            b'"' => {
+                let mut escaped = false;
+                loop {
+                    i += 1;
+                    match b.get(i) {
+                        None | Some(b'\n') => return max,
+                        Some(b'"') if !escaped => break,
+                        Some(&c) => escaped = !escaped && c == b'\\',
+                    }
+                }
+            }
+            b'{' | b'(' | b'[' => {
+                d += 1;
+                max = max.max(d);
+            }
+            b'}' | b')' | b']' => d = d.saturating_sub(1),
+            _ => {}
         }
+        i += 1;
     }
     max
 }
@@ -290,6 +308,21 @@ mod tests {
         let deep = format!("{}{}", "{ a ".repeat(200), "}".repeat(200));
         assert_eq!(operation(&deep, None), Err(OpError::TooDeep));
         assert_eq!(depth(r#"{ a(s: "{{{{") # {{{{ }"#), 2);
+    }
+
+    #[test]
+    fn block_strings_cannot_hide_nesting_from_the_depth_scan() {
+        // A block string with a lone quote inside: a scanner that saw three strings would
+        // think the brackets after it are quoted.
+        let hidden = format!(r#"{{ a(s: """ " """) {} }}"#, "{ b ".repeat(20_000));
+        assert!(depth(&hidden) > MAX_DEPTH);
+        assert_eq!(operation(&hidden, None), Err(OpError::TooDeep));
+        assert_eq!(depth(r#"{ a(s: """ {{{ \""" }}} """) }"#), 2);
+        assert_eq!(
+            depth("{ a(s: \"\\\" {{\") }"),
+            2,
+            "an escaped quote stays in the string"
+        );
     }
 
     fn kept(b: &[u8]) -> Option<KeptBody> {
