@@ -128,7 +128,8 @@ impl MessageScan {
                 let room = self.keep
                     && self.kept.len() < MAX_DECODED_MESSAGES
                     && (len as usize) <= MAX_MESSAGE_KEEP;
-                self.cur = room.then(|| (compressed, Vec::with_capacity(len as usize)));
+                // Grown as the bytes arrive, not reserved from the length prefix.
+                self.cur = room.then(|| (compressed, Vec::new()));
                 if len == 0 {
                     self.end_message();
                 }

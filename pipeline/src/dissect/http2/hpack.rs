@@ -34,7 +34,12 @@
 //! the encoder announces its choice in a header block, which is what the decoder acts on.
 //!
 //! Limits: [`TRACK_CAP`] bytes of dynamic table per direction (older entries are dropped and
-//! treated as unknown), integers up to 2^28, strings no longer than their header block.
+//! treated as unknown; an entry larger than the cap keeps its place in the table but not its
+//! bytes, so references to it are unknown), integers up to 2^28, strings no longer than their
+//! header block. A decoded header list is at most [`MAX_HEADER_LIST`] bytes (RFC 9113 §6.5.2
+//! sizes, as `SETTINGS_MAX_HEADER_LIST_SIZE` counts them): fields past it are
+//! [`Field::OverCap`] and never copied, so a block of one-byte references to a large entry
+//! costs nothing.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -42,6 +47,11 @@ use std::sync::OnceLock;
 
 /// Most dynamic-table bytes (RFC 7541 §4.1 sizes) tracked per direction.
 pub const TRACK_CAP: usize = 64 * 1024;
+/// Most dynamic-table entries tracked per direction (each is at least 32 bytes of the
+/// table's size, so a table within [`TRACK_CAP`] holds fewer).
+pub const MAX_ENTRIES: usize = TRACK_CAP / 32;
+/// Most decoded bytes of one header list (name + value + 32 per field).
+pub const MAX_HEADER_LIST: usize = 64 * 1024;
 /// The dynamic table size every connection starts with (RFC 7540 §6.5.2).
 pub const DEFAULT_TABLE_SIZE: usize = 4096;
 
@@ -69,15 +79,50 @@ pub enum Field {
     },
     /// The field refers to a dynamic-table entry the decoder does not know (or its name).
     Unknown,
+    /// The field is past the block's [`MAX_HEADER_LIST`] bytes: left out, not copied.
+    OverCap,
 }
 
 #[derive(Debug, Clone)]
 struct Entry {
-    /// `None`: the name came from an entry the decoder did not know.
+    /// `None`: the name came from an entry the decoder did not know, or the entry is too
+    /// large to keep.
     name: Option<Cow<'static, str>>,
-    value: String,
-    /// RFC 7541 §4.1 size; a lower bound when the name is unknown.
+    /// `None`: too large to keep ([`TRACK_CAP`]).
+    value: Option<String>,
+    /// RFC 7541 §4.1 size; a lower bound when not `exact`.
     size: usize,
+    exact: bool,
+}
+
+/// A name in one of the tables, borrowed until a field is admitted.
+enum Name<'a> {
+    Static(&'static str),
+    Table(&'a Cow<'static, str>),
+}
+
+impl Name<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Name::Static(n) => n,
+            Name::Table(n) => n,
+        }
+    }
+    fn to_cow(&self) -> Cow<'static, str> {
+        match self {
+            Name::Static(n) => Cow::Borrowed(n),
+            Name::Table(n) => (*n).clone(),
+        }
+    }
+}
+
+impl Entry {
+    /// Bytes this entry keeps in memory.
+    fn kept(&self) -> usize {
+        self.value
+            .as_ref()
+            .map_or(0, |v| v.len() + self.name.as_ref().map_or(0, |n| n.len()))
+    }
 }
 
 /// Decoder state for one direction of one connection.
@@ -85,6 +130,8 @@ struct Entry {
 pub struct Decoder {
     entries: VecDeque<Entry>,
     size: usize,
+    /// Bytes the entries keep (at most [`TRACK_CAP`]).
+    kept: usize,
     /// The table's maximum size, when known.
     max_size: Option<usize>,
     /// Older entries the decoder never saw may exist behind `entries`.
@@ -99,6 +146,7 @@ impl Decoder {
         Decoder {
             entries: VecDeque::new(),
             size: 0,
+            kept: 0,
             max_size: Some(DEFAULT_TABLE_SIZE),
             unknown_tail: false,
             inexact: 0,
@@ -116,6 +164,7 @@ impl Decoder {
     pub fn lose(&mut self) {
         self.entries.clear();
         self.size = 0;
+        self.kept = 0;
         self.inexact = 0;
         self.max_size = None;
         self.unknown_tail = true;
@@ -144,21 +193,43 @@ impl Decoder {
     ) -> Result<(), HpackError> {
         let mut pos = 0;
         let mut fields_seen = false;
+        // Decoded header-list bytes so far: a field is copied out only within the cap.
+        let mut list = 0usize;
+        let mut admit = |name: &str, value: &str| {
+            let size = name.len() + value.len() + 32;
+            if list + size > MAX_HEADER_LIST {
+                return false;
+            }
+            list += size;
+            true
+        };
         while pos < block.len() {
             let b = block[pos];
             if b & 0x80 != 0 {
                 // Indexed field (§6.1).
                 let idx = integer(block, &mut pos, 7)?;
-                field(self.lookup(idx)?.0);
+                field(match self.lookup(idx)? {
+                    Some((name, value)) if admit(name.as_str(), value) => Field::Known {
+                        name: name.to_cow(),
+                        value: value.to_string(),
+                    },
+                    Some(_) => Field::OverCap,
+                    None => Field::Unknown,
+                });
                 fields_seen = true;
             } else if b & 0xc0 == 0x40 {
                 // Literal with incremental indexing (§6.2.1).
                 let (name, value) = self.literal(block, &mut pos, 6)?;
-                self.insert(name.clone(), value.clone());
-                field(match name {
-                    Some(name) => Field::Known { name, value },
+                let f = match &name {
+                    Some(n) if admit(n, &value) => Field::Known {
+                        name: n.clone(),
+                        value: value.clone(),
+                    },
+                    Some(_) => Field::OverCap,
                     None => Field::Unknown,
-                });
+                };
+                self.insert(name, value);
+                field(f);
                 fields_seen = true;
             } else if b & 0xe0 == 0x20 {
                 // Dynamic table size update (§6.3): only at the start of a block.
@@ -171,7 +242,8 @@ impl Decoder {
                 // Literal without indexing / never indexed (§6.2.2, §6.2.3).
                 let (name, value) = self.literal(block, &mut pos, 4)?;
                 field(match name {
-                    Some(name) => Field::Known { name, value },
+                    Some(n) if admit(&n, &value) => Field::Known { name: n, value },
+                    Some(_) => Field::OverCap,
                     None => Field::Unknown,
                 });
                 fields_seen = true;
@@ -180,35 +252,39 @@ impl Decoder {
         Ok(())
     }
 
-    /// The field at `idx` (and its name alone, for literals with an indexed name).
-    fn lookup(&self, idx: usize) -> Result<(Field, Option<Cow<'static, str>>), HpackError> {
+    /// The entry at `idx`: its name and value when known, `None` when not (never copied).
+    fn lookup(&self, idx: usize) -> Result<Option<(Name<'_>, &str)>, HpackError> {
         if idx == 0 {
             return Err(HpackError::BadIndex);
         }
         if let Some(&(n, v)) = STATIC_TABLE.get(idx - 1) {
-            return Ok((
-                Field::Known {
-                    name: Cow::Borrowed(n),
-                    value: v.to_string(),
-                },
-                Some(Cow::Borrowed(n)),
-            ));
+            return Ok(Some((Name::Static(n), v)));
         }
         let k = idx - STATIC_TABLE.len() - 1;
         match self.entries.get(k) {
             Some(Entry {
                 name: Some(name),
-                value,
+                value: Some(value),
                 ..
-            }) => Ok((
-                Field::Known {
-                    name: name.clone(),
-                    value: value.clone(),
-                },
-                Some(name.clone()),
-            )),
-            Some(_) => Ok((Field::Unknown, None)),
-            None if self.unknown_tail => Ok((Field::Unknown, None)),
+            }) => Ok(Some((Name::Table(name), value))),
+            Some(_) => Ok(None),
+            None if self.unknown_tail => Ok(None),
+            None => Err(HpackError::BadIndex),
+        }
+    }
+
+    /// The name at `idx` (for a literal with an indexed name), `None` when not known.
+    fn lookup_name(&self, idx: usize) -> Result<Option<Cow<'static, str>>, HpackError> {
+        if idx == 0 {
+            return Err(HpackError::BadIndex);
+        }
+        if let Some((n, _)) = STATIC_TABLE.get(idx - 1) {
+            return Ok(Some(Cow::Borrowed(n)));
+        }
+        let k = idx - STATIC_TABLE.len() - 1;
+        match self.entries.get(k) {
+            Some(e) => Ok(e.name.clone()),
+            None if self.unknown_tail => Ok(None),
             None => Err(HpackError::BadIndex),
         }
     }
@@ -225,7 +301,7 @@ impl Decoder {
             let raw = string(block, pos)?;
             Some(super::super::http_fields::header_name_bytes(&raw))
         } else {
-            self.lookup(idx)?.1
+            self.lookup_name(idx)?
         };
         let value = string(block, pos)?;
         let value = match String::from_utf8(value) {
@@ -249,15 +325,37 @@ impl Decoder {
             // The peer evicted this entry too, and everything older before it.
             self.unknown_tail = false;
         }
-        while self.size + size > TRACK_CAP && self.pop_oldest() {
+        let exact = name.is_some();
+        // Too large to keep: it holds its place (indices stay right) but not its bytes.
+        let keep = size <= TRACK_CAP;
+        let stored = if keep { size - 32 } else { 0 };
+        while (self.kept + stored > TRACK_CAP || self.entries.len() >= MAX_ENTRIES)
+            && self.pop_oldest()
+        {
             // The peer still holds what we drop here.
             self.unknown_tail = true;
         }
-        if name.is_none() {
+        if !exact {
             self.inexact += 1;
         }
         self.size += size;
-        self.entries.push_front(Entry { name, value, size });
+        self.kept += stored;
+        let entry = if keep {
+            Entry {
+                name,
+                value: Some(value),
+                size,
+                exact,
+            }
+        } else {
+            Entry {
+                name: None,
+                value: None,
+                size,
+                exact,
+            }
+        };
+        self.entries.push_front(entry);
         self.check_full();
     }
 
@@ -287,6 +385,7 @@ impl Decoder {
     fn clear_known(&mut self) {
         self.entries.clear();
         self.size = 0;
+        self.kept = 0;
         self.inexact = 0;
         self.unknown_tail = false;
     }
@@ -295,7 +394,8 @@ impl Decoder {
         match self.entries.pop_back() {
             Some(e) => {
                 self.size -= e.size;
-                if e.name.is_none() {
+                self.kept -= e.kept();
+                if !e.exact {
                     self.inexact -= 1;
                 }
                 true
@@ -509,9 +609,70 @@ mod tests {
         d.decode(block, |f| match f {
             Field::Known { name, value } => v.push((name.into_owned(), value)),
             Field::Unknown => v.push(("?".into(), "?".into())),
+            Field::OverCap => v.push(("!".into(), "!".into())),
         })
         .unwrap();
         v
+    }
+
+    /// A literal with incremental indexing and a new name (not Huffman-coded).
+    fn insert_literal(name: &str, value_len: usize) -> Vec<u8> {
+        let mut b = vec![0x40];
+        let int = |out: &mut Vec<u8>, n: usize| {
+            // 7-bit prefix integer, H bit clear.
+            if n < 127 {
+                out.push(n as u8);
+            } else {
+                out.push(127);
+                let mut n = n - 127;
+                while n >= 128 {
+                    out.push((n % 128 + 128) as u8);
+                    n /= 128;
+                }
+                out.push(n as u8);
+            }
+        };
+        int(&mut b, name.len());
+        b.extend_from_slice(name.as_bytes());
+        int(&mut b, value_len);
+        b.extend(std::iter::repeat_n(b'v', value_len));
+        b
+    }
+
+    #[test]
+    fn references_to_a_large_entry_are_never_copied_past_the_list_cap() {
+        let mut d = Decoder::new();
+        // A size update to a large table, one 60 KB entry, then a block of 100000 one-byte
+        // references to it (index 62).
+        let mut first = vec![0x3f, 0xe1, 0xff, 0x03]; // size update to 65536
+        first.extend(insert_literal("x-big", 60_000));
+        let mut copied = 0usize;
+        let mut over = 0usize;
+        let mut count = |f: Field| match f {
+            Field::Known { value, .. } => copied += value.len(),
+            Field::OverCap => over += 1,
+            Field::Unknown => {}
+        };
+        d.decode(&first, &mut count).unwrap();
+        let refs = vec![0x80 | 62; 100_000];
+        d.decode(&refs, &mut count).unwrap();
+        assert!(copied <= 2 * MAX_HEADER_LIST, "copied {copied} bytes");
+        assert!(over >= 99_999, "the rest are over the cap: {over}");
+    }
+
+    #[test]
+    fn an_entry_over_the_tracking_cap_keeps_its_place_but_not_its_bytes() {
+        let mut d = Decoder::new();
+        let mut block = vec![0x3f, 0xe1, 0xff, 0x3f]; // size update to 1 MiB
+        block.extend(insert_literal("x-huge", TRACK_CAP + 10));
+        block.extend(insert_literal("x-small", 3));
+        d.decode(&block, |_| {}).unwrap();
+        assert!(d.kept <= TRACK_CAP, "kept {}", d.kept);
+        // Index 62 is the small one, 63 the huge one (unknown: its bytes were not kept).
+        assert_eq!(
+            fields(&mut d, &[0x80 | 62, 0x80 | 63]),
+            pairs(&[("x-small", "vvv"), ("?", "?")])
+        );
     }
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {

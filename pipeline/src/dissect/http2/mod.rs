@@ -225,6 +225,10 @@ struct Head {
     status: Option<u16>,
     headers: HeaderMap,
     unknown: u32,
+    /// Fields left out by the decoded header-list cap (`hpack::MAX_HEADER_LIST`).
+    over_cap: u32,
+    /// Decoded bytes kept in `headers` (name + value + 32 per field).
+    bytes: usize,
 }
 
 impl Head {
@@ -233,6 +237,10 @@ impl Head {
             hpack::Field::Known { name, value } => (name, value),
             hpack::Field::Unknown => {
                 self.unknown += 1;
+                return;
+            }
+            hpack::Field::OverCap => {
+                self.over_cap += 1;
                 return;
             }
         };
@@ -249,6 +257,7 @@ impl Head {
                 } else {
                     value
                 };
+                self.bytes += n.len() + value.len() + 32;
                 self.headers.push(name, value);
             }
         }
@@ -273,13 +282,23 @@ struct Part {
 }
 
 impl Part {
-    /// Take a (non-interim) header block: the head first, then trailers.
+    /// Take a (non-interim) header block: the head first, then trailers. Further trailer
+    /// blocks add to the trailers within the same caps as one block (`MAX_FIELDS` fields,
+    /// `hpack::MAX_HEADER_LIST` bytes); what does not fit is counted as over the cap.
     fn take(&mut self, head: Head, keep_grpc: bool) {
         if self.head.is_some() {
             match &mut self.trailers {
                 Some(t) => {
                     t.unknown += head.unknown;
+                    t.over_cap += head.over_cap;
                     for (n, v) in head.headers.iter() {
+                        let size = n.len() + v.len() + 32;
+                        if t.headers.len() >= MAX_FIELDS || t.bytes + size > hpack::MAX_HEADER_LIST
+                        {
+                            t.over_cap += 1;
+                            continue;
+                        }
+                        t.bytes += size;
                         t.headers.push(Cow::Owned(n.to_string()), v.to_string());
                     }
                 }
@@ -421,7 +440,7 @@ impl Http2 {
                 scheme: None,
                 status: None,
                 headers: req.headers,
-                unknown: 0,
+                ..Head::default()
             }),
             body_size: req.body_size,
             kept: req.body,
@@ -866,6 +885,9 @@ impl Http2 {
             .decode(&b.buf, |f| head.field(f, &mut dropped));
         if dropped {
             out.anomaly("http2.too_many_fields");
+        }
+        if head.over_cap > 0 {
+            out.anomaly("http2.header_list_too_large");
         }
         if r.is_err() && !cut {
             out.anomaly("http2.hpack_error");
