@@ -406,11 +406,13 @@ async fn events(
             let enricher = hub.enricher().cloned();
             let (budget, stall) = (limits.filter_budget, limits.client_stall);
             let gave_up = abandoned.clone();
+            let shared = st.shared.clone();
             tokio::task::spawn_blocking(move || {
                 let _slot = slot;
                 let opts = crate::replay::Options {
                     filter: filter.as_deref(),
                     enricher: enricher.as_deref(),
+                    pipeline: &shared.pipeline,
                     budget,
                     stall,
                 };

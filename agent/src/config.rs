@@ -45,6 +45,9 @@
 //!   max_exports: 2               # /v1/pcap downloads at once
 //!   filter_budget: 50ms          # CEL time per event; a subscription over it is ended
 //!   client_stall: 30s            # a replay or export whose client reads nothing this long ends
+//! redact:                        # replaced by REDACTED in every output (defaults always apply:
+//!   headers: [x-internal-id, "*tenant*"]   # authorization, cookies, *token*, *secret*, …;
+//!   query_keys: [ssn]            # sig, Signature, access_token, …; see pipeline::redact)
 //! kubernetes:                    # names peers after pods, services, workloads, nodes
 //!   enabled: auto                # in a pod or with a kubeconfig; true, false
 //!   kubeconfig: ~/.kube/config   # --kubeconfig; in a pod the service account is used
@@ -89,6 +92,17 @@ struct File {
     kubernetes: KubernetesFile,
     #[serde(default)]
     api: ApiFile,
+    #[serde(default)]
+    redact: RedactFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedactFile {
+    #[serde(default)]
+    headers: Vec<String>,
+    #[serde(default)]
+    query_keys: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -473,6 +487,8 @@ pub struct Config {
     pub sinks: Sinks,
     pub kubernetes: K8sConfig,
     pub api: ApiLimits,
+    /// What is replaced by `REDACTED` in every exchange (the defaults plus `redact:`).
+    pub redaction: pipeline::redact::Redaction,
 }
 
 /// `64MiB`, `1GiB`, `500MB`, `4096`: bytes.
@@ -567,8 +583,19 @@ impl Config {
         let sinks = resolve_sinks(args, file.sinks)?;
         let kubernetes = resolve_kubernetes(args, file.kubernetes)?;
         let api = resolve_api(file.api)?;
+        let r = file.redact;
+        if let Some(bad) = r
+            .headers
+            .iter()
+            .chain(&r.query_keys)
+            .find(|n| n.trim().is_empty() || n.trim() == "**")
+        {
+            return Err(format!("redact: {bad:?} is not a name or *pattern*"));
+        }
+        let redaction = pipeline::redact::Redaction::with(&r.headers, &r.query_keys);
         Ok(Config {
             api,
+            redaction,
             sinks,
             kubernetes,
             snaplen,

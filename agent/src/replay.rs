@@ -31,6 +31,8 @@ pub const FLUSH_WAIT: Duration = Duration::from_millis(1_200);
 pub struct Options<'a> {
     pub filter: Option<&'a Filter>,
     pub enricher: Option<&'a crate::k8s::Enricher>,
+    /// The workers' pipeline configuration (caps, redaction).
+    pub pipeline: &'a pipeline::Config,
     /// CEL time per exchange; over it, the replay ends with a notice.
     pub budget: Duration,
     /// How long to wait for a subscriber that reads nothing.
@@ -60,7 +62,7 @@ pub fn replay(
     tx: &mpsc::Sender<Bytes>,
 ) -> Outcome {
     std::thread::sleep(FLUSH_WAIT);
-    let mut pipe = Pipeline::default();
+    let mut pipe = Pipeline::new(opts.pipeline.clone());
     let mut out = Vec::new();
     let mut links: Vec<Option<LinkType>> = Vec::new();
     let mut sent = 0u64;

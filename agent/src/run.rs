@@ -175,6 +175,10 @@ pub fn run(args: RunArgs) -> ExitCode {
         metrics,
         stop: AtomicBool::new(false),
         routes,
+        pipeline: pipeline::Config {
+            redaction: Arc::new(cfg.redaction.clone()),
+            ..pipeline::Config::default()
+        },
     });
     let total: usize = captures.iter().map(|c| c.rings.len()).sum();
     let labels: Vec<String> = captures.iter().map(|c| c.label.clone()).collect();

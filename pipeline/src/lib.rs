@@ -9,6 +9,7 @@
 pub mod decode;
 pub mod dissect;
 pub mod flow;
+pub mod redact;
 #[cfg(feature = "sinks")]
 pub mod sink;
 pub mod source;
@@ -20,11 +21,12 @@ use decode::{DecodeStats, Decoder, LinkType};
 use dissect::AnomalyCounts;
 use flow::{FlowConfig, FlowStats, FlowTable};
 
-/// Pipeline limits.
+/// Pipeline limits, and the redaction applied to every exchange.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub flow: FlowConfig,
     pub defrag: DefragConfig,
+    pub redaction: std::sync::Arc<redact::Redaction>,
 }
 
 /// Fragment reassembly limits (see `decode::defrag`).
@@ -59,6 +61,7 @@ pub struct Stats {
 pub struct Pipeline {
     decoder: Decoder,
     flows: FlowTable,
+    redaction: std::sync::Arc<redact::Redaction>,
     exchanges: u64,
 }
 
@@ -78,6 +81,7 @@ impl Pipeline {
                 d.timeout_ns,
             )),
             flows: FlowTable::new(cfg.flow),
+            redaction: cfg.redaction,
             exchanges: 0,
         }
     }
@@ -95,6 +99,14 @@ impl Pipeline {
         let flows = &mut self.flows;
         self.decoder
             .decode(link, ts, data, orig_len, |seg| flows.segment(seg, out));
+        self.done(before, out);
+    }
+
+    /// Count and redact the exchanges from `before` on.
+    fn done(&mut self, before: usize, out: &mut [Exchange]) {
+        for ex in out.get_mut(before..).unwrap_or_default() {
+            self.redaction.apply(ex);
+        }
         self.exchanges += (out.len() - before) as u64;
     }
 
@@ -103,7 +115,7 @@ impl Pipeline {
         let before = out.len();
         self.decoder.finish();
         self.flows.finish(out);
-        self.exchanges += (out.len() - before) as u64;
+        self.done(before, out);
     }
 
     /// Flows currently tracked.

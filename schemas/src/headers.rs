@@ -63,6 +63,11 @@ impl HeaderMap {
         self.fields.iter().map(|(n, v)| (n.as_ref(), v.as_str()))
     }
 
+    /// Fields in name order, values writable (names are not: the order depends on them).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut String)> {
+        self.fields.iter_mut().map(|(n, v)| (&**n, v))
+    }
+
     /// Groups of equal names.
     fn groups(&self) -> impl Iterator<Item = &[(Cow<'static, str>, String)]> {
         self.fields.chunk_by(|a, b| a.0 == b.0)

@@ -44,6 +44,8 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// `http.route` templates, shared by the sinks (and their overflow count).
     pub routes: Arc<pipeline::sink::route::Routes>,
+    /// Every pipeline's configuration (the workers' and the `since` replays').
+    pub pipeline: pipeline::Config,
 }
 
 /// One capture: its sources (one per worker), already open (so errors surface before any
@@ -224,7 +226,7 @@ impl Worker {
                 let pl = pipe.get_or_insert_with(|| {
                     shared.metrics.dissection_active.set(1);
                     *drops_seen = [0; 5];
-                    Pipeline::default()
+                    Pipeline::new(shared.pipeline.clone())
                 });
                 shared.metrics.dissected_packets.inc();
                 let data = &data[..data.len().min(snaplen.saturating_sub(hlen))];

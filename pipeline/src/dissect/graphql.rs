@@ -10,7 +10,9 @@
 //! Variables are never read into the event (they can hold secrets), nor is the document.
 //! Limits: the body is what the HTTP dissector kept (`body::MAX_KEPT_BODY`, decoded under
 //! `body::MAX_DECODED_BODY`); a document nested deeper than [`MAX_DEPTH`] is not parsed
-//! (`graphql.too_deep`: the parser recurses). An unparsable document is the anomaly
+//! (`graphql.too_deep`). The parser recurses per bracket; it stops at 50 levels by itself,
+//! and this scan, which follows its tokens (strings, block strings, comments), keeps the
+//! bound ours rather than a dependency's. An unparsable document is the anomaly
 //! `graphql.parse_error` and the exchange stays an `http` one.
 
 use graphql_parser::query::{Definition, OperationDefinition};
@@ -21,8 +23,8 @@ use serde_json::Value;
 use super::Emitter;
 use super::http_fields::BodySource;
 
-/// Deepest bracket nesting of a document that is parsed.
-pub const MAX_DEPTH: usize = 64;
+/// Deepest bracket nesting of a document that is parsed (graphql-parser's own limit).
+pub const MAX_DEPTH: usize = 50;
 
 /// What the HTTP dissector knows of a finished exchange.
 pub struct HttpParts<'a> {

@@ -9,7 +9,7 @@ use super::Emitter;
 use super::body::{self, BodyError, KeptBody};
 
 /// Header values never copied out: replaced by this.
-pub const REDACTED: &str = "REDACTED";
+pub use crate::redact::REDACTED;
 
 /// `url.path` and `url.query` of a request target.
 pub(crate) fn split_target(target: &str) -> (String, Option<String>) {
