@@ -19,7 +19,7 @@ pub fn run(args: PcapArgs) -> ExitCode {
         }
     };
     let part = args.output.with_extension("pcapng.part");
-    let result = std::fs::File::create(&part).and_then(|mut f| {
+    let result = crate::spool::private_file(&part).and_then(|mut f| {
         std::io::copy(&mut resp.body_mut().as_reader(), &mut f)?;
         f.sync_all()
     });

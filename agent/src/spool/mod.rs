@@ -10,6 +10,12 @@
 //! `max_segment_age`; then the oldest closed segments are deleted until the total is under the
 //! cap, so the folder never exceeds the cap by more than one segment per worker.
 //!
+//! Privacy: the spool holds raw packets, so its folders are created `0700` and its files
+//! `0600` (from creation, never widened later); the workers' folders and segments found from
+//! an earlier run are narrowed to the same modes on start. A spool folder that already
+//! existed keeps its mode (it may be shared, like `/tmp`): the worker folders inside it are
+//! what guard the packets.
+//!
 //! Failure behaviour: a write error (disk full, folder removed) stops spooling on that worker
 //! (`write_errors` counted, logged once) and it retries after [`RETRY_AFTER_NS`]; capture and
 //! dissection go on. On start, a segment a crash cut is trimmed to its last whole block and
@@ -20,7 +26,36 @@ pub mod pcapng;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// Mode of the spool's folders: only the agent's user.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of spool segments and exported captures.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Create `dir` (and missing parents) as `0700`; with `narrow`, an existing one becomes
+/// `0700` too.
+pub fn private_dir(dir: &Path, narrow: bool) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    if narrow {
+        fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))?;
+    }
+    Ok(())
+}
+
+/// Create (or truncate) a file readable by its owner only, from its creation.
+pub fn private_file(path: &Path) -> io::Result<File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)
+}
 
 /// A worker whose writes failed tries again this long after (capture time).
 pub const RETRY_AFTER_NS: u64 = 10_000_000_000;
@@ -114,8 +149,9 @@ fn closed_name(seq: u64, first: u64, last: u64) -> String {
 impl WorkerSpool {
     /// Open worker `index`'s folder: index closed segments, trim and close one a crash cut.
     pub fn open(cfg: &SpoolConfig, index: usize, workers: usize) -> io::Result<WorkerSpool> {
+        private_dir(&cfg.dir, false)?;
         let dir = cfg.dir.join(format!("w{index}"));
-        fs::create_dir_all(&dir)?;
+        private_dir(&dir, true)?;
         let mut s = WorkerSpool {
             dir: dir.clone(),
             cfg: cfg.clone(),
@@ -133,6 +169,7 @@ impl WorkerSpool {
                 continue;
             };
             let path = entry.path();
+            fs::set_permissions(&path, fs::Permissions::from_mode(FILE_MODE))?;
             s.next_seq = s.next_seq.max(seq + 1);
             match range {
                 Some((first_ts, last_ts)) => s.closed.push(Segment {
@@ -241,7 +278,7 @@ impl WorkerSpool {
             let seq = self.next_seq;
             self.next_seq += 1;
             let path = self.dir.join(format!("seg-{seq:010}.pcapng"));
-            let mut out = BufWriter::with_capacity(1 << 16, File::create(&path)?);
+            let mut out = BufWriter::with_capacity(1 << 16, private_file(&path)?);
             let bytes = pcapng::section_header(&mut out)?;
             self.active = Some(Active {
                 out,
@@ -439,6 +476,31 @@ mod tests {
         let mut n = 0;
         pipeline::source::read_file(&g.path, |_| n += 1).unwrap();
         assert_eq!(n, 4);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn folders_are_0700_and_segments_0600_from_creation() {
+        let dir = tmp("modes");
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut s = WorkerSpool::open(&cfg(&dir), 0, 1).unwrap();
+        s.write(1, 1, "eth0", 1, &[], &[1u8; 10], 10);
+        let (active, ..) = s.active().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&active), 0o600, "the segment being written");
+        s.close().unwrap();
+        assert_eq!(mode(&s.segments()[0].path), 0o600, "closed");
+        assert_eq!(mode(&dir), 0o755, "an existing spool folder keeps its mode");
+        assert_eq!(mode(&dir.join("w0")), 0o700, "the worker's folder is narrowed");
+        let fresh = tmp("modes-fresh");
+        WorkerSpool::open(&cfg(&fresh), 0, 1).unwrap();
+        assert_eq!(mode(&fresh), 0o700, "a new spool folder is private");
+        let _ = fs::remove_dir_all(&fresh);
+        // A segment an older version left world-readable is narrowed on start.
+        fs::set_permissions(&s.segments()[0].path, fs::Permissions::from_mode(0o644)).unwrap();
+        let again = WorkerSpool::open(&cfg(&dir), 0, 1).unwrap();
+        assert_eq!(mode(&again.segments()[0].path), 0o600);
         let _ = fs::remove_dir_all(&dir);
     }
 
