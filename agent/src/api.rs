@@ -261,7 +261,8 @@ struct Events {
     lines: tokio::sync::mpsc::Receiver<Bytes>,
     /// The `since` replay, delivered before anything live.
     replay: Option<tokio::sync::mpsc::Receiver<Bytes>>,
-    /// Set when the replay gave up on a client that did not read: the stream ends.
+    /// Set when the replay gave up on its client (it did not read, or its filter overran
+    /// its budget): the stream ends once what the replay sent is delivered.
     abandoned: Arc<AtomicBool>,
     dropped: Arc<AtomicU64>,
     reported: u64,
@@ -286,15 +287,15 @@ impl Stream for Events {
     type Item = Result<Bytes, Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.abandoned.load(Ordering::Relaxed) {
-            return Poll::Ready(None);
-        }
         if let Some(r) = self.replay.as_mut() {
             match r.poll_recv(cx) {
                 Poll::Ready(Some(line)) => return Poll::Ready(Some(Ok(self.frame(line)))),
                 Poll::Ready(None) => self.replay = None,
                 Poll::Pending => return Poll::Pending,
             }
+        }
+        if self.abandoned.load(Ordering::Relaxed) {
+            return Poll::Ready(None);
         }
         let dropped = self.dropped.load(Ordering::Relaxed);
         if dropped > self.reported {
@@ -416,7 +417,8 @@ async fn events(
                     budget,
                     stall,
                 };
-                if let crate::replay::Outcome::Stalled =
+                use crate::replay::Outcome;
+                if let Outcome::Stalled | Outcome::FilterTooSlow =
                     crate::replay::replay(&dir, t0.saturating_sub(since), t0, &opts, &tx)
                 {
                     gave_up.store(true, Ordering::Relaxed);

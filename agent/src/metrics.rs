@@ -34,6 +34,8 @@ pub struct Metrics {
     pub dissection_active: IntGauge,
     pub subscriber_drops: IntCounter,
     pub pipeline_drops: IntCounterVec,
+    /// `tapwire_dissect_anomalies_total{protocol,name}`.
+    pub anomalies: IntCounterVec,
     pub duplicates: IntCounterVec,
     pub sinks: SinkMetrics,
     pub route_overflow: IntCounter,
@@ -176,6 +178,12 @@ impl Metrics {
                 "What the pipeline's caps dropped, by cap: flows evicted (max_flows), out-of-order bytes over the reassembly caps, unconsumed dissector bytes over 128 KiB, IP fragments evicted or timed out.",
                 &["cap"],
             ),
+            anomalies: counter_vec(
+                &r,
+                "tapwire_dissect_anomalies_total",
+                "Oddities the dissectors met and counted instead of failing (malformed input, caps reached, refused nesting, unknown header-table entries), by protocol and name.",
+                &["protocol", "name"],
+            ),
             duplicates: counter_vec(
                 &r,
                 "tapwire_capture_duplicates_total",
@@ -197,6 +205,15 @@ impl Metrics {
         for cap in PIPELINE_CAPS {
             self.pipeline_drops.with_label_values(&[cap]);
         }
+    }
+
+    /// Add `n` to the counter of an anomaly named `protocol.name` (as the pipeline names
+    /// them: `http2.header_list_too_large`, `amqp.table_too_deep`).
+    pub fn anomaly(&self, full: &str, n: u64) {
+        let (protocol, name) = full.split_once('.').unwrap_or(("pipeline", full));
+        self.anomalies
+            .with_label_values(&[protocol, name])
+            .inc_by(n);
     }
 
     /// The text exposition.

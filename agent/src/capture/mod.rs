@@ -102,6 +102,41 @@ pub fn spawn(
     Ok(handles)
 }
 
+/// The pipeline's counters already added to the metrics (a new pipeline starts from zero).
+#[derive(Default)]
+struct Mirror {
+    drops: [u64; 5],
+    anomalies: pipeline::dissect::AnomalyCounts,
+}
+
+impl Mirror {
+    /// Add what the pipeline counted since the last call.
+    fn catch_up(&mut self, m: &Metrics, p: &Pipeline) {
+        let s = p.stats();
+        let now = [
+            s.flows.evicted,
+            s.flows.reassembly.ooo_overflow,
+            s.flows.pending_overflow,
+            s.defrag.evicted,
+            s.defrag.timed_out,
+        ];
+        let caps = crate::metrics::PIPELINE_CAPS;
+        for ((cap, now), seen) in caps.iter().zip(now).zip(self.drops.iter_mut()) {
+            m.pipeline_drops
+                .with_label_values(&[cap])
+                .inc_by(now.saturating_sub(*seen));
+            *seen = now;
+        }
+        for (name, &count) in &s.anomalies.0 {
+            let seen = self.anomalies.0.entry(name).or_insert(0);
+            if count > *seen {
+                m.anomaly(name, count - *seen);
+                *seen = count;
+            }
+        }
+    }
+}
+
 struct Worker {
     index: usize,
     label: String,
@@ -113,8 +148,8 @@ struct Worker {
     /// Cooked header + packet for the pipeline (`any` captures).
     scratch: Vec<u8>,
     names: Vec<(i32, String)>,
-    /// The pipeline's cap counters already added to the metrics (reset with the pipeline).
-    drops_seen: [u64; 5],
+    /// What of the pipeline's counters the metrics already have.
+    mirror: Mirror,
     /// Copies of one packet seen on several interfaces (`any` only).
     dedup: dedup::Dedup,
     /// Bytes of a packet dissected (as the spool keeps them).
@@ -169,7 +204,7 @@ impl Worker {
             out: Vec::new(),
             scratch: Vec::with_capacity(1 << 16),
             names: Vec::new(),
-            drops_seen: [0; 5],
+            mirror: Mirror::default(),
             dedup: dedup::Dedup::default(),
             snaplen,
         }
@@ -190,7 +225,7 @@ impl Worker {
                 out,
                 scratch,
                 names,
-                drops_seen,
+                mirror,
                 dedup,
                 snaplen,
                 ..
@@ -218,14 +253,15 @@ impl Worker {
                 let orig = p.orig_len + hlen as u32 - (p.data.len() - data.len()) as u32;
                 spool.write(p.ifindex as u64, link, name, p.ts, prefix, data, orig);
                 if shared.hub.active() == 0 {
-                    if pipe.take().is_some() {
+                    if let Some(p) = pipe.take() {
+                        mirror.catch_up(&shared.metrics, &p);
                         shared.metrics.dissection_active.set(0);
                     }
                     return;
                 }
                 let pl = pipe.get_or_insert_with(|| {
                     shared.metrics.dissection_active.set(1);
-                    *drops_seen = [0; 5];
+                    *mirror = Mirror::default();
                     Pipeline::new(shared.pipeline.clone())
                 });
                 shared.metrics.dissected_packets.inc();
@@ -252,7 +288,10 @@ impl Worker {
                     shared.hub.publish(ex);
                 }
             });
-            if self.shared.hub.active() == 0 && self.pipe.take().is_some() {
+            if self.shared.hub.active() == 0
+                && let Some(p) = self.pipe.take()
+            {
+                self.mirror.catch_up(&self.shared.metrics, &p);
                 self.shared.metrics.dissection_active.set(0);
             }
             if last.elapsed() >= Duration::from_secs(1) {
@@ -262,6 +301,7 @@ impl Worker {
         }
         if let Some(mut p) = self.pipe.take() {
             p.finish(&mut self.out);
+            self.mirror.catch_up(&self.shared.metrics, &p);
             for ex in self.out.drain(..) {
                 self.shared.hub.publish(ex);
             }
@@ -305,21 +345,7 @@ impl Worker {
         let flows = self.pipe.as_ref().map_or(0, |p| p.flows());
         m.flows_active.with_label_values(&[&w]).set(flows as i64);
         if let Some(p) = &self.pipe {
-            let s = p.stats();
-            let now = [
-                s.flows.evicted,
-                s.flows.reassembly.ooo_overflow,
-                s.flows.pending_overflow,
-                s.defrag.evicted,
-                s.defrag.timed_out,
-            ];
-            let caps = crate::metrics::PIPELINE_CAPS;
-            for ((cap, now), seen) in caps.iter().zip(now).zip(self.drops_seen.iter_mut()) {
-                m.pipeline_drops
-                    .with_label_values(&[cap])
-                    .inc_by(now.saturating_sub(*seen));
-                *seen = now;
-            }
+            self.mirror.catch_up(m, p);
         }
     }
 }

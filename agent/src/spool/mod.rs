@@ -492,7 +492,11 @@ mod tests {
         s.close().unwrap();
         assert_eq!(mode(&s.segments()[0].path), 0o600, "closed");
         assert_eq!(mode(&dir), 0o755, "an existing spool folder keeps its mode");
-        assert_eq!(mode(&dir.join("w0")), 0o700, "the worker's folder is narrowed");
+        assert_eq!(
+            mode(&dir.join("w0")),
+            0o700,
+            "the worker's folder is narrowed"
+        );
         let fresh = tmp("modes-fresh");
         WorkerSpool::open(&cfg(&fresh), 0, 1).unwrap();
         assert_eq!(mode(&fresh), 0o700, "a new spool folder is private");
