@@ -20,7 +20,7 @@ RUN apt-get update \
 COPY --from=build /usr/local/bin/tapwire /usr/local/bin/tapwire
 # File capabilities, so a non-root uid can capture when the pod allows privilege escalation
 # (see the chart's securityContext); as root they change nothing.
-RUN setcap cap_net_raw,cap_net_admin+ep /usr/local/bin/tapwire \
+RUN setcap cap_net_raw+ep /usr/local/bin/tapwire \
  && apt-get purge -y libcap2-bin && apt-get autoremove -y \
  && useradd --system --uid 65532 --no-create-home tapwire \
  && mkdir -p /var/lib/tapwire/spool && chown 65532 /var/lib/tapwire/spool

@@ -111,17 +111,20 @@ pub fn send_within<T>(
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
-    let guarded = Router::new()
-        .route("/metrics", get(metrics))
+    let mut guarded = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/events", get(events))
-        .route("/v1/pcap", get(pcap))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), bearer));
-    Router::new()
+        .route("/v1/pcap", get(pcap));
+    let mut open = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .merge(guarded)
-        .with_state(state)
+        .route("/readyz", get(readyz));
+    if state.limits.public_metrics {
+        open = open.route("/metrics", get(metrics));
+    } else {
+        guarded = guarded.route("/metrics", get(metrics));
+    }
+    let guarded = guarded.route_layer(axum::middleware::from_fn_with_state(state.clone(), bearer));
+    open.merge(guarded).with_state(state)
 }
 
 /// The header that carries the token where `Authorization` cannot.

@@ -38,6 +38,7 @@
 //!     topic: tapwire.{protocol}  # or one name
 //!     queue: 100000
 //!     properties: {compression.type: lz4, acks: all, security.protocol: SASL_SSL}
+//!                                # plus TAPWIRE_KAFKA_PROPERTIES (k=v,…; e.g. sasl.password)
 //!     filter: 'protocol == "http"'
 //! api:                           # caps on what API clients may hold open (429 past them)
 //!   max_subscriptions: 64        # /v1/events streams at once
@@ -45,6 +46,7 @@
 //!   max_exports: 2               # /v1/pcap downloads at once
 //!   filter_budget: 50ms          # CEL time per event; a subscription over it is ended
 //!   client_stall: 30s            # a replay or export whose client reads nothing this long ends
+//!   public_metrics: false        # true: /metrics needs no token (events and pcap always do)
 //! redact:                        # replaced by REDACTED in every output (defaults always apply:
 //!   headers: [x-internal-id, "*tenant*"]   # authorization, cookies, *token*, *secret*, …;
 //!   query_keys: [ssn]            # sig, Signature, access_token, …; see pipeline::redact)
@@ -113,6 +115,7 @@ struct ApiFile {
     max_exports: Option<usize>,
     filter_budget: Option<String>,
     client_stall: Option<String>,
+    public_metrics: Option<bool>,
 }
 
 /// What API clients may hold open, and for how long.
@@ -125,6 +128,8 @@ pub struct ApiLimits {
     pub filter_budget: Duration,
     /// How long a replay or export waits for a client that reads nothing.
     pub client_stall: Duration,
+    /// `/metrics` answers without the token (for scrapers); events and packets never do.
+    pub public_metrics: bool,
 }
 
 impl Default for ApiLimits {
@@ -135,6 +140,7 @@ impl Default for ApiLimits {
             max_exports: 2,
             filter_budget: Duration::from_millis(50),
             client_stall: Duration::from_secs(30),
+            public_metrics: false,
         }
     }
 }
@@ -159,6 +165,7 @@ fn resolve_api(f: ApiFile) -> Result<ApiLimits, String> {
     if let Some(t) = f.client_stall {
         a.client_stall = duration("api.client_stall", &t)?;
     }
+    a.public_metrics = f.public_metrics.unwrap_or(false);
     if a.filter_budget.is_zero() || a.client_stall.is_zero() {
         return Err("api: filter_budget and client_stall must be more than 0".into());
     }
@@ -449,6 +456,14 @@ fn resolve_sinks(args: &RunArgs, file: SinksFile) -> Result<Sinks, String> {
                 }
             };
             c.properties.push((key, v));
+        }
+        // Credentials kept out of the file (the chart passes them from a Secret).
+        if let Some(text) = env("TAPWIRE_KAFKA_PROPERTIES") {
+            for (key, v) in otel_pairs("TAPWIRE_KAFKA_PROPERTIES", &text)? {
+                if !c.properties.iter().any(|(k, _)| *k == key) {
+                    c.properties.push((key, v));
+                }
+            }
         }
         c.validate()?;
         sinks.kafka = Some(SinkConfig {

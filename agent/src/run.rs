@@ -41,6 +41,14 @@ pub fn run(args: RunArgs) -> ExitCode {
             }
         },
     };
+    // Events and raw packets are never served off the node's loopback without a credential.
+    if token.is_none() && !cfg.listen.ip().is_loopback() {
+        eprintln!(
+            "tapwire: listen {}: an address other than loopback needs a token (token_file, --token-file or TAPWIRE_TOKEN)",
+            cfg.listen
+        );
+        return ExitCode::from(2);
+    }
     let workers = cfg.workers;
     let spool = SpoolConfig {
         dir: cfg.spool_dir.clone(),

@@ -287,6 +287,27 @@ fn run_refuses_a_bad_config_or_interface_with_one_line() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.trim(), "tapwire: capture: no interface named nosuchif0");
+    // The data API off loopback needs a token, before anything is opened.
+    let out = Command::new(env!("CARGO_BIN_EXE_tapwire"))
+        .args([
+            "run",
+            "--read",
+            "/nonexistent.pcap",
+            "--listen",
+            "0.0.0.0:19470",
+        ])
+        .env_remove("TAPWIRE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with(
+            "tapwire: listen 0.0.0.0:19470: an address other than loopback needs a token"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1);
 }
 
 /// Every bad sink setting is one line naming its key, exit 2, before anything is captured.
@@ -307,7 +328,8 @@ fn run_refuses_bad_sink_settings_naming_the_key() {
         .arg(&spool)
         .args(extra)
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env_remove("TAPWIRE_TOKEN");
         for (k, v) in env {
             c.env(k, v);
         }
@@ -402,6 +424,33 @@ fn run_refuses_bad_sink_settings_naming_the_key() {
             ],
             vec![],
             "tapwire: sinks.otlp.compression:",
+        ),
+        (
+            vec!["--kafka-brokers".into(), "127.0.0.1:9".into()],
+            vec![("TAPWIRE_KAFKA_PROPERTIES", "sasl.password=x,no-value")],
+            "tapwire: TAPWIRE_KAFKA_PROPERTIES: \"no-value\" is not key=value",
+        ),
+        (
+            // Properties from the environment are checked like the file's.
+            vec!["--kafka-brokers".into(), "127.0.0.1:9".into()],
+            vec![("TAPWIRE_KAFKA_PROPERTIES", "no.such.thing=1")],
+            "tapwire: sinks.kafka.properties:",
+        ),
+        (
+            vec![
+                "--config".into(),
+                cfg("a1.yaml", "api: {max_subscriptions: 0}\n"),
+            ],
+            vec![],
+            "tapwire: api.max_subscriptions: 0 is not between 1 and 10000",
+        ),
+        (
+            vec![
+                "--config".into(),
+                cfg("r1.yaml", "redact: {headers: ['']}\n"),
+            ],
+            vec![],
+            "tapwire: redact:",
         ),
     ];
     for (args, env, want) in cases {

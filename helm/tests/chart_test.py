@@ -6,8 +6,9 @@ no helm binary) and validates every rendered manifest with kubernetes-validate.
 
 For every values variant below: `helm lint --strict`, render, validate each manifest against
 Kubernetes (strict: unknown fields are errors) and check what the chart promises (only
-NET_RAW and NET_ADMIN, never privileged, read-only root filesystem, an emptyDir above the
-spool cap, the rules and dashboards in place). Each variant's agent config is written to
+NET_RAW, never privileged, read-only root filesystem, an emptyDir above the spool cap, the
+rules and dashboards in place) and what it must never do: serve `/v1/*` on the node's
+network without a token, or put a credential in a ConfigMap. Each variant's agent config is written to
 OUTDIR/<variant>.yaml for the caller to hand to `tapwire run`. Bad values must be refused by
 values.schema.json. Exit 1 on the first failure, with what failed.
 """
@@ -32,9 +33,10 @@ VARIANTS = {
         "sinks": {
             "prometheus": {"enabled": True, "maxSeries": 5000, "filter": 'protocol != "dns"'},
             "otlp": {"endpoint": "https://otel-collector.observability:4317", "protocol": "grpc",
-                     "headers": {"x-api-key": "k"}, "serviceName": "mesh"},
+                     "headers": {"x-api-key": "k3y-in-values"}, "serviceName": "mesh"},
             "kafka": {"brokers": "kafka-0.kafka:9092,kafka-1.kafka:9092",
-                      "properties": {"compression.type": "lz4", "acks": "all"}},
+                      "properties": {"compression.type": "lz4", "acks": "all",
+                                     "sasl.password": "p4ss-in-values"}},
         },
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
                     "prometheusRule": {"enabled": True, "labels": {"release": "kps"}}},
@@ -53,10 +55,16 @@ VARIANTS = {
         "kubernetes": {"enabled": False},
         "nameOverride": "sniffer",
     },
+    "own-secrets": {
+        "agent": {"tokenSecret": "my-token", "publicMetrics": False},
+        "sinks": {"existingSecret": "my-sink-credentials",
+                  "otlp": {"endpoint": "http://collector:4318", "protocol": "http/protobuf"}},
+        "metrics": {"serviceMonitor": {"enabled": True}},
+    },
     "non-root": {
         "securityContext": {"runAsUser": 65532, "runAsNonRoot": True,
                             "allowPrivilegeEscalation": True, "readOnlyRootFilesystem": True,
-                            "capabilities": {"drop": ["ALL"], "add": ["NET_RAW", "NET_ADMIN"]},
+                            "capabilities": {"drop": ["ALL"], "add": ["NET_RAW"]},
                             "seccompProfile": {"type": "RuntimeDefault"}},
     },
 }
@@ -83,6 +91,53 @@ def mib(q):
     q = str(q)
     assert q.endswith("Mi"), q
     return int(q[:-2])
+
+
+SECRETS_IN_VALUES = ["k3y-in-values", "p4ss-in-values"]
+
+
+def check_private(name, values, cfg, by_kind, spec, c):
+    """No unauthenticated /v1/* off loopback; no credential in any ConfigMap."""
+    listen = cfg.get("listen", "127.0.0.1:9464")
+    if not listen.startswith("127.") and not cfg.get("token_file"):
+        fail(f"{name}: the API listens on {listen} without a token")
+    full = by_kind["DaemonSet"][0]["metadata"]["name"]
+    token_secret = values.get("agent", {}).get("tokenSecret") or f"{full}-token"
+    mounted = [v for v in spec["volumes"] if v.get("secret", {}).get("secretName") == token_secret]
+    if not mounted:
+        fail(f"{name}: the token Secret {token_secret} is not mounted")
+    if not values.get("agent", {}).get("tokenSecret"):
+        generated = [s for s in by_kind.get("Secret", []) if s["metadata"]["name"] == token_secret]
+        if not generated or len(generated[0]["data"]["token"]) < 40:
+            fail(f"{name}: no generated token Secret {token_secret}")
+    for cm in by_kind["ConfigMap"]:
+        text = json.dumps(cm.get("data", {}))
+        for secret in SECRETS_IN_VALUES:
+            if secret in text:
+                fail(f"{name}: ConfigMap {cm['metadata']['name']} holds a credential ({secret})")
+        for key in ("headers", "properties", "sasl.password"):
+            if f'"{key}"' in text or f"{key}:" in text:
+                fail(f"{name}: ConfigMap {cm['metadata']['name']} has sink {key}")
+    sinks = values.get("sinks", {})
+    inline = sinks.get("otlp", {}).get("headers") or sinks.get("kafka", {}).get("properties")
+    if inline or sinks.get("existingSecret"):
+        refs = [e["secretRef"]["name"] for e in c.get("envFrom", [])]
+        want = sinks.get("existingSecret") or f"{full}-sinks"
+        if refs != [want]:
+            fail(f"{name}: sink credentials not from the Secret {want}: {refs}")
+    if inline and not sinks.get("existingSecret"):
+        s = next(s for s in by_kind["Secret"] if s["metadata"]["name"] == f"{full}-sinks")
+        text = json.dumps(s["stringData"])
+        for secret in SECRETS_IN_VALUES:
+            if secret not in text:
+                fail(f"{name}: {secret} missing from the sinks Secret")
+    public = values.get("agent", {}).get("publicMetrics", True)
+    if cfg.get("api", {}).get("public_metrics") != public:
+        fail(f"{name}: api.public_metrics is not {public}")
+    for sm in by_kind.get("ServiceMonitor", []):
+        has_auth = "authorization" in sm["spec"]["endpoints"][0]
+        if has_auth == public:
+            fail(f"{name}: ServiceMonitor authorization {has_auth} with public metrics {public}")
 
 
 def check_variant(name, values, chart, chart_dir, out, validator):
@@ -118,13 +173,14 @@ def check_variant(name, values, chart, chart_dir, out, validator):
     sc = c["securityContext"]
     if sc.get("privileged"):
         fail(f"{name}: privileged")
-    if sorted(sc["capabilities"]["add"]) != ["NET_ADMIN", "NET_RAW"] or sc["capabilities"]["drop"] != ["ALL"]:
+    if sc["capabilities"]["add"] != ["NET_RAW"] or sc["capabilities"]["drop"] != ["ALL"]:
         fail(f"{name}: capabilities {sc['capabilities']}")
     if not sc.get("readOnlyRootFilesystem"):
         fail(f"{name}: root filesystem is writable")
     if not spec.get("hostNetwork"):
         fail(f"{name}: not on the host network")
     cfg = yaml.safe_load(by_kind["ConfigMap"][0]["data"]["tapwire.yaml"])
+    check_private(name, values, cfg, by_kind, spec, c)
     limit = int(cfg["spool"]["limit"].removesuffix("MiB"))
     spool = next(v for v in spec["volumes"] if v["name"] == "spool")
     if "emptyDir" in spool:

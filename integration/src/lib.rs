@@ -22,6 +22,7 @@ pub fn tapwire() -> PathBuf {
 
 /// Network namespaces, real servers and the agent, for the end-to-end tests (root only).
 pub mod fake_k8s;
+pub mod hostile;
 pub mod pcapgen;
 
 pub mod lab {

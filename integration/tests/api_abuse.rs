@@ -369,6 +369,19 @@ fn every_endpoint_but_health_needs_the_token() {
     for path in ["/healthz", "/readyz"] {
         assert_eq!(get(&a.api, path, &[]).status, 200, "{path} stays open");
     }
+    // With public metrics (the chart's default), /metrics answers scrapers; nothing else does.
+    let b = agent(
+        "public-metrics",
+        19488,
+        &http_capture(5),
+        "api: {public_metrics: true}\n",
+        &["--token-file", &token_arg],
+    );
+    assert_eq!(get(&b.api, "/metrics", &[]).status, 200);
+    for path in ["/v1/events", "/v1/status", "/v1/pcap?since=1m"] {
+        let r = request(&b.api, path, &[], Duration::from_millis(500));
+        assert_eq!(r.status, 401, "{path}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

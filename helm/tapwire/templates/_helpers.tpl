@@ -34,3 +34,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The Secret holding the API token: the user's, or the one the chart generates. */}}
+{{- define "tapwire.tokenSecretName" -}}
+{{- default (printf "%s-token" (include "tapwire.fullname" .)) .Values.agent.tokenSecret -}}
+{{- end -}}
+
+{{/* The Secret holding the sinks' credentials: the user's, or the one the chart renders. */}}
+{{- define "tapwire.sinksSecretName" -}}
+{{- default (printf "%s-sinks" (include "tapwire.fullname" .)) .Values.sinks.existingSecret -}}
+{{- end -}}
+
+{{/* `k=v,k2=v2` with percent-encoded values (OTEL_EXPORTER_OTLP_HEADERS' format). */}}
+{{- define "tapwire.pairs" -}}
+{{- $out := list -}}
+{{- range $k, $v := . -}}
+{{- $out = append $out (printf "%s=%s" $k (urlquery (toString $v) | replace "+" "%20")) -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}

@@ -1,0 +1,198 @@
+//! The hostile inputs, one builder per class: the bytes each side of one connection sends.
+//! `tests/hostile.rs` puts them in captures and runs the real binary on them; `tw-hostile-seeds`
+//! writes them as fuzz seeds (the stream targets' layout, and small captures for `pipeline`),
+//! so the fuzzers start from the attacks the suite knows.
+
+use crate::pcapgen::{Pcap, SERVER, client};
+
+/// One connection's worth of hostile bytes.
+pub struct Case {
+    pub name: &'static str,
+    /// The fuzz target whose dissector it attacks.
+    pub target: &'static str,
+    pub port: u16,
+    pub client: Vec<u8>,
+    pub server: Vec<u8>,
+}
+
+impl Case {
+    /// The case as one TCP connection in `p`, from client number `n`.
+    pub fn connect(&self, p: &mut Pcap, n: u32) {
+        let mut c = p.connect((client(n), 40000 + (n % 20000) as u16), (SERVER, self.port));
+        p.send(&mut c, true, &self.client);
+        if !self.server.is_empty() {
+            p.send(&mut c, false, &self.server);
+        }
+        p.close(&mut c);
+    }
+
+    /// The stream fuzz targets' input: piece size, where the client's bytes end (1/256ths),
+    /// the client's bytes, the server's.
+    pub fn seed(&self) -> Vec<u8> {
+        let total = (self.client.len() + self.server.len()).max(1);
+        let split = (self.client.len() * 256 / total).min(255) as u8;
+        let mut s = vec![251, split];
+        s.extend_from_slice(&self.client);
+        s.extend_from_slice(&self.server);
+        s
+    }
+}
+
+pub fn amqp_frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![kind];
+    f.extend_from_slice(&channel.to_be_bytes());
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(payload);
+    f.push(0xce);
+    f
+}
+
+/// A field table holding one entry whose value is `depth` nested arrays.
+pub fn nested_table(depth: usize) -> Vec<u8> {
+    let mut inner: Vec<u8> = Vec::new();
+    for _ in 0..depth {
+        let mut v = vec![b'A'];
+        v.extend_from_slice(&(inner.len() as u32).to_be_bytes());
+        v.extend_from_slice(&inner);
+        inner = v;
+    }
+    let mut entry = vec![1, b'k'];
+    entry.extend_from_slice(&inner);
+    let mut table = (entry.len() as u32).to_be_bytes().to_vec();
+    table.extend_from_slice(&entry);
+    table
+}
+
+/// AMQP field tables nested `depth` deep, in a `queue.declare` and in a content header.
+pub fn amqp_nesting(depth: usize) -> Case {
+    let mut c = b"AMQP\x00\x00\x09\x01".to_vec();
+    let mut declare = vec![0, 50, 0, 10, 0, 0, 1, b'q', 0];
+    declare.extend(nested_table(depth));
+    c.extend(amqp_frame(1, 1, &declare));
+    c.extend(amqp_frame(1, 1, &[0, 60, 0, 40, 0, 0, 0, 1, b'k', 0]));
+    let mut header = vec![0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0b0010_0000, 0];
+    header.extend(nested_table(depth));
+    c.extend(amqp_frame(2, 1, &header));
+    Case {
+        name: "amqp-nesting",
+        target: "amqp",
+        port: 5672,
+        client: c,
+        server: Vec::new(),
+    }
+}
+
+/// A GraphQL document `depth` deep behind a block string with a lone quote in it.
+pub fn graphql_block_string(depth: usize) -> Case {
+    let doc = format!(
+        r#"{{ a(s: \"\"\" \" \"\"\") {}{} }}"#,
+        "{ b ".repeat(depth),
+        "}".repeat(depth)
+    );
+    let body = format!(r#"{{"query":"{doc}"}}"#);
+    let client = format!(
+        "POST /graphql HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    Case {
+        name: "graphql-block-string",
+        target: "http1",
+        port: 80,
+        client: client.into_bytes(),
+        server: b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"data\":{}}"
+            .to_vec(),
+    }
+}
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.push(kind);
+    f.push(flags);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A header block as HEADERS plus CONTINUATIONs of at most 16384 bytes.
+fn h2_headers(stream: u32, block: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let chunks: Vec<&[u8]> = block.chunks(16_384).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let flags = if i + 1 == chunks.len() { 0x4 } else { 0 };
+        out.extend(h2_frame(if i == 0 { 1 } else { 9 }, flags, stream, chunk));
+    }
+    out
+}
+
+/// HPACK amplification: one 60 KB table entry, then `trailers` trailer blocks on stream 1
+/// and `streams` more streams, each block `refs` one-byte references to the entry.
+pub fn hpack_amplification(refs: usize, trailers: usize, streams: u32) -> Case {
+    let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    wire.extend(h2_frame(4, 0, 0, &[]));
+    // Size update to 65536, GET / http, then x-big: 60000 bytes, indexed.
+    let mut first = vec![0x3f, 0xe1, 0xff, 0x03, 0x82, 0x84, 0x86, 0x40, 5];
+    first.extend_from_slice(b"x-big");
+    first.extend_from_slice(&[0x7f, 0xe1, 0xd3, 0x03]); // 127 + 59873 = 60000
+    first.extend(std::iter::repeat_n(b'v', 60_000));
+    wire.extend(h2_headers(1, &first));
+    let mut block = vec![0x82, 0x84, 0x86];
+    block.extend(std::iter::repeat_n(0x80 | 62, refs));
+    for _ in 0..trailers {
+        wire.extend(h2_headers(1, &block[3..]));
+    }
+    for i in 0..streams {
+        wire.extend(h2_headers(3 + 2 * i, &block));
+    }
+    Case {
+        name: "hpack-amplification",
+        target: "http2",
+        port: 8080,
+        client: wire,
+        server: Vec::new(),
+    }
+}
+
+/// A Kafka request announcing a 1 MiB message, of which 70 bytes come.
+pub fn kafka_reservation(correlation: i32) -> Case {
+    let mut m = 1_000_000i32.to_be_bytes().to_vec();
+    m.extend_from_slice(&3i16.to_be_bytes()); // Metadata
+    m.extend_from_slice(&4i16.to_be_bytes());
+    m.extend_from_slice(&correlation.to_be_bytes());
+    m.extend_from_slice(&4i16.to_be_bytes());
+    m.extend_from_slice(b"evil");
+    m.resize(70, 0);
+    Case {
+        name: "kafka-reservation",
+        target: "kafka",
+        port: 9092,
+        client: m,
+        server: Vec::new(),
+    }
+}
+
+/// Credentials outside the four classic headers: userinfo, signed query values, token-like
+/// header names in both directions.
+pub fn credentials() -> Case {
+    let req = "GET http://alice:pw-in-userinfo-1@proxy.test/a?sig=sig-secret-2&page=1&access_token=tok-secret-3 HTTP/1.1\r\n\
+               Host: proxy.test\r\nX-Api-Key: key-secret-4\r\nX-Auth-Token: tok-secret-5\r\n\
+               X-Amz-Security-Token: amz-secret-6\r\nX-Tapwire-Token: tw-secret-7\r\n\r\n";
+    Case {
+        name: "credentials",
+        target: "http1",
+        port: 80,
+        client: req.as_bytes().to_vec(),
+        server: b"HTTP/1.1 200 OK\r\nX-Session-Token: sess-secret-8\r\nContent-Length: 0\r\n\r\n"
+            .to_vec(),
+    }
+}
+
+/// Every case at a size that suits a fuzz seed (under 128 KiB).
+pub fn seed_cases() -> Vec<Case> {
+    vec![
+        amqp_nesting(5_000),
+        graphql_block_string(2_000),
+        hpack_amplification(2_000, 4, 4),
+        kafka_reservation(7),
+        credentials(),
+    ]
+}
