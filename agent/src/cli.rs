@@ -202,4 +202,7 @@ pub struct DissectArgs {
     /// `http.response.status_code >= 500`, `dns.question.name.endsWith(".local")`).
     #[arg(long, value_name = "EXPR")]
     pub filter: Option<String>,
+    /// Bytes all flows may hold together (`256MiB`); past it the largest flows are closed.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_budget: Option<String>,
 }

@@ -10,6 +10,7 @@
 //! token_file: /etc/tapwire/token
 //! snaplen: 262144                # bytes kept per packet
 //! ring_size: 64MiB               # capture ring per worker
+//! memory_budget: 256MiB          # per worker: flows, buffers, dissector state (largest closed past it)
 //! spool:
 //!   dir: /var/lib/tapwire/spool
 //!   limit: 1GiB
@@ -96,6 +97,16 @@ struct File {
     api: ApiFile,
     #[serde(default)]
     redact: RedactFile,
+    memory_budget: Option<String>,
+}
+
+/// A pipeline memory budget: a size from 4 MiB to 64 GiB.
+pub fn memory_budget(text: &str) -> Result<usize, String> {
+    let b = parse_size(text)?;
+    if !(4 << 20..=64 << 30).contains(&b) {
+        return Err(format!("{text:?} is not between 4MiB and 64GiB"));
+    }
+    usize::try_from(b).map_err(|_| format!("{text:?} is too large"))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -504,6 +515,8 @@ pub struct Config {
     pub api: ApiLimits,
     /// What is replaced by `REDACTED` in every exchange (the defaults plus `redact:`).
     pub redaction: pipeline::redact::Redaction,
+    /// Bytes each worker's pipeline may hold (flows, buffers, dissector state).
+    pub memory_budget: usize,
 }
 
 /// `64MiB`, `1GiB`, `500MB`, `4096`: bytes.
@@ -608,7 +621,12 @@ impl Config {
             return Err(format!("redact: {bad:?} is not a name or *pattern*"));
         }
         let redaction = pipeline::redact::Redaction::with(&r.headers, &r.query_keys);
+        let memory_budget = match &file.memory_budget {
+            None => pipeline::flow::DEFAULT_MEMORY_BUDGET,
+            Some(t) => memory_budget(t).map_err(|e| format!("memory_budget: {e}"))?,
+        };
         Ok(Config {
+            memory_budget,
             api,
             redaction,
             sinks,

@@ -278,8 +278,9 @@ fn summary(stats: &Stats, flows_open: usize, elapsed: Duration) -> String {
         r.gap_bytes
     ));
     s.push_str(&format!(
-        "\n  drops by cap: flows_evicted={} ooo_overflow={} pending_overflow={} frag_evicted={} frag_timed_out={} frag_errors={}",
+        "\n  drops by cap: flows_evicted={} memory_evicted={} ooo_overflow={} pending_overflow={} frag_evicted={} frag_timed_out={} frag_errors={}",
         f.evicted,
+        f.memory_evicted,
         r.ooo_overflow,
         f.pending_overflow,
         stats.defrag.evicted,
@@ -318,6 +319,15 @@ pub fn run(args: DissectArgs) -> ExitCode {
         buf: Vec::with_capacity(4096),
     };
     let mut config = pipeline::Config::default();
+    if let Some(text) = &args.memory_budget {
+        match crate::config::memory_budget(text) {
+            Ok(b) => config.flow.memory_budget = b,
+            Err(e) => {
+                eprintln!("tapwire: --memory-budget: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     if let Some(path) = &args.proto_descriptor {
         match pipeline::dissect::grpc::Descriptors::load(path) {
             Ok(d) => config.flow.descriptors = Some(std::sync::Arc::new(d)),

@@ -7,8 +7,9 @@ use pipeline::sink::SinkMetrics;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// The pipeline's caps, as `tapwire_pipeline_drops_total{cap}` names them.
-pub const PIPELINE_CAPS: [&str; 5] = [
+pub const PIPELINE_CAPS: [&str; 6] = [
     "max_flows",
+    "memory_budget",
     "reassembly_ooo",
     "dissector_pending",
     "defrag_evicted",
@@ -30,6 +31,8 @@ pub struct Metrics {
     pub dissected_packets: IntCounter,
     pub exchanges: IntCounterVec,
     pub flows_active: IntGaugeVec,
+    /// `tapwire_pipeline_memory_bytes{worker}`.
+    pub pipeline_memory: IntGaugeVec,
     pub subscriptions: IntGauge,
     pub dissection_active: IntGauge,
     pub subscriber_drops: IntCounter,
@@ -166,6 +169,12 @@ impl Metrics {
                 "Exchanges dissected.",
                 &["protocol"],
             ),
+            pipeline_memory: gauge_vec(
+                &r,
+                "tapwire_pipeline_memory_bytes",
+                "Bytes a worker's pipeline holds as its memory budget counts them (flows, their buffers and dissector state, IP fragments).",
+                &["worker"],
+            ),
             flows_active: gauge_vec(
                 &r,
                 "tapwire_flows_active",
@@ -175,7 +184,7 @@ impl Metrics {
             pipeline_drops: counter_vec(
                 &r,
                 "tapwire_pipeline_drops_total",
-                "What the pipeline's caps dropped, by cap: flows evicted (max_flows), out-of-order bytes over the reassembly caps, unconsumed dissector bytes over 128 KiB, IP fragments evicted or timed out.",
+                "What the pipeline's caps dropped, by cap: flows evicted (max_flows), flows closed over the memory budget (memory_budget), out-of-order bytes over the reassembly caps, unconsumed dissector bytes over 128 KiB, IP fragments evicted or timed out.",
                 &["cap"],
             ),
             anomalies: counter_vec(

@@ -185,6 +185,10 @@ pub fn run(args: RunArgs) -> ExitCode {
         routes,
         pipeline: pipeline::Config {
             redaction: Arc::new(cfg.redaction.clone()),
+            flow: pipeline::flow::FlowConfig {
+                memory_budget: cfg.memory_budget,
+                ..Default::default()
+            },
             ..pipeline::Config::default()
         },
     });

@@ -186,6 +186,19 @@ pub fn credentials() -> Case {
     }
 }
 
+/// `n` pipelined HTTP/1 requests with a `header_bytes` header each, never answered.
+pub fn unanswered_requests(n: usize, header_bytes: usize) -> Case {
+    let mut one = b"GET /pending HTTP/1.1\r\nHost: api\r\n".to_vec();
+    one.extend_from_slice(format!("X-Filler: {}\r\n\r\n", "f".repeat(header_bytes)).as_bytes());
+    Case {
+        name: "unanswered-requests",
+        target: "http1",
+        port: 80,
+        client: one.repeat(n),
+        server: Vec::new(),
+    }
+}
+
 /// Every case at a size that suits a fuzz seed (under 128 KiB).
 pub fn seed_cases() -> Vec<Case> {
     vec![
@@ -194,5 +207,6 @@ pub fn seed_cases() -> Vec<Case> {
         hpack_amplification(2_000, 4, 4),
         kafka_reservation(7),
         credentials(),
+        unanswered_requests(20, 4000),
     ]
 }

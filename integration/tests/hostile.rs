@@ -26,6 +26,10 @@ fn tmp(name: &str) -> PathBuf {
 
 /// `tapwire dissect` on the capture, with its exit code and peak RSS.
 fn dissect(name: &str, pcap: &Pcap) -> Run {
+    dissect_with(name, pcap, &[])
+}
+
+fn dissect_with(name: &str, pcap: &Pcap, extra: &[&str]) -> Run {
     let path = tmp(name);
     pcap.write(&path).unwrap();
     let out_path = tmp(&format!("{name}.out"));
@@ -34,6 +38,7 @@ fn dissect(name: &str, pcap: &Pcap) -> Run {
     #[allow(clippy::zombie_processes)]
     let child = Command::new(tapwire_integration::tapwire())
         .args(["dissect", "--format", "ndjson"])
+        .args(extra)
         .arg(&path)
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap())
@@ -147,6 +152,36 @@ fn length_prefixes_reserve_nothing() {
         run.peak_rss_mib <= 200,
         "peak RSS {} MiB: 3000 × 70 bytes held, not 3000 × 1 MiB",
         run.peak_rss_mib
+    );
+}
+
+/// Many connections with requests in flight that are never answered, each under every
+/// per-flow cap: only the pipeline's memory budget bounds their sum (128 MiB peak without
+/// it, 55 MiB with an 8 MiB budget, for 100 connections × 128 requests × 4 KB).
+#[test]
+fn the_memory_budget_bounds_many_flows_with_requests_in_flight() {
+    let mut p = Pcap::new();
+    let case = hostile::unanswered_requests(128, 4000);
+    for i in 0..100u32 {
+        let mut c = p.connect((client(5000 + i), 30000 + i as u16), (SERVER, case.port));
+        p.send(&mut c, true, &case.client);
+    }
+    let run = dissect_with("unanswered.pcap", &p, &["--memory-budget", "8MiB"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("memory_evicted="), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("memory_evicted=0"),
+        "flows were closed: {}",
+        run.stderr
+    );
+    assert!(
+        run.peak_rss_mib <= 80,
+        "peak RSS {} MiB with an 8 MiB budget",
+        run.peak_rss_mib
+    );
+    assert!(
+        run.stdout.contains("\"no_response\""),
+        "closed flows report their requests"
     );
 }
 

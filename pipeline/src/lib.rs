@@ -128,6 +128,12 @@ impl Pipeline {
         self.flows.buffered_bytes() + self.decoder.defrag().held_bytes()
     }
 
+    /// Bytes the pipeline holds as its memory budget counts them: every flow (record,
+    /// buffers, dissector state) plus IP fragments awaiting reassembly.
+    pub fn held_bytes(&self) -> usize {
+        self.flows.held_bytes() + self.decoder.defrag().held_bytes()
+    }
+
     pub fn stats(&self) -> Stats {
         Stats {
             decode: self.decoder.stats.clone(),

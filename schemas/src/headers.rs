@@ -63,6 +63,23 @@ impl HeaderMap {
         self.fields.iter().map(|(n, v)| (n.as_ref(), v.as_str()))
     }
 
+    /// Heap bytes this map holds (its list, owned names, value capacities), for memory
+    /// budgets.
+    pub fn heap_bytes(&self) -> usize {
+        self.fields.capacity() * std::mem::size_of::<(Cow<'static, str>, String)>()
+            + self
+                .fields
+                .iter()
+                .map(|(n, v)| {
+                    let name = match n {
+                        Cow::Owned(o) => o.capacity(),
+                        Cow::Borrowed(_) => 0,
+                    };
+                    name + v.capacity()
+                })
+                .sum::<usize>()
+    }
+
     /// Fields in name order, values writable (names are not: the order depends on them).
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut String)> {
         self.fields.iter_mut().map(|(n, v)| (&**n, v))

@@ -105,7 +105,7 @@ pub fn spawn(
 /// The pipeline's counters already added to the metrics (a new pipeline starts from zero).
 #[derive(Default)]
 struct Mirror {
-    drops: [u64; 5],
+    drops: [u64; 6],
     anomalies: pipeline::dissect::AnomalyCounts,
 }
 
@@ -115,6 +115,7 @@ impl Mirror {
         let s = p.stats();
         let now = [
             s.flows.evicted,
+            s.flows.memory_evicted,
             s.flows.reassembly.ooo_overflow,
             s.flows.pending_overflow,
             s.defrag.evicted,
@@ -344,6 +345,10 @@ impl Worker {
         dup.inc_by(self.dedup.copies.saturating_sub(dup.get()));
         let flows = self.pipe.as_ref().map_or(0, |p| p.flows());
         m.flows_active.with_label_values(&[&w]).set(flows as i64);
+        let held = self.pipe.as_ref().map_or(0, |p| p.held_bytes());
+        m.pipeline_memory
+            .with_label_values(&[&w])
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
         if let Some(p) = &self.pipe {
             self.mirror.catch_up(m, p);
         }

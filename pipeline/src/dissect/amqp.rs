@@ -687,6 +687,11 @@ impl AmqpDissector {
 }
 
 impl Dissector for AmqpDissector {
+    fn held_bytes(&self) -> usize {
+        self.pending.len() * (std::mem::size_of::<Pending>() + super::EXCHANGE_ESTIMATE)
+            + self.contents.len() * (std::mem::size_of::<Content>() + super::EXCHANGE_ESTIMATE)
+    }
+
     fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {
         self.run(dir, data, ts, out)
     }

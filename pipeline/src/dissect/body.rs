@@ -38,6 +38,11 @@ pub struct KeptBody {
 }
 
 impl KeptBody {
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     /// Append body bytes, keeping at most [`MAX_KEPT_BODY`].
     pub fn push(&mut self, data: &[u8]) {
         let room = MAX_KEPT_BODY.saturating_sub(self.bytes.len());

@@ -395,6 +395,10 @@ impl DnsDissector {
 }
 
 impl Dissector for DnsDissector {
+    fn held_bytes(&self) -> usize {
+        self.queries.len() * (std::mem::size_of::<Query>() + 256)
+    }
+
     fn feed(&mut self, _dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {
         if self.transport == Transport::Udp {
             self.message(data, ts, out);

@@ -85,6 +85,17 @@ pub struct MessageScan {
 }
 
 impl MessageScan {
+    /// Heap bytes held by kept messages.
+    pub fn heap_bytes(&self) -> usize {
+        self.kept
+            .iter()
+            .chain(self.cur.as_ref())
+            .map(|(_, m)| m.capacity() + std::mem::size_of::<(bool, Vec<u8>)>())
+            .sum()
+    }
+}
+
+impl MessageScan {
     pub fn new(keep: bool) -> Self {
         MessageScan {
             keep,

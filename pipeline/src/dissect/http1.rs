@@ -998,7 +998,39 @@ fn build(r: Req, out: &mut Emitter<'_>) -> Exchange {
     ex
 }
 
+impl Req {
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Req>()
+            + self.method.capacity()
+            + self.path.capacity()
+            + self.query.as_ref().map_or(0, String::capacity)
+            + self.headers.heap_bytes()
+            + self.body.as_ref().map_or(0, KeptBody::heap_bytes)
+            + self.coding.as_ref().map_or(0, String::capacity)
+            + self.resp.as_ref().map_or(0, Resp::heap_bytes)
+    }
+}
+
+impl Resp {
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Resp>()
+            + self.headers.heap_bytes()
+            + self.body.as_ref().map_or(0, KeptBody::heap_bytes)
+            + self.coding.as_ref().map_or(0, String::capacity)
+    }
+}
+
 impl Dissector for Http1 {
+    fn held_bytes(&self) -> usize {
+        match &self.h2 {
+            Some(h2) => h2.held_bytes(),
+            None => {
+                self.inflight.iter().map(Req::heap_bytes).sum::<usize>()
+                    + self.resp_cur.as_ref().map_or(0, Resp::heap_bytes)
+            }
+        }
+    }
+
     fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {
         match self.h2.as_mut() {
             Some(h2) => h2.feed(dir, data, ts, out),

@@ -170,4 +170,13 @@ pub trait Dissector: Send {
     }
     /// The flow ended (FIN/RST, idle timeout, end of input): flush what is pending.
     fn close(&mut self, ts: u64, out: &mut Emitter<'_>);
+    /// Heap bytes this dissector holds (buffers, requests in flight, header lists, tables,
+    /// kept bodies), from capacities and element sizes, for the pipeline's memory budget
+    /// (`flow::FlowConfig::memory_budget`). Called after every packet of the flow: it must
+    /// cost no more than walking what the dissector's caps allow it to hold.
+    fn held_bytes(&self) -> usize;
 }
+
+/// Heap estimate of a request held in flight as an [`Exchange`]: the struct and its usual
+/// strings (peers, names, a few fields).
+pub const EXCHANGE_ESTIMATE: usize = std::mem::size_of::<Exchange>() + 256;

@@ -39,6 +39,9 @@ impl<T> Fifo<T> {
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> + '_ {
         self.queue.iter_mut()
     }
+    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.queue.iter()
+    }
     /// Take the request at position `i` out of the queue.
     pub fn remove(&mut self, i: usize) -> Option<T> {
         self.queue.remove(i)
@@ -103,6 +106,9 @@ impl<K: PartialEq, T> ById<K, T> {
     }
     pub fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
         self.queue.drain(..).map(|(_, _, r)| r)
+    }
+    pub fn len(&self) -> usize {
+        self.queue.len()
     }
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()

@@ -602,6 +602,20 @@ impl RedisDissector {
 }
 
 impl Dissector for RedisDissector {
+    fn held_bytes(&self) -> usize {
+        let scans: usize = self
+            .scans
+            .iter()
+            .map(|s| {
+                s.stack.capacity() * 8
+                    + s.attr_depth.capacity() * 8
+                    + s.args.iter().map(|a| a.capacity() + 24).sum::<usize>()
+                    + s.error.as_ref().map_or(0, String::capacity)
+            })
+            .sum();
+        scans + self.pending.len() * (std::mem::size_of::<Pending>() + super::EXCHANGE_ESTIMATE)
+    }
+
     fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {
         self.run(dir, data, ts, out)
     }

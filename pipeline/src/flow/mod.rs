@@ -16,6 +16,14 @@
 //! eighth of the table, counted in `evicted`), idle timeouts per transport (of capture
 //! time), out-of-order bytes per flow and in total (see `reassembly`), unconsumed dissector
 //! bytes per direction (`dissect::MAX_PENDING`), and detection attempts per flow.
+//!
+//! The memory budget (`memory_budget`, bytes per pipeline): after every packet a flow's
+//! footprint is measured (its own record, unconsumed bytes, out-of-order bytes, and what its
+//! dissector holds: `Dissector::held_bytes`, from capacities and element sizes); when the sum
+//! over all flows passes the budget, the largest flows are closed (their exchanges emitted as
+//! they stand) until it is under seven eighths of it, each counted in `memory_evicted`. The
+//! caps above bound each piece; the budget bounds their sum, whatever mix of flows an
+//! attacker opens.
 
 pub mod reassembly;
 
@@ -48,7 +56,12 @@ pub struct FlowConfig {
     pub max_detect_tries: u8,
     /// Protobuf descriptors for decoding gRPC messages (`--proto-descriptor`).
     pub descriptors: Option<std::sync::Arc<crate::dissect::grpc::Descriptors>>,
+    /// Bytes all flows may hold together (see the module doc).
+    pub memory_budget: usize,
 }
+
+/// The default memory budget of one pipeline.
+pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
 
 impl Default for FlowConfig {
     fn default() -> Self {
@@ -60,6 +73,7 @@ impl Default for FlowConfig {
             max_ooo_total: 256 << 20,
             max_detect_tries: 4,
             descriptors: None,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -81,6 +95,8 @@ pub struct FlowStats {
     pub pending_overflow: u64,
     /// Flows seen without their TCP handshake.
     pub midstream: u64,
+    /// Flows closed because all flows together passed `memory_budget`.
+    pub memory_evicted: u64,
     pub reassembly: ReassemblyStats,
 }
 
@@ -109,6 +125,27 @@ struct Flow {
     /// Any payload seen (decides whether a new SYN starts a new connection).
     had_data: bool,
     saw_syn: bool,
+    /// Bytes this flow held when last measured (its part of `FlowTable::held`).
+    held: usize,
+}
+
+/// A flow's record in the table, before anything it buffers.
+const FLOW_RECORD: usize = std::mem::size_of::<Flow>() + std::mem::size_of::<FlowKey>() + 16;
+
+impl Flow {
+    /// What the flow holds now.
+    fn measure(&self) -> usize {
+        let dissector = match &self.state {
+            State::Active(d) => std::mem::size_of_val(&**d) + d.held_bytes(),
+            _ => 0,
+        };
+        FLOW_RECORD
+            + self.pending[0].capacity()
+            + self.pending[1].capacity()
+            + self.reasm[0].buffered()
+            + self.reasm[1].buffered()
+            + dissector
+    }
 }
 
 impl Flow {
@@ -124,6 +161,7 @@ impl Flow {
             last_ts: ts,
             had_data: false,
             saw_syn: false,
+            held: 0,
         }
     }
 }
@@ -136,6 +174,8 @@ pub struct FlowTable {
     pub stats: FlowStats,
     pub anomalies: AnomalyCounts,
     last_sweep: u64,
+    /// Bytes all flows hold (the sum of their `held`).
+    held: usize,
 }
 
 impl FlowTable {
@@ -151,6 +191,7 @@ impl FlowTable {
             stats: FlowStats::default(),
             anomalies: AnomalyCounts::default(),
             last_sweep: 0,
+            held: 0,
         }
     }
 
@@ -166,6 +207,45 @@ impl FlowTable {
     /// Out-of-order bytes buffered across all flows.
     pub fn buffered_bytes(&self) -> usize {
         self.budget.used
+    }
+
+    /// Bytes all flows hold, as the memory budget counts them.
+    pub fn held_bytes(&self) -> usize {
+        self.held
+    }
+
+    /// Re-measure `key`'s flow after a packet; past the budget, close the largest flows.
+    fn account(&mut self, key: &FlowKey, ts: u64, out: &mut Vec<Exchange>) {
+        if let Some(flow) = self.flows.get_mut(key) {
+            let now = flow.measure();
+            self.held = self.held - flow.held.min(self.held) + now;
+            flow.held = now;
+        }
+        if self.held > self.cfg.memory_budget {
+            self.shed(ts, out);
+        }
+    }
+
+    /// Close the largest flows until the table holds under 7/8 of its budget.
+    fn shed(&mut self, ts: u64, out: &mut Vec<Exchange>) {
+        let target = self.cfg.memory_budget / 8 * 7;
+        let mut sizes: Vec<(usize, FlowKey)> =
+            self.flows.iter().map(|(k, f)| (f.held, *k)).collect();
+        sizes.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
+        for (_, k) in sizes {
+            if self.held <= target {
+                break;
+            }
+            self.close(&k, ts, out);
+            self.stats.memory_evicted += 1;
+        }
+    }
+
+    /// Take a flow out of the table, and its bytes out of the total.
+    fn remove(&mut self, key: &FlowKey) -> Option<Flow> {
+        let flow = self.flows.remove(key)?;
+        self.held -= flow.held.min(self.held);
+        Some(flow)
     }
 
     /// Process one decoded segment; finished exchanges are appended to `out`.
@@ -223,8 +303,10 @@ impl FlowTable {
                 flow.last_ts = seg.ts;
                 if matches!(flow.state, State::Opaque) {
                     if flags.rst || flags.fin {
-                        self.flows.remove(&key);
+                        self.remove(&key);
                         self.stats.closed += 1;
+                    } else if flow.held == 0 {
+                        self.account(&key, seg.ts, out);
                     }
                     return;
                 }
@@ -279,6 +361,8 @@ impl FlowTable {
                 if done {
                     self.close(&key, seg.ts, out);
                     self.stats.closed += 1;
+                } else {
+                    self.account(&key, seg.ts, out);
                 }
             }
         }
@@ -298,6 +382,9 @@ impl FlowTable {
         };
         flow.last_ts = seg.ts;
         if matches!(flow.state, State::Opaque) || seg.payload.is_empty() {
+            if flow.held == 0 {
+                self.account(&key, seg.ts, out);
+            }
             return;
         }
         flow.had_data = true;
@@ -334,8 +421,10 @@ impl FlowTable {
         if let State::Active(d) = state
             && d.is_idle()
         {
-            self.flows.remove(&key);
+            self.remove(&key);
             self.stats.closed += 1;
+        } else {
+            self.account(&key, seg.ts, out);
         }
     }
 
@@ -391,7 +480,7 @@ impl FlowTable {
 
     /// Flush a flow's reassembly and dissector, then drop it.
     fn close(&mut self, key: &FlowKey, ts: u64, out: &mut Vec<Exchange>) {
-        let Some(mut flow) = self.flows.remove(key) else {
+        let Some(mut flow) = self.remove(key) else {
             return;
         };
         let transport = if key.udp {

@@ -122,3 +122,49 @@ fn idle_flows_time_out() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].status, schemas::Status::NoResponse);
 }
+
+/// Flows whose requests wait for answers that never come, each holding a large header list:
+/// the sum stays within the budget, the largest flows are closed (their requests reported)
+/// and counted.
+#[test]
+fn the_memory_budget_bounds_all_flows_together() {
+    let budget = 8 << 20;
+    let cfg = FlowConfig {
+        memory_budget: budget,
+        ..FlowConfig::default()
+    };
+    let mut t = FlowTable::new(cfg);
+    let mut out = Vec::new();
+    let header = format!("X-Filler: {}\r\n", "f".repeat(4000));
+    let mut request = b"GET /a HTTP/1.1\r\nHost: h\r\n".to_vec();
+    for _ in 0..12 {
+        request.extend_from_slice(header.as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    let mut peak = 0;
+    for i in 0..400u32 {
+        let c = (ip(1), 10_000 + i as u16);
+        let s = (ip(2), 80);
+        t.segment(&tcp(1, c, s, 100, 0, "S", b""), &mut out);
+        t.segment(&tcp(2, s, c, 500, 101, "SA", b""), &mut out);
+        let mut seq = 101;
+        for _ in 0..4 {
+            t.segment(&tcp(3, c, s, seq, 501, "A", &request), &mut out);
+            seq += request.len() as u32;
+        }
+        peak = peak.max(t.held_bytes());
+    }
+    // 400 flows × 4 requests × ~48 KB would be ~77 MB.
+    assert!(
+        peak <= budget + (1 << 20),
+        "peak {peak} over the budget {budget}"
+    );
+    assert!(t.stats.memory_evicted > 0, "{:?}", t.stats);
+    assert!(
+        out.iter().any(|e| e.status == schemas::Status::NoResponse),
+        "the closed flows' requests are reported"
+    );
+    // What is left is counted exactly: closing everything returns the total to zero.
+    t.finish(&mut out);
+    assert_eq!(t.held_bytes(), 0);
+}

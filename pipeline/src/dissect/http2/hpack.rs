@@ -170,6 +170,11 @@ impl Decoder {
         self.unknown_tail = true;
     }
 
+    /// Heap bytes held: the kept entries' bytes and the table's slots.
+    pub fn heap_bytes(&self) -> usize {
+        self.kept + self.entries.capacity() * std::mem::size_of::<Entry>()
+    }
+
     /// Whether every entry of the peer's table is known.
     pub fn trusted(&self) -> bool {
         !self.unknown_tail

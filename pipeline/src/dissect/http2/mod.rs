@@ -1094,7 +1094,43 @@ impl Http2 {
     }
 }
 
+impl Head {
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Head>()
+            + [&self.method, &self.path, &self.scheme]
+                .iter()
+                .map(|s| s.as_ref().map_or(0, String::capacity))
+                .sum::<usize>()
+            + self.headers.heap_bytes()
+    }
+}
+
+impl Part {
+    fn heap_bytes(&self) -> usize {
+        self.head.as_ref().map_or(0, Head::heap_bytes)
+            + self.trailers.as_ref().map_or(0, Head::heap_bytes)
+            + self.kept.as_ref().map_or(0, KeptBody::heap_bytes)
+            + self.coding.as_ref().map_or(0, String::capacity)
+            + self.content_type.as_ref().map_or(0, String::capacity)
+            + self.grpc.as_ref().map_or(0, MessageScan::heap_bytes)
+    }
+}
+
 impl Dissector for Http2 {
+    fn held_bytes(&self) -> usize {
+        let sides: usize = self
+            .sides
+            .iter()
+            .map(|s| s.hpack.heap_bytes() + s.block.as_ref().map_or(0, |b| b.buf.capacity()))
+            .sum();
+        let streams: usize = self
+            .streams
+            .values()
+            .map(|s| std::mem::size_of::<Stream>() + 8 + s.req.heap_bytes() + s.resp.heap_bytes())
+            .sum();
+        sides + streams + self.closed.capacity() * 4 + self.draining.capacity() * 4
+    }
+
     fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {
         self.run(dir, data, ts, out)
     }
