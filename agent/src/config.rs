@@ -11,6 +11,7 @@
 //! snaplen: 262144                # bytes kept per packet
 //! ring_size: 64MiB               # capture ring per worker
 //! memory_budget: 256MiB          # per worker: flows, buffers, dissector state (largest closed past it)
+//! skip_own_traffic: true         # never dissect the agent's own API and sink connections
 //! spool:
 //!   dir: /var/lib/tapwire/spool
 //!   limit: 1GiB
@@ -98,6 +99,7 @@ struct File {
     #[serde(default)]
     redact: RedactFile,
     memory_budget: Option<String>,
+    skip_own_traffic: Option<bool>,
 }
 
 /// A pipeline memory budget: a size from 4 MiB to 64 GiB.
@@ -517,6 +519,48 @@ pub struct Config {
     pub redaction: pipeline::redact::Redaction,
     /// Bytes each worker's pipeline may hold (flows, buffers, dissector state).
     pub memory_budget: usize,
+    /// Never dissect the agent's own API and sink connections.
+    pub skip_own_traffic: bool,
+}
+
+impl Config {
+    /// The endpoints of the agent's own connections: the API's listen address, and each
+    /// sink's collector or brokers as they resolve now (a name that does not resolve is left
+    /// out: its traffic is dissected like any other).
+    pub fn own_endpoints(&self) -> Vec<(Option<std::net::IpAddr>, u16)> {
+        use std::net::ToSocketAddrs;
+        let mut out = Vec::new();
+        let ip = self.listen.ip();
+        out.push(((!ip.is_unspecified()).then_some(ip), self.listen.port()));
+        let mut targets: Vec<String> = Vec::new();
+        if let Some(o) = &self.sinks.otlp {
+            let url = &o.config.endpoint;
+            let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+            let authority = rest.split('/').next().unwrap_or(rest);
+            let default = if scheme == "https" { 443 } else { 80 };
+            targets.push(
+                if authority
+                    .rsplit_once(':')
+                    .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+                {
+                    authority.to_string()
+                } else {
+                    format!("{authority}:{default}")
+                },
+            );
+        }
+        if let Some(k) = &self.sinks.kafka {
+            targets.extend(k.config.brokers.split(',').map(|b| b.trim().to_string()));
+        }
+        for t in targets {
+            if let Ok(addrs) = t.to_socket_addrs() {
+                out.extend(addrs.map(|a| (Some(a.ip()), a.port())));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 /// `64MiB`, `1GiB`, `500MB`, `4096`: bytes.
@@ -626,6 +670,7 @@ impl Config {
             Some(t) => memory_budget(t).map_err(|e| format!("memory_budget: {e}"))?,
         };
         Ok(Config {
+            skip_own_traffic: file.skip_own_traffic.unwrap_or(true),
             memory_budget,
             api,
             redaction,
@@ -777,6 +822,33 @@ mod tests {
         let f = file("kubernetes:\n  enabled: false\n  grace: soon\n");
         let e = Config::resolve(&args(&["--config", f.to_str().unwrap()])).unwrap_err();
         assert!(e.starts_with("kubernetes.grace:"), "{e}");
+    }
+
+    #[test]
+    fn own_endpoints_are_the_api_and_the_sinks() {
+        let c = Config::resolve(&args(&[
+            "--listen",
+            "0.0.0.0:9464",
+            "--otlp-endpoint",
+            "http://127.0.0.1:4317",
+            "--kafka-brokers",
+            "127.0.0.1:9092,127.0.0.2:9093",
+        ]))
+        .unwrap();
+        assert!(c.skip_own_traffic, "on by default");
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert_eq!(
+            c.own_endpoints(),
+            vec![
+                (None, 9464),
+                (ip("127.0.0.1"), 4317),
+                (ip("127.0.0.1"), 9092),
+                (ip("127.0.0.2"), 9093)
+            ]
+        );
+        let f = file("skip_own_traffic: false\n");
+        let c = Config::resolve(&args(&["--config", f.to_str().unwrap()])).unwrap();
+        assert!(!c.skip_own_traffic);
     }
 
     #[test]

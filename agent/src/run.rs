@@ -187,6 +187,11 @@ pub fn run(args: RunArgs) -> ExitCode {
             redaction: Arc::new(cfg.redaction.clone()),
             flow: pipeline::flow::FlowConfig {
                 memory_budget: cfg.memory_budget,
+                skip: if cfg.skip_own_traffic {
+                    cfg.own_endpoints().into()
+                } else {
+                    Arc::new([])
+                },
                 ..Default::default()
             },
             ..pipeline::Config::default()

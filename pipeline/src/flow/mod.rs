@@ -58,6 +58,9 @@ pub struct FlowConfig {
     pub descriptors: Option<std::sync::Arc<crate::dissect::grpc::Descriptors>>,
     /// Bytes all flows may hold together (see the module doc).
     pub memory_budget: usize,
+    /// Endpoints never dissected (the agent's own API and sink connections): a flow with
+    /// either end here is kept only to skip its packets. An address of `None` matches any.
+    pub skip: std::sync::Arc<[(Option<IpAddr>, u16)]>,
 }
 
 /// The default memory budget of one pipeline.
@@ -74,6 +77,7 @@ impl Default for FlowConfig {
             max_detect_tries: 4,
             descriptors: None,
             memory_budget: DEFAULT_MEMORY_BUDGET,
+            skip: std::sync::Arc::new([]),
         }
     }
 }
@@ -97,6 +101,8 @@ pub struct FlowStats {
     pub midstream: u64,
     /// Flows closed because all flows together passed `memory_budget`.
     pub memory_evicted: u64,
+    /// Flows not dissected because an end is in `skip` (the agent's own connections).
+    pub skipped: u64,
     pub reassembly: ReassemblyStats,
 }
 
@@ -548,7 +554,17 @@ fn lookup<'a>(
         std::collections::hash_map::Entry::Occupied(o) => Some(o.into_mut()),
         std::collections::hash_map::Entry::Vacant(v) if create => {
             stats.created += 1;
-            Some(v.insert(Flow::new(cfg, ts)))
+            let mut flow = Flow::new(cfg, ts);
+            let skipped = |(ip, port): Endpoint| {
+                cfg.skip
+                    .iter()
+                    .any(|(i, p)| *p == port && i.is_none_or(|i| i == ip))
+            };
+            if !cfg.skip.is_empty() && (skipped(key.a) || skipped(key.b)) {
+                stats.skipped += 1;
+                flow.state = State::Opaque;
+            }
+            Some(v.insert(flow))
         }
         std::collections::hash_map::Entry::Vacant(_) => None,
     }

@@ -168,3 +168,30 @@ fn the_memory_budget_bounds_all_flows_together() {
     t.finish(&mut out);
     assert_eq!(t.held_bytes(), 0);
 }
+
+#[test]
+fn skipped_endpoints_are_never_dissected() {
+    let cfg = FlowConfig {
+        skip: std::sync::Arc::new([(None, 9464), (Some(ip(9)), 4317)]),
+        ..FlowConfig::default()
+    };
+    let mut t = FlowTable::new(cfg);
+    let mut out = Vec::new();
+    let req = b"GET /v1/events HTTP/1.1\r\nHost: a\r\n\r\n";
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    for (server, port) in [(ip(2), 9464), (ip(9), 4317), (ip(2), 80)] {
+        let c = (ip(1), 40_000 + port);
+        let s = (server, port);
+        t.segment(&tcp(1, c, s, 100, 0, "S", b""), &mut out);
+        t.segment(&tcp(2, s, c, 500, 101, "SA", b""), &mut out);
+        t.segment(&tcp(3, c, s, 101, 501, "A", req), &mut out);
+        t.segment(
+            &tcp(4, s, c, 501, 101 + req.len() as u32, "A", resp),
+            &mut out,
+        );
+    }
+    t.finish(&mut out);
+    assert_eq!(t.stats.skipped, 2);
+    assert_eq!(out.len(), 1, "only the flow to port 80: {out:?}");
+    assert_eq!(out[0].server.port, 80);
+}
