@@ -72,16 +72,11 @@ struct Sub {
 #[error("{0} subscriptions are open, the most allowed (api.max_subscriptions)")]
 pub struct AtCapacity(pub usize);
 
-struct Standing {
-    sink: Arc<dyn Sink>,
-    filter: Option<Filter>,
-}
-
 /// The subscriptions of one agent.
 pub struct Hub {
     subs: Mutex<Vec<Sub>>,
     max_subscriptions: usize,
-    sinks: Vec<Standing>,
+    sinks: Vec<Arc<dyn Sink>>,
     enricher: Option<Arc<Enricher>>,
     active: AtomicUsize,
     next_id: AtomicU64,
@@ -134,9 +129,10 @@ impl Hub {
         self.active.load(Ordering::Relaxed)
     }
 
-    /// Add a standing sink (before the hub is shared).
-    pub fn add_sink(&mut self, sink: Arc<dyn Sink>, filter: Option<Filter>) {
-        self.sinks.push(Standing { sink, filter });
+    /// Add a standing sink (before the hub is shared). A sink with a filter comes behind
+    /// its filter stage (`sinks::Filtered`): the hub never evaluates a filter.
+    pub fn add_sink(&mut self, sink: Arc<dyn Sink>) {
+        self.sinks.push(sink);
     }
 
     /// Name every exchange's peers in Kubernetes before anyone sees it (before the hub is
@@ -152,7 +148,7 @@ impl Hub {
 
     /// The sinks, to flush them at shutdown.
     pub fn sinks(&self) -> impl Iterator<Item = &Arc<dyn Sink>> {
-        self.sinks.iter().map(|s| &s.sink)
+        self.sinks.iter()
     }
 
     /// At most this many clients subscribe at once (before the hub is shared).
@@ -217,19 +213,11 @@ impl Hub {
             en.enrich(&mut ex);
         }
         let mut ev = Published::new(ex);
-        // Its own handle on the exchange, so sinks can take `ev` mutably meanwhile.
+        for s in &self.sinks {
+            s.offer(&mut ev);
+        }
         let shared = ev.exchange().clone();
         let ex = &*shared;
-        // The event's filter variables, built once and only when some filter needs them.
-        let mut bindings = None;
-        for s in &self.sinks {
-            if let Some(f) = &s.filter
-                && !f.matches(bindings.get_or_insert_with(|| Bindings::of(ex)))
-            {
-                continue;
-            }
-            s.sink.offer(&mut ev);
-        }
         let subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
         if subs.is_empty() {
             return;

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub dissection_active: IntGauge,
     pub subscriber_drops: IntCounter,
     pub pipeline_drops: IntCounterVec,
+    /// `tapwire_sink_filter_dropped_total{sink}`.
+    pub sink_filter_dropped: IntCounterVec,
     /// `tapwire_dissect_anomalies_total{protocol,name}`.
     pub anomalies: IntCounterVec,
     pub duplicates: IntCounterVec,
@@ -186,6 +188,12 @@ impl Metrics {
                 "tapwire_pipeline_drops_total",
                 "What the pipeline's caps dropped, by cap: flows evicted (max_flows), flows closed over the memory budget (memory_budget), out-of-order bytes over the reassembly caps, unconsumed dissector bytes over 128 KiB, IP fragments evicted or timed out.",
                 &["cap"],
+            ),
+            sink_filter_dropped: counter_vec(
+                &r,
+                "tapwire_sink_filter_dropped_total",
+                "Exchanges dropped before a sink's filter because its filter stage was behind (they were never offered to the sink).",
+                &["sink"],
             ),
             anomalies: counter_vec(
                 &r,

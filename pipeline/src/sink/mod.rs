@@ -33,10 +33,12 @@ pub struct Published {
 
 impl Published {
     pub fn new(ex: Exchange) -> Self {
-        Published {
-            ex: Arc::new(ex),
-            line: None,
-        }
+        Published::shared(Arc::new(ex))
+    }
+
+    /// An exchange already shared (a sink's filter stage hands it on).
+    pub fn shared(ex: Arc<Exchange>) -> Self {
+        Published { ex, line: None }
     }
 
     /// The exchange.
