@@ -38,7 +38,19 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        cli::Command::Dissect(args) => dissect::run(args),
+        // The pipeline runs on a thread with the stack every pipeline gets (not whatever the
+        // main thread was given by `ulimit -s`).
+        cli::Command::Dissect(args) => std::thread::Builder::new()
+            .name("tapwire-dissect".into())
+            .stack_size(capture::PIPELINE_STACK)
+            .spawn(move || dissect::run(args))
+            .map_or_else(
+                |e| {
+                    eprintln!("tapwire: cannot start the pipeline thread: {e}");
+                    ExitCode::from(1)
+                },
+                |h| h.join().unwrap_or(ExitCode::from(1)),
+            ),
         cli::Command::Run(args) => run::run(args),
         cli::Command::Watch(args) => watch::run(args),
         cli::Command::Pcap(args) => pcap_cmd::run(args),

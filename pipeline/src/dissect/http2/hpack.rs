@@ -52,6 +52,9 @@ pub const TRACK_CAP: usize = 64 * 1024;
 pub const MAX_ENTRIES: usize = TRACK_CAP / 32;
 /// Most decoded bytes of one header list (name + value + 32 per field).
 pub const MAX_HEADER_LIST: usize = 64 * 1024;
+/// Largest dynamic table size update taken (16 MiB; peers use 4 KiB to 64 KiB): a larger
+/// one is a decoding error, and the table is then untrusted.
+pub const MAX_TABLE_SIZE: usize = 16 << 20;
 /// The dynamic table size every connection starts with (RFC 7540 §6.5.2).
 pub const DEFAULT_TABLE_SIZE: usize = 4096;
 
@@ -66,7 +69,7 @@ pub enum HpackError {
     Huffman,
     #[error("index 0 or past a complete table")]
     BadIndex,
-    #[error("dynamic table size update above the tracked cap or mid-block")]
+    #[error("dynamic table size update above MAX_TABLE_SIZE or mid-block")]
     BadSizeUpdate,
 }
 
@@ -239,7 +242,7 @@ impl Decoder {
             } else if b & 0xe0 == 0x20 {
                 // Dynamic table size update (§6.3): only at the start of a block.
                 let m = integer(block, &mut pos, 5)?;
-                if fields_seen {
+                if fields_seen || m > MAX_TABLE_SIZE {
                     return Err(HpackError::BadSizeUpdate);
                 }
                 self.resize(m);
@@ -663,6 +666,21 @@ mod tests {
         d.decode(&refs, &mut count).unwrap();
         assert!(copied <= 2 * MAX_HEADER_LIST, "copied {copied} bytes");
         assert!(over >= 99_999, "the rest are over the cap: {over}");
+    }
+
+    #[test]
+    fn size_updates_are_bounded() {
+        let mut d = Decoder::new();
+        // 2^24 + 1: over MAX_TABLE_SIZE.
+        let over = [0x3f, 0xe2, 0xff, 0xff, 0x07];
+        assert_eq!(d.decode(&over, |_| {}), Err(HpackError::BadSizeUpdate));
+        assert!(!d.trusted(), "the table is unknown after a refused update");
+        let mut d = Decoder::new();
+        assert_eq!(
+            d.decode(&[0x3f, 0xe1, 0x1f], |_| {}),
+            Ok(()),
+            "4096 is fine"
+        );
     }
 
     #[test]
