@@ -86,30 +86,6 @@ fn too_many(what: &str, key: &str, max: usize) -> Response {
         .into_response()
 }
 
-/// Send `item`, waiting at most `stall` for room: a client that reads nothing for that long
-/// is given up on. For blocking threads (replay, export).
-pub fn send_within<T>(
-    tx: &tokio::sync::mpsc::Sender<T>,
-    mut item: T,
-    stall: Duration,
-) -> Result<(), &'static str> {
-    use tokio::sync::mpsc::error::TrySendError;
-    let until = std::time::Instant::now() + stall;
-    loop {
-        match tx.try_send(item) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Closed(_)) => return Err("client gone"),
-            Err(TrySendError::Full(back)) => {
-                if std::time::Instant::now() >= until {
-                    return Err("client not reading");
-                }
-                item = back;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    }
-}
-
 pub fn router(state: Arc<ApiState>) -> Router {
     let mut guarded = Router::new()
         .route("/v1/status", get(status))
@@ -502,7 +478,7 @@ impl std::io::Write for ChunkWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        send_within(&self.tx, Ok(chunk), self.stall)
+        crate::demand::send_within(&self.tx, Ok(chunk), self.stall)
             .map_err(|why| std::io::Error::new(std::io::ErrorKind::BrokenPipe, why))
     }
 }

@@ -240,6 +240,30 @@ impl Hub {
     }
 }
 
+/// Send `item`, waiting at most `stall` for room: a client that reads nothing for that long
+/// is given up on. For blocking threads (replay, export).
+pub fn send_within<T>(
+    tx: &tokio::sync::mpsc::Sender<T>,
+    mut item: T,
+    stall: Duration,
+) -> Result<(), &'static str> {
+    use tokio::sync::mpsc::error::TrySendError;
+    let until = std::time::Instant::now() + stall;
+    loop {
+        match tx.try_send(item) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Closed(_)) => return Err("client gone"),
+            Err(TrySendError::Full(back)) => {
+                if std::time::Instant::now() >= until {
+                    return Err("client not reading");
+                }
+                item = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
 /// Events filtered together on the blocking pool.
 const BATCH: usize = 256;
 

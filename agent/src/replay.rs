@@ -81,7 +81,7 @@ pub fn replay(
                     Ok(false) => continue,
                     Err(slow) => {
                         let notice = crate::demand::too_slow_notice(slow, opts.budget);
-                        let _ = crate::api::send_within(tx, notice, opts.stall);
+                        let _ = crate::demand::send_within(tx, notice, opts.stall);
                         return Err(Outcome::FilterTooSlow);
                     }
                 }
@@ -89,7 +89,7 @@ pub fn replay(
             let Some(line) = pipeline::sink::json_line(&ex) else {
                 continue;
             };
-            crate::api::send_within(tx, line, opts.stall).map_err(|why| {
+            crate::demand::send_within(tx, line, opts.stall).map_err(|why| {
                 if why == "client gone" {
                     Outcome::Gone
                 } else {

@@ -237,14 +237,33 @@ pub fn run(args: RunArgs) -> ExitCode {
             cfg.spool_limit_text,
             sinks::describe(&cfg.sinks),
         );
-        axum::serve(listener, api::router(state))
+        let (stopping, stop) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, api::router(state))
             .with_graceful_shutdown(async move {
-                shutdown().await;
-                // End the event streams, or open subscriptions would hold the server up.
-                hub.close_all();
+                let _ = stop.await;
             })
-            .await
-            .map_err(|e| format!("API: {e}"))
+            .into_future();
+        let mut server = tokio::spawn(server);
+        tokio::select! {
+            r = &mut server => return r.map_err(|e| format!("API: {e}"))?.map_err(|e| format!("API: {e}")),
+            _ = shutdown() => {}
+        }
+        // End the event streams, or open subscriptions would hold the server up.
+        hub.close_all();
+        let _ = stopping.send(());
+        // A client that reads nothing cannot hold the agent up: its connection is dropped
+        // after the grace period.
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+            Ok(r) => r.map_err(|e| format!("API: {e}"))?.map_err(|e| format!("API: {e}")),
+            Err(_) => {
+                server.abort();
+                eprintln!(
+                    "tapwire: API: connections still open {}s after the signal were closed",
+                    SHUTDOWN_GRACE.as_secs()
+                );
+                Ok(())
+            }
+        }
     });
     shared.stop.store(true, Ordering::Relaxed);
     for h in handles {
@@ -270,6 +289,9 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
     }
 }
+
+/// How long open API connections may take to finish after SIGTERM or Ctrl-C.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The small tokio runtime of the API, the sinks' tasks and the Kubernetes watchers (and of
 /// `watch --cluster`).

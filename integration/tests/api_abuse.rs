@@ -421,3 +421,33 @@ fn metrics_export_every_anomaly_by_protocol_and_name() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn sigterm_ends_the_agent_even_with_clients_that_read_nothing() {
+    let mut a = agent("sigterm", 19490, &http_capture(30_000), "{}\n", &[]);
+    let mut idle = Vec::new();
+    for path in [
+        "/v1/pcap?since=100000h",
+        "/v1/events?since=100000h",
+        "/v1/events",
+    ] {
+        let mut s = TcpStream::connect(&a.api).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", a.api).as_bytes())
+            .unwrap();
+        idle.push(s);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = Command::new("kill")
+        .args(["-TERM", &a.child.id().to_string()])
+        .status();
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = a.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < until, "the agent ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    drop(idle);
+}

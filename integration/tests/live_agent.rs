@@ -820,10 +820,14 @@ fn libpcap_source_serves_live_events() {
     }
     let dir = std::env::temp_dir().join(format!("tapwire-libpcap-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    // The traffic to watch is the agent's own API's, which it skips by default.
+    let cfg = std::env::temp_dir().join(format!("tapwire-libpcap-{}.yaml", std::process::id()));
+    std::fs::write(&cfg, "skip_own_traffic: false\n").unwrap();
     let api = "127.0.0.1:19473";
     let mut agent = Command::new(&*TAPWIRE_PATH)
+        .args(["run", "--config"])
+        .arg(&cfg)
         .args([
-            "run",
             "--libpcap",
             "--interface",
             "lo",
@@ -878,6 +882,7 @@ fn libpcap_source_serves_live_events() {
         .status();
     let st = agent.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&cfg);
     assert!(st.success());
 }
 
