@@ -247,10 +247,17 @@ impl FlowTable {
         }
     }
 
-    /// Take a flow out of the table, and its bytes out of the total.
+    /// Take a flow out of the table, and its bytes out of the totals (the memory budget's
+    /// and the out-of-order budget's: a flow that became opaque may still hold out-of-order
+    /// bytes from before).
     fn remove(&mut self, key: &FlowKey) -> Option<Flow> {
-        let flow = self.flows.remove(key)?;
+        let mut flow = self.flows.remove(key)?;
         self.held -= flow.held.min(self.held);
+        if matches!(flow.state, State::Opaque) {
+            for r in flow.reasm.iter_mut() {
+                r.release(&mut self.budget);
+            }
+        }
         Some(flow)
     }
 

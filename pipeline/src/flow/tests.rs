@@ -195,3 +195,34 @@ fn skipped_endpoints_are_never_dissected() {
     assert_eq!(out.len(), 1, "only the flow to port 80: {out:?}");
     assert_eq!(out[0].server.port, 80);
 }
+
+/// Found by the `pipeline` fuzz target: a flow that held out-of-order bytes, then became
+/// opaque (nothing detected) and was reset, left those bytes counted in the out-of-order
+/// budget for ever.
+#[test]
+fn an_opaque_flow_gives_back_its_out_of_order_bytes() {
+    let mut t = FlowTable::new(FlowConfig::default());
+    let mut out = Vec::new();
+    let c = (ip(1), 40_000);
+    let s = (ip(2), 7777);
+    t.segment(&tcp(1, c, s, 100, 0, "S", b""), &mut out);
+    t.segment(&tcp(2, s, c, 500, 101, "SA", b""), &mut out);
+    // Ahead of the stream: held out of order.
+    t.segment(&tcp(3, c, s, 301, 501, "A", &[0xee; 50]), &mut out);
+    assert_eq!(t.buffered_bytes(), 50);
+    // In-order bytes no detector recognises: the flow becomes opaque.
+    let mut seq = 101;
+    for i in 0..8u64 {
+        t.segment(&tcp(4 + i, c, s, seq, 501, "A", &[0x01; 20]), &mut out);
+        t.segment(&tcp(4 + i, s, c, 501, seq + 20, "A", &[0x02; 20]), &mut out);
+        seq += 20;
+    }
+    assert_eq!(t.stats.opaque, 1, "{:?}", t.stats);
+    t.segment(&tcp(20, c, s, seq, 501, "R", b""), &mut out);
+    assert_eq!(t.len(), 0);
+    assert_eq!(
+        t.buffered_bytes(),
+        0,
+        "the reset flow's out-of-order bytes are released"
+    );
+}
