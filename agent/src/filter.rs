@@ -121,19 +121,9 @@ fn over_cap(root: &IdedExpr) -> Option<String> {
                 }
             }
             Expr::List(l) => todo.extend(l.elements.iter().map(|x| (x, d, comps))),
-            Expr::Map(m) => {
-                for entry in &m.entries {
-                    match &entry.expr {
-                        EntryExpr::MapEntry(me) => {
-                            todo.push((&me.key, d, comps));
-                            todo.push((&me.value, d, comps));
-                        }
-                        EntryExpr::StructField(f) => todo.push((&f.value, d, comps)),
-                    }
-                }
-            }
-            Expr::Struct(st) => {
-                for entry in &st.entries {
+            Expr::Map(cel::common::ast::MapExpr { entries })
+            | Expr::Struct(cel::common::ast::StructExpr { entries, .. }) => {
+                for entry in entries {
                     match &entry.expr {
                         EntryExpr::MapEntry(me) => {
                             todo.push((&me.key, d, comps));

@@ -389,28 +389,9 @@ fn every_endpoint_but_health_needs_the_token() {
 fn metrics_export_every_anomaly_by_protocol_and_name() {
     // An AMQP table nested too deep, through the agent with a sink so it dissects.
     let mut p = Pcap::new();
-    let mut c = p.connect((client(7), 41007), (SERVER, 5672));
-    p.send(&mut c, true, b"AMQP\x00\x00\x09\x01");
-    let mut table: Vec<u8> = Vec::new();
-    for _ in 0..100 {
-        let mut v = vec![b'A'];
-        v.extend_from_slice(&(table.len() as u32).to_be_bytes());
-        v.extend_from_slice(&table);
-        table = v;
-    }
-    let mut args = vec![1, b'k'];
-    args.extend_from_slice(&table);
-    let mut declare = vec![0, 50, 0, 10, 0, 0, 1, b'q', 0];
-    declare.extend_from_slice(&(args.len() as u32).to_be_bytes());
-    declare.extend_from_slice(&args);
-    let mut frame = vec![1, 0, 1];
-    frame.extend_from_slice(&(declare.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&declare);
-    frame.push(0xce);
-    p.send(&mut c, true, &frame);
-    p.close(&mut c);
+    tapwire_integration::hostile::amqp_nesting(100).connect(&mut p, 7);
     let a = agent("metrics", 19487, &p, "{}\n", &["--red-metrics"]);
-    let want = "tapwire_dissect_anomalies_total{name=\"table_too_deep\",protocol=\"amqp\"} 1";
+    let want = "tapwire_dissect_anomalies_total{name=\"table_too_deep\",protocol=\"amqp\"} 2";
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         let m = get(&a.api, "/metrics", &[]);
