@@ -44,12 +44,16 @@ impl Cursor<'_> {
     }
     fn u8(&mut self, end: usize) -> Result<u8, TableError> {
         let at = self.take(1, end)?;
-        Ok(self.data[at])
+        self.data.get(at).copied().ok_or(TableError::Malformed)
     }
     fn u32(&mut self, end: usize) -> Result<usize, TableError> {
         let at = self.take(4, end)?;
-        let b = &self.data[at..at + 4];
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        let b: [u8; 4] = self
+            .data
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(TableError::Malformed)?;
+        Ok(u32::from_be_bytes(b) as usize)
     }
     fn short_str(&mut self, end: usize) -> Result<(), TableError> {
         let n = self.u8(end)? as usize;
