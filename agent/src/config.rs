@@ -68,10 +68,10 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pipeline::sink::kafka::KafkaConfig;
-use pipeline::sink::otlp::{OtlpConfig, Tls, Transport};
-use pipeline::sink::red::RedConfig;
-use pipeline::sink::route::RouteConfig;
+use sinks::kafka::KafkaConfig;
+use sinks::otlp::{OtlpConfig, Tls, Transport};
+use sinks::red::RedConfig;
+use sinks::route::RouteConfig;
 use serde::Deserialize;
 
 use crate::cli::RunArgs;

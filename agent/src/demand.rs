@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pipeline::sink::{Published, Sink, json_line};
+use sinks::{Published, Sink, json_line};
 use schemas::Exchange;
 use tokio::sync::mpsc;
 
@@ -130,7 +130,7 @@ impl Hub {
     }
 
     /// Add a standing sink (before the hub is shared). A sink with a filter comes behind
-    /// its filter stage (`sinks::Filtered`): the hub never evaluates a filter.
+    /// its filter stage (`sink_stage::Filtered`): the hub never evaluates a filter.
     pub fn add_sink(&mut self, sink: Arc<dyn Sink>) {
         self.sinks.push(sink);
     }

@@ -13,7 +13,7 @@ mod metrics;
 mod pcap_cmd;
 mod replay;
 mod run;
-mod sinks;
+mod sink_stage;
 mod spool;
 mod watch;
 

@@ -3,7 +3,7 @@
 //! that describe state (spool size, subscriptions) are set by the worker's housekeeping once a
 //! second and at scrape time.
 
-use pipeline::sink::SinkMetrics;
+use sinks::SinkMetrics;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// The pipeline's caps, as `tapwire_pipeline_drops_total{cap}` names them.

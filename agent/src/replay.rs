@@ -86,7 +86,7 @@ pub fn replay(
                     }
                 }
             }
-            let Some(line) = pipeline::sink::json_line(&ex) else {
+            let Some(line) = sinks::json_line(&ex) else {
                 continue;
             };
             crate::demand::send_within(tx, line, opts.stall).map_err(|why| {

@@ -13,9 +13,9 @@ use crate::capture::{self, Shared, ring::RingConfig};
 use crate::cli::RunArgs;
 use crate::config::{Config, expand_interfaces};
 use crate::metrics::Metrics;
-use crate::sinks;
+use crate::sink_stage;
 use crate::spool::SpoolConfig;
-use pipeline::sink::route::Routes;
+use sinks::route::Routes;
 
 pub fn run(args: RunArgs) -> ExitCode {
     let cfg = match Config::resolve(&args) {
@@ -151,7 +151,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         .spool_limit
         .set(i64::try_from(cfg.spool_limit).unwrap_or(i64::MAX));
     let routes = Arc::new(Routes::new(cfg.sinks.routes));
-    let mut hub = match sinks::build(&cfg.sinks, &metrics, &routes, rt.handle()) {
+    let mut hub = match sink_stage::build(&cfg.sinks, &metrics, &routes, rt.handle()) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("tapwire: {e}");
@@ -235,7 +235,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             labels.join(","),
             state.spool_dir,
             cfg.spool_limit_text,
-            sinks::describe(&cfg.sinks),
+            sink_stage::describe(&cfg.sinks),
         );
         let (stopping, stop) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(listener, api::router(state))

@@ -10,8 +10,6 @@ pub mod decode;
 pub mod dissect;
 pub mod flow;
 pub mod redact;
-#[cfg(feature = "sinks")]
-pub mod sink;
 pub mod source;
 
 use schemas::Exchange;

@@ -43,7 +43,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub stop: AtomicBool,
     /// `http.route` templates, shared by the sinks (and their overflow count).
-    pub routes: Arc<pipeline::sink::route::Routes>,
+    pub routes: Arc<sinks::route::Routes>,
     /// Every pipeline's configuration (the workers' and the `since` replays').
     pub pipeline: pipeline::Config,
 }

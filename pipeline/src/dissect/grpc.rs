@@ -216,34 +216,13 @@ pub fn is_grpc(content_type: &str) -> bool {
         .is_some_and(|p| p.eq_ignore_ascii_case(b"application/grpc"))
 }
 
-/// gRPC status names, indexed by their code.
-pub const STATUS_NAMES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
 /// The name of a gRPC status code.
 pub fn status_name(code: &str) -> String {
     match code
         .trim()
         .parse::<usize>()
         .ok()
-        .and_then(|n| STATUS_NAMES.get(n))
+        .and_then(|n| schemas::l7::rpc::GRPC_STATUS_NAMES.get(n))
     {
         Some(n) => (*n).to_string(),
         None => code.trim().to_string(),

@@ -62,3 +62,32 @@ pub struct Grpc {
     pub request: GrpcMessages,
     pub response: GrpcMessages,
 }
+
+/// gRPC status names, indexed by their code.
+pub const GRPC_STATUS_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// The numeric gRPC code of a status name.
+pub fn grpc_status_code(name: &str) -> Option<i64> {
+    GRPC_STATUS_NAMES
+        .iter()
+        .position(|n| *n == name)
+        .map(|i| i as i64)
+}

@@ -2,8 +2,8 @@
 //! servers, real clients), one protocol at a time.
 
 use super::*;
-use crate::sink::golden as events;
-use crate::sink::route::RouteConfig;
+use crate::golden as events;
+use crate::route::RouteConfig;
 
 fn spans(file: &str, opts: Options) -> Vec<SpanView> {
     let routes = Routes::new(RouteConfig::default());

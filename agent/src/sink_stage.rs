@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
-use pipeline::sink::kafka::KafkaSink;
-use pipeline::sink::otlp::OtlpSink;
-use pipeline::sink::red::RedMetrics;
-use pipeline::sink::route::Routes;
-use pipeline::sink::{Published, Sink};
+use sinks::kafka::KafkaSink;
+use sinks::otlp::OtlpSink;
+use sinks::red::RedMetrics;
+use sinks::route::Routes;
+use sinks::{Published, Sink};
 use schemas::Exchange;
 
 use crate::config::Sinks;
@@ -162,8 +162,8 @@ pub fn describe(cfg: &Sinks) -> String {
         parts.push(format!(
             "OTLP {} {}",
             match o.config.transport {
-                pipeline::sink::otlp::Transport::Grpc => "grpc",
-                pipeline::sink::otlp::Transport::HttpProtobuf => "http/protobuf",
+                sinks::otlp::Transport::Grpc => "grpc",
+                sinks::otlp::Transport::HttpProtobuf => "http/protobuf",
             },
             o.config.endpoint
         ));

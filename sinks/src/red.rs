@@ -23,7 +23,7 @@
 //! Cardinality: each metric keeps at most [`RedConfig::max_series`] label sets; an exchange that
 //! would add one more is recorded with every label `_other` (one extra series) and counted in
 //! `tapwire_metric_series_overflow_total{metric}`. Routes come from the shared, bounded
-//! [`Routes`](super::route::Routes). Recording is a hash lookup and atomic adds on the capture
+//! [`Routes`](crate::route::Routes). Recording is a hash lookup and atomic adds on the capture
 //! worker: no queue, nothing to drop.
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -34,11 +34,11 @@ use prometheus::{
 use rustc_hash::FxHashMap;
 use schemas::{Exchange, Protocol};
 
-use super::route::Routes;
-use super::semconv::{
+use crate::route::Routes;
+use crate::semconv::{
     error_type, http_method, http_route, messaging_operation, observed, workload_labels,
 };
-use super::{Published, Sink, SinkMetrics};
+use crate::{Published, Sink, SinkMetrics};
 
 /// The label value an overflowing label set is recorded under.
 pub const OTHER: &str = "_other";
@@ -369,8 +369,8 @@ impl Sink for RedMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::golden;
-    use crate::sink::route::RouteConfig;
+    use crate::golden;
+    use crate::route::RouteConfig;
 
     fn red(max_series: usize) -> (Registry, RedMetrics) {
         let r = Registry::new();

@@ -5,7 +5,7 @@
 //! packet timestamps): start and end are the exchange's first request and last response byte;
 //! when the request carried a W3C `traceparent`, the span joins that trace with the caller's
 //! span as its (remote) parent, otherwise it starts a new trace. Span ids are random.
-//! Names, kinds, attributes and status come from [`semconv`](super::semconv).
+//! Names, kinds, attributes and status come from [`semconv`](crate::semconv).
 //!
 //! Delivery: [`OtlpSink::offer`] puts the exchange on a bounded queue ([`OtlpConfig::queue`]);
 //! a full queue drops it (`tapwire_sink_dropped_total{sink="otlp",reason="queue_full"}`).
@@ -44,9 +44,9 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLink
 use schemas::Exchange;
 use tokio::sync::mpsc;
 
-use super::route::Routes;
-use super::semconv::{self, Kind, Options, Value};
-use super::{Published, Sink, SinkMetrics};
+use crate::route::Routes;
+use crate::semconv::{self, Kind, Options, Value};
+use crate::{Published, Sink, SinkMetrics};
 
 const SINK: &str = "otlp";
 
@@ -659,7 +659,7 @@ mod tests {
 
     #[test]
     fn a_traceparent_makes_the_span_a_child_in_that_trace() {
-        let evs = crate::sink::golden("http1/nginx-keepalive-pipelining.ndjson");
+        let evs = crate::golden("http1/nginx-keepalive-pipelining.ndjson");
         let routes = Routes::default();
         let scope = InstrumentationScope::builder("tapwire").build();
         let mut ids = IdGen::new();
@@ -689,7 +689,7 @@ mod tests {
         assert_eq!(a.span_kind, SpanKind::Server);
 
         // A Kafka Produce whose record carried a traceparent header joins that trace.
-        let produce = crate::sink::golden("kafka/tansu-confluent.ndjson")
+        let produce = crate::golden("kafka/tansu-confluent.ndjson")
             .into_iter()
             .find(|e| e.trace_id.is_some())
             .expect("the Produce with a traceparent record header");

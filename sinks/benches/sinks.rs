@@ -4,15 +4,15 @@
 //! (`json_line`, shared with API subscribers; the Kafka sink runs it on its own thread). The
 //! OTLP and Kafka sinks only queue a reference on the worker; conversion and export run on
 //! their own task and thread.
-//! Run: `cargo bench -p tapwire-pipeline --bench sinks`.
+//! Run: `cargo bench -p tapwire-sinks --bench sinks`.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use pipeline::sink::red::{RedConfig, RedMetrics};
-use pipeline::sink::route::{RouteConfig, Routes};
-use pipeline::sink::{SinkMetrics, json_line, semconv};
+use sinks::red::{RedConfig, RedMetrics};
+use sinks::route::{RouteConfig, Routes};
+use sinks::{SinkMetrics, json_line, semconv};
 use schemas::Exchange;
 
 fn events() -> Vec<Exchange> {
@@ -27,7 +27,7 @@ fn events() -> Vec<Exchange> {
         "graphql/strawberry-graphql-h1.ndjson",
     ] {
         let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/golden")
+            .join("../pipeline/tests/golden")
             .join(f);
         for l in std::fs::read_to_string(p).expect("golden").lines() {
             v.push(serde_json::from_str(l).expect("event"));

@@ -5,7 +5,7 @@
 //! The conventions followed (current, not the deprecated names):
 //! - HTTP server spans: name `{method} {http.route}` (`HTTP` when the method is not a known
 //!   one, which becomes `_OTHER` with `http.request.method_original`); `http.route` is the
-//!   [`route`](super::route) template, never the raw path. Status is error for 5xx or no
+//!   [`route`](crate::route) template, never the raw path. Status is error for 5xx or no
 //!   response, unset for 4xx (server spans), with `error.type` the status code.
 //! - gRPC: name `{rpc.method}`, kind server, `rpc.system.name`, `rpc.method`,
 //!   `rpc.response.status_code`; status error for the codes the RPC conventions call server
@@ -33,7 +33,7 @@
 
 use schemas::{Exchange, Protocol, Status};
 
-use super::route::Routes;
+use crate::route::Routes;
 
 /// OpenTelemetry span kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,14 +143,6 @@ const GRPC_SERVER_ERRORS: [&str; 6] = [
     "UNAVAILABLE",
     "DATA_LOSS",
 ];
-
-/// The numeric gRPC code of a status name.
-pub fn grpc_code(name: &str) -> Option<i64> {
-    crate::dissect::grpc::STATUS_NAMES
-        .iter()
-        .position(|n| *n == name)
-        .map(|i| i as i64)
-}
 
 /// Messaging operation: (`messaging.operation.name`, `messaging.operation.type`, span kind).
 pub fn messaging_operation(ex: &Exchange) -> Option<(String, Option<&'static str>, Kind)> {
@@ -387,7 +379,7 @@ fn http_span(ex: &Exchange, routes: &Routes, opts: Options, s: &mut SpanView) {
             if let Some(st) = rpc.and_then(|r| r.response.as_ref()) {
                 s.str("rpc.response.status_code", st.status_code.clone());
                 if opts.legacy_grpc_status_code
-                    && let Some(n) = grpc_code(&st.status_code)
+                    && let Some(n) = schemas::l7::rpc::grpc_status_code(&st.status_code)
                 {
                     s.int("rpc.grpc.status_code", n);
                 }

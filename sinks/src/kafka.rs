@@ -32,7 +32,7 @@ use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use schemas::Exchange;
 
-use super::{Published, Sink, SinkMetrics, connection_key};
+use crate::{Published, Sink, SinkMetrics, connection_key};
 
 const SINK: &str = "kafka";
 
@@ -204,7 +204,7 @@ fn produce(
     warned: &AtomicBool,
     ex: &Exchange,
 ) {
-    let Some(line) = super::json_line(ex) else {
+    let Some(line) = crate::json_line(ex) else {
         counters.drop_n(SINK, "encode_error", 1);
         return;
     };
