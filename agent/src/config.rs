@@ -68,11 +68,11 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::Deserialize;
 use sinks::kafka::KafkaConfig;
 use sinks::otlp::{OtlpConfig, Tls, Transport};
 use sinks::red::RedConfig;
 use sinks::route::RouteConfig;
-use serde::Deserialize;
 
 use crate::cli::RunArgs;
 use crate::filter::Filter;

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sinks::{Published, Sink, json_line};
 use schemas::Exchange;
+use sinks::{Published, Sink, json_line};
 use tokio::sync::mpsc;
 
 use crate::filter::{Bindings, Filter, TooSlow};

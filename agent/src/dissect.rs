@@ -329,7 +329,7 @@ pub fn run(args: DissectArgs) -> ExitCode {
         }
     }
     if let Some(path) = &args.proto_descriptor {
-        match pipeline::dissect::grpc::Descriptors::load(path) {
+        match pipeline::dissect::protobuf::Descriptors::load(path) {
             Ok(d) => config.flow.descriptors = Some(std::sync::Arc::new(d)),
             Err(e) => {
                 eprintln!("tapwire: --proto-descriptor: {e}");

@@ -3,8 +3,8 @@
 //! that describe state (spool size, subscriptions) are set by the worker's housekeeping once a
 //! second and at scrape time.
 
-use sinks::SinkMetrics;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use sinks::SinkMetrics;
 
 /// The pipeline's caps, as `tapwire_pipeline_drops_total{cap}` names them.
 pub const PIPELINE_CAPS: [&str; 6] = [

@@ -13,12 +13,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
+use schemas::Exchange;
 use sinks::kafka::KafkaSink;
 use sinks::otlp::OtlpSink;
 use sinks::red::RedMetrics;
 use sinks::route::Routes;
 use sinks::{Published, Sink};
-use schemas::Exchange;
 
 use crate::config::Sinks;
 use crate::demand::Hub;

@@ -1,7 +1,7 @@
 #![no_main]
 // AMQP dissector on arbitrary bytes, fed in pieces from both directions with a gap.
 use libfuzzer_sys::fuzz_target;
-use pipeline::dissect::amqp::AmqpDissector;
+use pipeline::protocols::amqp::AmqpDissector;
 use schemas::Transport;
 
 #[path = "common.rs"]

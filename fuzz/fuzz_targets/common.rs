@@ -23,9 +23,17 @@ pub fn drive(d: &mut dyn Dissector, transport: Transport, data: &[u8]) {
     let body = &data[2..];
     let split = body.len() * usize::from(data[1]) / 256;
     let (mut out, mut an) = (Vec::new(), AnomalyCounts::default());
-    let mut em = Emitter { meta: meta(transport), anomalies: &mut an, out: &mut out, descriptors: None };
+    let mut em = Emitter {
+        meta: meta(transport),
+        anomalies: &mut an,
+        out: &mut out,
+        descriptors: None,
+    };
     let mut ts = 0;
-    for (dir, bytes) in [(Direction::ToServer, &body[..split]), (Direction::ToClient, &body[split..])] {
+    for (dir, bytes) in [
+        (Direction::ToServer, &body[..split]),
+        (Direction::ToClient, &body[split..]),
+    ] {
         let mut pending: Vec<u8> = Vec::new();
         for piece in bytes.chunks(step) {
             ts += 1;

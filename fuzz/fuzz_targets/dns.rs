@@ -1,7 +1,7 @@
 #![no_main]
 // DNS dissector on arbitrary bytes, as TCP (length-prefixed, in pieces) and as UDP datagrams.
 use libfuzzer_sys::fuzz_target;
-use pipeline::dissect::dns::DnsDissector;
+use pipeline::protocols::dns::DnsDissector;
 use schemas::Transport;
 
 #[path = "common.rs"]

@@ -4,11 +4,17 @@
 // are decoded alone too. Decoding must never panic, and a field reported as known after
 // pickup must be one a literal or a seen entry stated.
 use libfuzzer_sys::fuzz_target;
-use pipeline::dissect::http2::hpack::{Decoder, Field, huffman_decode};
+use pipeline::protocols::http2::hpack::{Decoder, Field, huffman_decode};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
-    let mut d = if mode & 1 == 0 { Decoder::new() } else { Decoder::mid_connection() };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mut d = if mode & 1 == 0 {
+        Decoder::new()
+    } else {
+        Decoder::mid_connection()
+    };
     for block in rest.split(|&b| b == 0xff).filter(|b| !b.is_empty()) {
         let mut n = 0usize;
         let _ = d.decode(block, |f| {

@@ -1,7 +1,7 @@
 #![no_main]
 // HTTP/1 dissector on arbitrary bytes, fed in pieces from both directions with a gap.
 use libfuzzer_sys::fuzz_target;
-use pipeline::dissect::http1::Http1;
+use pipeline::protocols::http1::Http1;
 use schemas::Transport;
 
 #[path = "common.rs"]

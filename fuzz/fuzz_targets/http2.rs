@@ -1,7 +1,7 @@
 #![no_main]
 // HTTP/2 dissector on arbitrary bytes, fed in pieces from both directions with a gap.
 use libfuzzer_sys::fuzz_target;
-use pipeline::dissect::http2::Http2;
+use pipeline::protocols::http2::Http2;
 use schemas::Transport;
 
 #[path = "common.rs"]

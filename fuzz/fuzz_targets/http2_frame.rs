@@ -2,7 +2,7 @@
 // HTTP/2 frame views on arbitrary bytes: header parsing, the plausibility rules, boundary
 // search, and the payload readers. Offsets they return must lie inside the input.
 use libfuzzer_sys::fuzz_target;
-use pipeline::dissect::http2::frame::{self, Header, Sync};
+use pipeline::protocols::http2::frame::{self, Header, Sync};
 
 fuzz_target!(|data: &[u8]| {
     match frame::find_sync(data) {

@@ -2,7 +2,7 @@
 // Kafka dissector on arbitrary bytes (the kafka-protocol decoders included), fed in pieces
 // from both directions with a gap.
 use libfuzzer_sys::fuzz_target;
-use pipeline::dissect::kafka::KafkaDissector;
+use pipeline::protocols::kafka::KafkaDissector;
 use schemas::Transport;
 
 #[path = "common.rs"]

@@ -1,7 +1,7 @@
 #![no_main]
 // Redis dissector on arbitrary bytes, fed in pieces from both directions with a gap.
 use libfuzzer_sys::fuzz_target;
-use pipeline::dissect::redis::RedisDissector;
+use pipeline::protocols::redis::RedisDissector;
 use schemas::Transport;
 
 #[path = "common.rs"]

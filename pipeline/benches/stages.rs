@@ -110,7 +110,7 @@ fn hpack_blocks() -> Vec<Vec<u8>> {
 }
 
 fn hpack(c: &mut Criterion) {
-    use pipeline::dissect::http2::hpack::{Decoder, Field, huffman_decode};
+    use pipeline::protocols::http2::hpack::{Decoder, Field, huffman_decode};
     let blocks = hpack_blocks();
     let mut g = c.benchmark_group("hpack");
     g.throughput(Throughput::Elements(blocks.len() as u64));

@@ -1,14 +1,16 @@
 //! tapwire's packet pipeline: capture files in, [`schemas::Exchange`] events out.
 //!
 //! Stages: [`source`] (pcap/pcapng files, streamed) → [`decode`] (link layer to TCP/UDP,
-//! IP defragmentation) → [`flow`] (flow table, TCP reassembly, detection) → [`dissect`]
-//! (protocol dissectors and pairing). [`Pipeline`] ties them together for one worker; it is
+//! IP defragmentation) → [`flow`] (flow table, TCP reassembly, detection) → the
+//! [`protocols`] (one dissector each, listed in [`protocols::REGISTRY`]), built on the
+//! [`dissect`] framework (the `Dissector` trait, detection, pairing, bodies). [`Pipeline`] ties them together for one worker; it is
 //! single-threaded and shares nothing, so the agent runs one per worker thread with flows
 //! sharded by the symmetric flow hash.
 
 pub mod decode;
 pub mod dissect;
 pub mod flow;
+pub mod protocols;
 pub mod redact;
 pub mod source;
 
@@ -78,7 +80,7 @@ impl Pipeline {
                 d.max_datagrams,
                 d.timeout_ns,
             )),
-            flows: FlowTable::new(cfg.flow),
+            flows: FlowTable::new(cfg.flow, protocols::REGISTRY),
             redaction: cfg.redaction,
             exchanges: 0,
         }

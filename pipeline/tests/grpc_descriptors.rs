@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pipeline::dissect::grpc::Descriptors;
+use pipeline::dissect::protobuf::Descriptors;
 use pipeline::{Config, Pipeline};
 use schemas::{Exchange, Protocol, Status};
 use serde_json::json;

@@ -181,7 +181,7 @@ fn compare_amqp(file: &Path) -> Result<(), String> {
             let (Ok(c), Ok(m)) = (c.parse::<u16>(), m.parse::<u16>()) else {
                 continue;
             };
-            if let Some((name, _)) = pipeline::dissect::amqp::method_name(c, m)
+            if let Some((name, _)) = pipeline::protocols::amqp::method_name(c, m)
                 && (!name.ends_with("-ok") || name == "basic.get-ok")
                 && name != "basic.get-empty"
             {

@@ -449,7 +449,7 @@ fn deepflow_streams(text: &str) -> StreamFacts {
         }
         if let Some(c) = some_num(line, "grpc_status_code") {
             f.grpc_statuses
-                .insert((id, pipeline::dissect::grpc::status_name(&c.to_string())));
+                .insert((id, pipeline::protocols::grpc::status_name(&c.to_string())));
         }
         if line.contains("proto: Grpc") {
             f.grpc.insert(id);

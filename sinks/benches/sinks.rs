@@ -10,10 +10,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use schemas::Exchange;
 use sinks::red::{RedConfig, RedMetrics};
 use sinks::route::{RouteConfig, Routes};
 use sinks::{SinkMetrics, json_line, semconv};
-use schemas::Exchange;
 
 fn events() -> Vec<Exchange> {
     let mut v = Vec::new();

@@ -161,7 +161,10 @@ pub fn connection_key(ex: &Exchange) -> String {
 /// sinks' unit tests.
 #[cfg(test)]
 pub(crate) fn golden(file: &str) -> Vec<Exchange> {
-    let path = format!("{}/../pipeline/tests/golden/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../pipeline/tests/golden/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{path}: {e}"))
         .lines()

@@ -1,6 +1,7 @@
 //! Protocol detection: content first, ports as a hint.
 //!
-//! A flow's first bytes in either direction go to each registry entry's detector; entries
+//! A flow's first bytes in either direction go to each registry entry's detector (the flow
+//! table is given the registry, `protocols::REGISTRY`); entries
 //! whose ports match either end of the flow are asked first, so when content is ambiguous
 //! the port decides. A detector also says which side sent the bytes (a request means the
 //! sender is the client), which settles the roles of connections whose handshake was not
@@ -8,20 +9,7 @@
 
 use schemas::Transport;
 
-use super::registry::{ProtocolEntry, REGISTRY};
-
-/// A detector's verdict on the first bytes one side sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Detection {
-    /// Not this protocol.
-    No,
-    /// This protocol; the bytes come from the client (a request).
-    FromClient,
-    /// This protocol; the bytes come from the server (a response).
-    FromServer,
-    /// Could be this protocol; more bytes are needed to tell.
-    NeedMore,
-}
+use super::entry::{Detection, ProtocolEntry};
 
 /// Outcome of detection over the whole registry.
 #[derive(Clone, Copy)]
@@ -31,8 +19,13 @@ pub enum Detected {
     Unknown,
 }
 
-/// Run the detectors on `data`, preferring the entries whose ports match.
-pub fn detect(data: &[u8], transport: Transport, ports: (u16, u16)) -> Detected {
+/// Run the detectors of `registry` on `data`, preferring the entries whose ports match.
+pub fn detect(
+    registry: &'static [ProtocolEntry],
+    data: &[u8],
+    transport: Transport,
+    ports: (u16, u16),
+) -> Detected {
     let fits = |e: &ProtocolEntry| match transport {
         Transport::Tcp => e.tcp,
         Transport::Udp => e.udp,
@@ -40,7 +33,7 @@ pub fn detect(data: &[u8], transport: Transport, ports: (u16, u16)) -> Detected 
     let hinted = |e: &ProtocolEntry| e.ports.contains(&ports.0) || e.ports.contains(&ports.1);
     let mut need_more = false;
     for pass in [true, false] {
-        for entry in REGISTRY.iter().filter(|e| fits(e) && hinted(e) == pass) {
+        for entry in registry.iter().filter(|e| fits(e) && hinted(e) == pass) {
             match (entry.detect)(data, transport, pass) {
                 Detection::No => {}
                 Detection::NeedMore => need_more = true,

@@ -1,24 +1,20 @@
 //! Dissector framework: the per-flow [`Dissector`] trait, [`Progress`], the [`Emitter`] that
-//! turns parsed messages into [`Exchange`] events, and the protocol registry.
+//! turns parsed messages into [`Exchange`] events, what a protocol registers
+//! ([`entry::ProtocolEntry`]), detection, and helpers shared by protocols (pairing, bodies,
+//! HTTP fields, protobuf descriptors). The protocols themselves live in `protocols/`;
+//! nothing here names one.
 //!
 //! A dissector instance lives for one flow and sees both directions in capture order. The
 //! flow layer keeps the bytes a dissector did not consume (`Progress::Incomplete`) and feeds
 //! them again with the next bytes, up to [`MAX_PENDING`] per direction; past that the bytes
 //! are dropped and reported as a gap (`dissect.pending_overflow`).
 
-pub mod amqp;
 pub mod body;
 pub mod detect;
-pub mod dns;
-pub mod graphql;
-pub mod grpc;
-pub mod http1;
-pub mod http2;
+pub mod entry;
 pub mod http_fields;
-pub mod kafka;
 pub mod pairing;
-pub mod redis;
-pub mod registry;
+pub mod protobuf;
 #[cfg(test)]
 pub(crate) mod testkit;
 
@@ -104,7 +100,7 @@ pub struct Emitter<'a> {
     pub anomalies: &'a mut AnomalyCounts,
     pub out: &'a mut Vec<Exchange>,
     /// Protobuf descriptors for gRPC message decoding, when the user gave some.
-    pub descriptors: Option<&'a grpc::Descriptors>,
+    pub descriptors: Option<&'a protobuf::Descriptors>,
 }
 
 impl Emitter<'_> {

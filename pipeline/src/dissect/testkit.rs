@@ -27,7 +27,7 @@ pub struct Driver<D: Dissector> {
     /// Most unconsumed bytes the flow layer had to hold at once.
     pub peak: usize,
     /// gRPC descriptors the emitter offers.
-    pub descriptors: Option<super::grpc::Descriptors>,
+    pub descriptors: Option<super::protobuf::Descriptors>,
 }
 
 impl<D: Dissector> Driver<D> {

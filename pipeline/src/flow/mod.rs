@@ -33,7 +33,8 @@ use rustc_hash::FxHashMap;
 use schemas::{Exchange, Transport};
 
 use crate::decode::{L4, Segment};
-use crate::dissect::detect::{Detected, Detection, detect};
+use crate::dissect::detect::{Detected, detect};
+use crate::dissect::entry::{Detection, ProtocolEntry};
 use crate::dissect::{
     AnomalyCounts, Direction, Dissector, Emitter, FlowMeta, MAX_PENDING, Progress,
 };
@@ -55,7 +56,7 @@ pub struct FlowConfig {
     /// Data chunks per direction shown to the detectors before a flow is left undissected.
     pub max_detect_tries: u8,
     /// Protobuf descriptors for decoding gRPC messages (`--proto-descriptor`).
-    pub descriptors: Option<std::sync::Arc<crate::dissect::grpc::Descriptors>>,
+    pub descriptors: Option<std::sync::Arc<crate::dissect::protobuf::Descriptors>>,
     /// Bytes all flows may hold together (see the module doc).
     pub memory_budget: usize,
     /// Endpoints never dissected (the agent's own API and sink connections): a flow with
@@ -175,6 +176,8 @@ impl Flow {
 /// The flow table with its caps and counters.
 pub struct FlowTable {
     cfg: FlowConfig,
+    /// The protocols detection tries (the protocols' `REGISTRY` in a pipeline).
+    registry: &'static [ProtocolEntry],
     flows: FxHashMap<FlowKey, Flow>,
     budget: Budget,
     pub stats: FlowStats,
@@ -185,13 +188,14 @@ pub struct FlowTable {
 }
 
 impl FlowTable {
-    pub fn new(cfg: FlowConfig) -> Self {
+    pub fn new(cfg: FlowConfig, registry: &'static [ProtocolEntry]) -> Self {
         let budget = Budget {
             used: 0,
             max: cfg.max_ooo_total,
         };
         FlowTable {
             cfg,
+            registry,
             flows: FxHashMap::default(),
             budget,
             stats: FlowStats::default(),
@@ -339,6 +343,7 @@ impl FlowTable {
                 let meta = meta_of(&key, flow.client_is_a, Transport::Tcp);
                 let mut ctx = Ctx {
                     cfg: &self.cfg,
+                    registry: self.registry,
                     stats: &mut self.stats,
                     anomalies: &mut self.anomalies,
                     out,
@@ -404,6 +409,7 @@ impl FlowTable {
         let meta = meta_of(&key, flow.client_is_a, Transport::Udp);
         let mut ctx = Ctx {
             cfg: &self.cfg,
+            registry: self.registry,
             stats: &mut self.stats,
             anomalies: &mut self.anomalies,
             out,
@@ -504,6 +510,7 @@ impl FlowTable {
         let meta = meta_of(key, flow.client_is_a, transport);
         let mut ctx = Ctx {
             cfg: &self.cfg,
+            registry: self.registry,
             stats: &mut self.stats,
             anomalies: &mut self.anomalies,
             out,
@@ -595,6 +602,7 @@ fn meta_of(key: &FlowKey, client_is_a: Option<bool>, transport: Transport) -> Fl
 /// What chunk delivery needs besides the flow's own fields.
 struct Ctx<'a> {
     cfg: &'a FlowConfig,
+    registry: &'static [ProtocolEntry],
     stats: &'a mut FlowStats,
     anomalies: &'a mut AnomalyCounts,
     out: &'a mut Vec<Exchange>,
@@ -629,7 +637,7 @@ impl Ctx<'_> {
                 pending[side].extend_from_slice(data);
                 &pending[side]
             };
-            match detect(probe, transport, ports) {
+            match detect(self.registry, probe, transport, ports) {
                 Detected::Found(entry, how) => {
                     if client_is_a.is_none() {
                         let sender_is_a = side == 0;

@@ -44,7 +44,7 @@ fn table_cap_evicts_oldest_and_counts() {
         max_flows: 64,
         ..FlowConfig::default()
     };
-    let mut t = FlowTable::new(cfg);
+    let mut t = FlowTable::new(cfg, crate::protocols::REGISTRY);
     let mut out = Vec::new();
     for i in 0..1000u32 {
         let c = (ip(1), 10_000 + i as u16);
@@ -58,7 +58,7 @@ fn table_cap_evicts_oldest_and_counts() {
 #[test]
 fn midstream_roles_come_from_content() {
     // No handshake; the server's response is captured before the client's request.
-    let mut t = FlowTable::new(FlowConfig::default());
+    let mut t = FlowTable::new(FlowConfig::default(), crate::protocols::REGISTRY);
     let mut out = Vec::new();
     let (cl, sv) = ((ip(1), 80), (ip(2), 33_000)); // the client uses port 80 (odd, but legal)
     let req = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -76,7 +76,7 @@ fn midstream_roles_come_from_content() {
 
 #[test]
 fn syn_decides_roles_and_rst_closes() {
-    let mut t = FlowTable::new(FlowConfig::default());
+    let mut t = FlowTable::new(FlowConfig::default(), crate::protocols::REGISTRY);
     let mut out = Vec::new();
     let (cl, sv) = ((ip(1), 40_000), (ip(2), 8080));
     t.segment(&tcp(1, cl, sv, 0, 0, "S", b""), &mut out);
@@ -98,7 +98,7 @@ fn idle_flows_time_out() {
         tcp_idle_ns: 5_000_000_000,
         ..FlowConfig::default()
     };
-    let mut t = FlowTable::new(cfg);
+    let mut t = FlowTable::new(cfg, crate::protocols::REGISTRY);
     let mut out = Vec::new();
     t.segment(
         &tcp(
@@ -133,7 +133,7 @@ fn the_memory_budget_bounds_all_flows_together() {
         memory_budget: budget,
         ..FlowConfig::default()
     };
-    let mut t = FlowTable::new(cfg);
+    let mut t = FlowTable::new(cfg, crate::protocols::REGISTRY);
     let mut out = Vec::new();
     let header = format!("X-Filler: {}\r\n", "f".repeat(4000));
     let mut request = b"GET /a HTTP/1.1\r\nHost: h\r\n".to_vec();
@@ -175,7 +175,7 @@ fn skipped_endpoints_are_never_dissected() {
         skip: std::sync::Arc::new([(None, 9464), (Some(ip(9)), 4317)]),
         ..FlowConfig::default()
     };
-    let mut t = FlowTable::new(cfg);
+    let mut t = FlowTable::new(cfg, crate::protocols::REGISTRY);
     let mut out = Vec::new();
     let req = b"GET /v1/events HTTP/1.1\r\nHost: a\r\n\r\n";
     let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
@@ -201,7 +201,7 @@ fn skipped_endpoints_are_never_dissected() {
 /// budget for ever.
 #[test]
 fn an_opaque_flow_gives_back_its_out_of_order_bytes() {
-    let mut t = FlowTable::new(FlowConfig::default());
+    let mut t = FlowTable::new(FlowConfig::default(), crate::protocols::REGISTRY);
     let mut out = Vec::new();
     let c = (ip(1), 40_000);
     let s = (ip(2), 7777);

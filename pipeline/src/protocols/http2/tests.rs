@@ -586,7 +586,7 @@ fn resync_after_starting_inside_a_frame() {
 #[test]
 fn h2c_upgrade_hands_over_from_http1() {
     let meta = testkit::meta(Transport::Tcp, 80);
-    let mut d = Driver::new(crate::dissect::http1::Http1::new(&meta), meta);
+    let mut d = Driver::new(crate::protocols::http1::Http1::new(&meta), meta);
     d.send(
         C,
         b"GET /up?x=1 HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
@@ -629,7 +629,7 @@ fn h2c_upgrade_hands_over_from_http1() {
 /// Detection: the preface, or whole frames from their first byte; HTTP/1 text is not HTTP/2.
 #[test]
 fn detection() {
-    use crate::dissect::detect::Detection;
+    use crate::dissect::entry::Detection;
     assert_eq!(
         detect(PREFACE, Transport::Tcp, false),
         Detection::FromClient

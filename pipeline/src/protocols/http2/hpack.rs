@@ -307,7 +307,7 @@ impl Decoder {
         let idx = integer(block, pos, prefix)?;
         let name = if idx == 0 {
             let raw = string(block, pos)?;
-            Some(super::super::http_fields::header_name_bytes(&raw))
+            Some(crate::dissect::http_fields::header_name_bytes(&raw))
         } else {
             self.lookup_name(idx)?
         };

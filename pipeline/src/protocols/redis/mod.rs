@@ -23,10 +23,10 @@
 use schemas::l7::db::{Db, DbQuery, DbResponse, DbSystem, Named, Redis, RedisResponse};
 use schemas::{Exchange, Protocol, Status, Transport};
 
-use super::detect::Detection;
-use super::pairing::{DEFAULT_IN_FLIGHT, Fifo};
-use super::registry::ProtocolEntry;
-use super::{Direction, DissectError, Dissector, Emitter, FlowMeta, Progress};
+use crate::dissect::entry::Detection;
+use crate::dissect::entry::ProtocolEntry;
+use crate::dissect::pairing::{DEFAULT_IN_FLIGHT, Fifo};
+use crate::dissect::{Direction, DissectError, Dissector, Emitter, FlowMeta, Progress};
 
 /// Deepest aggregate nesting followed.
 pub const MAX_DEPTH: usize = 32;
@@ -613,7 +613,9 @@ impl Dissector for RedisDissector {
                     + s.error.as_ref().map_or(0, String::capacity)
             })
             .sum();
-        scans + self.pending.len() * (std::mem::size_of::<Pending>() + super::EXCHANGE_ESTIMATE)
+        scans
+            + self.pending.len()
+                * (std::mem::size_of::<Pending>() + crate::dissect::EXCHANGE_ESTIMATE)
     }
 
     fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {

@@ -77,6 +77,7 @@ fn detects_resp_and_inline_requests() {
     assert_eq!(d(b"+OK\r\n", true), Detection::FromServer);
     assert_eq!(d(b"+OK\r\n", false), Detection::No);
     let found = crate::dissect::detect::detect(
+        crate::protocols::REGISTRY,
         b"*3\r\n$3\r\nSET\r\n$4\r\ntest\r\n$2\r\nhi\r\n",
         Transport::Tcp,
         (64356, 6379),
@@ -85,8 +86,12 @@ fn detects_resp_and_inline_requests() {
         matches!(found, crate::dissect::detect::Detected::Found(e, Detection::FromClient) if e.protocol == Protocol::Redis)
     );
     // HTTP keeps its requests off a Redis port.
-    let found =
-        crate::dissect::detect::detect(b"GET / HTTP/1.1\r\n\r\n", Transport::Tcp, (40000, 80));
+    let found = crate::dissect::detect::detect(
+        crate::protocols::REGISTRY,
+        b"GET / HTTP/1.1\r\n\r\n",
+        Transport::Tcp,
+        (40000, 80),
+    );
     assert!(
         matches!(found, crate::dissect::detect::Detected::Found(e, _) if e.protocol == Protocol::Http)
     );

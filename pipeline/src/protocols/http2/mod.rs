@@ -12,7 +12,7 @@
 //! It is emitted when the response ends (`END_STREAM`), when either side resets the stream
 //! (`http2.error_code`, `http2.reset_by`; `error` unless `NO_ERROR`), when a GOAWAY refuses it,
 //! or when the connection closes. gRPC (`application/grpc*`) and GraphQL requests are refined
-//! by [`super::grpc`] and [`super::graphql`].
+//! by [`crate::protocols::grpc`] and [`crate::protocols::graphql`].
 //!
 //! # Mid-connection pickup and loss
 //!
@@ -43,14 +43,15 @@ use rustc_hash::FxHashMap;
 use schemas::l7::http::{Body, Http, Http2 as Http2Fields, HttpRequest, HttpResponse, Url};
 use schemas::{Exchange, HeaderMap, NetworkProtocol, Protocol, Status, Transport};
 
-use super::body::{self, KeptBody};
-use super::detect::Detection;
-use super::grpc::{self, MessageScan};
-use super::http_fields::{
+use crate::dissect::body::{self, KeptBody};
+use crate::dissect::entry::Detection;
+use crate::dissect::entry::ProtocolEntry;
+use crate::dissect::http_fields::{
     BodySource, REDACTED, check_coding, is_secret, split_target, traceparent,
 };
-use super::registry::ProtocolEntry;
-use super::{Direction, Dissector, Emitter, FlowMeta, Progress, graphql};
+use crate::dissect::{Direction, Dissector, Emitter, FlowMeta, Progress};
+use crate::protocols::graphql;
+use crate::protocols::grpc::{self, MessageScan};
 use frame::{Header, Sync};
 
 /// Open streams tracked per connection.

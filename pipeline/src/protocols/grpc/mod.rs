@@ -12,57 +12,17 @@
 //! is guessed about message content. A message that does not decode with its method's type is
 //! an anomaly (`grpc.message_decode`), not an error of the exchange.
 
-use std::path::Path;
-
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use prost_reflect::{DynamicMessage, MessageDescriptor};
 use schemas::Exchange;
 use schemas::l7::rpc::{Grpc, GrpcMessages, Rpc, RpcResponse, RpcSystem};
 
-use super::Emitter;
-use super::body;
+use crate::dissect::Emitter;
+use crate::dissect::body;
 
 /// Messages decoded per direction of one RPC.
 pub const MAX_DECODED_MESSAGES: usize = 8;
 /// Largest message kept for decoding.
 pub const MAX_MESSAGE_KEEP: usize = 64 * 1024;
-
-/// Why a descriptor set could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum DescriptorError {
-    #[error("cannot read {0}: {1}")]
-    Read(String, std::io::Error),
-    #[error("{0} is not a protobuf FileDescriptorSet: {1}")]
-    Decode(String, prost_reflect::DescriptorError),
-}
-
-/// Protobuf descriptors used to decode gRPC messages.
-#[derive(Debug, Clone)]
-pub struct Descriptors {
-    pool: DescriptorPool,
-}
-
-impl Descriptors {
-    /// Load a serialized `FileDescriptorSet` (`protoc --descriptor_set_out=FILE
-    /// --include_imports`).
-    pub fn load(path: &Path) -> Result<Descriptors, DescriptorError> {
-        let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| DescriptorError::Read(shown.clone(), e))?;
-        let pool = DescriptorPool::decode(bytes.as_slice())
-            .map_err(|e| DescriptorError::Decode(shown, e))?;
-        Ok(Descriptors { pool })
-    }
-
-    /// Input and output message types of `package.Service/Method`.
-    fn method(&self, rpc_method: &str) -> Option<(MessageDescriptor, MessageDescriptor)> {
-        let (service, method) = rpc_method.rsplit_once('/')?;
-        let m = self
-            .pool
-            .get_service_by_name(service)?
-            .methods()
-            .find(|m| m.name() == method)?;
-        Some((m.input(), m.output()))
-    }
-}
 
 /// Follows the length-prefixed message framing of one direction of one RPC.
 #[derive(Debug, Default)]

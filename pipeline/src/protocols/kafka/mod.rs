@@ -28,10 +28,10 @@ use schemas::l7::db::Named;
 use schemas::l7::messaging::{Batch, Client, Consumer, Kafka, Messaging, TopicStats};
 use schemas::{Exchange, Protocol, Status, Transport};
 
-use super::detect::Detection;
-use super::pairing::{ById, DEFAULT_IN_FLIGHT};
-use super::registry::ProtocolEntry;
-use super::{Direction, Dissector, Emitter, FlowMeta, Progress};
+use crate::dissect::entry::Detection;
+use crate::dissect::entry::ProtocolEntry;
+use crate::dissect::pairing::{ById, DEFAULT_IN_FLIGHT};
+use crate::dissect::{Direction, Dissector, Emitter, FlowMeta, Progress};
 
 /// Largest message decoded whole; larger ones are skipped past after their header.
 pub const MAX_DECODE: usize = 1 << 20;
@@ -269,7 +269,7 @@ fn record_traceparent(mut set: &[u8]) -> Option<(String, String)> {
                     if key.eq_ignore_ascii_case(b"traceparent")
                         && let Some(tp) = std::str::from_utf8(val)
                             .ok()
-                            .and_then(super::http_fields::parse_traceparent)
+                            .and_then(crate::dissect::http_fields::parse_traceparent)
                     {
                         return Some(tp);
                     }
@@ -746,7 +746,10 @@ impl KafkaDissector {
             };
             if len < 4 || len as usize > MAX_MESSAGE {
                 out.anomaly("kafka.bad_length");
-                return Progress::Error(super::DissectError::Malformed("kafka", "bad length"));
+                return Progress::Error(crate::dissect::DissectError::Malformed(
+                    "kafka",
+                    "bad length",
+                ));
             }
             let len = len as usize;
             let body = &rest[4..];
@@ -801,7 +804,8 @@ impl KafkaDissector {
 impl Dissector for KafkaDissector {
     fn held_bytes(&self) -> usize {
         self.sides.iter().map(|s| s.buf.capacity()).sum::<usize>()
-            + self.pending.len() * (std::mem::size_of::<Pending>() + super::EXCHANGE_ESTIMATE)
+            + self.pending.len()
+                * (std::mem::size_of::<Pending>() + crate::dissect::EXCHANGE_ESTIMATE)
     }
 
     fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {

@@ -17,10 +17,10 @@ use hickory_proto::op::Message;
 use schemas::l7::dns::{Dns, DnsAnswer, DnsQuestion};
 use schemas::{Exchange, Protocol, Status, Transport};
 
-use super::detect::Detection;
-use super::pairing::{ById, DEFAULT_IN_FLIGHT};
-use super::registry::ProtocolEntry;
-use super::{Direction, Dissector, Emitter, FlowMeta, Progress};
+use crate::dissect::entry::Detection;
+use crate::dissect::entry::ProtocolEntry;
+use crate::dissect::pairing::{ById, DEFAULT_IN_FLIGHT};
+use crate::dissect::{Direction, Dissector, Emitter, FlowMeta, Progress};
 
 /// A query unanswered for this long (capture time) is reported as `no_response`.
 pub const QUERY_TIMEOUT_NS: u64 = 10_000_000_000;

@@ -19,16 +19,16 @@
 use schemas::l7::http::{Body, Http, HttpRequest, HttpResponse, Url};
 use schemas::{Exchange, HeaderMap, NetworkProtocol, Protocol, Status, Transport};
 
-use super::body::{self, KeptBody};
-use super::detect::Detection;
-use super::graphql;
-use super::http_fields::{
+use crate::dissect::body::{self, KeptBody};
+use crate::dissect::entry::Detection;
+use crate::dissect::entry::ProtocolEntry;
+use crate::dissect::http_fields::{
     BodySource, REDACTED, check_coding, header_name, is_secret, split_target, traceparent,
 };
-use super::http2::{Http2, Upgraded};
-use super::pairing::{DEFAULT_IN_FLIGHT, Fifo};
-use super::registry::ProtocolEntry;
-use super::{Direction, Dissector, Emitter, FlowMeta, Progress};
+use crate::dissect::pairing::{DEFAULT_IN_FLIGHT, Fifo};
+use crate::dissect::{Direction, Dissector, Emitter, FlowMeta, Progress};
+use crate::protocols::graphql;
+use crate::protocols::http2::{Http2, Upgraded};
 
 /// Largest header block (request/status line plus fields) accepted.
 pub const MAX_HEADER_BLOCK: usize = 64 * 1024;

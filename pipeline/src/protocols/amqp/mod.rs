@@ -36,10 +36,10 @@ use schemas::{Exchange, Protocol, Status, Transport};
 
 mod nesting;
 
-use super::detect::Detection;
-use super::pairing::DEFAULT_IN_FLIGHT;
-use super::registry::ProtocolEntry;
-use super::{Direction, DissectError, Dissector, Emitter, FlowMeta, Progress};
+use crate::dissect::entry::Detection;
+use crate::dissect::entry::ProtocolEntry;
+use crate::dissect::pairing::DEFAULT_IN_FLIGHT;
+use crate::dissect::{Direction, DissectError, Dissector, Emitter, FlowMeta, Progress};
 
 /// The anomaly for a field table the pre-scan refused.
 fn table_anomaly(e: nesting::TableError) -> &'static str {
@@ -272,7 +272,7 @@ fn traceparent(headers: Option<&amq_protocol::types::FieldTable>) -> Option<(Str
         AMQPValue::ShortString(s) => s.as_str().to_string(),
         _ => return None,
     };
-    super::http_fields::parse_traceparent(&text)
+    crate::dissect::http_fields::parse_traceparent(&text)
 }
 
 impl AmqpDissector {
@@ -688,8 +688,9 @@ impl AmqpDissector {
 
 impl Dissector for AmqpDissector {
     fn held_bytes(&self) -> usize {
-        self.pending.len() * (std::mem::size_of::<Pending>() + super::EXCHANGE_ESTIMATE)
-            + self.contents.len() * (std::mem::size_of::<Content>() + super::EXCHANGE_ESTIMATE)
+        self.pending.len() * (std::mem::size_of::<Pending>() + crate::dissect::EXCHANGE_ESTIMATE)
+            + self.contents.len()
+                * (std::mem::size_of::<Content>() + crate::dissect::EXCHANGE_ESTIMATE)
     }
 
     fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {

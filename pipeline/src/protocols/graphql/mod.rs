@@ -20,8 +20,8 @@ use schemas::l7::graphql::{Batch, Errors, Graphql, Operation, PersistedQuery};
 use schemas::{Exchange, Protocol, Status};
 use serde_json::Value;
 
-use super::Emitter;
-use super::http_fields::BodySource;
+use crate::dissect::Emitter;
+use crate::dissect::http_fields::BodySource;
 
 /// Deepest bracket nesting of a document that is parsed (graphql-parser's own limit).
 pub const MAX_DEPTH: usize = 50;

@@ -1,0 +1,33 @@
+//! The protocols and their registry: one module and one [`REGISTRY`] line per protocol.
+//!
+//! This is the only file that names every protocol. A protocol module depends on the
+//! dissector framework (`crate::dissect`) and, where it refines another protocol's exchanges,
+//! on that protocol (`http1` and `http2` hand GraphQL bodies to `graphql`, `http2` hands
+//! gRPC streams to `grpc`); it never imports this file. Detection
+//! ([`crate::dissect::detect`]) tries content first; ports only order the candidates.
+//!
+//! Adding a protocol: a folder here with a `pub const ENTRY: ProtocolEntry`, one `mod` line
+//! and one `REGISTRY` line below (ARCHITECTURE.md, "Adding a protocol").
+
+pub mod amqp;
+pub mod dns;
+pub mod graphql;
+pub mod grpc;
+pub mod http1;
+pub mod http2;
+pub mod kafka;
+pub mod redis;
+
+use crate::dissect::entry::ProtocolEntry;
+
+/// Every protocol tapwire dissects on its own (gRPC and GraphQL refine HTTP exchanges);
+/// detection tries them in this order after port hints.
+#[rustfmt::skip]
+pub static REGISTRY: &[ProtocolEntry] = &[
+    http1::ENTRY,
+    dns::ENTRY,
+    redis::ENTRY,
+    amqp::ENTRY,
+    http2::ENTRY,
+    kafka::ENTRY,
+];
