@@ -3,7 +3,8 @@
 # with the recorded captures (seeds/), the hostile suite's cases (written fresh by
 # tw-hostile-seeds into hostile-seeds/) and, when present, the shared corpus (corpus-seeds/).
 # Inputs up to 128 KiB. Prints one line per target: executions, corpus size, findings
-# (crash, leak, timeout and out-of-memory artifacts under artifacts/<target>/).
+# (crash, leak, timeout and out-of-memory artifacts under artifacts/<target>/); a target
+# that did not run (no final stats) is reported and makes the exit status 1.
 #   bash fuzz/run-all.sh [SECONDS] [JOBS] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -26,14 +27,19 @@ run_one() {
     -max_total_time="$secs" -max_len=131072 -rss_limit_mb=2048 -timeout=20 \
     -print_final_stats=1 -artifact_prefix="artifacts/$t/" > "logs/$t.log" 2>&1 || true
   local execs found
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "logs/$t.log" | grep -o '[0-9]*$' || echo "?")
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "logs/$t.log" | grep -o '[0-9]*$' || true)
   found=$(find "artifacts/$t" -type f | wc -l)
-  echo "fuzz: $t: ${secs}s, ${execs:-?} executions, $(ls "corpus/$t" | wc -l) corpus inputs, $found findings"
+  if [ -z "$execs" ]; then
+    echo "fuzz: $t: FAILED to run (no final stats; see fuzz/logs/$t.log)"
+    return 1
+  fi
+  echo "fuzz: $t: ${secs}s, $execs executions, $(ls "corpus/$t" | wc -l) corpus inputs, $found findings"
 }
-running=0
+running=0 failed=0
 for t in "${targets[@]}"; do
   run_one "$t" &
   running=$((running + 1))
-  if [ "$running" -ge "$jobs" ]; then wait -n; running=$((running - 1)); fi
+  if [ "$running" -ge "$jobs" ]; then wait -n || failed=1; running=$((running - 1)); fi
 done
-wait
+while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
+exit "$failed"
