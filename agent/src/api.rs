@@ -251,14 +251,11 @@ struct Events {
 
 impl Events {
     fn frame(&self, line: Bytes) -> Bytes {
-        if !self.sse {
-            return line;
+        if self.sse {
+            crate::output::sse_frame(&line)
+        } else {
+            line
         }
-        let mut v = Vec::with_capacity(line.len() + 8);
-        v.extend_from_slice(b"data: ");
-        v.extend_from_slice(line.strip_suffix(b"\n").unwrap_or(&line));
-        v.extend_from_slice(b"\n\n");
-        Bytes::from(v)
     }
 }
 

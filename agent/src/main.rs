@@ -4,18 +4,16 @@ mod api;
 mod capture;
 mod cli;
 mod client;
+mod cmd;
 mod config;
 mod demand;
-mod dissect;
 mod filter;
 mod k8s;
 mod metrics;
-mod pcap_cmd;
+mod output;
 mod replay;
-mod run;
 mod sink_stage;
 mod spool;
-mod watch;
 
 use std::process::ExitCode;
 
@@ -43,7 +41,7 @@ fn main() -> ExitCode {
         cli::Command::Dissect(args) => std::thread::Builder::new()
             .name("tapwire-dissect".into())
             .stack_size(capture::PIPELINE_STACK)
-            .spawn(move || dissect::run(args))
+            .spawn(move || cmd::dissect::run(args))
             .map_or_else(
                 |e| {
                     eprintln!("tapwire: cannot start the pipeline thread: {e}");
@@ -51,8 +49,8 @@ fn main() -> ExitCode {
                 },
                 |h| h.join().unwrap_or(ExitCode::from(1)),
             ),
-        cli::Command::Run(args) => run::run(args),
-        cli::Command::Watch(args) => watch::run(args),
-        cli::Command::Pcap(args) => pcap_cmd::run(args),
+        cli::Command::Run(args) => cmd::run::run(args),
+        cli::Command::Watch(args) => cmd::watch::run(args),
+        cli::Command::Pcap(args) => cmd::pcap::run(args),
     }
 }

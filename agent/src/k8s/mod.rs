@@ -5,7 +5,7 @@
 //! - [`index`]: the address history (hand-written; see its doc for why and its caps).
 //! - [`watch`]: kube's watchers over pods, services, endpoint slices, nodes, and the
 //!   metadata of replica sets and jobs, feeding the index.
-//! - [`cluster`]: `tapwire watch --cluster`, one stream from every agent in the cluster.
+//! (`tapwire watch --cluster`, in the `cmd` module, reuses its client set-up.)
 //!
 //! Configuration (`kubernetes:` in the config file): `enabled: auto` (the default) turns it on
 //! inside a pod (the service account, `KUBERNETES_SERVICE_HOST`) or when a kubeconfig is
@@ -17,7 +17,6 @@
 //! Lookups happen on the capture worker under a read lock: two hash lookups and two `Arc`
 //! clones per exchange. Watch events take the write lock briefly, one object at a time.
 
-pub mod cluster;
 pub mod index;
 mod watch;
 

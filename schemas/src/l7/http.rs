@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::event::HeaderMap;
+use crate::headers::HeaderMap;
 
 /// `http.request.body.*` / `http.response.body.*`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

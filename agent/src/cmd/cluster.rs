@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::cli::WatchArgs;
-use crate::watch::Printer;
+use crate::output::Printer;
 
 /// How long an event waits for earlier ones from slower agents.
 pub const REORDER: Duration = Duration::from_millis(1000);
@@ -71,7 +71,7 @@ enum Stream {
 }
 
 pub fn run(args: &WatchArgs) -> ExitCode {
-    let rt = match crate::run::runtime() {
+    let rt = match super::run::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tapwire: cannot start a runtime: {e}");
@@ -127,20 +127,24 @@ pub fn cluster_filter(
 }
 
 async fn client(args: &WatchArgs) -> Result<Client, String> {
-    let cfg = super::K8sConfig {
-        mode: super::Mode::On,
+    let cfg = crate::k8s::K8sConfig {
+        mode: crate::k8s::Mode::On,
         kubeconfig: args.kubeconfig.clone(),
-        ..super::K8sConfig::default()
+        ..crate::k8s::K8sConfig::default()
     };
-    let mut kc = super::client_config(&cfg)
+    let mut kc = crate::k8s::client_config(&cfg)
         .await?
         .ok_or("kubernetes: no configuration")?;
     // The pod proxy answers 503 for an agent that does not answer: name it and move on,
     // rather than the client's default of retrying for minutes.
     kc.default_retry = false;
     let server = kc.cluster_url.to_string();
-    Client::try_from(kc)
-        .map_err(|e| format!("kubernetes: client for {server}: {}", super::one_line(&e)))
+    Client::try_from(kc).map_err(|e| {
+        format!(
+            "kubernetes: client for {server}: {}",
+            crate::k8s::one_line(&e)
+        )
+    })
 }
 
 /// The running agents' pods, sorted by node.
@@ -156,7 +160,7 @@ pub async fn find_agents(client: &Client, args: &WatchArgs) -> Result<Vec<Agent>
             format!(
                 "kubernetes: cannot list the agents' pods ({}): {}",
                 args.agents_selector,
-                super::one_line(&e)
+                crate::k8s::one_line(&e)
             )
         })?;
     let mut agents: Vec<Agent> = pods
@@ -227,7 +231,10 @@ async fn follow(
         Ok(b) => b,
         Err(e) => {
             let _ = tx
-                .send(Msg::Failed(key, format!("{name}: {}", super::one_line(&e))))
+                .send(Msg::Failed(
+                    key,
+                    format!("{name}: {}", crate::k8s::one_line(&e)),
+                ))
                 .await;
             return;
         }
@@ -237,7 +244,7 @@ async fn follow(
         let line = match line {
             Ok(l) => l,
             Err(e) => {
-                let why = format!("{name}: stream cut: {}", super::one_line(&e));
+                let why = format!("{name}: stream cut: {}", crate::k8s::one_line(&e));
                 let _ = tx.send(Msg::Notice(why)).await;
                 break;
             }
