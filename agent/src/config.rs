@@ -111,6 +111,10 @@ pub fn memory_budget(text: &str) -> Result<usize, String> {
     usize::try_from(b).map_err(|_| format!("{text:?} is too large"))
 }
 
+/// Names, patterns and query keys `redact:` may add (each at most 256 bytes): they are
+/// checked against every header of every exchange.
+const MAX_REDACT_ENTRIES: usize = 1024;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RedactFile {
@@ -663,6 +667,20 @@ impl Config {
             .find(|n| n.trim().is_empty() || n.trim() == "**")
         {
             return Err(format!("redact: {bad:?} is not a name or *pattern*"));
+        }
+        if r.headers.len() + r.query_keys.len() > MAX_REDACT_ENTRIES {
+            return Err(format!(
+                "redact: more than {MAX_REDACT_ENTRIES} names, patterns and query keys"
+            ));
+        }
+        if let Some(long) = r
+            .headers
+            .iter()
+            .chain(&r.query_keys)
+            .find(|n| n.len() > 256)
+        {
+            let head: String = long.chars().take(32).collect();
+            return Err(format!("redact: {head:?}… is longer than 256 bytes"));
         }
         let redaction = pipeline::redact::Redaction::with(&r.headers, &r.query_keys);
         let memory_budget = match &file.memory_budget {

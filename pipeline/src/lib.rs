@@ -62,6 +62,7 @@ pub struct Pipeline {
     decoder: Decoder,
     flows: FlowTable,
     redaction: std::sync::Arc<redact::Redaction>,
+    verdicts: redact::Verdicts,
     exchanges: u64,
 }
 
@@ -82,6 +83,7 @@ impl Pipeline {
             )),
             flows: FlowTable::new(cfg.flow, protocols::REGISTRY),
             redaction: cfg.redaction,
+            verdicts: redact::Verdicts::default(),
             exchanges: 0,
         }
     }
@@ -105,7 +107,7 @@ impl Pipeline {
     /// Count and redact the exchanges from `before` on.
     fn done(&mut self, before: usize, out: &mut [Exchange]) {
         for ex in out.get_mut(before..).unwrap_or_default() {
-            self.redaction.apply(ex);
+            self.redaction.apply_with(ex, &mut self.verdicts);
         }
         self.exchanges += (out.len() - before) as u64;
     }
@@ -129,9 +131,9 @@ impl Pipeline {
     }
 
     /// Bytes the pipeline holds as its memory budget counts them: every flow (record,
-    /// buffers, dissector state) plus IP fragments awaiting reassembly.
+    /// buffers, dissector state), IP fragments awaiting reassembly and the redaction memo.
     pub fn held_bytes(&self) -> usize {
-        self.flows.held_bytes() + self.decoder.defrag().held_bytes()
+        self.flows.held_bytes() + self.decoder.defrag().held_bytes() + self.verdicts.held_bytes()
     }
 
     pub fn stats(&self) -> Stats {

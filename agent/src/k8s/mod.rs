@@ -5,7 +5,8 @@
 //! - [`index`]: the address history (hand-written; see its doc for why and its caps).
 //! - [`watch`]: kube's watchers over pods, services, endpoint slices, nodes, and the
 //!   metadata of replica sets and jobs, feeding the index.
-//! (`tapwire watch --cluster`, in the `cmd` module, reuses its client set-up.)
+//!
+//! `tapwire watch --cluster`, in the `cmd` module, reuses the client set-up below.
 //!
 //! Configuration (`kubernetes:` in the config file): `enabled: auto` (the default) turns it on
 //! inside a pod (the service account, `KUBERNETES_SERVICE_HOST`) or when a kubeconfig is

@@ -228,9 +228,15 @@ impl FlowTable {
     fn account(&mut self, key: &FlowKey, ts: u64, out: &mut Vec<Exchange>) {
         if let Some(flow) = self.flows.get_mut(key) {
             let now = flow.measure();
-            self.held = self.held - flow.held.min(self.held) + now;
-            flow.held = now;
+            let before = std::mem::replace(&mut flow.held, now);
+            self.held_changed(before, now, ts, out);
         }
+    }
+
+    /// A flow's footprint went from `before` to `now` bytes: update the total and shed
+    /// flows past the budget.
+    fn held_changed(&mut self, before: usize, now: usize, ts: u64, out: &mut Vec<Exchange>) {
+        self.held = self.held - before.min(self.held) + now;
         if self.held > self.cfg.memory_budget {
             self.shed(ts, out);
         }
@@ -380,7 +386,10 @@ impl FlowTable {
                     self.close(&key, seg.ts, out);
                     self.stats.closed += 1;
                 } else {
-                    self.account(&key, seg.ts, out);
+                    // Measured while the flow is at hand: no second lookup per packet.
+                    let now = flow.measure();
+                    let before = std::mem::replace(&mut flow.held, now);
+                    self.held_changed(before, now, seg.ts, out);
                 }
             }
         }
