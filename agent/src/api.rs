@@ -1,6 +1,8 @@
-//! The agent's HTTP API (architecture.md §6), served by axum on its own small tokio runtime:
-//! `GET /v1/events` (NDJSON stream of exchanges, or server-sent events when the client
-//! accepts `text/event-stream`; the subscription lives as long as the connection), `/v1/status`, `/metrics`, `/healthz`, `/readyz`.
+//! The agent's HTTP API (the README lists it; ARCHITECTURE.md §2 shows where its events come
+//! from), served by axum on its own small tokio runtime: `GET /v1/events` (NDJSON stream of
+//! exchanges, or server-sent events when the client accepts `text/event-stream`; the
+//! subscription lives as long as the connection), `/v1/status`, `/metrics`, `/healthz`,
+//! `/readyz`.
 //!
 //! A subscriber whose queue overflowed is told in its stream: before its next event comes one
 //! line `{"notice":"dropped","dropped_events":N}` with the running total it lost.

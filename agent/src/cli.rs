@@ -1,4 +1,4 @@
-//! Command-line interface (architecture.md section 5).
+//! Command-line interface (each subcommand is in `cmd/`; the README documents them).
 
 use std::path::PathBuf;
 

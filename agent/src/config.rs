@@ -1,5 +1,5 @@
 //! The agent's configuration: a YAML file (`--config`), every key overridable by its flag or
-//! `TAPWIRE_*` variable, and built-in defaults (architecture.md §5) so that `tapwire run`
+//! `TAPWIRE_*` variable, and built-in defaults (README, "`tapwire run`, `watch` and `pcap`") so that `tapwire run`
 //! needs none.
 //!
 //! ```yaml

@@ -2,7 +2,7 @@
 //!
 //! Field names are OpenTelemetry semantic-convention attribute names nested on their dots
 //! (`http.response.status_code` serialises as `{"http":{"response":{"status_code":200}}}`);
-//! see `architecture.md` section 4. Optional fields are omitted when unknown, never `null`.
+//! see ARCHITECTURE.md §4. Optional fields are omitted when unknown, never `null`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -40,7 +40,7 @@ impl Protocol {
     }
 }
 
-/// Outcome of an exchange (architecture.md section 4, "What counts as one exchange").
+/// Outcome of an exchange (ARCHITECTURE.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {

@@ -7,7 +7,7 @@
 //! past, so a message of any size costs no buffering. A method or header frame larger than
 //! [`MAX_FRAME`] is skipped the same way (`amqp.frame_too_large`).
 //!
-//! Exchanges (architecture.md section 4):
+//! Exchanges (ARCHITECTURE.md §4):
 //! - a synchronous method and its `-ok` reply on the same channel are one exchange named
 //!   after the request (`queue.declare`, `connection.tune`, …), whichever side sent it;
 //! - `basic.publish`, `basic.deliver`, `basic.return`, `basic.get-ok` are one-way exchanges

@@ -1,6 +1,6 @@
 //! gRPC: refines finished HTTP/2 exchanges whose content type is `application/grpc*`.
 //!
-//! Not a stream parser of its own (architecture.md §3): the HTTP/2 dissector hands each
+//! Not a stream parser of its own (ARCHITECTURE.md §4): the HTTP/2 dissector hands each
 //! stream's DATA bytes to a [`MessageScan`] per direction, which follows the 5-byte
 //! length-prefixed message framing across frames, and [`refine`] turns the finished stream
 //! into `rpc.*` and `grpc.*` fields. One exchange per RPC, whatever its streaming kind.
