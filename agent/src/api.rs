@@ -38,6 +38,7 @@ use crate::filter::Filter;
 /// Longest BPF filter accepted for an export (libpcap's optimiser is superlinear).
 pub const MAX_BPF_LEN: usize = 4096;
 /// How long compiling an export's BPF filter may take.
+#[cfg_attr(not(feature = "libpcap"), allow(dead_code))]
 pub const BPF_COMPILE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lines between a subscription's delivery task and its response body.
 const LINES_CAP: usize = 256;

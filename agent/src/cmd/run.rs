@@ -17,14 +17,59 @@ use crate::sink_stage;
 use crate::spool::SpoolConfig;
 use sinks::route::Routes;
 
+/// Why `tapwire run` stopped with an error: one line each, printed once by [`run`].
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A configuration key, flag or variable is wrong (the message names it).
+    #[error("{0}")]
+    Config(String),
+    #[error("token_file {0}: {1}")]
+    Token(String, String),
+    #[error(
+        "listen {0}: an address other than loopback needs a token (token_file, --token-file or TAPWIRE_TOKEN)"
+    )]
+    OpenListen(SocketAddr),
+    #[error("--read: {0}")]
+    Read(String),
+    #[error("capture: {0}")]
+    Capture(String),
+    #[cfg(not(feature = "libpcap"))]
+    #[error("--libpcap: this build has no libpcap (the `libpcap` feature)")]
+    NoLibpcap,
+    #[error("--filter: {0}")]
+    Filter(String),
+    #[error("cannot start the API runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("spool {0}: {1}")]
+    Spool(String, std::io::Error),
+    /// The API could not listen, or failed while serving.
+    #[error("{0}")]
+    Api(String),
+}
+
+impl RunError {
+    /// 1 when the machine could not give what any run needs (threads), 2 for everything the
+    /// user can fix (configuration, interfaces, permissions, addresses).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Runtime(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
 pub fn run(args: RunArgs) -> ExitCode {
-    let cfg = match Config::resolve(&args) {
-        Ok(c) => c,
+    match start(args) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tapwire: {e}");
-            return ExitCode::from(2);
+            ExitCode::from(e.exit_code())
         }
-    };
+    }
+}
+
+fn start(args: RunArgs) -> Result<(), RunError> {
+    let cfg = Config::resolve(&args).map_err(RunError::Config)?;
     let token = match &cfg.token_file {
         None => std::env::var("TAPWIRE_TOKEN")
             .ok()
@@ -32,22 +77,17 @@ pub fn run(args: RunArgs) -> ExitCode {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
             Ok(_) => {
-                eprintln!("tapwire: token_file {}: the file is empty", path.display());
-                return ExitCode::from(2);
+                return Err(RunError::Token(
+                    path.display().to_string(),
+                    "the file is empty".into(),
+                ));
             }
-            Err(e) => {
-                eprintln!("tapwire: token_file {}: {e}", path.display());
-                return ExitCode::from(2);
-            }
+            Err(e) => return Err(RunError::Token(path.display().to_string(), e.to_string())),
         },
     };
     // Events and raw packets are never served off the node's loopback without a credential.
     if token.is_none() && !cfg.listen.ip().is_loopback() {
-        eprintln!(
-            "tapwire: listen {}: an address other than loopback needs a token (token_file, --token-file or TAPWIRE_TOKEN)",
-            cfg.listen
-        );
-        return ExitCode::from(2);
+        return Err(RunError::OpenListen(cfg.listen));
     }
     let workers = cfg.workers;
     let spool = SpoolConfig {
@@ -57,27 +97,20 @@ pub fn run(args: RunArgs) -> ExitCode {
         snaplen: cfg.snaplen,
         ..SpoolConfig::default()
     };
-    let interfaces: Vec<Option<String>> = match expand_interfaces(&cfg.interfaces) {
-        Ok(v) if v.is_empty() => vec![None],
-        Ok(v) => v.into_iter().map(Some).collect(),
-        Err(e) => {
-            eprintln!("tapwire: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let interfaces: Vec<Option<String>> =
+        match expand_interfaces(&cfg.interfaces).map_err(RunError::Config)? {
+            v if v.is_empty() => vec![None],
+            v => v.into_iter().map(Some).collect(),
+        };
     let group_base = (std::process::id() & 0x7fff) as u16;
     let mut captures = Vec::new();
     if let Some(path) = &args.read {
-        match capture::source::FileSource::open(path, args.recorded_speed) {
-            Ok(f) => captures.push(capture::Capture {
-                label: "file".into(),
-                rings: vec![Box::new(f)],
-            }),
-            Err(e) => {
-                eprintln!("tapwire: --read: {e}");
-                return ExitCode::from(2);
-            }
-        }
+        let f = capture::source::FileSource::open(path, args.recorded_speed)
+            .map_err(|e| RunError::Read(e.to_string()))?;
+        captures.push(capture::Capture {
+            label: "file".into(),
+            rings: vec![Box::new(f)],
+        });
     }
     for (i, iface) in interfaces
         .iter()
@@ -86,81 +119,57 @@ pub fn run(args: RunArgs) -> ExitCode {
     {
         if args.libpcap {
             #[cfg(feature = "libpcap")]
-            match capture::source::PcapSource::open(
-                iface.as_deref(),
-                cfg.snaplen,
-                cfg.filter.as_deref(),
-            ) {
-                Ok(p) => {
-                    captures.push(capture::Capture {
-                        label: iface.clone().unwrap_or_else(|| "any".into()),
-                        rings: vec![Box::new(p)],
-                    });
-                    continue;
-                }
-                Err(e) => {
-                    eprintln!("tapwire: capture: {e}");
-                    return ExitCode::from(2);
-                }
+            {
+                let p = capture::source::PcapSource::open(
+                    iface.as_deref(),
+                    cfg.snaplen,
+                    cfg.filter.as_deref(),
+                )
+                .map_err(|e| RunError::Capture(e.to_string()))?;
+                captures.push(capture::Capture {
+                    label: iface.clone().unwrap_or_else(|| "any".into()),
+                    rings: vec![Box::new(p)],
+                });
+                continue;
             }
             #[cfg(not(feature = "libpcap"))]
-            {
-                eprintln!("tapwire: --libpcap: this build has no libpcap (the `libpcap` feature)");
-                return ExitCode::from(2);
-            }
+            return Err(RunError::NoLibpcap);
         }
-        let filter = match cfg
+        let filter = cfg
             .filter
             .as_deref()
             .map(|f| capture::bpf::compile(f, iface.is_none()))
-        {
-            None => None,
-            Some(Ok(p)) => Some(Arc::from(p)),
-            Some(Err(e)) => {
-                eprintln!("tapwire: --filter: {e}");
-                return ExitCode::from(2);
-            }
-        };
+            .transpose()
+            .map_err(|e| RunError::Filter(e.to_string()))?
+            .map(Arc::from);
         let ring = RingConfig {
             filter,
             block_nr: cfg.ring_blocks,
             ..RingConfig::default()
         };
-        match capture::open(
+        let c = capture::open(
             iface.as_deref(),
             workers,
             group_base.wrapping_add(i as u16),
             &ring,
-        ) {
-            Ok(c) => captures.push(c),
-            Err(e) => {
-                eprintln!("tapwire: capture: {e}");
-                return ExitCode::from(2);
-            }
-        }
+        )
+        .map_err(|e| RunError::Capture(e.to_string()))?;
+        captures.push(c);
     }
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("tapwire: cannot start the API runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let rt = runtime().map_err(RunError::Runtime)?;
     let metrics = Arc::new(Metrics::new());
     metrics
         .spool_limit
         .set(i64::try_from(cfg.spool_limit).unwrap_or(i64::MAX));
     let routes = Arc::new(Routes::new(cfg.sinks.routes));
-    let mut hub = match sink_stage::build(&cfg.sinks, &metrics, &routes, rt.handle()) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("tapwire: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let mut hub =
+        sink_stage::build(&cfg.sinks, &metrics, &routes, rt.handle()).map_err(RunError::Config)?;
     hub.set_max_subscriptions(cfg.api.max_subscriptions);
-    let k8s_line = match rt.block_on(crate::k8s::start(&cfg.kubernetes, &metrics.registry)) {
-        Ok(Some(en)) => {
+    let enricher = rt
+        .block_on(crate::k8s::start(&cfg.kubernetes, &metrics.registry))
+        .map_err(RunError::Config)?;
+    let k8s_line = match enricher {
+        Some(en) => {
             let line = format!(", Kubernetes names from {}", en.server());
             if args.read.is_some() {
                 // A file is read in a few seconds: give it names from its first packet.
@@ -172,11 +181,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             hub.set_enricher(en);
             line
         }
-        Ok(None) => String::new(),
-        Err(e) => {
-            eprintln!("tapwire: {e}");
-            return ExitCode::from(2);
-        }
+        None => String::new(),
     };
     let shared = Arc::new(Shared {
         hub: Arc::new(hub),
@@ -208,9 +213,8 @@ pub fn run(args: RunArgs) -> ExitCode {
         match spawned {
             Ok(h) => handles.extend(h),
             Err(e) => {
-                eprintln!("tapwire: spool {}: {e}", spool.dir.display());
                 shared.stop.store(true, Ordering::Relaxed);
-                return ExitCode::from(2);
+                return Err(RunError::Spool(spool.dir.display().to_string(), e));
             }
         }
     }
@@ -281,13 +285,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
     }
     rt.shutdown_background();
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tapwire: {e}");
-            ExitCode::from(2)
-        }
-    }
+    served.map_err(RunError::Api)
 }
 
 /// How long open API connections may take to finish after SIGTERM or Ctrl-C.
