@@ -6,16 +6,6 @@
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use sinks::SinkMetrics;
 
-/// The pipeline's caps, as `tapwire_pipeline_drops_total{cap}` names them.
-pub const PIPELINE_CAPS: [&str; 6] = [
-    "max_flows",
-    "memory_budget",
-    "reassembly_ooo",
-    "dissector_pending",
-    "defrag_evicted",
-    "defrag_timed_out",
-];
-
 pub struct Metrics {
     pub registry: Registry,
     pub packets: IntCounterVec,
@@ -219,7 +209,7 @@ impl Metrics {
 
     /// Series that exist before their first event (so rates and alerts see a 0, not nothing).
     fn touch(&self) {
-        for cap in PIPELINE_CAPS {
+        for (cap, _) in pipeline::Stats::default().cap_drops() {
             self.pipeline_drops.with_label_values(&[cap]);
         }
     }

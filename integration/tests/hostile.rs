@@ -168,9 +168,9 @@ fn the_memory_budget_bounds_many_flows_with_requests_in_flight() {
     }
     let run = dissect_with("unanswered.pcap", &p, &["--memory-budget", "8MiB"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stderr.contains("memory_evicted="), "{}", run.stderr);
+    assert!(run.stderr.contains("memory_budget="), "{}", run.stderr);
     assert!(
-        !run.stderr.contains("memory_evicted=0"),
+        !run.stderr.contains("memory_budget=0"),
         "flows were closed: {}",
         run.stderr
     );

@@ -57,6 +57,22 @@ pub struct Stats {
     pub exchanges: u64,
 }
 
+impl Stats {
+    /// Every drop a cap forced, by the cap's name: the `cap` label of the agent's
+    /// `tapwire_pipeline_drops_total` and the names `tapwire dissect`'s summary prints. The
+    /// one list both read, so a new cap is added here once.
+    pub fn cap_drops(&self) -> [(&'static str, u64); 6] {
+        [
+            ("max_flows", self.flows.evicted),
+            ("memory_budget", self.flows.memory_evicted),
+            ("reassembly_ooo", self.flows.reassembly.ooo_overflow),
+            ("dissector_pending", self.flows.pending_overflow),
+            ("defrag_evicted", self.defrag.evicted),
+            ("defrag_timed_out", self.defrag.timed_out),
+        ]
+    }
+}
+
 /// One worker's pipeline: decoder, flow table and dissectors.
 pub struct Pipeline {
     decoder: Decoder,

@@ -1,6 +1,8 @@
 //! Capture workers: one blocking thread per ring (rings of one interface share a fanout
 //! group), each spooling every packet and, only while someone subscribes, running the
-//! pipeline on it and publishing the exchanges.
+//! pipeline on it and publishing the exchanges. A packet's steps in `Worker::run`: capture
+//! (dedup, count), spool ([`Record`], `WorkerSpool::write`), dissect ([`on_demand`],
+//! [`dissect`]) and publish ([`publish`]); ARCHITECTURE.md §2 follows it further.
 //!
 //! Per packet a worker does no allocation: the spool writes into its buffered file, the
 //! cooked header for `any` captures is built in a reused buffer, and exchanges go out through
@@ -105,28 +107,23 @@ pub fn spawn(
 /// The pipeline's counters already added to the metrics (a new pipeline starts from zero).
 #[derive(Default)]
 struct Mirror {
-    drops: [u64; 6],
+    drops: rustc_hash::FxHashMap<&'static str, u64>,
     anomalies: pipeline::dissect::AnomalyCounts,
 }
 
 impl Mirror {
-    /// Add what the pipeline counted since the last call.
+    /// Add what the pipeline counted since the last call, by name (`Stats::cap_drops`, the
+    /// anomaly names).
     fn catch_up(&mut self, m: &Metrics, p: &Pipeline) {
         let s = p.stats();
-        let now = [
-            s.flows.evicted,
-            s.flows.memory_evicted,
-            s.flows.reassembly.ooo_overflow,
-            s.flows.pending_overflow,
-            s.defrag.evicted,
-            s.defrag.timed_out,
-        ];
-        let caps = crate::metrics::PIPELINE_CAPS;
-        for ((cap, now), seen) in caps.iter().zip(now).zip(self.drops.iter_mut()) {
-            m.pipeline_drops
-                .with_label_values(&[cap])
-                .inc_by(now.saturating_sub(*seen));
-            *seen = now;
+        for (cap, now) in s.cap_drops() {
+            let seen = self.drops.entry(cap).or_insert(0);
+            if now > *seen {
+                m.pipeline_drops
+                    .with_label_values(&[cap])
+                    .inc_by(now - *seen);
+                *seen = now;
+            }
         }
         for (name, &count) in &s.anomalies.0 {
             let seen = self.anomalies.0.entry(name).or_insert(0);
@@ -186,6 +183,106 @@ fn sll2(p: &Packet<'_>) -> [u8; 20] {
     h
 }
 
+/// A packet as the spool records it and the pipeline reads it.
+struct Record<'a> {
+    /// pcap LINKTYPE.
+    link: u16,
+    /// Link header built for the record (see [`record_header`]), `hlen` bytes of it.
+    head: [u8; 20],
+    hlen: usize,
+    /// The packet's bytes after what the built header replaces.
+    data: &'a [u8],
+    /// Original length of the record.
+    orig_len: u32,
+}
+
+impl<'a> Record<'a> {
+    fn of(p: &Packet<'a>) -> Record<'a> {
+        let (link, head, hlen, skip) = record_header(p);
+        let data = p.data.get(skip..).unwrap_or_default();
+        let orig_len = p.orig_len + hlen as u32 - skip as u32;
+        Record {
+            link,
+            head,
+            hlen,
+            data,
+            orig_len,
+        }
+    }
+
+    fn prefix(&self) -> &[u8] {
+        &self.head[..self.hlen]
+    }
+}
+
+/// The interface's name, looked up once per interface.
+fn interface_name(names: &mut Vec<(i32, String)>, ifindex: i32) -> &str {
+    let at = match names.iter().position(|(i, _)| *i == ifindex) {
+        Some(at) => at,
+        None => {
+            let n = ring::ifname(ifindex).unwrap_or_else(|| ifindex.to_string());
+            names.push((ifindex, n));
+            names.len() - 1
+        }
+    };
+    names.get(at).map_or("", |(_, n)| n.as_str())
+}
+
+/// The worker's pipeline while someone subscribes (made on the first subscriber), `None`
+/// otherwise (dropped, its counters caught up, when the last one leaves).
+fn on_demand<'p>(
+    pipe: &'p mut Option<Pipeline>,
+    shared: &Shared,
+    mirror: &mut Mirror,
+) -> Option<&'p mut Pipeline> {
+    if shared.hub.active() == 0 {
+        if let Some(p) = pipe.take() {
+            mirror.catch_up(&shared.metrics, &p);
+            shared.metrics.dissection_active.set(0);
+        }
+        return None;
+    }
+    Some(pipe.get_or_insert_with(|| {
+        shared.metrics.dissection_active.set(1);
+        *mirror = Mirror::default();
+        Pipeline::new(shared.pipeline.clone())
+    }))
+}
+
+/// Run the pipeline on a recorded packet (cut to the spool's snaplen, so a replay sees the
+/// same bytes); exchanges are appended to `out`.
+fn dissect(
+    pl: &mut Pipeline,
+    rec: &Record<'_>,
+    ts: u64,
+    snaplen: usize,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<schemas::Exchange>,
+) {
+    let data = &rec.data[..rec.data.len().min(snaplen.saturating_sub(rec.hlen))];
+    let lt = LinkType::from_linktype(u32::from(rec.link)).unwrap_or(LinkType::Ethernet);
+    if rec.hlen > 0 {
+        scratch.clear();
+        scratch.extend_from_slice(rec.prefix());
+        scratch.extend_from_slice(data);
+        pl.packet(lt, ts, scratch, rec.orig_len, out);
+    } else {
+        pl.packet(lt, ts, data, rec.orig_len, out);
+    }
+}
+
+/// Count and hand the exchanges to the hub.
+fn publish(shared: &Shared, out: &mut Vec<schemas::Exchange>) {
+    for ex in out.drain(..) {
+        shared
+            .metrics
+            .exchanges
+            .with_label_values(&[ex.protocol.as_str()])
+            .inc();
+        shared.hub.publish(ex);
+    }
+}
+
 impl Worker {
     fn new(
         index: usize,
@@ -233,68 +330,35 @@ impl Worker {
             } = &mut self;
             let snaplen = *snaplen;
             ring.next_batch(100, &mut |p| {
-                let cooked = p.cooked;
-                if cooked && dedup.is_copy(p.data, p.ts, p.ifindex) {
+                // 1. capture: drop the copy a bridge shows of a veth's packet, count.
+                if p.cooked && dedup.is_copy(p.data, p.ts, p.ifindex) {
                     return;
                 }
                 packets.inc();
                 bytes.inc_by(u64::from(p.orig_len));
                 last_ts = p.ts;
-                let name = match names.iter().find(|(i, _)| *i == p.ifindex) {
-                    Some((_, n)) => n.as_str(),
-                    None => {
-                        let n = ring::ifname(p.ifindex).unwrap_or_else(|| p.ifindex.to_string());
-                        names.push((p.ifindex, n));
-                        names.last().map_or("", |(_, n)| n.as_str())
-                    }
-                };
-                let (link, head, hlen, skip) = record_header(&p);
-                let data = &p.data[skip..];
-                let prefix = &head[..hlen];
-                let orig = p.orig_len + hlen as u32 - (p.data.len() - data.len()) as u32;
-                spool.write(p.ifindex as u64, link, name, p.ts, prefix, data, orig);
-                if shared.hub.active() == 0 {
-                    if let Some(p) = pipe.take() {
-                        mirror.catch_up(&shared.metrics, &p);
-                        shared.metrics.dissection_active.set(0);
-                    }
+                // 2. spool, always.
+                let rec = Record::of(&p);
+                spool.write(
+                    p.ifindex as u64,
+                    rec.link,
+                    interface_name(names, p.ifindex),
+                    p.ts,
+                    rec.prefix(),
+                    rec.data,
+                    rec.orig_len,
+                );
+                // 3. dissect, only while someone subscribes.
+                let Some(pl) = on_demand(pipe, shared, mirror) else {
                     return;
-                }
-                let pl = pipe.get_or_insert_with(|| {
-                    shared.metrics.dissection_active.set(1);
-                    *mirror = Mirror::default();
-                    Pipeline::new(shared.pipeline.clone())
-                });
-                shared.metrics.dissected_packets.inc();
-                let data = &data[..data.len().min(snaplen.saturating_sub(hlen))];
-                let lt = match link {
-                    LINKTYPE_LINUX_SLL2 => LinkType::LinuxSll2,
-                    LINKTYPE_RAW => LinkType::RawIp,
-                    _ => LinkType::Ethernet,
                 };
-                if hlen > 0 {
-                    scratch.clear();
-                    scratch.extend_from_slice(prefix);
-                    scratch.extend_from_slice(data);
-                    pl.packet(lt, p.ts, scratch, orig, out);
-                } else {
-                    pl.packet(lt, p.ts, data, orig, out);
-                }
-                for ex in out.drain(..) {
-                    shared
-                        .metrics
-                        .exchanges
-                        .with_label_values(&[ex.protocol.as_str()])
-                        .inc();
-                    shared.hub.publish(ex);
-                }
+                shared.metrics.dissected_packets.inc();
+                dissect(pl, &rec, p.ts, snaplen, scratch, out);
+                // 4. publish.
+                publish(shared, out);
             });
-            if self.shared.hub.active() == 0
-                && let Some(p) = self.pipe.take()
-            {
-                self.mirror.catch_up(&self.shared.metrics, &p);
-                self.shared.metrics.dissection_active.set(0);
-            }
+            // The last subscriber may leave while no packet comes: drop the pipeline then too.
+            on_demand(&mut self.pipe, &self.shared, &mut self.mirror);
             if last.elapsed() >= Duration::from_secs(1) {
                 last = Instant::now();
                 self.housekeeping(last_ts);
@@ -303,9 +367,7 @@ impl Worker {
         if let Some(mut p) = self.pipe.take() {
             p.finish(&mut self.out);
             self.mirror.catch_up(&self.shared.metrics, &p);
-            for ex in self.out.drain(..) {
-                self.shared.hub.publish(ex);
-            }
+            publish(&self.shared, &mut self.out);
         }
         let _ = self.spool.close();
         self.housekeeping(last_ts);

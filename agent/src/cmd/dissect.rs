@@ -162,16 +162,11 @@ fn summary(stats: &Stats, flows_open: usize, elapsed: Duration) -> String {
         r.gaps,
         r.gap_bytes
     ));
-    s.push_str(&format!(
-        "\n  drops by cap: flows_evicted={} memory_evicted={} ooo_overflow={} pending_overflow={} frag_evicted={} frag_timed_out={} frag_errors={}",
-        f.evicted,
-        f.memory_evicted,
-        r.ooo_overflow,
-        f.pending_overflow,
-        stats.defrag.evicted,
-        stats.defrag.timed_out,
-        stats.defrag.errors
-    ));
+    s.push_str("\n  drops by cap:");
+    for (cap, n) in stats.cap_drops() {
+        s.push_str(&format!(" {cap}={n}"));
+    }
+    s.push_str(&format!(" (defrag errors={})", stats.defrag.errors));
     if !stats.anomalies.0.is_empty() {
         let list: Vec<String> = stats
             .anomalies
