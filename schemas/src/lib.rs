@@ -5,6 +5,7 @@ pub mod event;
 pub mod headers;
 pub mod k8s;
 pub mod l7;
+pub mod text;
 
 pub use event::{Exchange, HeaderMap, Network, NetworkProtocol, Peer, Protocol, Status, Transport};
 

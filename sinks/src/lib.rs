@@ -56,10 +56,9 @@ impl Published {
 
 /// An exchange's JSON line, with its trailing newline.
 pub fn json_line(ex: &Exchange) -> Option<Bytes> {
-    serde_json::to_vec(ex).ok().map(|mut v| {
-        v.push(b'\n');
-        Bytes::from(v)
-    })
+    let mut v = Vec::new();
+    schemas::text::write_json_line(ex, &mut v).ok()?;
+    Some(Bytes::from(v))
 }
 
 /// A standing consumer of exchanges.

@@ -53,17 +53,14 @@ impl<W: Write> Output<W> {
                     // Serialise into a reused buffer, then one write: serde_json writes many
                     // small fragments, and a Vec takes them more cheaply than a BufWriter.
                     self.buf.clear();
-                    match serde_json::to_writer(&mut self.buf, &ex) {
-                        Ok(()) => {
-                            self.buf.push(b'\n');
-                            self.w.write_all(&self.buf)
-                        }
+                    match schemas::text::write_json_line(&ex, &mut self.buf) {
+                        Ok(()) => self.w.write_all(&self.buf),
                         Err(e) => Err(io::Error::from(e)),
                     }
                 }
                 Format::Table => {
                     self.line.clear();
-                    crate::output::table_line(&ex, &mut self.line);
+                    schemas::text::table_line(&ex, &mut self.line);
                     self.w.write_all(self.line.as_bytes())
                 }
             };

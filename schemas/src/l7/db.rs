@@ -59,3 +59,27 @@ pub struct Redis {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<RedisResponse>,
 }
+
+/// The table line's part of a database exchange (Redis today): the query text or operation,
+/// and the error code or reply type.
+pub fn summary(ex: &crate::Exchange, s: &mut String) {
+    use std::fmt::Write as _;
+    let Some(db) = &ex.db else {
+        return;
+    };
+    let query = db
+        .query
+        .as_ref()
+        .map(|q| q.text.as_str())
+        .or(db.operation.as_ref().map(|o| o.name.as_str()))
+        .unwrap_or("?");
+    let reply = match (
+        &db.response,
+        ex.redis.as_ref().and_then(|r| r.response.as_ref()),
+    ) {
+        (Some(err), _) => err.status_code.as_str(),
+        (None, Some(r)) => r.rtype.as_str(),
+        (None, None) => "-",
+    };
+    let _ = write!(s, "{query} -> {reply}");
+}

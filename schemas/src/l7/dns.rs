@@ -46,3 +46,22 @@ pub struct Dns {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edns_udp_payload_size: Option<u16>,
 }
+
+/// The table line's part of a DNS exchange: question, response code, answer count.
+pub fn summary(ex: &crate::Exchange, s: &mut String) {
+    use std::fmt::Write as _;
+    let Some(dns) = &ex.dns else {
+        return;
+    };
+    let (name, qtype) = dns
+        .question
+        .as_ref()
+        .map(|q| (q.name.as_str(), q.qtype.as_str()))
+        .unwrap_or(("?", "?"));
+    let _ = write!(
+        s,
+        "{qtype} {name} -> {} ({} answers)",
+        dns.response_code.as_deref().unwrap_or("-"),
+        dns.answers.len()
+    );
+}

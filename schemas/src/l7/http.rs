@@ -91,3 +91,47 @@ pub struct Http2 {
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
+
+/// The table line's part of an HTTP, gRPC or GraphQL exchange: method, target and status,
+/// then the RPC method and status or the GraphQL operation.
+pub fn summary(ex: &crate::Exchange, s: &mut String) {
+    use std::fmt::Write as _;
+    let Some(http) = &ex.http else {
+        return;
+    };
+    let path = ex
+        .url
+        .as_ref()
+        .and_then(|u| u.path.as_deref())
+        .unwrap_or("?");
+    let query = ex
+        .url
+        .as_ref()
+        .and_then(|u| u.query.as_deref())
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let status = http
+        .response
+        .as_ref()
+        .and_then(|r| r.status_code)
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "-".into());
+    let method = http.request.method.as_deref().unwrap_or("?");
+    let _ = write!(s, "{method} {path}{query} -> {status}");
+    if let Some(m) = ex.rpc.as_ref().and_then(|r| r.method.as_deref()) {
+        let code = ex.rpc.as_ref().and_then(|r| r.response.as_ref());
+        let _ = write!(
+            s,
+            " grpc {m} {}",
+            code.map_or("-", |c| c.status_code.as_str())
+        );
+    }
+    if let Some(g) = &ex.graphql {
+        let _ = write!(
+            s,
+            " graphql {} {}",
+            g.operation.kind.as_deref().unwrap_or("?"),
+            g.operation.name.as_deref().unwrap_or("-")
+        );
+    }
+}

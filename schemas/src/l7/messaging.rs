@@ -118,3 +118,32 @@ pub struct Amqp {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
 }
+
+/// The table line's part of a messaging exchange: Kafka API, version and topics (and error
+/// code), or the AMQP method and destination (and reply code).
+pub fn summary(ex: &crate::Exchange, s: &mut String) {
+    use std::fmt::Write as _;
+    if let Some(k) = &ex.kafka {
+        let _ = write!(
+            s,
+            "{} v{} {}",
+            k.api_name,
+            k.api_version,
+            k.topics.join(",")
+        );
+        if let Some(code) = k.error_code {
+            let _ = write!(s, " -> error {code}");
+        }
+    } else if let Some(m) = &ex.messaging {
+        let op = m.operation.as_ref().map(|o| o.name.as_str()).unwrap_or("?");
+        let dest = m
+            .destination
+            .as_ref()
+            .map(|d| d.name.as_str())
+            .unwrap_or("");
+        let _ = write!(s, "{op} {dest}");
+        if let Some(code) = ex.amqp.as_ref().and_then(|a| a.reply_code) {
+            let _ = write!(s, " -> {code}");
+        }
+    }
+}
