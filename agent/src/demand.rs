@@ -289,6 +289,15 @@ pub fn too_slow_notice(t: TooSlow, budget: Duration) -> Bytes {
     ))
 }
 
+/// Whether a subscriber's filter (if any) takes `ex`, decided within `budget`: the one rule
+/// live delivery ([`deliver`]) and `since` replays (`crate::replay`) both apply.
+pub fn admit(filter: Option<&Filter>, ex: &Exchange, budget: Duration) -> Result<bool, TooSlow> {
+    match filter {
+        None => Ok(true),
+        Some(f) => f.matches_within(&Bindings::of(ex), budget),
+    }
+}
+
 /// Turn a subscription's events into the lines its client receives: filtered on the
 /// blocking pool (off the capture workers and the runtime's threads), each evaluation within
 /// `budget`, and serialised. Returns when the client leaves or reads nothing for `stall`, the
@@ -326,7 +335,7 @@ pub async fn deliver(
                 let run = move || {
                     let mut lines = Vec::new();
                     for ev in &batch {
-                        match f.matches_within(&Bindings::of(ev.exchange()), budget) {
+                        match admit(Some(&f), ev.exchange(), budget) {
                             Ok(true) => lines.extend(ev.json().cloned()),
                             Ok(false) => {}
                             Err(slow) => return (lines, Some(slow)),

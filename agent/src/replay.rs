@@ -21,7 +21,7 @@ use pipeline::Pipeline;
 use pipeline::decode::LinkType;
 use tokio::sync::mpsc;
 
-use crate::filter::{Bindings, Filter};
+use crate::filter::Filter;
 use crate::spool::export::{Block, for_each};
 
 /// How long the replay waits for the workers' once-a-second flush.
@@ -75,15 +75,13 @@ pub fn replay(
             if let Some(en) = opts.enricher {
                 en.enrich(&mut ex);
             }
-            if let Some(f) = opts.filter {
-                match f.matches_within(&Bindings::of(&ex), opts.budget) {
-                    Ok(true) => {}
-                    Ok(false) => continue,
-                    Err(slow) => {
-                        let notice = crate::demand::too_slow_notice(slow, opts.budget);
-                        let _ = crate::demand::send_within(tx, notice, opts.stall);
-                        return Err(Outcome::FilterTooSlow);
-                    }
+            match crate::demand::admit(opts.filter, &ex, opts.budget) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(slow) => {
+                    let notice = crate::demand::too_slow_notice(slow, opts.budget);
+                    let _ = crate::demand::send_within(tx, notice, opts.stall);
+                    return Err(Outcome::FilterTooSlow);
                 }
             }
             let Some(line) = sinks::json_line(&ex) else {
