@@ -10,7 +10,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::pcapng::{self, EPB, IDB, SHB};
+use super::pcapng::{self, EPB, IDB, SHB, le32};
 
 /// A segment file and its time range.
 #[derive(Debug, Clone)]
@@ -74,10 +74,6 @@ pub enum Block<'a> {
     },
 }
 
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
 /// Walk the segments overlapping `[from, to]` in order of their first packet, passing every
 /// section and interface block and the packets inside the window to `f`.
 pub fn for_each(
@@ -96,28 +92,45 @@ pub fn for_each(
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
+        // Only the whole blocks `walk` vouched for; every read is still checked.
         let whole = pcapng::walk(&bytes).whole as usize;
+        let bytes = bytes.get(..whole).unwrap_or_default();
         let mut at = 0;
-        while at + 8 <= whole {
-            let (kind, len) = (le32(&bytes, at), le32(&bytes, at + 4) as usize);
-            let block = &bytes[at..at + len];
+        while let (Some(kind), Some(len)) = (le32(bytes, at), le32(bytes, at + 4)) {
+            let len = len as usize;
+            let Some(block) = bytes.get(at..at.saturating_add(len)).filter(|_| len >= 12) else {
+                break;
+            };
             match kind {
                 SHB => f(Block::Section(block))?,
-                IDB if len >= 12 => f(Block::Interface(
-                    block,
-                    u16::from_le_bytes([block[8], block[9]]),
-                ))?,
-                EPB if len >= 32 => {
-                    let ts = (u64::from(le32(block, 12)) << 32) | u64::from(le32(block, 16));
-                    let cap = (le32(block, 20) as usize).min(len - 32);
-                    if (from..=to).contains(&ts) {
-                        f(Block::Packet {
-                            block,
-                            iface: le32(block, 8),
-                            ts,
-                            data: &block[28..28 + cap],
-                            orig_len: le32(block, 24),
-                        })?;
+                IDB => {
+                    if let Some(lt) = le32(block, 8) {
+                        f(Block::Interface(block, lt as u16))?;
+                    }
+                }
+                EPB => {
+                    if let (Some(iface), Some(hi), Some(lo), Some(cap), Some(orig_len)) = (
+                        le32(block, 8),
+                        le32(block, 12),
+                        le32(block, 16),
+                        le32(block, 20),
+                        le32(block, 24),
+                    ) {
+                        let ts = (u64::from(hi) << 32) | u64::from(lo);
+                        let data = block
+                            .get(28..len.saturating_sub(4))
+                            .map(|d| &d[..d.len().min(cap as usize)]);
+                        if let Some(data) = data
+                            && (from..=to).contains(&ts)
+                        {
+                            f(Block::Packet {
+                                block,
+                                iface,
+                                ts,
+                                data,
+                                orig_len,
+                            })?;
+                        }
                     }
                 }
                 _ => {}
@@ -205,6 +218,45 @@ mod tests {
         let n = export(&dir, 1_000, 1_099, &mut odd, |_, d| d[0] % 2 == 1).unwrap();
         assert_eq!(n, 50, "the filter keeps the packets it accepts");
         assert!(pipeline::source::read(&empty[..], Path::new("empty"), |_| {}).is_ok());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_lying_capture_length_and_a_cut_tail_are_read_safely() {
+        let dir = std::env::temp_dir().join(format!("tapwire-export-lie-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let cfg = SpoolConfig {
+            dir: dir.clone(),
+            ..SpoolConfig::default()
+        };
+        let mut w = WorkerSpool::open(&cfg, 0, 1).unwrap();
+        for ts in 0..3u64 {
+            w.write(1, 1, "eth0", 1_000 + ts, &[], &[7; 60], 60);
+        }
+        w.close().unwrap();
+        let seg = fs::read_dir(dir.join("w0"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "pcapng"))
+            .expect("a segment");
+        let mut bytes = fs::read(&seg).unwrap();
+        // The first packet's captured length claims 4 GB; the file ends mid-block.
+        let epb = (0..bytes.len() - 4)
+            .find(|&i| le32(&bytes, i) == Some(EPB))
+            .expect("a packet block");
+        bytes[epb + 20..epb + 24].copy_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(&EPB.to_le_bytes());
+        bytes.extend_from_slice(&200u32.to_le_bytes());
+        fs::write(&seg, &bytes).unwrap();
+        let mut sizes = Vec::new();
+        for_each(&dir, 0, u64::MAX, |b| {
+            if let Block::Packet { data, .. } = b {
+                sizes.push(data.len());
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(sizes, vec![60, 60, 60], "the lie is bounded by the block");
         let _ = fs::remove_dir_all(&dir);
     }
 }

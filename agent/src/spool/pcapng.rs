@@ -89,15 +89,18 @@ pub struct Walk {
     pub packets: u64,
 }
 
+/// The little-endian `u32` at `at`, if `bytes` holds it: the spool's one reader of its own
+/// files (which a crash may have cut anywhere).
+pub fn le32(bytes: &[u8], at: usize) -> Option<u32> {
+    let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_le_bytes(b))
+}
+
 /// Walk the blocks of a file the spool wrote (little-endian, ns timestamps).
 pub fn walk(bytes: &[u8]) -> Walk {
     let mut w = Walk::default();
     let mut at = 0usize;
-    let u32_at = |i: usize| {
-        bytes
-            .get(i..i + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
+    let u32_at = |i: usize| le32(bytes, i);
     while let (Some(kind), Some(len)) = (u32_at(at), u32_at(at + 4)) {
         let len = len as usize;
         if len < 12
