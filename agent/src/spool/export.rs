@@ -185,15 +185,21 @@ mod tests {
     use super::*;
     use crate::spool::{SpoolConfig, WorkerSpool};
 
-    #[test]
-    fn a_window_across_workers_and_segments() {
-        let dir = std::env::temp_dir().join(format!("tapwire-export-{}", std::process::id()));
+    /// An empty spool folder of its own for one test, with segments of `segment_bytes`.
+    fn spool(name: &str, segment_bytes: u64) -> (PathBuf, SpoolConfig) {
+        let dir = std::env::temp_dir().join(format!("tapwire-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let cfg = SpoolConfig {
             dir: dir.clone(),
-            segment_bytes: 2048,
+            segment_bytes,
             ..SpoolConfig::default()
         };
+        (dir, cfg)
+    }
+
+    #[test]
+    fn a_window_across_workers_and_segments() {
+        let (dir, cfg) = spool("export", 2048);
         let mut w0 = WorkerSpool::open(&cfg, 0, 2).unwrap();
         let mut w1 = WorkerSpool::open(&cfg, 1, 2).unwrap();
         for ts in 0..100u64 {
@@ -223,12 +229,7 @@ mod tests {
 
     #[test]
     fn a_lying_capture_length_and_a_cut_tail_are_read_safely() {
-        let dir = std::env::temp_dir().join(format!("tapwire-export-lie-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let cfg = SpoolConfig {
-            dir: dir.clone(),
-            ..SpoolConfig::default()
-        };
+        let (dir, cfg) = spool("export-lie", SpoolConfig::default().segment_bytes);
         let mut w = WorkerSpool::open(&cfg, 0, 1).unwrap();
         for ts in 0..3u64 {
             w.write(1, 1, "eth0", 1_000 + ts, &[], &[7; 60], 60);
