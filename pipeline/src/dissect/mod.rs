@@ -49,15 +49,14 @@ impl Direction {
     }
 }
 
-/// Why a dissector gave up on a flow.
+/// Why a dissector gave up on a flow: the bytes are not its protocol, or are beyond
+/// recovery. The flow layer counts it (`dissector_errors`) and stops feeding the flow; the
+/// dissector has counted the matching anomaly.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DissectError {
-    /// The bytes are not this protocol (or are beyond recovery).
-    #[error("not {0}: {1}")]
-    Malformed(&'static str, &'static str),
-    /// A message exceeds a named cap.
-    #[error("{0} exceeds {1}")]
-    TooLarge(&'static str, &'static str),
+#[error("not {}: {reason}", protocol.as_str())]
+pub struct DissectError {
+    pub protocol: Protocol,
+    pub reason: &'static str,
 }
 
 /// What a dissector did with the bytes it was fed.

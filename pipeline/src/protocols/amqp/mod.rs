@@ -633,7 +633,10 @@ impl AmqpDissector {
             if !matches!(kind, 1 | 2 | 3 | 8) {
                 out.anomaly("amqp.bad_frame");
                 self.flush(out);
-                return Progress::Error(DissectError::Malformed("amqp", "bad frame type"));
+                return Progress::Error(DissectError {
+                    protocol: Protocol::Amqp,
+                    reason: "bad frame type",
+                });
             }
             if kind == 3 || size > MAX_FRAME {
                 // Body, or a frame too large to decode: stream past it.
@@ -655,7 +658,10 @@ impl AmqpDissector {
             if frame[7 + size] != 0xce {
                 out.anomaly("amqp.bad_frame_end");
                 self.flush(out);
-                return Progress::Error(DissectError::Malformed("amqp", "bad frame end"));
+                return Progress::Error(DissectError {
+                    protocol: Protocol::Amqp,
+                    reason: "bad frame end",
+                });
             }
             let payload = &frame[7..7 + size];
             match kind {

@@ -746,10 +746,10 @@ impl KafkaDissector {
             };
             if len < 4 || len as usize > MAX_MESSAGE {
                 out.anomaly("kafka.bad_length");
-                return Progress::Error(crate::dissect::DissectError::Malformed(
-                    "kafka",
-                    "bad length",
-                ));
+                return Progress::Error(crate::dissect::DissectError {
+                    protocol: Protocol::Kafka,
+                    reason: "bad length",
+                });
             }
             let len = len as usize;
             let body = &rest[4..];

@@ -559,7 +559,10 @@ impl RedisDissector {
                 Step::Bad(a) => {
                     out.anomaly(a);
                     self.flush(out);
-                    return Progress::Error(DissectError::Malformed("redis", a));
+                    return Progress::Error(DissectError {
+                        protocol: Protocol::Redis,
+                        reason: a,
+                    });
                 }
             }
         }
