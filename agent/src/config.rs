@@ -809,6 +809,16 @@ mod tests {
         assert!(e.starts_with("snaplen:"), "{e}");
         let c = Config::resolve(&args(&["--snaplen", "128", "--ring-size", "16MiB"])).unwrap();
         assert_eq!((c.snaplen, c.ring_blocks), (128, 16));
+        let many: Vec<String> = (0..1100).map(|i| format!("x-h{i}")).collect();
+        let f = file(&format!("redact:\n  headers: [{}]\n", many.join(", ")));
+        let e = Config::resolve(&args(&["--config", f.to_str().unwrap()])).unwrap_err();
+        assert!(e.starts_with("redact: more than 1024"), "{e}");
+        let f = file(&format!("redact:\n  query_keys: [{}]\n", "k".repeat(300)));
+        let e = Config::resolve(&args(&["--config", f.to_str().unwrap()])).unwrap_err();
+        assert!(
+            e.contains("longer than 256 bytes") && !e.contains('\n'),
+            "{e}"
+        );
     }
 
     #[test]
