@@ -8,6 +8,14 @@ use schemas::{Exchange, HeaderMap};
 use super::Emitter;
 use super::body::{self, BodyError, KeptBody};
 
+crate::anomalies! {
+    /// What this dissector counts (ARCHITECTURE.md §3 lists the caps behind some).
+    pub enum BodyAnomaly {
+        BadContentEncoding = "http.bad_content_encoding",
+        BodyDecodeCap = "http.body_decode_cap",
+    }
+}
+
 /// Header values never copied out: replaced by this.
 pub use crate::redact::REDACTED;
 
@@ -164,12 +172,12 @@ pub(crate) fn check_coding(
 ) {
     let Some(c) = coding else { return };
     let anomaly = match decoded_body(kept, Some(c)) {
-        Some(Err(BodyError::Corrupt(_))) => "http.bad_content_encoding",
-        Some(Err(BodyError::TooLarge)) => "http.body_decode_cap",
+        Some(Err(BodyError::Corrupt(_))) => BodyAnomaly::BadContentEncoding,
+        Some(Err(BodyError::TooLarge)) => BodyAnomaly::BodyDecodeCap,
         _ => return,
     };
     out.anomaly(anomaly);
-    ex.add_anomaly(anomaly);
+    ex.add_anomaly(anomaly.name());
 }
 
 /// A header name from raw bytes (HTTP/2 literals), lower-cased.

@@ -9,6 +9,7 @@
 //! them again with the next bytes, up to [`MAX_PENDING`] per direction; past that the bytes
 //! are dropped and reported as a gap (`dissect.pending_overflow`).
 
+pub mod anomaly;
 pub mod body;
 pub mod detect;
 pub mod entry;
@@ -120,8 +121,8 @@ impl Emitter<'_> {
     }
 
     /// Count an anomaly that is not tied to one exchange.
-    pub fn anomaly(&mut self, name: &'static str) {
-        self.anomalies.add(name);
+    pub fn anomaly(&mut self, a: impl anomaly::AnomalyName) {
+        self.anomalies.add(a.name());
     }
 }
 

@@ -442,7 +442,8 @@ impl FlowTable {
         // Datagrams are whole messages: nothing carries over to the next one.
         pending[side].clear();
         if seg.missing > 0 {
-            ctx.anomalies.add("udp.truncated_datagram");
+            ctx.anomalies
+                .add(crate::dissect::anomaly::Common::TruncatedDatagram.name());
         }
         // A UDP flow with nothing in flight holds no state worth keeping (one DNS lookup per
         // source port is the common case): drop it now rather than at the idle timeout.
@@ -750,7 +751,7 @@ impl Ctx<'_> {
                 let lost = buf.len() as u64;
                 *buf = Vec::new();
                 self.stats.pending_overflow += 1;
-                em.anomaly("dissect.pending_overflow");
+                em.anomaly(crate::dissect::anomaly::Common::PendingOverflow);
                 dis.gap(dir, lost, ts, &mut em);
             }
             _ => {}

@@ -31,3 +31,56 @@ pub static REGISTRY: &[ProtocolEntry] = &[
     http2::ENTRY,
     kafka::ENTRY,
 ];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use crate::dissect::anomaly::Common;
+    use crate::dissect::http_fields::BodyAnomaly;
+
+    #[test]
+    fn anomaly_names_are_unique_and_shaped_protocol_dot_name() {
+        let all: Vec<&str> = [
+            Common::ALL.iter().map(|a| a.name()).collect::<Vec<_>>(),
+            BodyAnomaly::ALL.iter().map(|a| a.name()).collect(),
+            super::amqp::Anomaly::ALL.iter().map(|a| a.name()).collect(),
+            super::dns::Anomaly::ALL.iter().map(|a| a.name()).collect(),
+            super::graphql::Anomaly::ALL
+                .iter()
+                .map(|a| a.name())
+                .collect(),
+            super::grpc::Anomaly::ALL.iter().map(|a| a.name()).collect(),
+            super::http1::Anomaly::ALL
+                .iter()
+                .map(|a| a.name())
+                .collect(),
+            super::http2::Anomaly::ALL
+                .iter()
+                .map(|a| a.name())
+                .collect(),
+            super::kafka::Anomaly::ALL
+                .iter()
+                .map(|a| a.name())
+                .collect(),
+            super::redis::Anomaly::ALL
+                .iter()
+                .map(|a| a.name())
+                .collect(),
+        ]
+        .concat();
+        let unique: BTreeSet<&str> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len(), "a name is listed twice");
+        for name in all {
+            let (protocol, rest) = name.split_once('.').expect("protocol.name");
+            assert!(
+                !protocol.is_empty()
+                    && !rest.is_empty()
+                    && name.bytes().all(|b| b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || b"._".contains(&b)),
+                "{name}"
+            );
+        }
+    }
+}

@@ -41,11 +41,29 @@ use crate::dissect::entry::ProtocolEntry;
 use crate::dissect::pairing::DEFAULT_IN_FLIGHT;
 use crate::dissect::{Direction, DissectError, Dissector, Emitter, FlowMeta, Progress};
 
+crate::anomalies! {
+    /// What this dissector counts (ARCHITECTURE.md §3 lists the caps behind some).
+    pub enum Anomaly {
+        BadContentHeader = "amqp.bad_content_header",
+        BadFrame = "amqp.bad_frame",
+        BadFrameEnd = "amqp.bad_frame_end",
+        BadMethod = "amqp.bad_method",
+        BadTable = "amqp.bad_table",
+        ContentEvicted = "amqp.content_evicted",
+        FrameTooLarge = "amqp.frame_too_large",
+        Gap = "amqp.gap",
+        HeaderWithoutMethod = "amqp.header_without_method",
+        ShortMethod = "amqp.short_method",
+        TableTooDeep = "amqp.table_too_deep",
+        UnknownMethod = "amqp.unknown_method",
+    }
+}
+
 /// The anomaly for a field table the pre-scan refused.
-fn table_anomaly(e: nesting::TableError) -> &'static str {
+fn table_anomaly(e: nesting::TableError) -> Anomaly {
     match e {
-        nesting::TableError::TooDeep => "amqp.table_too_deep",
-        nesting::TableError::Malformed => "amqp.bad_table",
+        nesting::TableError::TooDeep => Anomaly::TableTooDeep,
+        nesting::TableError::Malformed => Anomaly::BadTable,
     }
 }
 
@@ -388,13 +406,13 @@ impl AmqpDissector {
         out: &mut Emitter<'_>,
     ) {
         if payload.len() < 4 {
-            out.anomaly("amqp.short_method");
+            out.anomaly(Anomaly::ShortMethod);
             return;
         }
         let class_id = u16::from_be_bytes([payload[0], payload[1]]);
         let method_id = u16::from_be_bytes([payload[2], payload[3]]);
         let Some((name, _)) = method_name(class_id, method_id) else {
-            out.anomaly("amqp.unknown_method");
+            out.anomaly(Anomaly::UnknownMethod);
             return;
         };
         // connection.start-ok carries the credentials: nothing of it is decoded.
@@ -407,7 +425,7 @@ impl AmqpDissector {
             match amq_protocol::protocol::parse_class(payload) {
                 Ok((_, c)) => Some(c),
                 Err(_) => {
-                    out.anomaly("amqp.bad_method");
+                    out.anomaly(Anomaly::BadMethod);
                     None
                 }
             }
@@ -476,7 +494,7 @@ impl AmqpDissector {
                 if self.contents.len() >= DEFAULT_IN_FLIGHT
                     && let Some(old) = self.contents.pop_front()
                 {
-                    out.anomaly("amqp.content_evicted");
+                    out.anomaly(Anomaly::ContentEvicted);
                     let mut ex = old.ex;
                     ex.status = Status::Incomplete;
                     out.emit(ex);
@@ -494,7 +512,7 @@ impl AmqpDissector {
                 if self.pending.len() >= DEFAULT_IN_FLIGHT
                     && let Some(old) = self.pending.pop_front()
                 {
-                    out.anomaly("pairing.evicted");
+                    out.anomaly(crate::dissect::anomaly::Common::PairingEvicted);
                     let mut ex = old.ex;
                     ex.status = Status::NoResponse;
                     out.emit(ex);
@@ -525,11 +543,11 @@ impl AmqpDissector {
             .iter_mut()
             .find(|c| c.channel == channel && c.dir == dir && c.expected.is_none())
         else {
-            out.anomaly("amqp.header_without_method");
+            out.anomaly(Anomaly::HeaderWithoutMethod);
             return;
         };
         let parsed = match nesting::check_content_header(payload) {
-            Ok(()) => parse_content_header(payload).map_err(|_| "amqp.bad_content_header"),
+            Ok(()) => parse_content_header(payload).map_err(|_| Anomaly::BadContentHeader),
             Err(e) => Err(table_anomaly(e)),
         };
         match parsed {
@@ -631,7 +649,7 @@ impl AmqpDissector {
             let channel = u16::from_be_bytes([rest[1], rest[2]]);
             let size = u32::from_be_bytes([rest[3], rest[4], rest[5], rest[6]]) as usize;
             if !matches!(kind, 1 | 2 | 3 | 8) {
-                out.anomaly("amqp.bad_frame");
+                out.anomaly(Anomaly::BadFrame);
                 self.flush(out);
                 return Progress::Error(DissectError {
                     protocol: Protocol::Amqp,
@@ -641,7 +659,7 @@ impl AmqpDissector {
             if kind == 3 || size > MAX_FRAME {
                 // Body, or a frame too large to decode: stream past it.
                 if kind != 3 {
-                    out.anomaly("amqp.frame_too_large");
+                    out.anomaly(Anomaly::FrameTooLarge);
                 }
                 let r = &mut self.readers[dir.index()];
                 r.skip_left = size as u64 + 1;
@@ -656,7 +674,7 @@ impl AmqpDissector {
                 };
             };
             if frame[7 + size] != 0xce {
-                out.anomaly("amqp.bad_frame_end");
+                out.anomaly(Anomaly::BadFrameEnd);
                 self.flush(out);
                 return Progress::Error(DissectError {
                     protocol: Protocol::Amqp,
@@ -704,7 +722,7 @@ impl Dissector for AmqpDissector {
     }
 
     fn gap(&mut self, dir: Direction, len: u64, _ts: u64, out: &mut Emitter<'_>) {
-        out.anomaly("amqp.gap");
+        out.anomaly(Anomaly::Gap);
         let r = &mut self.readers[dir.index()];
         if len < r.skip_left {
             // Lost inside a body: framing holds, the message is incomplete.
@@ -715,7 +733,7 @@ impl Dissector for AmqpDissector {
                     .iter_mut()
                     .find(|c| c.channel == ch && c.dir == dir)
             {
-                c.ex.add_anomaly("amqp.gap");
+                c.ex.add_anomaly(Anomaly::Gap.name());
                 c.ex.status = Status::Incomplete;
                 c.received += len;
             }

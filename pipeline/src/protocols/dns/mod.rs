@@ -22,6 +22,16 @@ use crate::dissect::entry::ProtocolEntry;
 use crate::dissect::pairing::{ById, DEFAULT_IN_FLIGHT};
 use crate::dissect::{Direction, Dissector, Emitter, FlowMeta, Progress};
 
+crate::anomalies! {
+    /// What this dissector counts (ARCHITECTURE.md §3 lists the caps behind some).
+    pub enum Anomaly {
+        Gap = "dns.gap",
+        Malformed = "dns.malformed",
+        ResponseWithoutQuery = "dns.response_without_query",
+        Truncated = "dns.truncated",
+    }
+}
+
 /// A query unanswered for this long (capture time) is reported as `no_response`.
 pub const QUERY_TIMEOUT_NS: u64 = 10_000_000_000;
 
@@ -93,7 +103,7 @@ struct Parsed {
     id: u16,
     response: bool,
     dns: Dns,
-    anomaly: Option<&'static str>,
+    anomaly: Option<Anomaly>,
 }
 
 fn rcode_name(code: u16) -> String {
@@ -217,9 +227,9 @@ fn parse(msg: &[u8]) -> Option<Parsed> {
                     edns_udp_payload_size: None,
                 },
                 anomaly: Some(if cut {
-                    "dns.truncated"
+                    Anomaly::Truncated
                 } else {
-                    "dns.malformed"
+                    Anomaly::Malformed
                 }),
             })
         }
@@ -308,7 +318,7 @@ fn escape_label(label: &[u8]) -> String {
 struct Query {
     ts: u64,
     dns: Dns,
-    anomaly: Option<&'static str>,
+    anomaly: Option<Anomaly>,
 }
 
 /// DNS dissector state for one flow.
@@ -332,7 +342,7 @@ impl DnsDissector {
         let mut ex = out.exchange(Protocol::Dns, q.ts);
         ex.status = Status::NoResponse;
         if let Some(a) = q.anomaly {
-            ex.add_anomaly(a);
+            ex.add_anomaly(a.name());
         }
         ex.dns = Some(q.dns);
         out.emit(ex);
@@ -343,7 +353,7 @@ impl DnsDissector {
             Self::unanswered(q, out);
         }
         let Some(p) = parse(msg) else {
-            out.anomaly("dns.truncated");
+            out.anomaly(Anomaly::Truncated);
             return;
         };
         if let Some(a) = p.anomaly {
@@ -356,7 +366,7 @@ impl DnsDissector {
                 anomaly: p.anomaly,
             };
             if let Some(old) = self.queries.push(p.id, ts, q) {
-                out.anomaly("pairing.evicted");
+                out.anomaly(crate::dissect::anomaly::Common::PairingEvicted);
                 Self::unanswered(old, out);
             }
             return;
@@ -373,21 +383,21 @@ impl DnsDissector {
                 }
                 dns.edns_udp_payload_size = q.dns.edns_udp_payload_size;
                 if let Some(a) = q.anomaly {
-                    ex.add_anomaly(a);
+                    ex.add_anomaly(a.name());
                 }
             }
             None => {
-                out.anomaly("dns.response_without_query");
-                ex.add_anomaly("dns.response_without_query");
+                out.anomaly(Anomaly::ResponseWithoutQuery);
+                ex.add_anomaly(Anomaly::ResponseWithoutQuery.name());
             }
         }
         ex.status = match (&p.anomaly, dns.response_code.as_deref()) {
-            (Some("dns.truncated"), _) => Status::Incomplete,
+            (Some(Anomaly::Truncated), _) => Status::Incomplete,
             (_, Some("NOERROR")) => Status::Ok,
             _ => Status::Error,
         };
         if let Some(a) = p.anomaly {
-            ex.add_anomaly(a);
+            ex.add_anomaly(a.name());
         }
         ex.dns = Some(dns);
         out.emit(ex);
@@ -435,7 +445,7 @@ impl Dissector for DnsDissector {
     fn gap(&mut self, _dir: Direction, _len: u64, _ts: u64, out: &mut Emitter<'_>) {
         // Over TCP the length prefixes are lost with the bytes: parsing resumes at the next
         // chunk that starts with a plausible length prefix and header.
-        out.anomaly("dns.gap");
+        out.anomaly(Anomaly::Gap);
         self.lost = true;
     }
 

@@ -23,6 +23,15 @@ use serde_json::Value;
 use crate::dissect::Emitter;
 use crate::dissect::http_fields::BodySource;
 
+crate::anomalies! {
+    /// What this dissector counts (ARCHITECTURE.md §3 lists the caps behind some).
+    pub enum Anomaly {
+        AmbiguousOperation = "graphql.ambiguous_operation",
+        ParseError = "graphql.parse_error",
+        TooDeep = "graphql.too_deep",
+    }
+}
+
 /// Deepest bracket nesting of a document that is parsed (graphql-parser's own limit).
 pub const MAX_DEPTH: usize = 50;
 
@@ -176,11 +185,11 @@ enum OpError {
 }
 
 impl OpError {
-    fn anomaly(self) -> &'static str {
+    fn anomaly(self) -> Anomaly {
         match self {
-            OpError::Parse => "graphql.parse_error",
-            OpError::TooDeep => "graphql.too_deep",
-            OpError::Ambiguous => "graphql.ambiguous_operation",
+            OpError::Parse => Anomaly::ParseError,
+            OpError::TooDeep => Anomaly::TooDeep,
+            OpError::Ambiguous => Anomaly::AmbiguousOperation,
         }
     }
 }
@@ -250,12 +259,12 @@ pub fn refine(ex: &mut Exchange, p: &HttpParts<'_>, out: &mut Emitter<'_>) -> bo
             Err(OpError::Parse) => {
                 // Still an HTTP exchange (the document is not GraphQL after all, or is broken).
                 out.anomaly(OpError::Parse.anomaly());
-                ex.add_anomaly(OpError::Parse.anomaly());
+                ex.add_anomaly(OpError::Parse.anomaly().name());
                 return false;
             }
             Err(e) => {
                 out.anomaly(e.anomaly());
-                ex.add_anomaly(e.anomaly());
+                ex.add_anomaly(e.anomaly().name());
                 op.name = first.operation_name.clone();
             }
         }

@@ -19,6 +19,14 @@ use schemas::l7::rpc::{Grpc, GrpcMessages, Rpc, RpcResponse, RpcSystem};
 use crate::dissect::Emitter;
 use crate::dissect::body;
 
+crate::anomalies! {
+    /// What this dissector counts (ARCHITECTURE.md §3 lists the caps behind some).
+    pub enum Anomaly {
+        CutMessage = "grpc.cut_message",
+        MessageDecode = "grpc.message_decode",
+    }
+}
+
 /// Messages decoded per direction of one RPC.
 pub const MAX_DECODED_MESSAGES: usize = 8;
 /// Largest message kept for decoding.
@@ -140,8 +148,8 @@ impl MessageScan {
                     match encoding.map(|e| body::decode(e, bytes)) {
                         Some(Ok(p)) => p,
                         _ => {
-                            out.anomaly("grpc.message_decode");
-                            ex.add_anomaly("grpc.message_decode");
+                            out.anomaly(Anomaly::MessageDecode);
+                            ex.add_anomaly(Anomaly::MessageDecode.name());
                             continue;
                         }
                     }
@@ -154,8 +162,8 @@ impl MessageScan {
                 {
                     Some(v) => decoded.push(v),
                     None => {
-                        out.anomaly("grpc.message_decode");
-                        ex.add_anomaly("grpc.message_decode");
+                        out.anomaly(Anomaly::MessageDecode);
+                        ex.add_anomaly(Anomaly::MessageDecode.name());
                     }
                 }
             }
@@ -241,7 +249,7 @@ pub fn refine(ex: &mut Exchange, f: Finished<'_>, out: &mut Emitter<'_>) {
         .response
         .summary(types.as_ref().map(|t| &t.1), encoding, ex, out);
     if f.request.mid_message() || f.response.mid_message() {
-        ex.add_anomaly("grpc.cut_message");
+        ex.add_anomaly(Anomaly::CutMessage.name());
     }
     ex.rpc = Some(Rpc {
         system: RpcSystem {

@@ -30,6 +30,26 @@ use crate::dissect::{Direction, Dissector, Emitter, FlowMeta, Progress};
 use crate::protocols::graphql;
 use crate::protocols::http2::{Http2, Upgraded};
 
+crate::anomalies! {
+    /// What this dissector counts (ARCHITECTURE.md §3 lists the caps behind some).
+    pub enum Anomaly {
+        BadChunkEnd = "http.bad_chunk_end",
+        BadChunkSize = "http.bad_chunk_size",
+        BadContentLength = "http.bad_content_length",
+        BadTransferEncoding = "http.bad_transfer_encoding",
+        ConflictingContentLength = "http.conflicting_content_length",
+        Gap = "http.gap",
+        HeaderTooLarge = "http.header_too_large",
+        HeadersCut = "http.headers_cut",
+        MalformedRequest = "http.malformed_request",
+        MalformedResponse = "http.malformed_response",
+        ResponseWithoutRequest = "http.response_without_request",
+        TeAndCl = "http.te_and_cl",
+        TooManyHeaders = "http.too_many_headers",
+        TrailerTooLarge = "http.trailer_too_large",
+    }
+}
+
 /// Largest header block (request/status line plus fields) accepted.
 pub const MAX_HEADER_BLOCK: usize = 64 * 1024;
 /// Most header fields in one message.
@@ -258,7 +278,7 @@ impl Http1 {
         let n = match req.parse(data) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Parsed::Partial,
-            Err(httparse::Error::TooManyHeaders) => return Parsed::Bad("http.too_many_headers"),
+            Err(httparse::Error::TooManyHeaders) => return Parsed::Bad(Anomaly::TooManyHeaders),
             Err(_) => return self.http09_request(data, ts, out),
         };
         let method = req.method.unwrap_or_default().to_string();
@@ -271,7 +291,7 @@ impl Http1 {
             Err(a) => return Parsed::Bad(a),
         };
         if framing_hdr.te_and_cl {
-            out.anomaly("http.te_and_cl");
+            out.anomaly(Anomaly::TeAndCl);
         }
         // A request body is never close-delimited.
         if framing == Framing::UntilClose {
@@ -309,10 +329,10 @@ impl Http1 {
         let line = line.trim_end_matches('\r');
         let mut parts = line.split(' ');
         let (Some(method), Some(target), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Parsed::Bad("http.malformed_request");
+            return Parsed::Bad(Anomaly::MalformedRequest);
         };
         if !is_token(method) || target.is_empty() {
-            return Parsed::Bad("http.malformed_request");
+            return Parsed::Bad(Anomaly::MalformedRequest);
         }
         let start_ts = self.msg_start[0].take().unwrap_or(ts);
         let r = Req::from_line(method, target, Some("0.9"), start_ts, ts);
@@ -323,7 +343,7 @@ impl Http1 {
 
     fn push_request(&mut self, r: Req, out: &mut Emitter<'_>) {
         if let Some(old) = self.inflight.push(r) {
-            out.anomaly("pairing.evicted");
+            out.anomaly(crate::dissect::anomaly::Common::PairingEvicted);
             let ex = build(old, out);
             out.emit(ex);
             self.req_body_of = self.req_body_of.and_then(|i| i.checked_sub(1));
@@ -336,8 +356,8 @@ impl Http1 {
         let n = match resp.parse(data) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Parsed::Partial,
-            Err(httparse::Error::TooManyHeaders) => return Parsed::Bad("http.too_many_headers"),
-            Err(_) => return Parsed::Bad("http.malformed_response"),
+            Err(httparse::Error::TooManyHeaders) => return Parsed::Bad(Anomaly::TooManyHeaders),
+            Err(_) => return Parsed::Bad(Anomaly::MalformedResponse),
         };
         let code = resp.code.unwrap_or(0);
         if (100..200).contains(&code) && code != 101 {
@@ -360,10 +380,10 @@ impl Http1 {
             framing = Framing::None;
         }
         if framing_hdr.te_and_cl {
-            out.anomaly("http.te_and_cl");
+            out.anomaly(Anomaly::TeAndCl);
         }
         if idx.is_none() {
-            out.anomaly("http.response_without_request");
+            out.anomaly(Anomaly::ResponseWithoutRequest);
         }
         self.msg_start[1] = None;
         self.resp_cur = Some(Resp {
@@ -616,7 +636,7 @@ impl Http1 {
                         match parsed {
                             Parsed::Partial => {
                                 if rest.len() > MAX_HEADER_BLOCK {
-                                    out.anomaly("http.header_too_large");
+                                    out.anomaly(Anomaly::HeaderTooLarge);
                                     self.msg_start[dir.index()] = None;
                                     pos = data.len();
                                     State::Resync
@@ -740,7 +760,7 @@ impl Http1 {
                     }
                     Ok(httparse::Status::Partial) if rest.len() <= MAX_LINE => BodyStep::NeedMore,
                     _ => {
-                        out.anomaly("http.bad_chunk_size");
+                        out.anomaly(Anomaly::BadChunkSize);
                         self.mark_incomplete(dir);
                         self.end_body(dir, ts, out);
                         BodyStep::Consumed(0, State::Resync)
@@ -764,7 +784,7 @@ impl Http1 {
                     } else if rest == b"\r" {
                         BodyStep::NeedMore
                     } else {
-                        out.anomaly("http.bad_chunk_end");
+                        out.anomaly(Anomaly::BadChunkEnd);
                         BodyStep::Consumed(0, State::Body(framing, Chunk::Size))
                     }
                 }
@@ -780,7 +800,7 @@ impl Http1 {
                     }
                     None if rest.len() <= MAX_LINE => BodyStep::NeedMore,
                     None => {
-                        out.anomaly("http.trailer_too_large");
+                        out.anomaly(Anomaly::TrailerTooLarge);
                         self.end_body(dir, ts, out);
                         BodyStep::Consumed(rest.len(), State::Resync)
                     }
@@ -792,7 +812,7 @@ impl Http1 {
 
 enum Parsed {
     Partial,
-    Bad(&'static str),
+    Bad(Anomaly),
     Headers(usize, Framing),
     Tunnel(usize),
 }
@@ -815,7 +835,7 @@ struct FramingHeaders {
 }
 
 impl FramingHeaders {
-    fn body(&self, response: bool) -> Result<Framing, &'static str> {
+    fn body(&self, response: bool) -> Result<Framing, Anomaly> {
         if self.te_present {
             // Chunked must be the final coding; otherwise a response is close-delimited
             // and a request is unframeable.
@@ -824,12 +844,12 @@ impl FramingHeaders {
             } else if response {
                 Framing::UntilClose
             } else {
-                return Err("http.bad_transfer_encoding");
+                return Err(Anomaly::BadTransferEncoding);
             });
         }
         match self.content_length {
             Some(Ok(n)) => Ok(Framing::Length(n)),
-            Some(Err(())) => Err("http.bad_content_length"),
+            Some(Err(())) => Err(Anomaly::BadContentLength),
             None if response => Ok(Framing::UntilClose),
             None => Ok(Framing::None),
         }
@@ -859,7 +879,7 @@ fn collect_headers(
                 let parsed = value.parse::<u64>().map_err(|_| ());
                 f.content_length = match f.content_length {
                     Some(Ok(old)) if parsed != Ok(old) => {
-                        out.anomaly("http.conflicting_content_length");
+                        out.anomaly(Anomaly::ConflictingContentLength);
                         Some(Err(()))
                     }
                     _ => Some(parsed),
@@ -1075,7 +1095,7 @@ impl Dissector for Http1 {
                 let mut r = Req::from_line(method, target, version, start_ts, ts);
                 r.incomplete = true;
                 self.push_request(r, out);
-                out.anomaly("http.headers_cut");
+                out.anomaly(Anomaly::HeadersCut);
             }
             Direction::ToClient => {
                 let (Some(version), Some(code)) = (a, b) else {
@@ -1097,7 +1117,7 @@ impl Dissector for Http1 {
                     incomplete: true,
                     ..Default::default()
                 });
-                out.anomaly("http.headers_cut");
+                out.anomaly(Anomaly::HeadersCut);
                 // The body's framing is unknown: wait for the next message.
                 self.resp_state = State::Resync;
                 self.finish_response(ts, out);
@@ -1109,7 +1129,7 @@ impl Dissector for Http1 {
         if let Some(h2) = self.h2.as_mut() {
             return h2.gap(dir, len, ts, out);
         }
-        out.anomaly("http.gap");
+        out.anomaly(Anomaly::Gap);
         let state = match dir {
             Direction::ToServer => &mut self.req_state,
             Direction::ToClient => &mut self.resp_state,

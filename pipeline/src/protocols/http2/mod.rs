@@ -54,6 +54,27 @@ use crate::protocols::graphql;
 use crate::protocols::grpc::{self, MessageScan};
 use frame::{Header, Sync};
 
+crate::anomalies! {
+    /// What this dissector counts (ARCHITECTURE.md §3 lists the caps behind some).
+    pub enum Anomaly {
+        BadFrame = "http2.bad_frame",
+        BadPadding = "http2.bad_padding",
+        BlockOfUnknownSide = "http2.block_of_unknown_side",
+        FrameOverMaxSize = "http2.frame_over_max_size",
+        FrameTooLarge = "http2.frame_too_large",
+        Gap = "http2.gap",
+        HeaderBlockTooLarge = "http2.header_block_too_large",
+        HeaderListTooLarge = "http2.header_list_too_large",
+        HpackError = "http2.hpack_error",
+        InterruptedHeaderBlock = "http2.interrupted_header_block",
+        MidFrameStart = "http2.mid_frame_start",
+        OrphanContinuation = "http2.orphan_continuation",
+        StreamCap = "http2.stream_cap",
+        TooManyFields = "http2.too_many_fields",
+        UnknownHeaderFields = "http2.unknown_header_fields",
+    }
+}
+
 /// Open streams tracked per connection.
 pub const MAX_STREAMS: usize = 1024;
 /// Largest header block (HEADERS or PUSH_PROMISE plus CONTINUATIONs).
@@ -486,7 +507,7 @@ impl Http2 {
             if self.streams.len() >= MAX_STREAMS
                 && let Some(&oldest) = self.streams.keys().min()
             {
-                out.anomaly("http2.stream_cap");
+                out.anomaly(Anomaly::StreamCap);
                 if let Some(mut s) = self.streams.remove(&oldest) {
                     s.incomplete = true;
                     self.emit(s, out);
@@ -550,7 +571,7 @@ impl Http2 {
                         self.sides[d].mode = Mode::Frames;
                     } else {
                         self.sides[d].mode = Mode::Resync;
-                        out.anomaly("http2.mid_frame_start");
+                        out.anomaly(Anomaly::MidFrameStart);
                     }
                 }
                 Mode::Resync => match frame::find_sync(rest) {
@@ -605,7 +626,7 @@ impl Http2 {
                     if h.kind == frame::DATA {
                         if h.stream == 0 {
                             // Resynchronise past this header, not onto it again.
-                            self.bad_frame(dir, "http2.bad_frame", out);
+                            self.bad_frame(dir, Anomaly::BadFrame, out);
                             pos += 1;
                             continue;
                         }
@@ -619,7 +640,7 @@ impl Http2 {
                                 };
                             };
                             if u32::from(p) >= h.len {
-                                self.bad_frame(dir, "http2.bad_padding", out);
+                                self.bad_frame(dir, Anomaly::BadPadding, out);
                                 pos += 1;
                                 continue;
                             }
@@ -645,7 +666,7 @@ impl Http2 {
                     }
                     let total = frame::HEADER_LEN + h.len as usize;
                     if h.len as usize > MAX_FRAME_BUFFERED {
-                        out.anomaly("http2.frame_too_large");
+                        out.anomaly(Anomaly::FrameTooLarge);
                         let side = &mut self.sides[d];
                         if matches!(
                             h.kind,
@@ -688,7 +709,7 @@ impl Http2 {
         }
     }
 
-    fn bad_frame(&mut self, dir: Direction, anomaly: &'static str, out: &mut Emitter<'_>) {
+    fn bad_frame(&mut self, dir: Direction, anomaly: Anomaly, out: &mut Emitter<'_>) {
         out.anomaly(anomaly);
         self.sides[dir.index()].lose();
         self.mark_all_incomplete();
@@ -756,21 +777,21 @@ impl Http2 {
         let d = dir.index();
         if self.sides[d].block.is_some() && h.kind != frame::CONTINUATION {
             // RFC 9113 §6.10: nothing may interleave with a header block.
-            out.anomaly("http2.interrupted_header_block");
+            out.anomaly(Anomaly::InterruptedHeaderBlock);
             self.sides[d].block = None;
             self.sides[d].hpack.lose();
         }
         match h.kind {
             frame::HEADERS => {
                 let Ok(fragment) = frame::headers_fragment(&h, payload) else {
-                    self.bad_frame(dir, "http2.bad_padding", out);
+                    self.bad_frame(dir, Anomaly::BadPadding, out);
                     return;
                 };
                 self.block_start(dir, h, None, fragment, ts, out);
             }
             frame::PUSH_PROMISE => {
                 let Ok((promised, fragment)) = frame::push_promise(&h, payload) else {
-                    self.bad_frame(dir, "http2.bad_padding", out);
+                    self.bad_frame(dir, Anomaly::BadPadding, out);
                     return;
                 };
                 self.block_start(dir, h, Some(promised), fragment, ts, out);
@@ -780,7 +801,7 @@ impl Http2 {
                 match &mut side.block {
                     Some(b) if b.stream == h.stream => {
                         if b.buf.len() + payload.len() > MAX_HEADER_BLOCK {
-                            out.anomaly("http2.header_block_too_large");
+                            out.anomaly(Anomaly::HeaderBlockTooLarge);
                             side.block = None;
                             side.hpack.lose();
                             self.mark_stream_incomplete(h.stream);
@@ -790,7 +811,7 @@ impl Http2 {
                     }
                     _ => {
                         // The block's start was lost (or never sent): its inserts are unknown.
-                        out.anomaly("http2.orphan_continuation");
+                        out.anomaly(Anomaly::OrphanContinuation);
                         side.block = None;
                         side.hpack.lose();
                         self.mark_stream_incomplete(h.stream);
@@ -849,7 +870,7 @@ impl Http2 {
             _ => {} // PRIORITY, PING, WINDOW_UPDATE, SETTINGS ACK, unknown types
         }
         if h.len > self.sides[d].max_frame.max(frame::DEFAULT_MAX_FRAME) {
-            out.anomaly("http2.frame_over_max_size");
+            out.anomaly(Anomaly::FrameOverMaxSize);
         }
     }
 
@@ -885,13 +906,13 @@ impl Http2 {
             .hpack
             .decode(&b.buf, |f| head.field(f, &mut dropped));
         if dropped {
-            out.anomaly("http2.too_many_fields");
+            out.anomaly(Anomaly::TooManyFields);
         }
         if head.over_cap > 0 {
-            out.anomaly("http2.header_list_too_large");
+            out.anomaly(Anomaly::HeaderListTooLarge);
         }
         if r.is_err() && !cut {
-            out.anomaly("http2.hpack_error");
+            out.anomaly(Anomaly::HpackError);
         }
         let broken = r.is_err() || cut;
         if self.swapped.is_none() {
@@ -911,7 +932,7 @@ impl Http2 {
                 None => {
                     // Trailers of unknown origin before the roles are known: a field on the
                     // wrong side would be a wrong value, so the block is left out.
-                    out.anomaly("http2.block_of_unknown_side");
+                    out.anomaly(Anomaly::BlockOfUnknownSide);
                     if let Some(s) = self.streams.get_mut(&b.stream) {
                         s.incomplete = true;
                     }
@@ -982,7 +1003,7 @@ impl Http2 {
             .map(|h| h.unknown)
             .sum::<u32>();
         if unknown > 0 {
-            ex.add_anomaly("http2.unknown_header_fields");
+            ex.add_anomaly(Anomaly::UnknownHeaderFields.name());
         }
         let error_code = s.reset.map(|(c, _)| c).or(s.refused);
         let reset_error = error_code.is_some_and(|c| c != 0);
@@ -1199,7 +1220,7 @@ impl Dissector for Http2 {
             side.skip -= len;
             return;
         }
-        out.anomaly("http2.gap");
+        out.anomaly(Anomaly::Gap);
         side.lose();
         self.mark_all_incomplete();
     }

@@ -33,6 +33,21 @@ use crate::dissect::entry::ProtocolEntry;
 use crate::dissect::pairing::{ById, DEFAULT_IN_FLIGHT};
 use crate::dissect::{Direction, Dissector, Emitter, FlowMeta, Progress};
 
+crate::anomalies! {
+    /// What this dissector counts (ARCHITECTURE.md §3 lists the caps behind some).
+    pub enum Anomaly {
+        BadLength = "kafka.bad_length",
+        BadRequest = "kafka.bad_request",
+        BadResponse = "kafka.bad_response",
+        Gap = "kafka.gap",
+        MessageTooLarge = "kafka.message_too_large",
+        ResponseWithoutRequest = "kafka.response_without_request",
+        ShortRequest = "kafka.short_request",
+        ShortResponse = "kafka.short_response",
+        UnknownVersion = "kafka.unknown_version",
+    }
+}
+
 /// Largest message decoded whole; larger ones are skipped past after their header.
 pub const MAX_DECODE: usize = 1 << 20;
 /// Largest message length believed at all (Kafka's default socket request maximum).
@@ -571,7 +586,7 @@ impl KafkaDissector {
         let (Some(key), Some(version), Some(corr)) =
             (i16_at(msg, 0), i16_at(msg, 2), i32_at(msg, 4))
         else {
-            out.anomaly("kafka.short_request");
+            out.anomaly(Anomaly::ShortRequest);
             return;
         };
         let api = ApiKey::try_from(key).ok();
@@ -598,14 +613,14 @@ impl KafkaDissector {
             if (r.min..=r.max).contains(&version) {
                 match RequestKind::decode(a, &mut Bytes::copy_from_slice(rest), version) {
                     Ok(req) => request_info(&req, &mut info),
-                    Err(_) => anomaly = Some("kafka.bad_request"),
+                    Err(_) => anomaly = Some(Anomaly::BadRequest),
                 }
             } else if legacy(a, version) {
                 if legacy_request(a, version, rest, &mut info).is_none() {
-                    anomaly = Some("kafka.bad_request");
+                    anomaly = Some(Anomaly::BadRequest);
                 }
             } else {
-                anomaly = Some("kafka.unknown_version");
+                anomaly = Some(Anomaly::UnknownVersion);
             }
         }
         if let Some(a) = anomaly {
@@ -618,7 +633,7 @@ impl KafkaDissector {
             ex.span_id = Some(s);
         }
         if let Some(a) = anomaly {
-            ex.add_anomaly(a);
+            ex.add_anomaly(a.name());
         }
         let op = match api {
             Some(ApiKey::Produce) => "send".to_string(),
@@ -656,7 +671,7 @@ impl KafkaDissector {
             return;
         }
         if let Some(old) = self.pending.push(corr, start, Pending { ex, api, version }) {
-            out.anomaly("pairing.evicted");
+            out.anomaly(crate::dissect::anomaly::Common::PairingEvicted);
             let mut ex = old.ex;
             ex.status = Status::NoResponse;
             out.emit(ex);
@@ -665,11 +680,11 @@ impl KafkaDissector {
 
     fn response(&mut self, msg: &[u8], whole: bool, ts: u64, out: &mut Emitter<'_>) {
         let Some(corr) = i32_at(msg, 0) else {
-            out.anomaly("kafka.short_response");
+            out.anomaly(Anomaly::ShortResponse);
             return;
         };
         let Some(p) = self.pending.take(&corr) else {
-            out.anomaly("kafka.response_without_request");
+            out.anomaly(Anomaly::ResponseWithoutRequest);
             return;
         };
         let mut ex = p.ex;
@@ -688,8 +703,8 @@ impl KafkaDissector {
                 match ResponseKind::decode(a, &mut Bytes::copy_from_slice(body), p.version) {
                     Ok(resp) => error = response_error(&resp, &mut stats),
                     Err(_) => {
-                        out.anomaly("kafka.bad_response");
-                        ex.add_anomaly("kafka.bad_response");
+                        out.anomaly(Anomaly::BadResponse);
+                        ex.add_anomaly(Anomaly::BadResponse.name());
                     }
                 }
             } else if a == ApiKey::Produce && legacy(a, p.version) {
@@ -745,7 +760,7 @@ impl KafkaDissector {
                 };
             };
             if len < 4 || len as usize > MAX_MESSAGE {
-                out.anomaly("kafka.bad_length");
+                out.anomaly(Anomaly::BadLength);
                 return Progress::Error(crate::dissect::DissectError {
                     protocol: Protocol::Kafka,
                     reason: "bad length",
@@ -762,7 +777,7 @@ impl KafkaDissector {
                         needed: head - body.len(),
                     };
                 }
-                out.anomaly("kafka.message_too_large");
+                out.anomaly(Anomaly::MessageTooLarge);
                 self.message(dir, &body[..head], false, ts, ts, out);
                 self.sides[dir.index()].skip = len - head;
                 pos += 4 + head;
@@ -813,7 +828,7 @@ impl Dissector for KafkaDissector {
     }
 
     fn gap(&mut self, dir: Direction, len: u64, _ts: u64, out: &mut Emitter<'_>) {
-        out.anomaly("kafka.gap");
+        out.anomaly(Anomaly::Gap);
         let side = &mut self.sides[dir.index()];
         if (len as usize) < side.skip {
             side.skip -= len as usize;

@@ -28,6 +28,18 @@ use crate::dissect::entry::ProtocolEntry;
 use crate::dissect::pairing::{DEFAULT_IN_FLIGHT, Fifo};
 use crate::dissect::{Direction, DissectError, Dissector, Emitter, FlowMeta, Progress};
 
+crate::anomalies! {
+    /// What this dissector counts (ARCHITECTURE.md §3 lists the caps behind some).
+    pub enum Anomaly {
+        BadLength = "redis.bad_length",
+        Gap = "redis.gap",
+        LineTooLong = "redis.line_too_long",
+        NotResp = "redis.not_resp",
+        ResponseWithoutRequest = "redis.response_without_request",
+        TooDeep = "redis.too_deep",
+    }
+}
+
 /// Deepest aggregate nesting followed.
 pub const MAX_DEPTH: usize = 32;
 /// Longest line (simple string, error, number, inline command).
@@ -199,7 +211,7 @@ enum Step {
     /// Consumed this many bytes; a top-level message may be complete.
     Advance(usize, Option<Message>),
     NeedMore,
-    Bad(&'static str),
+    Bad(Anomaly),
 }
 
 fn line(data: &[u8]) -> Option<(&[u8], usize)> {
@@ -273,7 +285,7 @@ impl Scan {
         }
         let Some((l, used)) = line(data) else {
             return if data.len() > MAX_LINE {
-                Step::Bad("redis.line_too_long")
+                Step::Bad(Anomaly::LineTooLong)
             } else {
                 Step::NeedMore
             };
@@ -314,14 +326,14 @@ impl Scan {
                     self.bulk_left = n as u64 + 2;
                     Step::Advance(used, None)
                 }
-                _ => Step::Bad("redis.bad_length"),
+                _ => Step::Bad(Anomaly::BadLength),
             },
             b'*' | b'~' | b'>' | b'%' | b'|' => match parse_int(body) {
                 Some(-1) => Step::Advance(used, self.element_done(ts)),
                 Some(0) if kind != b'|' => Step::Advance(used, self.element_done(ts)),
                 Some(n) if n >= 0 => {
                     if self.stack.len() >= MAX_DEPTH {
-                        return Step::Bad("redis.too_deep");
+                        return Step::Bad(Anomaly::TooDeep);
                     }
                     let n = n as u64;
                     let count = if matches!(kind, b'%' | b'|') {
@@ -339,7 +351,7 @@ impl Scan {
                     self.stack.push(count);
                     Step::Advance(used, None)
                 }
-                _ => Step::Bad("redis.bad_length"),
+                _ => Step::Bad(Anomaly::BadLength),
             },
             _ if request && top_level => {
                 // Inline command: words separated by spaces.
@@ -356,7 +368,7 @@ impl Scan {
                     .collect();
                 Step::Advance(used, self.element_done(ts))
             }
-            _ => Step::Bad("redis.not_resp"),
+            _ => Step::Bad(Anomaly::NotResp),
         }
     }
 }
@@ -420,7 +432,7 @@ impl RedisDissector {
         ex.end_time_unix_nano = ts;
         if m.lost {
             ex.status = Status::Incomplete;
-            ex.add_anomaly("redis.gap");
+            ex.add_anomaly(Anomaly::Gap.name());
         }
         ex.db = Some(Db {
             system: DbSystem {
@@ -435,7 +447,7 @@ impl RedisDissector {
             return;
         }
         if let Some(old) = self.pending.push(Pending { ex, op }) {
-            out.anomaly("pairing.evicted");
+            out.anomaly(crate::dissect::anomaly::Common::PairingEvicted);
             let mut ex = old.ex;
             ex.status = Status::NoResponse;
             out.emit(ex);
@@ -483,7 +495,7 @@ impl RedisDissector {
             }
         }
         let Some(p) = self.pending.pop() else {
-            out.anomaly("redis.response_without_request");
+            out.anomaly(Anomaly::ResponseWithoutRequest);
             return;
         };
         let mut ex = p.ex;
@@ -524,7 +536,7 @@ impl RedisDissector {
         }
         if m.lost {
             ex.status = Status::Incomplete;
-            ex.add_anomaly("redis.gap");
+            ex.add_anomaly(Anomaly::Gap.name());
         }
         ex.redis = Some(Redis {
             response: Some(RedisResponse {
@@ -561,7 +573,7 @@ impl RedisDissector {
                     self.flush(out);
                     return Progress::Error(DissectError {
                         protocol: Protocol::Redis,
-                        reason: a,
+                        reason: a.name(),
                     });
                 }
             }
@@ -626,7 +638,7 @@ impl Dissector for RedisDissector {
     }
 
     fn gap(&mut self, dir: Direction, len: u64, _ts: u64, out: &mut Emitter<'_>) {
-        out.anomaly("redis.gap");
+        out.anomaly(Anomaly::Gap);
         let scan = &mut self.scans[dir.index()];
         if len < scan.bulk_left {
             // Lost inside a bulk payload: the framing holds; the message is incomplete.
@@ -641,7 +653,7 @@ impl Dissector for RedisDissector {
             for p in self.pending.drain().collect::<Vec<_>>() {
                 let mut ex = p.ex;
                 ex.status = Status::Incomplete;
-                ex.add_anomaly("redis.gap");
+                ex.add_anomaly(Anomaly::Gap.name());
                 out.emit(ex);
             }
         }
