@@ -64,15 +64,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
-use sinks::kafka::KafkaConfig;
-use sinks::otlp::{OtlpConfig, Tls, Transport};
-use sinks::red::RedConfig;
+use sinks::kafka::{KafkaConfig, KafkaFile};
+use sinks::otlp::{OtlpConfig, OtlpFile};
+use sinks::red::{PromFile, RedConfig};
 use sinks::route::RouteConfig;
+use sinks::settings::duration;
 
 use crate::cli::RunArgs;
 use crate::filter::Filter;
@@ -239,54 +238,6 @@ struct SinksFile {
     kafka: Option<KafkaFile>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PromFile {
-    enabled: Option<bool>,
-    max_series: Option<usize>,
-    filter: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OtlpFile {
-    endpoint: Option<String>,
-    protocol: Option<String>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    compression: Option<String>,
-    timeout: Option<String>,
-    #[serde(default)]
-    tls: TlsFile,
-    service_name: Option<String>,
-    batch_size: Option<usize>,
-    batch_timeout: Option<String>,
-    queue: Option<usize>,
-    max_retries: Option<usize>,
-    legacy_grpc_status_code: Option<bool>,
-    filter: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TlsFile {
-    ca_file: Option<PathBuf>,
-    cert_file: Option<PathBuf>,
-    key_file: Option<PathBuf>,
-    server_name: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KafkaFile {
-    brokers: Option<String>,
-    topic: Option<String>,
-    queue: Option<usize>,
-    #[serde(default)]
-    properties: BTreeMap<String, serde_norway::Value>,
-    filter: Option<String>,
-}
-
 /// A sink's configuration with its (already checked) CEL filter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SinkConfig<T> {
@@ -303,44 +254,6 @@ pub struct Sinks {
     pub kafka: Option<SinkConfig<KafkaConfig>>,
 }
 
-fn check_filter(key: &str, f: Option<String>) -> Result<Option<String>, String> {
-    if let Some(text) = &f {
-        Filter::compile(text).map_err(|e| format!("{key}: {e}"))?;
-    }
-    Ok(f)
-}
-
-fn duration(key: &str, text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{key}: {text:?}: {e}"))
-}
-
-/// `k=v,k2=v2` with percent-encoded values (OTEL_EXPORTER_OTLP_HEADERS, OTEL_RESOURCE_ATTRIBUTES).
-fn otel_pairs(var: &str, text: &str) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| format!("{var}: {item:?} is not key=value"))?;
-        let v: String = form_urlencoded::parse(format!("v={}", v.replace('+', "%2B")).as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
-        out.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    Ok(out)
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn host_name() -> String {
-    env("NODE_NAME")
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
-}
-
 fn resolve_sinks(args: &RunArgs, file: SinksFile) -> Result<Sinks, String> {
     let mut sinks = Sinks::default();
     if let Some(n) = file.routes_per_server {
@@ -351,146 +264,45 @@ fn resolve_sinks(args: &RunArgs, file: SinksFile) -> Result<Sinks, String> {
         }
         sinks.routes.max_per_server = n;
     }
-    let prom = file.prometheus.unwrap_or_default();
-    if args.red_metrics || prom.enabled.unwrap_or(false) {
-        let mut c = RedConfig::default();
-        if let Some(n) = prom.max_series {
-            if !(1..=1_000_000).contains(&n) {
-                return Err(format!(
-                    "sinks.prometheus.max_series: {n} is not between 1 and 1000000"
-                ));
-            }
-            c.max_series = n;
-        }
+    // Flags win over the file; each sink resolves the rest (its environment variables,
+    // defaults and checks) itself.
+    let mut prom = file.prometheus.unwrap_or_default();
+    prom.enabled = Some(args.red_metrics || prom.enabled.unwrap_or(false));
+    let filter = prom.filter.clone();
+    if let Some(config) = prom.resolve()? {
         sinks.prometheus = Some(SinkConfig {
-            config: c,
-            filter: check_filter("sinks.prometheus.filter", prom.filter)?,
+            config,
+            filter: check_filter("sinks.prometheus.filter", filter)?,
         });
     }
-    let o = file.otlp.unwrap_or_default();
-    let endpoint = args
-        .otlp_endpoint
-        .clone()
-        .or(o.endpoint)
-        .map(|e| (e, false))
-        .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").map(|e| (e, true)))
-        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT").map(|e| (e, false)));
-    if let Some((endpoint, verbatim)) = endpoint {
-        let proto = args
-            .otlp_protocol
-            .clone()
-            .or(o.protocol)
-            .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"))
-            .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
-            .unwrap_or_else(|| "grpc".into());
-        let transport =
-            Transport::parse(&proto).map_err(|e| format!("sinks.otlp.protocol: {e}"))?;
-        // A signal-specific endpoint is used as given; a base endpoint gets `/v1/traces`.
-        let endpoint = if verbatim && transport == Transport::HttpProtobuf {
-            endpoint
-        } else {
-            endpoint.trim_end_matches('/').to_string()
-        };
-        let mut c = OtlpConfig::new(endpoint, transport);
-        c.headers = o.headers.into_iter().collect();
-        if let Some(h) = env("OTEL_EXPORTER_OTLP_HEADERS") {
-            for (k, v) in otel_pairs("OTEL_EXPORTER_OTLP_HEADERS", &h)? {
-                if !c.headers.iter().any(|(e, _)| e.eq_ignore_ascii_case(&k)) {
-                    c.headers.push((k, v));
-                }
-            }
-        }
-        c.gzip = match o.compression.as_deref() {
-            None | Some("none") => false,
-            Some("gzip") => true,
-            Some(other) => {
-                return Err(format!(
-                    "sinks.otlp.compression: {other:?} is not gzip or none"
-                ));
-            }
-        };
-        if let Some(t) = o.timeout {
-            c.timeout = duration("sinks.otlp.timeout", &t)?;
-        }
-        if let Some(t) = o.batch_timeout {
-            c.batch_timeout = duration("sinks.otlp.batch_timeout", &t)?;
-        }
-        c.tls = Tls {
-            ca_file: o.tls.ca_file,
-            cert_file: o.tls.cert_file,
-            key_file: o.tls.key_file,
-            server_name: o.tls.server_name,
-        };
-        if let Some(n) = o.service_name.or_else(|| env("OTEL_SERVICE_NAME")) {
-            c.service_name = n;
-        }
-        c.host_name = host_name();
-        if let Some(r) = env("OTEL_RESOURCE_ATTRIBUTES") {
-            c.resource = otel_pairs("OTEL_RESOURCE_ATTRIBUTES", &r)?;
-        }
-        if let Some(n) = o.batch_size {
-            c.batch_size = n;
-        }
-        if let Some(n) = o.queue {
-            c.queue = n;
-        }
-        if let Some(n) = o.max_retries {
-            c.max_retries = n;
-        }
-        c.options.legacy_grpc_status_code = o.legacy_grpc_status_code.unwrap_or(false);
-        c.validate()?;
+    let mut o = file.otlp.unwrap_or_default();
+    o.endpoint = args.otlp_endpoint.clone().or(o.endpoint);
+    o.protocol = args.otlp_protocol.clone().or(o.protocol);
+    let filter = o.filter.clone();
+    if let Some(config) = o.resolve()? {
         sinks.otlp = Some(SinkConfig {
-            config: c,
-            filter: check_filter("sinks.otlp.filter", o.filter)?,
+            config,
+            filter: check_filter("sinks.otlp.filter", filter)?,
         });
-    } else if o.protocol.is_some()
-        || args.otlp_protocol.is_some()
-        || o.filter.is_some()
-        || !o.headers.is_empty()
-    {
-        return Err("sinks.otlp.endpoint: missing (or set OTEL_EXPORTER_OTLP_ENDPOINT)".into());
     }
-    let k = file.kafka.unwrap_or_default();
-    if let Some(brokers) = args.kafka_brokers.clone().or(k.brokers) {
-        let topic = args
-            .kafka_topic
-            .clone()
-            .or(k.topic)
-            .unwrap_or_else(|| "tapwire.exchanges".into());
-        let mut c = KafkaConfig::new(brokers, topic);
-        if let Some(n) = k.queue {
-            c.queue = n;
-        }
-        for (key, v) in k.properties {
-            let v = match v {
-                serde_norway::Value::String(s) => s,
-                serde_norway::Value::Number(n) => n.to_string(),
-                serde_norway::Value::Bool(b) => b.to_string(),
-                _ => {
-                    return Err(format!(
-                        "sinks.kafka.properties.{key}: not a string, number or boolean"
-                    ));
-                }
-            };
-            c.properties.push((key, v));
-        }
-        // Credentials kept out of the file (the chart passes them from a Secret).
-        if let Some(text) = env("TAPWIRE_KAFKA_PROPERTIES") {
-            for (key, v) in otel_pairs("TAPWIRE_KAFKA_PROPERTIES", &text)? {
-                if !c.properties.iter().any(|(k, _)| *k == key) {
-                    c.properties.push((key, v));
-                }
-            }
-        }
-        c.validate()?;
+    let mut k = file.kafka.unwrap_or_default();
+    k.brokers = args.kafka_brokers.clone().or(k.brokers);
+    k.topic = args.kafka_topic.clone().or(k.topic);
+    let filter = k.filter.clone();
+    if let Some(config) = k.resolve()? {
         sinks.kafka = Some(SinkConfig {
-            config: c,
-            filter: check_filter("sinks.kafka.filter", k.filter)?,
+            config,
+            filter: check_filter("sinks.kafka.filter", filter)?,
         });
-    } else if k.topic.is_some() || args.kafka_topic.is_some() || !k.properties.is_empty() {
-        return Err("sinks.kafka.brokers: missing".into());
     }
     Ok(sinks)
+}
+
+fn check_filter(key: &str, f: Option<String>) -> Result<Option<String>, String> {
+    if let Some(text) = &f {
+        Filter::compile(text).map_err(|e| format!("{key}: {e}"))?;
+    }
+    Ok(f)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -744,6 +556,7 @@ pub fn expand_interfaces(patterns: &[String]) -> Result<Vec<String>, String> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use sinks::otlp::Transport;
 
     fn args(extra: &[&str]) -> RunArgs {
         let mut v = vec!["tapwire", "run"];
@@ -936,19 +749,6 @@ mod tests {
             "flags win"
         );
         assert_eq!(c.sinks.kafka.unwrap().config.topic, "t.{protocol}");
-    }
-
-    #[test]
-    fn otel_pairs_are_percent_decoded() {
-        assert_eq!(
-            otel_pairs("V", "api-key=a%20b, x = y ,tok=p+q%2Cr").unwrap(),
-            vec![
-                ("api-key".to_string(), "a b".to_string()),
-                ("x".to_string(), "y".to_string()),
-                ("tok".to_string(), "p+q,r".to_string()),
-            ]
-        );
-        assert!(otel_pairs("V", "novalue").unwrap_err().starts_with("V:"));
     }
 
     #[test]

@@ -282,6 +282,64 @@ impl Sink for KafkaSink {
     }
 }
 
+/// The keys under `sinks.kafka:` in the agent's configuration (flags already merged in by
+/// the agent: they win over the file).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaFile {
+    pub brokers: Option<String>,
+    pub topic: Option<String>,
+    pub queue: Option<usize>,
+    /// librdkafka properties: strings, numbers or booleans.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, serde_json::Value>,
+    /// A CEL filter (checked by the agent, which evaluates it).
+    pub filter: Option<String>,
+}
+
+impl KafkaFile {
+    /// The sink's configuration, or `None` without brokers (other keys without brokers are
+    /// an error naming them). `TAPWIRE_KAFKA_PROPERTIES` (`k=v,…`) adds properties the file
+    /// does not set: credentials kept out of the file (the chart passes them from a Secret).
+    pub fn resolve(self) -> Result<Option<KafkaConfig>, String> {
+        use crate::settings::{env, key_values};
+        let k = self;
+        let Some(brokers) = k.brokers else {
+            if k.topic.is_some() || !k.properties.is_empty() {
+                return Err("sinks.kafka.brokers: missing".into());
+            }
+            return Ok(None);
+        };
+        let topic = k.topic.unwrap_or_else(|| "tapwire.exchanges".into());
+        let mut c = KafkaConfig::new(brokers, topic);
+        if let Some(n) = k.queue {
+            c.queue = n;
+        }
+        for (key, v) in k.properties {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => {
+                    return Err(format!(
+                        "sinks.kafka.properties.{key}: not a string, number or boolean"
+                    ));
+                }
+            };
+            c.properties.push((key, v));
+        }
+        if let Some(text) = env("TAPWIRE_KAFKA_PROPERTIES") {
+            for (key, v) in key_values("TAPWIRE_KAFKA_PROPERTIES", &text)? {
+                if !c.properties.iter().any(|(k, _)| *k == key) {
+                    c.properties.push((key, v));
+                }
+            }
+        }
+        c.validate()?;
+        Ok(Some(c))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ pub mod otlp;
 pub mod red;
 pub mod route;
 pub mod semconv;
+pub mod settings;
 
 use std::sync::Arc;
 

@@ -618,6 +618,128 @@ fn span_data(
     }
 }
 
+/// The keys under `sinks.otlp:` in the agent's configuration (flags already merged in by
+/// the agent: they win over the file).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpFile {
+    pub endpoint: Option<String>,
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub compression: Option<String>,
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub tls: TlsFile,
+    pub service_name: Option<String>,
+    pub batch_size: Option<usize>,
+    pub batch_timeout: Option<String>,
+    pub queue: Option<usize>,
+    pub max_retries: Option<usize>,
+    pub legacy_grpc_status_code: Option<bool>,
+    /// A CEL filter (checked by the agent, which evaluates it).
+    pub filter: Option<String>,
+}
+
+/// `sinks.otlp.tls:`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub server_name: Option<String>,
+}
+
+impl OtlpFile {
+    /// The sink's configuration, or `None` when no endpoint is set anywhere (keys, then the
+    /// OpenTelemetry SDK's environment variables: `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`,
+    /// `_PROTOCOL`, `_HEADERS`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`). Other keys
+    /// without an endpoint are an error naming it.
+    pub fn resolve(self) -> Result<Option<OtlpConfig>, String> {
+        use crate::settings::{duration, env, key_values};
+        let o = self;
+        let endpoint = o
+            .endpoint
+            .map(|e| (e, false))
+            .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").map(|e| (e, true)))
+            .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT").map(|e| (e, false)));
+        let Some((endpoint, verbatim)) = endpoint else {
+            if o.protocol.is_some() || o.filter.is_some() || !o.headers.is_empty() {
+                return Err(
+                    "sinks.otlp.endpoint: missing (or set OTEL_EXPORTER_OTLP_ENDPOINT)".into(),
+                );
+            }
+            return Ok(None);
+        };
+        let proto = o
+            .protocol
+            .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"))
+            .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
+            .unwrap_or_else(|| "grpc".into());
+        let transport =
+            Transport::parse(&proto).map_err(|e| format!("sinks.otlp.protocol: {e}"))?;
+        // A signal-specific endpoint is used as given; a base endpoint gets `/v1/traces`.
+        let endpoint = if verbatim && transport == Transport::HttpProtobuf {
+            endpoint
+        } else {
+            endpoint.trim_end_matches('/').to_string()
+        };
+        let mut c = OtlpConfig::new(endpoint, transport);
+        c.headers = o.headers.into_iter().collect();
+        if let Some(h) = env("OTEL_EXPORTER_OTLP_HEADERS") {
+            for (k, v) in key_values("OTEL_EXPORTER_OTLP_HEADERS", &h)? {
+                if !c.headers.iter().any(|(e, _)| e.eq_ignore_ascii_case(&k)) {
+                    c.headers.push((k, v));
+                }
+            }
+        }
+        c.gzip = match o.compression.as_deref() {
+            None | Some("none") => false,
+            Some("gzip") => true,
+            Some(other) => {
+                return Err(format!(
+                    "sinks.otlp.compression: {other:?} is not gzip or none"
+                ));
+            }
+        };
+        if let Some(t) = o.timeout {
+            c.timeout = duration("sinks.otlp.timeout", &t)?;
+        }
+        if let Some(t) = o.batch_timeout {
+            c.batch_timeout = duration("sinks.otlp.batch_timeout", &t)?;
+        }
+        c.tls = Tls {
+            ca_file: o.tls.ca_file,
+            cert_file: o.tls.cert_file,
+            key_file: o.tls.key_file,
+            server_name: o.tls.server_name,
+        };
+        if let Some(n) = o.service_name.or_else(|| env("OTEL_SERVICE_NAME")) {
+            c.service_name = n;
+        }
+        c.host_name = env("NODE_NAME")
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        if let Some(r) = env("OTEL_RESOURCE_ATTRIBUTES") {
+            c.resource = key_values("OTEL_RESOURCE_ATTRIBUTES", &r)?;
+        }
+        if let Some(n) = o.batch_size {
+            c.batch_size = n;
+        }
+        if let Some(n) = o.queue {
+            c.queue = n;
+        }
+        if let Some(n) = o.max_retries {
+            c.max_retries = n;
+        }
+        c.options.legacy_grpc_status_code = o.legacy_grpc_status_code.unwrap_or(false);
+        c.validate()?;
+        Ok(Some(c))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

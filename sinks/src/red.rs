@@ -366,6 +366,35 @@ impl Sink for RedMetrics {
     }
 }
 
+/// The keys under `sinks.prometheus:` in the agent's configuration.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromFile {
+    pub enabled: Option<bool>,
+    pub max_series: Option<usize>,
+    /// A CEL filter (checked by the agent, which evaluates it).
+    pub filter: Option<String>,
+}
+
+impl PromFile {
+    /// The sink's configuration, or `None` when it is not enabled.
+    pub fn resolve(self) -> Result<Option<RedConfig>, String> {
+        if !self.enabled.unwrap_or(false) {
+            return Ok(None);
+        }
+        let mut c = RedConfig::default();
+        if let Some(n) = self.max_series {
+            if !(1..=1_000_000).contains(&n) {
+                return Err(format!(
+                    "sinks.prometheus.max_series: {n} is not between 1 and 1000000"
+                ));
+            }
+            c.max_series = n;
+        }
+        Ok(Some(c))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
