@@ -13,6 +13,7 @@ pub mod flow;
 pub mod protocols;
 pub mod redact;
 pub mod source;
+pub mod wire;
 
 use schemas::Exchange;
 

@@ -7,6 +7,7 @@
 //! with its protocol, interface and direction. File and libpcap frames with a Linux cooked
 //! header (SLL, SLL2) or a BSD loopback header are turned into that form.
 
+use pipeline::wire::{be16, be32};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -71,7 +72,7 @@ fn cooked<'a>(
 
 fn present(fr: &Frame, f: &mut dyn FnMut(Packet<'_>)) {
     let d = &fr.data[..];
-    let be16 = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+    let u16_at = |at: usize| be16(d, at).unwrap_or_default();
     match fr.link {
         LinkType::Ethernet => f(Packet {
             ts: fr.ts,
@@ -97,27 +98,28 @@ fn present(fr: &Frame, f: &mut dyn FnMut(Packet<'_>)) {
         }),
         LinkType::LinuxSll2 if d.len() >= 20 => f(cooked(
             fr,
-            &d[20..],
-            be16(&d[0..2]),
-            i32::from_be_bytes([d[4], d[5], d[6], d[7]]),
-            be16(&d[8..10]),
-            d[10],
+            d.get(20..).unwrap_or_default(),
+            u16_at(0),
+            be32(d, 4).unwrap_or_default() as i32,
+            u16_at(8),
+            d.get(10).copied().unwrap_or_default(),
         )),
         LinkType::LinuxSll if d.len() >= 16 => f(cooked(
             fr,
-            &d[16..],
-            be16(&d[14..16]),
+            d.get(16..).unwrap_or_default(),
+            u16_at(14),
             0,
-            be16(&d[2..4]),
-            be16(&d[0..2]) as u8,
+            u16_at(2),
+            u16_at(0) as u8,
         )),
         LinkType::Null if d.len() >= 4 => {
-            let proto = if d[4..].first().is_some_and(|b| b >> 4 == 6) {
+            let rest = d.get(4..).unwrap_or_default();
+            let proto = if rest.first().is_some_and(|b| b >> 4 == 6) {
                 0x86dd
             } else {
                 0x0800
             };
-            f(cooked(fr, &d[4..], proto, 0, ARPHRD_NONE, 0))
+            f(cooked(fr, rest, proto, 0, ARPHRD_NONE, 0))
         }
         _ => {}
     }

@@ -89,12 +89,9 @@ pub struct Walk {
     pub packets: u64,
 }
 
-/// The little-endian `u32` at `at`, if `bytes` holds it: the spool's one reader of its own
-/// files (which a crash may have cut anywhere).
-pub fn le32(bytes: &[u8], at: usize) -> Option<u32> {
-    let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
-    Some(u32::from_le_bytes(b))
-}
+/// Reads of the spool's own files (which a crash may have cut anywhere) go through the
+/// pipeline's checked reader.
+pub use pipeline::wire::le32;
 
 /// Walk the blocks of a file the spool wrote (little-endian, ns timestamps).
 pub fn walk(bytes: &[u8]) -> Walk {

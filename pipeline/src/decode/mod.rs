@@ -152,21 +152,19 @@ impl Decoder {
             }
             LinkType::LinuxSll => {
                 // 16-byte header: packet type, ARPHRD, addr len, addr[8], protocol (BE).
-                match (data.get(14..16), data.get(16..)) {
-                    (Some(p), Some(rest)) => Some(LaxSlicedPacket::from_ether_type(
-                        EtherType(u16::from_be_bytes([p[0], p[1]])),
-                        rest,
-                    )),
+                match (crate::wire::be16(data, 14), data.get(16..)) {
+                    (Some(p), Some(rest)) => {
+                        Some(LaxSlicedPacket::from_ether_type(EtherType(p), rest))
+                    }
                     _ => None,
                 }
             }
             LinkType::LinuxSll2 => {
                 // 20-byte header: protocol (BE), reserved, ifindex, ARPHRD, type, addr len, addr[8].
-                match (data.get(0..2), data.get(20..)) {
-                    (Some(p), Some(rest)) => Some(LaxSlicedPacket::from_ether_type(
-                        EtherType(u16::from_be_bytes([p[0], p[1]])),
-                        rest,
-                    )),
+                match (crate::wire::be16(data, 0), data.get(20..)) {
+                    (Some(p), Some(rest)) => {
+                        Some(LaxSlicedPacket::from_ether_type(EtherType(p), rest))
+                    }
                     _ => None,
                 }
             }
@@ -295,10 +293,10 @@ impl Decoder {
                 let mut off = 12;
                 let mut tags = 0;
                 loop {
-                    let Some(et) = data.get(off..off + 2) else {
+                    let Some(et) = crate::wire::be16(data, off) else {
                         return false;
                     };
-                    match u16::from_be_bytes([et[0], et[1]]) {
+                    match et {
                         0x8100 | 0x88a8 | 0x9100 if tags < 3 => {
                             off += 4;
                             tags += 1;

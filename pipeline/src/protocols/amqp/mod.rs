@@ -40,6 +40,7 @@ use crate::dissect::entry::Detection;
 use crate::dissect::entry::ProtocolEntry;
 use crate::dissect::pairing::DEFAULT_IN_FLIGHT;
 use crate::dissect::{Direction, DissectError, Dissector, Emitter, FlowMeta, Progress};
+use crate::wire::{be16, be32};
 
 crate::anomalies! {
     /// What this dissector counts (ARCHITECTURE.md §3 lists the caps behind some).
@@ -210,12 +211,14 @@ fn detect(data: &[u8], _t: Transport, hinted: bool) -> Detection {
     if data[0] != 1 {
         return Detection::No;
     }
-    let size = u32::from_be_bytes([data[3], data[4], data[5], data[6]]) as usize;
+    let (Some(size), Some(class), Some(method)) = (be32(data, 3), be16(data, 7), be16(data, 9))
+    else {
+        return Detection::No;
+    };
+    let size = size as usize;
     if !(4..=MAX_FRAME).contains(&size) {
         return Detection::No;
     }
-    let class = u16::from_be_bytes([data[7], data[8]]);
-    let method = u16::from_be_bytes([data[9], data[10]]);
     let Some((_, client_only)) = method_name(class, method) else {
         return Detection::No;
     };
@@ -405,12 +408,10 @@ impl AmqpDissector {
         ts: u64,
         out: &mut Emitter<'_>,
     ) {
-        if payload.len() < 4 {
+        let (Some(class_id), Some(method_id)) = (be16(payload, 0), be16(payload, 2)) else {
             out.anomaly(Anomaly::ShortMethod);
             return;
-        }
-        let class_id = u16::from_be_bytes([payload[0], payload[1]]);
-        let method_id = u16::from_be_bytes([payload[2], payload[3]]);
+        };
         let Some((name, _)) = method_name(class_id, method_id) else {
             out.anomaly(Anomaly::UnknownMethod);
             return;
@@ -645,9 +646,15 @@ impl AmqpDissector {
                     needed: 7 - rest.len(),
                 };
             }
-            let kind = rest[0];
-            let channel = u16::from_be_bytes([rest[1], rest[2]]);
-            let size = u32::from_be_bytes([rest[3], rest[4], rest[5], rest[6]]) as usize;
+            let (Some(&kind), Some(channel), Some(size)) =
+                (rest.first(), be16(rest, 1), be32(rest, 3))
+            else {
+                return Progress::Incomplete {
+                    consumed: pos,
+                    needed: 7,
+                };
+            };
+            let size = size as usize;
             if !matches!(kind, 1 | 2 | 3 | 8) {
                 out.anomaly(Anomaly::BadFrame);
                 self.flush(out);

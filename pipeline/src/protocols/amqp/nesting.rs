@@ -48,12 +48,9 @@ impl Cursor<'_> {
     }
     fn u32(&mut self, end: usize) -> Result<usize, TableError> {
         let at = self.take(4, end)?;
-        let b: [u8; 4] = self
-            .data
-            .get(at..at + 4)
-            .and_then(|b| b.try_into().ok())
-            .ok_or(TableError::Malformed)?;
-        Ok(u32::from_be_bytes(b) as usize)
+        crate::wire::be32(self.data, at)
+            .map(|n| n as usize)
+            .ok_or(TableError::Malformed)
     }
     fn short_str(&mut self, end: usize) -> Result<(), TableError> {
         let n = self.u8(end)? as usize;
@@ -148,10 +145,9 @@ pub fn check_method(payload: &[u8], class: u16, method: u16) -> Result<(), Table
 /// Check the `headers` table of a content header frame's properties, if it has one.
 pub fn check_content_header(payload: &[u8]) -> Result<(), TableError> {
     // class (2), weight (2), body size (8), property flags (2).
-    let Some(flags) = payload.get(12..14) else {
+    let Some(flags) = crate::wire::be16(payload, 12) else {
         return Ok(());
     };
-    let flags = u16::from_be_bytes([flags[0], flags[1]]);
     if flags & (1 << 13) == 0 {
         return Ok(());
     }

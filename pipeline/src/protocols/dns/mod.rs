@@ -21,6 +21,7 @@ use crate::dissect::entry::Detection;
 use crate::dissect::entry::ProtocolEntry;
 use crate::dissect::pairing::{ById, DEFAULT_IN_FLIGHT};
 use crate::dissect::{Direction, Dissector, Emitter, FlowMeta, Progress};
+use crate::wire::be16;
 
 crate::anomalies! {
     /// What this dissector counts (ARCHITECTURE.md §3 lists the caps behind some).
@@ -47,14 +48,10 @@ pub const ENTRY: ProtocolEntry = ProtocolEntry {
 /// Header sanity: plausible opcode, counts, and (for queries) a question. The reserved Z bit
 /// is not checked: some resolvers set it.
 fn plausible_header(m: &[u8]) -> Option<bool> {
-    if m.len() < 12 {
-        return None;
-    }
-    let flags = u16::from_be_bytes([m[2], m[3]]);
+    let flags = be16(m, 2)?;
     let qr = flags & 0x8000 != 0;
     let opcode = (flags >> 11) & 0xf;
-    let count = |i: usize| u16::from_be_bytes([m[i], m[i + 1]]);
-    let (qd, an, ns, ar) = (count(4), count(6), count(8), count(10));
+    let (qd, an, ns, ar) = (be16(m, 4)?, be16(m, 6)?, be16(m, 8)?, be16(m, 10)?);
     let sane = matches!(opcode, 0 | 1 | 2 | 4 | 5)
         && qd <= 4
         && an <= 512
@@ -68,14 +65,13 @@ fn detect(data: &[u8], t: Transport, _hinted: bool) -> Detection {
     let msg = match t {
         Transport::Udp => data,
         Transport::Tcp => {
-            if data.len() < 2 {
+            let Some(len) = be16(data, 0) else {
                 return Detection::NeedMore;
-            }
-            let len = usize::from(u16::from_be_bytes([data[0], data[1]]));
+            };
             if len < 12 {
                 return Detection::No;
             }
-            &data[2..]
+            data.get(2..).unwrap_or_default()
         }
     };
     if msg.len() < 12 {
@@ -167,9 +163,10 @@ fn name_text(n: &hickory_proto::rr::Name) -> String {
 
 /// Decode one DNS message.
 fn parse(msg: &[u8]) -> Option<Parsed> {
-    let hdr = msg.get(..12)?;
-    let id = u16::from_be_bytes([hdr[0], hdr[1]]);
-    let flags = u16::from_be_bytes([hdr[2], hdr[3]]);
+    if msg.len() < 12 {
+        return None;
+    }
+    let (id, flags) = (be16(msg, 0)?, be16(msg, 2)?);
     let response = flags & 0x8000 != 0;
     let opcode = ((flags >> 11) & 0xf) as u8;
     match Message::from_vec(msg) {
@@ -239,7 +236,7 @@ fn parse(msg: &[u8]) -> Option<Parsed> {
 /// Read the first question of a message hickory could not decode. Returns the question if
 /// it is whole, and whether the message ended early (cut rather than malformed).
 fn first_question(msg: &[u8]) -> (Option<DnsQuestion>, bool) {
-    let qdcount = msg.get(4..6).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let qdcount = be16(msg, 4);
     if qdcount.unwrap_or(0) == 0 {
         return (None, false);
     }
@@ -282,7 +279,7 @@ fn first_question(msg: &[u8]) -> (Option<DnsQuestion>, bool) {
     let Some(qend) = end_of_name else {
         return (None, true);
     };
-    let Some(t) = msg.get(qend..qend + 2) else {
+    let Some(qtype) = be16(msg, qend) else {
         return (None, true);
     };
     let name = if labels.is_empty() {
@@ -293,7 +290,7 @@ fn first_question(msg: &[u8]) -> (Option<DnsQuestion>, bool) {
     (
         Some(DnsQuestion {
             name,
-            qtype: type_name(u16::from_be_bytes([t[0], t[1]])),
+            qtype: type_name(qtype),
         }),
         msg.len() < qend + 4,
     )
@@ -421,8 +418,8 @@ impl Dissector for DnsDissector {
             self.lost = false;
         }
         let mut pos = 0;
-        while let Some(hdr) = data.get(pos..pos + 2) {
-            let len = usize::from(u16::from_be_bytes([hdr[0], hdr[1]]));
+        while let Some(len) = be16(data, pos) {
+            let len = usize::from(len);
             let Some(msg) = data.get(pos + 2..pos + 2 + len) else {
                 return Progress::Incomplete {
                     consumed: pos,

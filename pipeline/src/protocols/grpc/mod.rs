@@ -93,12 +93,7 @@ impl MessageScan {
             if self.have == 5 {
                 self.have = 0;
                 let compressed = self.prefix[0] & 1 != 0;
-                let len = u32::from_be_bytes([
-                    self.prefix[1],
-                    self.prefix[2],
-                    self.prefix[3],
-                    self.prefix[4],
-                ]);
+                let len = crate::wire::be32(&self.prefix, 1).unwrap_or_default();
                 self.size += u64::from(len);
                 if compressed {
                     self.compressed += 1;

@@ -55,10 +55,10 @@ impl Header {
     pub fn parse(b: &[u8]) -> Option<Header> {
         let h = b.get(..HEADER_LEN)?;
         Some(Header {
-            len: u32::from_be_bytes([0, h[0], h[1], h[2]]),
+            len: crate::wire::be24(h, 0)?,
             kind: h[3],
             flags: h[4],
-            stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
+            stream: crate::wire::be32(h, 5)? & 0x7fff_ffff,
         })
     }
 
@@ -153,8 +153,7 @@ pub fn headers_fragment<'a>(h: &Header, payload: &'a [u8]) -> Result<&'a [u8], F
 /// A PUSH_PROMISE payload: (promised stream id, header block fragment).
 pub fn push_promise<'a>(h: &Header, payload: &'a [u8]) -> Result<(u32, &'a [u8]), FrameError> {
     let body = unpad(h, payload)?;
-    let id = body.get(..4).ok_or(FrameError::Short)?;
-    let id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]) & 0x7fff_ffff;
+    let id = crate::wire::be32(body, 0).ok_or(FrameError::Short)? & 0x7fff_ffff;
     Ok((id, &body[4..]))
 }
 
@@ -173,18 +172,14 @@ pub fn unpad<'a>(h: &Header, payload: &'a [u8]) -> Result<&'a [u8], FrameError> 
 
 /// A 32-bit big-endian value at `at` in `payload`.
 pub fn u32_at(payload: &[u8], at: usize) -> Option<u32> {
-    let b = payload.get(at..at + 4)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    crate::wire::be32(payload, at)
 }
 
 /// SETTINGS parameters (identifier, value).
 pub fn settings(payload: &[u8]) -> impl Iterator<Item = (u16, u32)> + '_ {
-    payload.chunks_exact(6).map(|c| {
-        (
-            u16::from_be_bytes([c[0], c[1]]),
-            u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
-        )
-    })
+    payload
+        .chunks_exact(6)
+        .filter_map(|c| Some((crate::wire::be16(c, 0)?, crate::wire::be32(c, 2)?)))
 }
 
 /// The name of an HTTP/2 error code (RFC 9113 §7).

@@ -64,14 +64,7 @@ pub const ENTRY: ProtocolEntry = ProtocolEntry {
     new: |_meta: &FlowMeta| Box::new(KafkaDissector::new()),
 };
 
-fn i16_at(b: &[u8], at: usize) -> Option<i16> {
-    b.get(at..at + 2).map(|s| i16::from_be_bytes([s[0], s[1]]))
-}
-
-fn i32_at(b: &[u8], at: usize) -> Option<i32> {
-    b.get(at..at + 4)
-        .map(|s| i32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
+use crate::wire::{be_i16 as i16_at, be_i32 as i32_at};
 
 /// Versions the crate dropped but tapwire still reads at header level.
 fn legacy(api: ApiKey, version: i16) -> bool {
@@ -121,11 +114,10 @@ impl<'a> Rd<'a> {
         Some(h)
     }
     fn i16(&mut self) -> Option<i16> {
-        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+        self.take(2).and_then(|b| i16_at(b, 0))
     }
     fn i32(&mut self) -> Option<i32> {
-        self.take(4)
-            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4).and_then(|b| i32_at(b, 0))
     }
     fn string(&mut self) -> Option<String> {
         let n = self.i16()?;
