@@ -290,7 +290,7 @@ pub fn too_slow_notice(t: TooSlow, budget: Duration) -> Bytes {
 }
 
 /// Whether a subscriber's filter (if any) takes `ex`, decided within `budget`: the one rule
-/// live delivery ([`deliver`]) and `since` replays (`crate::replay`) both apply.
+/// live delivery ([`deliver`]) and `since` replays (the `replay` module) both apply.
 pub fn admit(filter: Option<&Filter>, ex: &Exchange, budget: Duration) -> Result<bool, TooSlow> {
     match filter {
         None => Ok(true),
