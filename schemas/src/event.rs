@@ -11,34 +11,7 @@ use crate::l7::{
     db::Db, db::Redis, dns::Dns, graphql::Graphql, http::Http, http::Http2, http::Url,
     messaging::Amqp, messaging::Kafka, messaging::Messaging, rpc::Grpc, rpc::Rpc,
 };
-
-/// Application protocol of an exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Http,
-    Grpc,
-    Graphql,
-    Dns,
-    Kafka,
-    Redis,
-    Amqp,
-}
-
-impl Protocol {
-    /// The lower-case name used in events and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Http => "http",
-            Protocol::Grpc => "grpc",
-            Protocol::Graphql => "graphql",
-            Protocol::Dns => "dns",
-            Protocol::Kafka => "kafka",
-            Protocol::Redis => "redis",
-            Protocol::Amqp => "amqp",
-        }
-    }
-}
+use crate::protocol::Protocol;
 
 /// Outcome of an exchange (ARCHITECTURE.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

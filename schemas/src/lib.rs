@@ -5,9 +5,11 @@ pub mod event;
 pub mod headers;
 pub mod k8s;
 pub mod l7;
+pub mod protocol;
 pub mod text;
 
-pub use event::{Exchange, HeaderMap, Network, NetworkProtocol, Peer, Protocol, Status, Transport};
+pub use event::{Exchange, HeaderMap, Network, NetworkProtocol, Peer, Status, Transport};
+pub use protocol::{Family, Protocol, ProtocolInfo, Side};
 
 /// The version of the event contract, sent with events that leave the node (the Kafka sink's
 /// `tapwire.schema.version` header): the major number changes when a field changes meaning or

@@ -4,14 +4,15 @@
 //! terminal).
 //!
 //! The table line is the time, the protocol, the peers, what the protocol's own part says
-//! (each family's `summary` in `l7/`), the duration and the status. The match on
-//! [`Protocol`] is exhaustive, so a new protocol cannot be added without deciding its part;
-//! an exchange whose fields are missing still prints the common part, never nothing.
+//! (its [`Family`]'s `summary` in `l7/`), the duration and the status. A new protocol of a known
+//! family prints through that family's summary with no change here; the match on [`Family`] is
+//! exhaustive, so a new family cannot be added without deciding its part. An exchange whose
+//! fields are missing still prints the common part, never nothing.
 
 use std::fmt::Write as _;
 
 use crate::l7;
-use crate::{Exchange, Protocol, Status};
+use crate::{Exchange, Family, Status};
 
 /// Append the event's JSON object and a newline to `buf`.
 pub fn write_json_line(ex: &Exchange, buf: &mut Vec<u8>) -> serde_json::Result<()> {
@@ -39,11 +40,11 @@ pub fn table_line(ex: &Exchange, s: &mut String) {
         ex.server.address,
         ex.server.port
     );
-    match ex.protocol {
-        Protocol::Http | Protocol::Grpc | Protocol::Graphql => l7::http::summary(ex, s),
-        Protocol::Dns => l7::dns::summary(ex, s),
-        Protocol::Redis => l7::db::summary(ex, s),
-        Protocol::Kafka | Protocol::Amqp => l7::messaging::summary(ex, s),
+    match ex.protocol.family() {
+        Family::Http | Family::Rpc => l7::http::summary(ex, s),
+        Family::Dns => l7::dns::summary(ex, s),
+        Family::Db => l7::db::summary(ex, s),
+        Family::Messaging => l7::messaging::summary(ex, s),
     }
     let status = match ex.status {
         Status::Ok => "ok",
@@ -115,6 +116,22 @@ mod tests {
             "{:?}",
             line(&ex)
         );
+    }
+
+    #[test]
+    fn every_protocol_prints_a_line() {
+        for p in crate::Protocol::ALL {
+            let ex = Exchange::new(
+                p,
+                crate::Transport::Udp,
+                crate::Peer::new("10.0.0.1", 40000),
+                crate::Peer::new("10.0.0.2", 53),
+                1,
+            );
+            let got = line(&ex);
+            let want = format!("{:<5} 10.0.0.1:40000 -> 10.0.0.2:53", p.as_str());
+            assert!(got.contains(&want) && got.ends_with("ms ok\n"), "{got:?}");
+        }
     }
 
     #[test]

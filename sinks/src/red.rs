@@ -6,9 +6,9 @@
 //! |---|---|---|
 //! | `http_server_request_duration_seconds` | HTTP, GraphQL | `http_request_method`, `http_response_status_code`, `http_route`, `error_type`, `server_address`, `server_port` |
 //! | `http_server_request_body_size_bytes`, `http_server_response_body_size_bytes` | HTTP, GraphQL | the same |
-//! | `rpc_server_call_duration_seconds` | gRPC | `rpc_system_name`, `rpc_method`, `rpc_response_status_code`, `server_address`, `server_port` |
-//! | `db_client_operation_duration_seconds` | Redis | `db_system_name`, `db_operation_name`, `db_response_status_code`, `server_address`, `server_port` |
-//! | `messaging_client_operation_duration_seconds` | Kafka, RabbitMQ | `messaging_system`, `messaging_operation_name`, `messaging_operation_type`, `messaging_destination_name`, `error_type`, `server_address`, `server_port` |
+//! | `rpc_server_call_duration_seconds` | gRPC (the `rpc` family) | `rpc_system_name`, `rpc_method`, `rpc_response_status_code`, `server_address`, `server_port` |
+//! | `db_client_operation_duration_seconds` | Redis (every `db` family protocol) | `db_system_name`, `db_operation_name`, `db_response_status_code`, `server_address`, `server_port` |
+//! | `messaging_client_operation_duration_seconds` | Kafka, RabbitMQ (the `messaging` family) | `messaging_system`, `messaging_operation_name`, `messaging_operation_type`, `messaging_destination_name`, `error_type`, `server_address`, `server_port` |
 //! | `dns_lookup_duration_seconds` | DNS | `dns_question_type`, `dns_response_code`, `server_address` |
 //!
 //! Every metric also has `k8s_namespace_name` and `k8s_workload_name`: the Kubernetes
@@ -32,7 +32,7 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
 };
 use rustc_hash::FxHashMap;
-use schemas::{Exchange, Protocol};
+use schemas::{Exchange, Family};
 
 use crate::route::Routes;
 use crate::semconv::{
@@ -71,7 +71,8 @@ impl Default for RedConfig {
     }
 }
 
-struct Family {
+/// One histogram metric and the label sets it keeps (at most `max_series`).
+struct Metric {
     hist: HistogramVec,
     labels: usize,
     /// The series recorded so far, by their label values joined with [`KEY_SEP`]: the cap's
@@ -87,13 +88,13 @@ struct Family {
 pub struct RedMetrics {
     cfg: RedConfig,
     routes: Arc<Routes>,
-    http_duration: Family,
-    http_request_size: Family,
-    http_response_size: Family,
-    rpc_duration: Family,
-    db_duration: Family,
-    messaging_duration: Family,
-    dns_duration: Family,
+    http_duration: Metric,
+    http_request_size: Metric,
+    http_response_size: Metric,
+    rpc_duration: Metric,
+    db_duration: Metric,
+    messaging_duration: Metric,
+    dns_duration: Metric,
     offered: IntCounter,
     delivered: IntCounter,
 }
@@ -116,13 +117,13 @@ fn family(
     help: &str,
     buckets: &[f64],
     labels: &[&str],
-) -> prometheus::Result<Family> {
+) -> prometheus::Result<Metric> {
     let hist = HistogramVec::new(
         HistogramOpts::new(name, help).buckets(buckets.to_vec()),
         labels,
     )?;
     r.register(Box::new(hist.clone()))?;
-    Ok(Family {
+    Ok(Metric {
         hist,
         labels: labels.len(),
         series: Mutex::new(FxHashMap::default()),
@@ -253,8 +254,8 @@ impl RedMetrics {
         let addr = ex.server.address.as_str();
         let err = error_type(ex).unwrap_or_default();
         let (ns, wl) = workload_labels(observed(ex));
-        match ex.protocol {
-            Protocol::Http | Protocol::Graphql => {
+        match ex.protocol.family() {
+            Family::Http => {
                 let (method, _) = http_method(ex);
                 let route = http_route(ex, &self.routes).unwrap_or_default();
                 let resp = ex.http.as_ref().and_then(|h| h.response.as_ref());
@@ -273,18 +274,20 @@ impl RedMetrics {
                     self.observe_key(&self.http_response_size, &key, &labels, b.size as f64);
                 }
             }
-            Protocol::Grpc => {
+            Family::Rpc => {
                 let rpc = ex.rpc.as_ref();
+                let system = rpc.map_or(ex.protocol.as_str(), |r| r.system.name.as_str());
                 let method = rpc.and_then(|r| r.method.as_deref()).unwrap_or_default();
                 let status = rpc
                     .and_then(|r| r.response.as_ref())
                     .map(|r| r.status_code.as_str())
                     .unwrap_or(&err);
-                let labels = ["grpc", method, status, addr, &port, ns, wl];
+                let labels = [system, method, status, addr, &port, ns, wl];
                 self.observe(&self.rpc_duration, &labels, secs);
             }
-            Protocol::Redis => {
+            Family::Db => {
                 let db = ex.db.as_ref();
+                let system = db.map_or(ex.protocol.as_str(), |d| d.system.name.as_str());
                 let op = db
                     .and_then(|d| d.operation.as_ref())
                     .map(|o| o.name.as_str())
@@ -293,10 +296,10 @@ impl RedMetrics {
                     .and_then(|d| d.response.as_ref())
                     .map(|r| r.status_code.as_str())
                     .unwrap_or_default();
-                let labels = ["redis", op, code, addr, &port, ns, wl];
+                let labels = [system, op, code, addr, &port, ns, wl];
                 self.observe(&self.db_duration, &labels, secs);
             }
-            Protocol::Kafka | Protocol::Amqp => {
+            Family::Messaging => {
                 let m = ex.messaging.as_ref();
                 let system = m.map(|m| m.system.as_str()).unwrap_or_default();
                 let (op, ty) = match messaging_operation(ex) {
@@ -310,7 +313,7 @@ impl RedMetrics {
                 let labels = [system, &op, ty, dest, &err, addr, &port, ns, wl];
                 self.observe(&self.messaging_duration, &labels, secs);
             }
-            Protocol::Dns => {
+            Family::Dns => {
                 let d = ex.dns.as_ref();
                 let qtype = d
                     .and_then(|d| d.question.as_ref())
@@ -323,12 +326,12 @@ impl RedMetrics {
         }
     }
 
-    fn observe(&self, f: &Family, labels: &[&str], v: f64) {
+    fn observe(&self, f: &Metric, labels: &[&str], v: f64) {
         self.observe_key(f, &labels.join(KEY_SEP), labels, v);
     }
 
     /// Observe `v` in the series of `labels`, whose values joined by [`KEY_SEP`] are `key`.
-    fn observe_key(&self, f: &Family, key: &str, labels: &[&str], v: f64) {
+    fn observe_key(&self, f: &Metric, key: &str, labels: &[&str], v: f64) {
         debug_assert_eq!(labels.len(), f.labels);
         let handle = {
             let mut series = f.series.lock().unwrap_or_else(|e| e.into_inner());
@@ -454,6 +457,15 @@ mod tests {
             assert!(t.contains(w), "missing {w}\n{t}");
         }
         assert!(!t.contains("=\"_other\""), "no cap reached");
+    }
+
+    #[test]
+    fn a_database_metric_takes_its_system_from_the_event() {
+        let (r, m) = red(2000);
+        let mut ex = golden("redis/redis-server-mixed.ndjson").remove(1);
+        ex.db.as_mut().expect("a db part").system.name = "postgresql".into();
+        m.record(&ex);
+        assert!(text(&r).contains(r#"db_system_name="postgresql""#));
     }
 
     #[test]

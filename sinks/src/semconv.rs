@@ -1,6 +1,11 @@
 //! From an [`Exchange`] to what OpenTelemetry's semantic conventions call it: span name, kind,
-//! attributes and status, per protocol. The OTLP sink turns a [`SpanView`] into a span and the
-//! Prometheus sink reads the same helpers for its labels, so a trace and a metric agree.
+//! attributes and status. The OTLP sink turns a [`SpanView`] into a span and the Prometheus
+//! sink reads the same helpers for its labels, so a trace and a metric agree.
+//!
+//! The mapping is chosen by the protocol's semantic-convention [`Family`] (from the protocol
+//! table in `schemas`) and reads the event's family fields (`db.*`, `messaging.*`, …), so a new
+//! protocol of a known family (PostgreSQL next to Redis) gets its spans and metrics with no
+//! change here; the system name comes from the event or the table.
 //!
 //! The conventions followed (current, not the deprecated names):
 //! - HTTP server spans: name `{method} {http.route}` (`HTTP` when the method is not a known
@@ -31,7 +36,7 @@
 //! where known, and `tapwire.status` when the exchange is not simply `ok` (`no_response`,
 //! `incomplete`).
 
-use schemas::{Exchange, Protocol, Status};
+use schemas::{Exchange, Family, Side, Status};
 
 use crate::route::Routes;
 
@@ -112,9 +117,9 @@ pub fn http_route(ex: &Exchange, routes: &Routes) -> Option<String> {
 /// consumer spans, `*_client_*` and `dns_lookup_*` metrics). Its Kubernetes workload is the
 /// span's `service.name` and the metric's `k8s_*` labels, as if that side had reported them.
 pub fn observed(ex: &Exchange) -> &schemas::Peer {
-    match ex.protocol {
-        Protocol::Http | Protocol::Graphql | Protocol::Grpc => &ex.server,
-        Protocol::Redis | Protocol::Kafka | Protocol::Amqp | Protocol::Dns => &ex.client,
+    match ex.protocol.family().observed() {
+        Side::Server => &ex.server,
+        Side::Client => &ex.client,
     }
 }
 
@@ -132,6 +137,13 @@ pub fn workload_labels(peer: &schemas::Peer) -> (&str, &str) {
 /// `address:port` of the exchange's server.
 pub fn server_key(ex: &Exchange) -> String {
     format!("{}:{}", ex.server.address, ex.server.port)
+}
+
+/// The conventions' system name of the exchange's protocol (`db.system.name`,
+/// `rpc.system.name`, `messaging.system`), or its protocol name when the table has none.
+fn system_name(ex: &Exchange) -> &'static str {
+    let info = ex.protocol.info();
+    info.system.unwrap_or(info.name)
 }
 
 /// gRPC codes that make a server span an error (the RPC conventions' list).
@@ -171,8 +183,8 @@ pub fn error_type(ex: &Exchange) -> Option<String> {
     if ex.status == Status::NoResponse {
         return Some("no_response".into());
     }
-    match ex.protocol {
-        Protocol::Http | Protocol::Graphql => {
+    match ex.protocol.family() {
+        Family::Http => {
             let code = ex
                 .http
                 .as_ref()
@@ -180,40 +192,38 @@ pub fn error_type(ex: &Exchange) -> Option<String> {
                 .and_then(|r| r.status_code);
             match code {
                 Some(c) if c >= 400 => Some(c.to_string()),
-                _ if ex.status == Status::Error && ex.protocol == Protocol::Graphql => {
+                _ if ex.status == Status::Error && ex.graphql.is_some() => {
                     Some("graphql_error".into())
                 }
                 _ => None,
             }
         }
-        Protocol::Grpc => ex
+        Family::Rpc => ex
             .rpc
             .as_ref()
             .and_then(|r| r.response.as_ref())
             .map(|r| r.status_code.clone())
             .filter(|c| c != "OK"),
-        Protocol::Redis => ex
+        Family::Db => ex
             .db
             .as_ref()
             .and_then(|d| d.response.as_ref())
             .map(|r| r.status_code.clone()),
-        Protocol::Dns => ex
+        Family::Dns => ex
             .dns
             .as_ref()
             .and_then(|d| d.response_code.clone())
             .filter(|c| c != "NOERROR"),
-        Protocol::Kafka => ex
-            .kafka
-            .as_ref()
-            .and_then(|k| k.error_code)
-            .filter(|c| *c != 0)
-            .map(|c| c.to_string()),
-        Protocol::Amqp => ex
-            .amqp
-            .as_ref()
-            .and_then(|a| a.reply_code)
-            .filter(|c| *c != 200)
-            .map(|c| c.to_string()),
+        // Each broker protocol reports failure in its own part: a Kafka error code, an AMQP
+        // reply code other than 200.
+        Family::Messaging => {
+            let kafka = ex.kafka.as_ref().and_then(|k| k.error_code);
+            let amqp = ex.amqp.as_ref().and_then(|a| a.reply_code);
+            kafka
+                .filter(|c| *c != 0)
+                .map(|c| c.to_string())
+                .or_else(|| amqp.filter(|c| *c != 200).map(|c| c.to_string()))
+        }
     }
 }
 
@@ -226,16 +236,20 @@ pub fn span(ex: &Exchange, routes: &Routes, opts: Options) -> SpanView {
         error: None,
     };
     let err = error_type(ex);
-    match ex.protocol {
-        Protocol::Http | Protocol::Graphql | Protocol::Grpc => http_span(ex, routes, opts, &mut s),
-        Protocol::Redis => {
+    match ex.protocol.family() {
+        Family::Http | Family::Rpc => http_span(ex, routes, opts, &mut s),
+        Family::Db => {
             let op = ex
                 .db
                 .as_ref()
                 .and_then(|d| d.operation.as_ref())
                 .map(|o| o.name.clone());
-            s.name = op.clone().unwrap_or_else(|| "redis".into());
-            s.str("db.system.name", "redis");
+            let system = ex
+                .db
+                .as_ref()
+                .map_or(system_name(ex), |d| d.system.name.as_str());
+            s.name = op.clone().unwrap_or_else(|| system.to_string());
+            s.str("db.system.name", system);
             if let Some(op) = op {
                 s.str("db.operation.name", op);
             }
@@ -251,8 +265,8 @@ pub fn span(ex: &Exchange, routes: &Routes, opts: Options) -> SpanView {
                 s.error = err.clone();
             }
         }
-        Protocol::Kafka | Protocol::Amqp => messaging_span(ex, &mut s),
-        Protocol::Dns => {
+        Family::Messaging => messaging_span(ex, &mut s),
+        Family::Dns => {
             let d = ex.dns.as_ref();
             let q = d.and_then(|d| d.question.as_ref());
             s.name = match q {
@@ -314,7 +328,7 @@ pub fn span(ex: &Exchange, routes: &Routes, opts: Options) -> SpanView {
 fn http_span(ex: &Exchange, routes: &Routes, opts: Options, s: &mut SpanView) {
     s.kind = Kind::Server;
     let (method, original) = http_method(ex);
-    let route = if ex.protocol == Protocol::Grpc {
+    let route = if ex.protocol.family() == Family::Rpc {
         None
     } else {
         http_route(ex, routes)
@@ -367,64 +381,53 @@ fn http_span(ex: &Exchange, routes: &Routes, opts: Options, s: &mut SpanView) {
     if code.is_some_and(|c| c >= 500) {
         s.error = code.map(|c| c.to_string());
     }
-    match ex.protocol {
-        Protocol::Grpc => {
-            let rpc = ex.rpc.as_ref();
-            let m = rpc.and_then(|r| r.method.clone());
-            s.str("rpc.system.name", "grpc");
-            if let Some(m) = &m {
-                s.str("rpc.method", m.clone());
-                s.name = m.clone();
+    if ex.protocol.family() == Family::Rpc {
+        let rpc = ex.rpc.as_ref();
+        let m = rpc.and_then(|r| r.method.clone());
+        let system = rpc.map_or(system_name(ex), |r| r.system.name.as_str());
+        s.str("rpc.system.name", system);
+        if let Some(m) = &m {
+            s.str("rpc.method", m.clone());
+            s.name = m.clone();
+        }
+        if let Some(st) = rpc.and_then(|r| r.response.as_ref()) {
+            s.str("rpc.response.status_code", st.status_code.clone());
+            if opts.legacy_grpc_status_code
+                && let Some(n) = schemas::l7::rpc::grpc_status_code(&st.status_code)
+            {
+                s.int("rpc.grpc.status_code", n);
             }
-            if let Some(st) = rpc.and_then(|r| r.response.as_ref()) {
-                s.str("rpc.response.status_code", st.status_code.clone());
-                if opts.legacy_grpc_status_code
-                    && let Some(n) = schemas::l7::rpc::grpc_status_code(&st.status_code)
-                {
-                    s.int("rpc.grpc.status_code", n);
-                }
-                if GRPC_SERVER_ERRORS.contains(&st.status_code.as_str()) {
-                    let msg = ex.grpc.as_ref().and_then(|g| g.status_message.clone());
-                    s.error = Some(msg.unwrap_or_else(|| st.status_code.clone()));
-                }
+            if GRPC_SERVER_ERRORS.contains(&st.status_code.as_str()) {
+                let msg = ex.grpc.as_ref().and_then(|g| g.status_message.clone());
+                s.error = Some(msg.unwrap_or_else(|| st.status_code.clone()));
             }
         }
-        Protocol::Graphql => {
-            if let Some(g) = &ex.graphql {
-                let ty = g.operation.kind.clone();
-                if let Some(t) = &ty {
-                    s.str("graphql.operation.type", t.clone());
-                }
-                if let Some(n) = &g.operation.name {
-                    s.str("graphql.operation.name", n.clone());
-                }
-                s.name = match (&ty, &g.operation.name) {
-                    (Some(t), Some(n)) => format!("{t} {n}"),
-                    (Some(t), None) => t.clone(),
-                    _ => "GraphQL Operation".into(),
-                };
-                if let Some(e) = &g.errors
-                    && e.count > 0
-                {
-                    s.int("graphql.errors.count", e.count as i64);
-                    s.error = Some(format!("{} GraphQL error(s)", e.count));
-                }
-            }
+    }
+    if let Some(g) = &ex.graphql {
+        let ty = g.operation.kind.clone();
+        if let Some(t) = &ty {
+            s.str("graphql.operation.type", t.clone());
         }
-        _ => {}
+        if let Some(n) = &g.operation.name {
+            s.str("graphql.operation.name", n.clone());
+        }
+        s.name = match (&ty, &g.operation.name) {
+            (Some(t), Some(n)) => format!("{t} {n}"),
+            (Some(t), None) => t.clone(),
+            _ => "GraphQL Operation".into(),
+        };
+        if let Some(e) = &g.errors
+            && e.count > 0
+        {
+            s.int("graphql.errors.count", e.count as i64);
+            s.error = Some(format!("{} GraphQL error(s)", e.count));
+        }
     }
 }
 
 fn messaging_span(ex: &Exchange, s: &mut SpanView) {
     let m = ex.messaging.as_ref();
-    let system = m.map_or(
-        if ex.protocol == Protocol::Kafka {
-            "kafka"
-        } else {
-            "rabbitmq"
-        },
-        |m| m.system.as_str(),
-    );
+    let system = m.map_or(system_name(ex), |m| m.system.as_str());
     s.str("messaging.system", system);
     let dest = m
         .and_then(|m| m.destination.as_ref())

@@ -119,6 +119,35 @@ fn redis_spans_are_db_client_spans() {
 }
 
 #[test]
+fn a_database_span_takes_its_system_from_the_event() {
+    // What a second `db` family protocol (PostgreSQL next to Redis) relies on: nothing here
+    // names Redis, the event's `db.system.name` does.
+    let routes = Routes::new(RouteConfig::default());
+    let mut ex = events("redis/redis-server-mixed.ndjson").remove(1);
+    ex.db.as_mut().expect("a db part").system.name = "postgresql".into();
+    let sp = span(&ex, &routes, Options::default());
+    assert_eq!(get(&sp, "db.system.name"), s("postgresql"));
+    assert_eq!(sp.kind, Kind::Client);
+}
+
+#[test]
+fn every_protocol_without_its_fields_still_gets_a_named_span() {
+    let routes = Routes::new(RouteConfig::default());
+    for p in schemas::Protocol::ALL {
+        let ex = Exchange::new(
+            p,
+            schemas::Transport::Tcp,
+            schemas::Peer::new("10.0.0.1", 40000),
+            schemas::Peer::new("10.0.0.2", 80),
+            1,
+        );
+        let sp = span(&ex, &routes, Options::default());
+        assert!(!sp.name.is_empty(), "{p:?}");
+        assert_eq!(get(&sp, "server.address"), s("10.0.0.2"), "{p:?}");
+    }
+}
+
+#[test]
 fn kafka_spans_follow_the_messaging_conventions() {
     let sp = spans("kafka/tansu-confluent.ndjson", Options::default());
     let produce = sp
