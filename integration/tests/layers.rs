@@ -346,3 +346,19 @@ fn the_checker_sees_a_cycle() {
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(found, vec![vec!["a".to_string(), "b".to_string()]]);
 }
+
+/// Generated code matches its generator (Kafka error codes, from the vendored crate).
+#[test]
+fn generated_kafka_error_readers_are_current() {
+    let out = std::process::Command::new("python3")
+        .arg(root().join("scripts/gen-kafka-errors.py"))
+        .arg("--check")
+        .output()
+        .expect("python3 runs (installed by .ci/run)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

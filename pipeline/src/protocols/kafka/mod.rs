@@ -19,8 +19,10 @@
 //! `messaging.consumer.group.name` for group APIs, `messaging.batch.message_count`;
 //! `trace_id`/`span_id` from the first `traceparent` record header of a Produce request
 //! (uncompressed v2 batches, at most 64 records looked at).
-//! Error codes are read field by field for the common APIs (`response_error`); for every
-//! other API they are read from the decoded response's Debug rendering (`error_code: N`).
+//! Error codes are read field by field for every response the crate decodes (`errors.rs`,
+//! generated from the crate's message definitions by `scripts/gen-kafka-errors.py`).
+
+mod errors;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -401,98 +403,23 @@ fn request_info(req: &RequestKind, info: &mut ReqInfo) {
     }
 }
 
-fn first_nonzero(codes: impl IntoIterator<Item = i16>) -> Option<i16> {
-    codes.into_iter().find(|c| *c != 0)
-}
-
 /// First non-zero error code at any level, and Fetch's per-topic stats.
 fn response_error(resp: &ResponseKind, stats: &mut Vec<TopicStats>) -> Option<i16> {
-    match resp {
-        ResponseKind::Produce(r) => first_nonzero(
-            r.responses
-                .iter()
-                .flat_map(|t| t.partition_responses.iter().map(|p| p.error_code)),
-        ),
-        ResponseKind::Fetch(r) => {
-            for t in &r.responses {
-                let mut s = TopicStats {
-                    topic: t.topic.to_string(),
-                    ..TopicStats::default()
-                };
-                for p in &t.partitions {
-                    if let Some(rec) = &p.records {
-                        count_records(rec, &mut s);
-                    }
+    if let ResponseKind::Fetch(r) = resp {
+        for t in &r.responses {
+            let mut s = TopicStats {
+                topic: t.topic.to_string(),
+                ..TopicStats::default()
+            };
+            for p in &t.partitions {
+                if let Some(rec) = &p.records {
+                    count_records(rec, &mut s);
                 }
-                stats.push(s);
             }
-            first_nonzero(
-                std::iter::once(r.error_code).chain(
-                    r.responses
-                        .iter()
-                        .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
-                ),
-            )
+            stats.push(s);
         }
-        ResponseKind::Metadata(r) => first_nonzero(std::iter::once(r.error_code).chain(
-            r.topics.iter().flat_map(|t| {
-                std::iter::once(t.error_code).chain(t.partitions.iter().map(|p| p.error_code))
-            }),
-        )),
-        ResponseKind::ApiVersions(r) => first_nonzero([r.error_code]),
-        ResponseKind::FindCoordinator(r) => first_nonzero(
-            std::iter::once(r.error_code).chain(r.coordinators.iter().map(|c| c.error_code)),
-        ),
-        ResponseKind::JoinGroup(r) => first_nonzero([r.error_code]),
-        ResponseKind::SyncGroup(r) => first_nonzero([r.error_code]),
-        ResponseKind::Heartbeat(r) => first_nonzero([r.error_code]),
-        ResponseKind::LeaveGroup(r) => first_nonzero(
-            std::iter::once(r.error_code).chain(r.members.iter().map(|m| m.error_code)),
-        ),
-        ResponseKind::OffsetCommit(r) => first_nonzero(
-            r.topics
-                .iter()
-                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
-        ),
-        ResponseKind::OffsetFetch(r) => first_nonzero(
-            std::iter::once(r.error_code)
-                .chain(
-                    r.topics
-                        .iter()
-                        .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
-                )
-                .chain(r.groups.iter().flat_map(|g| {
-                    std::iter::once(g.error_code).chain(
-                        g.topics
-                            .iter()
-                            .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
-                    )
-                })),
-        ),
-        ResponseKind::ListOffsets(r) => first_nonzero(
-            r.topics
-                .iter()
-                .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
-        ),
-        ResponseKind::InitProducerId(r) => first_nonzero([r.error_code]),
-        ResponseKind::CreateTopics(r) => first_nonzero(r.topics.iter().map(|t| t.error_code)),
-        ResponseKind::DeleteTopics(r) => first_nonzero(r.responses.iter().map(|t| t.error_code)),
-        // Every other API: the crate's structs derive Debug with their field names, so the
-        // codes are found in `error_code: N` (and `…_error_code: N`) in field order. These
-        // responses are small (no record data), so formatting them is cheap.
-        other => debug_error_code(&format!("{other:?}")),
     }
-}
-
-/// The first non-zero `error_code: N` in a Debug rendering.
-fn debug_error_code(text: &str) -> Option<i16> {
-    text.match_indices("error_code: ").find_map(|(at, m)| {
-        let rest = &text[at + m.len()..];
-        let end = rest
-            .find(|c: char| c != '-' && !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        rest[..end].parse::<i16>().ok().filter(|c| *c != 0)
-    })
+    errors::first_error(resp)
 }
 
 /// Skip the tagged fields of a flexible header: returns the bytes after them.
