@@ -2,8 +2,8 @@
 //! headers, Kafka and AMQP framing, DNS-over-TCP lengths, the spool's pcapng blocks):
 //! fixed-width integers at an offset. Every read returns `None` past the end; callers never
 //! index bytes directly. What a crate parses (etherparse, hickory-proto, kafka-protocol,
-//! amq-protocol, pcap-file) is not read here, nor the kernel's TPACKET structures
-//! (`agent/src/capture/ring.rs` reads those in host byte order from the mapped ring).
+//! amq-protocol, pcap-file) is not read here. The host-order readers are for the kernel's
+//! TPACKET structures in the capture ring (`agent/src/capture/ring.rs`).
 
 /// `N` bytes at `at`, if `b` holds them.
 pub fn array<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
@@ -40,6 +40,16 @@ pub fn le32(b: &[u8], at: usize) -> Option<u32> {
     array(b, at).map(u32::from_le_bytes)
 }
 
+/// Host-order `u16` at `at` (kernel structures).
+pub fn ne16(b: &[u8], at: usize) -> Option<u16> {
+    array(b, at).map(u16::from_ne_bytes)
+}
+
+/// Host-order `u32` at `at` (kernel structures).
+pub fn ne32(b: &[u8], at: usize) -> Option<u32> {
+    array(b, at).map(u32::from_ne_bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +66,7 @@ mod tests {
         assert_eq!(be32(&b, 2), None);
         assert_eq!(be16(&b, usize::MAX), None, "no overflow on a huge offset");
         assert_eq!(be24(&[], 0), None);
+        assert_eq!(ne32(&b, 0), Some(u32::from_ne_bytes([1, 2, 3, 4])));
+        assert_eq!(ne16(&b, 4), None);
     }
 }

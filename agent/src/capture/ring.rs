@@ -31,6 +31,8 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use pipeline::wire::{be16, ne16, ne32};
+
 /// Why a capture could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -336,16 +338,8 @@ impl Ring {
     fn walk(&mut self, block: usize, f: &mut impl FnMut(Packet<'_>)) -> usize {
         // SAFETY: the block lies inside the mapping and the kernel has handed it to us.
         let bytes = unsafe { std::slice::from_raw_parts(self.map.add(block), self.block_size) };
-        let u32_at = |at: usize| -> Option<u32> {
-            bytes
-                .get(at..at + 4)
-                .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        let u16_at = |at: usize| -> Option<u16> {
-            bytes
-                .get(at..at + 2)
-                .map(|b| u16::from_ne_bytes([b[0], b[1]]))
-        };
+        let u32_at = |at: usize| ne32(bytes, at);
+        let u16_at = |at: usize| ne16(bytes, at);
         // tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1 at 8.
         let (Some(num), Some(first)) = (u32_at(12), u32_at(16)) else {
             self.bad_blocks += 1;
@@ -382,14 +376,15 @@ impl Ring {
             // sockaddr_ll after the aligned header: family 0, protocol 2 (BE), ifindex 4,
             // hatype 8, pkttype 10.
             let sll = at + hdr_len;
-            let proto = bytes
-                .get(sll + 2..sll + 4)
-                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+            let proto = be16(bytes, sll + 2).unwrap_or(0);
             let ifindex = u32_at(sll + 4).unwrap_or(0) as i32;
             let hatype = u16_at(sll + 8).unwrap_or(0);
             let pkttype = bytes.get(sll + 10).copied().unwrap_or(0);
             let start = at + usize::from(mac);
-            let Some(data) = bytes.get(start..start + snaplen as usize) else {
+            let Some(data) = start
+                .checked_add(snaplen as usize)
+                .and_then(|end| bytes.get(start..end))
+            else {
                 self.bad_blocks += 1;
                 break;
             };
