@@ -23,11 +23,23 @@ use dissect::AnomalyCounts;
 use flow::{FlowConfig, FlowStats, FlowTable};
 
 /// Pipeline limits, and the redaction applied to every exchange.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub flow: FlowConfig,
     pub defrag: DefragConfig,
     pub redaction: std::sync::Arc<redact::Redaction>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            flow: FlowConfig::default(),
+            defrag: DefragConfig::default(),
+            // Built once per process: compiling the patterns costs more than dissecting a
+            // small capture, and every default pipeline shares them.
+            redaction: redact::Redaction::shared_default(),
+        }
+    }
 }
 
 /// Fragment reassembly limits (see `decode::defrag`).

@@ -148,6 +148,13 @@ impl Redaction {
         }
     }
 
+    /// The default rule, built once per process and shared.
+    pub fn shared_default() -> std::sync::Arc<Redaction> {
+        static DEFAULT: std::sync::LazyLock<std::sync::Arc<Redaction>> =
+            std::sync::LazyLock::new(|| std::sync::Arc::new(Redaction::default()));
+        std::sync::Arc::clone(&DEFAULT)
+    }
+
     /// Whether a header (lower-case name) is secret. CORS headers (`access-control-*`) name
     /// other headers and policies, never hold a secret, and are exempt from the patterns
     /// (`access-control-allow-credentials: true`).
