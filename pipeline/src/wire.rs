@@ -3,8 +3,7 @@
 //! fixed-width integers at an offset. Every read returns `None` past the end; callers never
 //! index bytes directly. What a crate parses (etherparse, hickory-proto, kafka-protocol,
 //! amq-protocol, pcap-file) is not read here. The host-order readers are for the kernel's
-//! TPACKET structures in the capture ring (`agent/src/capture/ring.rs`) and the TLS
-//! tracer's chunk headers (`tls/src/chunk.rs`).
+//! TPACKET structures in the capture ring (`agent/src/capture/ring.rs`).
 
 /// `N` bytes at `at`, if `b` holds them.
 #[inline]
