@@ -36,7 +36,7 @@ use schemas::{Exchange, Family};
 
 use crate::route::Routes;
 use crate::semconv::{
-    error_type, http_method, http_route, messaging_operation, observed, workload_labels,
+    error_type, http_method, http_route, messaging_operation, observed, system, workload_labels,
 };
 use crate::{Published, Sink, SinkMetrics};
 
@@ -110,7 +110,7 @@ const HTTP_LABELS: [&str; 8] = [
     "k8s_workload_name",
 ];
 
-fn family(
+fn metric(
     r: &Registry,
     overflow: &IntCounterVec,
     name: &'static str,
@@ -151,7 +151,7 @@ impl RedMetrics {
         Ok(RedMetrics {
             cfg,
             routes,
-            http_duration: family(
+            http_duration: metric(
                 r,
                 &overflow,
                 "http_server_request_duration_seconds",
@@ -159,7 +159,7 @@ impl RedMetrics {
                 &DURATION_BUCKETS,
                 &HTTP_LABELS,
             )?,
-            http_request_size: family(
+            http_request_size: metric(
                 r,
                 &overflow,
                 "http_server_request_body_size_bytes",
@@ -167,7 +167,7 @@ impl RedMetrics {
                 &SIZE_BUCKETS,
                 &HTTP_LABELS,
             )?,
-            http_response_size: family(
+            http_response_size: metric(
                 r,
                 &overflow,
                 "http_server_response_body_size_bytes",
@@ -175,7 +175,7 @@ impl RedMetrics {
                 &SIZE_BUCKETS,
                 &HTTP_LABELS,
             )?,
-            rpc_duration: family(
+            rpc_duration: metric(
                 r,
                 &overflow,
                 "rpc_server_call_duration_seconds",
@@ -191,7 +191,7 @@ impl RedMetrics {
                     "k8s_workload_name",
                 ],
             )?,
-            db_duration: family(
+            db_duration: metric(
                 r,
                 &overflow,
                 "db_client_operation_duration_seconds",
@@ -207,7 +207,7 @@ impl RedMetrics {
                     "k8s_workload_name",
                 ],
             )?,
-            messaging_duration: family(
+            messaging_duration: metric(
                 r,
                 &overflow,
                 "messaging_client_operation_duration_seconds",
@@ -225,7 +225,7 @@ impl RedMetrics {
                     "k8s_workload_name",
                 ],
             )?,
-            dns_duration: family(
+            dns_duration: metric(
                 r,
                 &overflow,
                 "dns_lookup_duration_seconds",
@@ -276,18 +276,16 @@ impl RedMetrics {
             }
             Family::Rpc => {
                 let rpc = ex.rpc.as_ref();
-                let system = rpc.map_or(ex.protocol.as_str(), |r| r.system.name.as_str());
                 let method = rpc.and_then(|r| r.method.as_deref()).unwrap_or_default();
                 let status = rpc
                     .and_then(|r| r.response.as_ref())
                     .map(|r| r.status_code.as_str())
                     .unwrap_or(&err);
-                let labels = [system, method, status, addr, &port, ns, wl];
+                let labels = [system(ex), method, status, addr, &port, ns, wl];
                 self.observe(&self.rpc_duration, &labels, secs);
             }
             Family::Db => {
                 let db = ex.db.as_ref();
-                let system = db.map_or(ex.protocol.as_str(), |d| d.system.name.as_str());
                 let op = db
                     .and_then(|d| d.operation.as_ref())
                     .map(|o| o.name.as_str())
@@ -296,12 +294,11 @@ impl RedMetrics {
                     .and_then(|d| d.response.as_ref())
                     .map(|r| r.status_code.as_str())
                     .unwrap_or_default();
-                let labels = [system, op, code, addr, &port, ns, wl];
+                let labels = [system(ex), op, code, addr, &port, ns, wl];
                 self.observe(&self.db_duration, &labels, secs);
             }
             Family::Messaging => {
                 let m = ex.messaging.as_ref();
-                let system = m.map(|m| m.system.as_str()).unwrap_or_default();
                 let (op, ty) = match messaging_operation(ex) {
                     Some((op, ty, _)) => (op, ty.unwrap_or_default()),
                     None => (String::new(), ""),
@@ -310,7 +307,7 @@ impl RedMetrics {
                     .and_then(|m| m.destination.as_ref())
                     .map(|d| d.name.as_str())
                     .unwrap_or_default();
-                let labels = [system, &op, ty, dest, &err, addr, &port, ns, wl];
+                let labels = [system(ex), &op, ty, dest, &err, addr, &port, ns, wl];
                 self.observe(&self.messaging_duration, &labels, secs);
             }
             Family::Dns => {

@@ -139,11 +139,20 @@ pub fn server_key(ex: &Exchange) -> String {
     format!("{}:{}", ex.server.address, ex.server.port)
 }
 
-/// The conventions' system name of the exchange's protocol (`db.system.name`,
-/// `rpc.system.name`, `messaging.system`), or its protocol name when the table has none.
-fn system_name(ex: &Exchange) -> &'static str {
-    let info = ex.protocol.info();
-    info.system.unwrap_or(info.name)
+/// The conventions' system name (`db.system.name`, `rpc.system.name`, `messaging.system`):
+/// the event's own, else the protocol table's, else the protocol's name. Spans and metrics
+/// both take it from here, so they agree.
+pub fn system(ex: &Exchange) -> &str {
+    let own = match ex.protocol.family() {
+        Family::Db => ex.db.as_ref().map(|d| d.system.name.as_str()),
+        Family::Rpc => ex.rpc.as_ref().map(|r| r.system.name.as_str()),
+        Family::Messaging => ex.messaging.as_ref().map(|m| m.system.as_str()),
+        Family::Http | Family::Dns => None,
+    };
+    own.unwrap_or_else(|| {
+        let info = ex.protocol.info();
+        info.system.unwrap_or(info.name)
+    })
 }
 
 /// gRPC codes that make a server span an error (the RPC conventions' list).
@@ -244,10 +253,7 @@ pub fn span(ex: &Exchange, routes: &Routes, opts: Options) -> SpanView {
                 .as_ref()
                 .and_then(|d| d.operation.as_ref())
                 .map(|o| o.name.clone());
-            let system = ex
-                .db
-                .as_ref()
-                .map_or(system_name(ex), |d| d.system.name.as_str());
+            let system = system(ex);
             s.name = op.clone().unwrap_or_else(|| system.to_string());
             s.str("db.system.name", system);
             if let Some(op) = op {
@@ -384,8 +390,7 @@ fn http_span(ex: &Exchange, routes: &Routes, opts: Options, s: &mut SpanView) {
     if ex.protocol.family() == Family::Rpc {
         let rpc = ex.rpc.as_ref();
         let m = rpc.and_then(|r| r.method.clone());
-        let system = rpc.map_or(system_name(ex), |r| r.system.name.as_str());
-        s.str("rpc.system.name", system);
+        s.str("rpc.system.name", system(ex));
         if let Some(m) = &m {
             s.str("rpc.method", m.clone());
             s.name = m.clone();
@@ -427,7 +432,7 @@ fn http_span(ex: &Exchange, routes: &Routes, opts: Options, s: &mut SpanView) {
 
 fn messaging_span(ex: &Exchange, s: &mut SpanView) {
     let m = ex.messaging.as_ref();
-    let system = m.map_or(system_name(ex), |m| m.system.as_str());
+    let system = system(ex);
     s.str("messaging.system", system);
     let dest = m
         .and_then(|m| m.destination.as_ref())
