@@ -57,7 +57,8 @@ impl Published {
 
 /// An exchange's JSON line, with its trailing newline.
 pub fn json_line(ex: &Exchange) -> Option<Bytes> {
-    let mut v = Vec::new();
+    // Most lines are a few hundred bytes: start there rather than growing from nothing.
+    let mut v = Vec::with_capacity(512);
     schemas::text::write_json_line(ex, &mut v).ok()?;
     Some(Bytes::from(v))
 }
