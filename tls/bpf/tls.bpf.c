@@ -1,0 +1,345 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* The plaintext programs hand to OpenSSL, read where they hand it over.
+ *
+ * Licence: this one file is GPL-2.0 or BSD-2-Clause (the rest of tapwire is Apache-2.0), because
+ * the kernel lets only GPL-compatible programs read user memory (`bpf_probe_read_user`).
+ *
+ * What it does, per thread:
+ * 1. On entry to SSL_write / SSL_read (and the `_ex` forms Python uses), remember the call: the
+ *    `SSL*`, the buffer, where the `_ex` forms write the byte count.
+ * 2. While that call runs, `tcp_sendmsg` / `tcp_recvmsg` on the same thread name the kernel
+ *    socket it moves bytes through; its addresses and ports are read with CO-RE. A call that
+ *    touches two sockets is rejected (counted). That binds the `SSL*` to its TCP connection
+ *    without reading OpenSSL's structures (which change across versions and custom BIOs).
+ * 3. On return, the bytes actually moved are copied into the ring buffer in chunks of at most
+ *    CHUNK_CAP bytes, at most MAX_CHUNKS per call (the rest is counted as truncated). Each chunk
+ *    carries the connection's per-direction byte offset, which advances by every byte moved,
+ *    sent or not, so a lost or truncated chunk is a visible jump in offsets (a gap).
+ *    An SSL_read served from OpenSSL's buffer makes no syscall: the binding cached per
+ *    (process, `SSL*`) is used; a call with neither is sent unbound (flag, counted).
+ *
+ * Caps: CHUNK_CAP bytes per chunk, MAX_CHUNKS chunks per call, MAX_CALLS threads in a call at
+ * once, MAX_CONNS bound connections (LRU: the least recently used binding goes first), the
+ * ring buffer's size (set by the loader). Every loss is counted in `counters`.
+ */
+#include "kernel.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define CHUNK_CAP 16384
+#define MAX_CHUNKS 16
+#define MAX_CALLS 16384
+#define MAX_CONNS 65536
+
+#define DIR_WRITE 0
+#define DIR_READ 1
+
+/* Chunk flags. */
+#define FLAG_UNBOUND 1 /* no socket known for this SSL*: addresses are zero */
+#define FLAG_NEW_CONN 2 /* first chunk of a new binding of this SSL* (offsets restart) */
+
+/* Counter slots (the loader names them in the same order). */
+enum counter {
+	C_CALLS,
+	C_CHUNKS,
+	C_BYTES,
+	C_LOST_CHUNKS,
+	C_LOST_BYTES,
+	C_TRUNCATED_BYTES,
+	C_TWO_SOCKETS,
+	C_UNBOUND,
+	C_READ_FAULTS,
+	C_CALLS_CAP,
+	C_COUNT,
+};
+
+struct tuple {
+	__u8 saddr[16]; /* the traced process's side */
+	__u8 daddr[16]; /* its peer */
+	__u16 sport;
+	__u16 dport;
+	__u16 family;
+	__u16 pad;
+};
+
+struct call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 count_ptr; /* `_ex` forms: where the byte count is written; 0 otherwise */
+	__u64 sk; /* the socket seen during the call, 0 if none */
+	__u32 dir;
+	__u32 sockets;
+	struct tuple t;
+};
+
+struct conn_key {
+	__u64 ssl;
+	__u32 tgid;
+	__u32 pad;
+};
+
+struct conn {
+	__u64 sk;
+	__u64 offset[2];
+	__u32 generation;
+	__u32 fresh; /* set until the first chunk of this generation is sent */
+	struct tuple t;
+};
+
+struct chunk_hdr {
+	__u64 ts_ns; /* CLOCK_MONOTONIC */
+	__u64 ssl;
+	__u64 offset; /* of data[0] in this direction of this generation */
+	__u32 tgid;
+	__u32 tid;
+	__u32 len; /* bytes in data */
+	__u32 generation;
+	__u8 dir;
+	__u8 flags;
+	__u16 pad;
+	__u32 pad2;
+	struct tuple t;
+};
+
+/* tls/src/chunk.rs reads this layout. */
+_Static_assert(sizeof(struct chunk_hdr) == 88, "chunk header layout changed");
+
+struct chunk {
+	struct chunk_hdr h;
+	__u8 data[CHUNK_CAP];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_CALLS);
+	__type(key, __u64);
+	__type(value, struct call);
+} calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_CONNS);
+	__type(key, struct conn_key);
+	__type(value, struct conn);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* the loader may resize it */
+} chunks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct chunk);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, C_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 slot, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &slot);
+	if (v)
+		*v += n;
+}
+
+static __always_inline int enter(__u64 ssl, __u64 buf, __u64 count_ptr, __u32 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call c = {};
+	c.ssl = ssl;
+	c.buf = buf;
+	c.count_ptr = count_ptr;
+	c.dir = dir;
+	if (bpf_map_update_elem(&calls, &id, &c, BPF_ANY))
+		count(C_CALLS_CAP, 1);
+	return 0;
+}
+
+/* A TCP send or receive on this thread: if a TLS call is running, note its socket. */
+static __always_inline int on_socket(struct sock *sk)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call *c = bpf_map_lookup_elem(&calls, &id);
+	if (!c || !sk)
+		return 0;
+	if (c->sk == (__u64)sk)
+		return 0;
+	c->sockets++;
+	if (c->sk)
+		return 0;
+	c->sk = (__u64)sk;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	c->t.family = family;
+	c->t.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	c->t.dport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		__be32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(c->t.saddr, &s, 4);
+		__builtin_memcpy(c->t.daddr, &d, 4);
+	} else if (family == AF_INET6) {
+		BPF_CORE_READ_INTO(&c->t.saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&c->t.daddr, sk, __sk_common.skc_v6_daddr);
+	}
+	return 0;
+}
+
+SEC("kprobe/tcp_sendmsg")
+int BPF_KPROBE(tcp_sendmsg_entry, struct sock *sk)
+{
+	return on_socket(sk);
+}
+
+SEC("kprobe/tcp_recvmsg")
+int BPF_KPROBE(tcp_recvmsg_entry, struct sock *sk)
+{
+	return on_socket(sk);
+}
+
+static __always_inline void send_chunks(struct call *c, struct conn *conn, __u64 n, __u64 id,
+					__u8 flags)
+{
+	__u32 zero = 0;
+	struct chunk *ch = bpf_map_lookup_elem(&scratch, &zero);
+	__u32 dir = c->dir & 1;
+	__u64 base = conn->offset[dir];
+	conn->offset[dir] = base + n;
+	if (!ch) {
+		count(C_LOST_BYTES, n);
+		return;
+	}
+	ch->h.ts_ns = bpf_ktime_get_ns();
+	ch->h.ssl = c->ssl;
+	ch->h.tgid = id >> 32;
+	ch->h.tid = (__u32)id;
+	ch->h.generation = conn->generation;
+	ch->h.dir = dir;
+	ch->h.t = conn->t;
+	__u64 done = 0;
+	for (int i = 0; i < MAX_CHUNKS; i++) {
+		if (done >= n)
+			break;
+		__u64 part = n - done;
+		if (part > CHUNK_CAP)
+			part = CHUNK_CAP;
+		barrier_var(part);
+		if (part > CHUNK_CAP)
+			break;
+		ch->h.offset = base + done;
+		ch->h.len = part;
+		ch->h.flags = flags;
+		if (bpf_probe_read_user(ch->data, part, (void *)(c->buf + done))) {
+			count(C_READ_FAULTS, 1);
+			count(C_LOST_BYTES, part);
+		} else if (bpf_ringbuf_output(&chunks, ch, sizeof(ch->h) + part, 0)) {
+			count(C_LOST_CHUNKS, 1);
+			count(C_LOST_BYTES, part);
+		} else {
+			count(C_CHUNKS, 1);
+			count(C_BYTES, part);
+		}
+		flags &= ~FLAG_NEW_CONN;
+		done += part;
+	}
+	if (done < n)
+		count(C_TRUNCATED_BYTES, n - done);
+}
+
+static __always_inline int leave(int ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call *c = bpf_map_lookup_elem(&calls, &id);
+	if (!c)
+		return 0;
+	count(C_CALLS, 1);
+	__u64 n = 0;
+	if (c->count_ptr) {
+		size_t moved = 0;
+		if (ret == 1 && !bpf_probe_read_user(&moved, sizeof(moved), (void *)c->count_ptr))
+			n = moved;
+	} else if (ret > 0) {
+		n = ret;
+	}
+	if (c->sockets > 1) {
+		count(C_TWO_SOCKETS, 1);
+		goto out;
+	}
+	struct conn_key key = { .ssl = c->ssl, .tgid = id >> 32 };
+	struct conn *conn = bpf_map_lookup_elem(&conns, &key);
+	__u8 flags = 0;
+	if (c->sk && (!conn || conn->sk != c->sk)) {
+		/* A first binding, or this SSL* now talks over another socket (freed and reused):
+		 * a new generation whose offsets start at 0. */
+		struct conn fresh = {};
+		fresh.sk = c->sk;
+		fresh.t = c->t;
+		fresh.fresh = 1;
+		fresh.generation = conn ? conn->generation + 1 : 0;
+		bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY);
+		conn = bpf_map_lookup_elem(&conns, &key);
+	}
+	if (!conn) {
+		/* No socket ever seen for this SSL* (the connection predates the probes and OpenSSL
+		 * served this read from its buffer): remember it unbound, zero addresses. */
+		struct conn unbound = {};
+		unbound.fresh = 1;
+		bpf_map_update_elem(&conns, &key, &unbound, BPF_NOEXIST);
+		conn = bpf_map_lookup_elem(&conns, &key);
+		if (!conn)
+			goto out;
+	}
+	if (n == 0)
+		goto out;
+	if (!conn->sk) {
+		flags |= FLAG_UNBOUND;
+		count(C_UNBOUND, 1);
+	}
+	if (conn->fresh) {
+		flags |= FLAG_NEW_CONN;
+		conn->fresh = 0;
+	}
+	send_chunks(c, conn, n, id, flags);
+out:
+	bpf_map_delete_elem(&calls, &id);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_entry, void *ssl, void *buf, int num)
+{
+	return enter((__u64)ssl, (__u64)buf, 0, DIR_WRITE);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_entry, void *ssl, void *buf, int num)
+{
+	return enter((__u64)ssl, (__u64)buf, 0, DIR_READ);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_ex_entry, void *ssl, void *buf, size_t num, size_t *written)
+{
+	return enter((__u64)ssl, (__u64)buf, (__u64)written, DIR_WRITE);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_ex_entry, void *ssl, void *buf, size_t num, size_t *readbytes)
+{
+	return enter((__u64)ssl, (__u64)buf, (__u64)readbytes, DIR_READ);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_return, int ret)
+{
+	return leave(ret);
+}

@@ -1,0 +1,29 @@
+//! tapwire's second source: the plaintext programs hand to their TLS library, read with eBPF
+//! uprobes where they hand it over, and bound to the TCP connection it travels on.
+//!
+//! - `bpf/tls.bpf.c`: the BPF program (uprobes on OpenSSL's `SSL_read`/`SSL_write` and their
+//!   `_ex` forms, kprobes on `tcp_sendmsg`/`tcp_recvmsg` that bind each `SSL*` to its socket,
+//!   a ring buffer of chunks). Its comment states how connections are identified and every cap.
+//! - [`discover`]: which libssl files processes have mapped (`/proc/*/maps`, containers
+//!   through `/proc/<pid>/root`).
+//! - [`tracer`]: loading the program, attaching per library file, reading the ring buffer,
+//!   the counters.
+//! - [`chunk`]: one ring-buffer record as a [`Chunk`]: process, connection, direction,
+//!   per-direction byte offset (a jump is a gap), endpoints, plaintext.
+//!
+//! Written here rather than taken from a crate: libbpf-rs loads the program; no crate traces
+//! TLS libraries (the peers that do, Pixie, Beyla, Kubeshark's tracer, are applications). The
+//! BPF program is C, compiled by clang at build time (`build.rs`): there is no nightly Rust or
+//! `rust-src` here for BPF in Rust, and aya's multi-uprobe releases need a newer rustc.
+//!
+//! Needs root, or `CAP_BPF` + `CAP_PERFMON` + `CAP_SYS_PTRACE` (to read other processes'
+//! maps and files), and a kernel with BTF (`/sys/kernel/btf/vmlinux`). x86-64 only for now
+//! (the register frame in `bpf/kernel.h`). See ARCHITECTURE.md for how chunks reach the
+//! dissectors.
+
+pub mod chunk;
+pub mod discover;
+pub mod tracer;
+
+pub use chunk::{Chunk, ChunkError, ConnId, Direction, Endpoints};
+pub use tracer::{Config, Counters, TlsError, Tracer};
