@@ -10,6 +10,10 @@
 #ifndef TAPWIRE_KERNEL_H
 #define TAPWIRE_KERNEL_H
 
+/* libbpf's bpf_tracing.h names pt_regs fields the kernel's way (`di`, not user space's `rdi`)
+ * when it sees a vmlinux.h; this file stands in for one. */
+#define __VMLINUX_H__
+
 typedef unsigned char __u8;
 typedef signed char __s8;
 typedef unsigned short __u16;
@@ -60,6 +64,40 @@ struct sock_common {
 struct sock {
 	struct sock_common __sk_common;
 } __attribute__((preserve_access_index));
+
+struct inode {
+	unsigned short i_mode;
+} __attribute__((preserve_access_index));
+
+struct socket {
+	struct sock *sk;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct inode *f_inode;
+	void *private_data;
+} __attribute__((preserve_access_index));
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct {
+	struct fdtable *fdt;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	struct files_struct *files;
+} __attribute__((preserve_access_index));
+
+/* The context of a raw tracepoint: its arguments (for sys_enter: the pt_regs, the syscall). */
+struct bpf_raw_tracepoint_args {
+	__u64 args[0];
+};
+
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
 
 #define AF_INET 2
 #define AF_INET6 10

@@ -7,8 +7,9 @@
  * What it does, per thread:
  * 1. On entry to SSL_write / SSL_read (and the `_ex` forms Python uses), remember the call: the
  *    `SSL*`, the buffer, where the `_ex` forms write the byte count.
- * 2. While that call runs, `tcp_sendmsg` / `tcp_recvmsg` on the same thread name the kernel
- *    socket it moves bytes through; its addresses and ports are read with CO-RE. A call that
+ * 2. While that call runs, the system calls the same thread makes on a descriptor (read, write,
+ *    send*, recv*) name the kernel socket it moves bytes through (found from the descriptor
+ *    through the task's file table); its addresses and ports are read with CO-RE. A call that
  *    touches two sockets is rejected (counted). That binds the `SSL*` to its TCP connection
  *    without reading OpenSSL's structures (which change across versions and custom BIOs).
  * 3. On return, the bytes actually moved are copied into the ring buffer in chunks of at most
@@ -165,18 +166,46 @@ static __always_inline int enter(__u64 ssl, __u64 buf, __u64 count_ptr, __u32 di
 	return 0;
 }
 
-/* A TCP send or receive on this thread: if a TLS call is running, note its socket. */
-static __always_inline int on_socket(struct sock *sk)
+/* The kernel socket behind descriptor `fd` of the current task, or 0 when `fd` is not an IPv4 or
+ * IPv6 socket. Reads task->files->fdt->fd[fd]->private_data->sk with CO-RE. */
+static __always_inline struct sock *socket_of(int fd)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct call *c = bpf_map_lookup_elem(&calls, &id);
-	if (!c || !sk)
+	if (fd < 0)
 		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt)
+		return 0;
+	unsigned int max = BPF_CORE_READ(fdt, max_fds);
+	if ((unsigned int)fd >= max)
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return 0;
+	unsigned short mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return 0;
+	struct socket *so = BPF_CORE_READ(f, private_data);
+	if (!so)
+		return 0;
+	struct sock *sk = BPF_CORE_READ(so, sk);
+	if (!sk)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	return sk;
+}
+
+/* A socket this thread moves bytes through while a TLS call runs: note it and its addresses. */
+static __always_inline void on_socket(struct call *c, struct sock *sk)
+{
 	if (c->sk == (__u64)sk)
-		return 0;
+		return;
 	c->sockets++;
 	if (c->sk)
-		return 0;
+		return;
 	c->sk = (__u64)sk;
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	c->t.family = family;
@@ -187,23 +216,46 @@ static __always_inline int on_socket(struct sock *sk)
 		__be32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
 		__builtin_memcpy(c->t.saddr, &s, 4);
 		__builtin_memcpy(c->t.daddr, &d, 4);
-	} else if (family == AF_INET6) {
+	} else {
 		BPF_CORE_READ_INTO(&c->t.saddr, sk, __sk_common.skc_v6_rcv_saddr);
 		BPF_CORE_READ_INTO(&c->t.daddr, sk, __sk_common.skc_v6_daddr);
 	}
+}
+
+/* Every system call's entry (a raw tracepoint: no kprobes, fentry or tracefs needed, which
+ * some kernels lack or refuse). Costs one hash lookup per system call on the node; only a
+ * thread inside a traced TLS call goes further. The syscalls that move a socket's bytes take
+ * the descriptor as their first argument (x86-64 numbers). */
+SEC("raw_tracepoint/sys_enter")
+int sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call *c = bpf_map_lookup_elem(&calls, &id);
+	if (!c)
+		return 0;
+	switch (ctx->args[1]) {
+	case 0: /* read */
+	case 1: /* write */
+	case 19: /* readv */
+	case 20: /* writev */
+	case 44: /* sendto */
+	case 45: /* recvfrom */
+	case 46: /* sendmsg */
+	case 47: /* recvmsg */
+	case 299: /* recvmmsg */
+	case 307: /* sendmmsg */
+		break;
+	default:
+		return 0;
+	}
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	unsigned long fd = 0;
+	if (bpf_probe_read_kernel(&fd, sizeof(fd), &regs->di))
+		return 0;
+	struct sock *sk = socket_of((int)fd);
+	if (sk)
+		on_socket(c, sk);
 	return 0;
-}
-
-SEC("kprobe/tcp_sendmsg")
-int BPF_KPROBE(tcp_sendmsg_entry, struct sock *sk)
-{
-	return on_socket(sk);
-}
-
-SEC("kprobe/tcp_recvmsg")
-int BPF_KPROBE(tcp_recvmsg_entry, struct sock *sk)
-{
-	return on_socket(sk);
 }
 
 static __always_inline void send_chunks(struct call *c, struct conn *conn, __u64 n, __u64 id,

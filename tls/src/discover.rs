@@ -105,7 +105,10 @@ mod tests {
         assert!(is_libssl("/usr/lib/x86_64-linux-gnu/libssl.so.3"));
         assert!(is_libssl("/opt/app/lib/libssl.so.1.1"));
         assert!(!is_libssl("/usr/lib/x86_64-linux-gnu/libcrypto.so.3"));
-        assert!(!is_libssl("/usr/lib/libssl3.so"), "NSS's libssl3 is not OpenSSL");
+        assert!(
+            !is_libssl("/usr/lib/libssl3.so"),
+            "NSS's libssl3 is not OpenSSL"
+        );
     }
 
     #[test]
@@ -127,13 +130,25 @@ mod tests {
         }
         // Same path, but each "container root" holds its own file: two libraries.
         std::fs::create_dir_all(root.join("12")).unwrap();
-        std::fs::write(root.join("12/maps"), "7f00-7f10 r-xp 0 0 0 /usr/lib/libc.so.6\n").unwrap();
+        std::fs::write(
+            root.join("12/maps"),
+            "7f00-7f10 r-xp 0 0 0 /usr/lib/libc.so.6\n",
+        )
+        .unwrap();
         std::fs::create_dir_all(root.join("self")).unwrap();
         let s = scan(&root);
         assert_eq!(s.libraries.len(), 2, "{s:?}");
-        assert!(s.libraries.iter().all(|l| l.mapped_as == "/usr/lib/libssl.so.3"));
+        assert!(
+            s.libraries
+                .iter()
+                .all(|l| l.mapped_as == "/usr/lib/libssl.so.3")
+        );
         let pids: Vec<u32> = s.libraries.iter().flat_map(|l| l.pids.clone()).collect();
-        assert_eq!(pids.len(), 2, "one entry per process, not per mapping: {pids:?}");
+        assert_eq!(
+            pids.len(),
+            2,
+            "one entry per process, not per mapping: {pids:?}"
+        );
         let _ = std::fs::remove_dir_all(&root);
     }
 }

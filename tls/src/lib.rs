@@ -2,7 +2,7 @@
 //! uprobes where they hand it over, and bound to the TCP connection it travels on.
 //!
 //! - `bpf/tls.bpf.c`: the BPF program (uprobes on OpenSSL's `SSL_read`/`SSL_write` and their
-//!   `_ex` forms, kprobes on `tcp_sendmsg`/`tcp_recvmsg` that bind each `SSL*` to its socket,
+//!   `_ex` forms, fentry programs on `tcp_sendmsg`/`tcp_recvmsg` that bind each `SSL*` to its socket,
 //!   a ring buffer of chunks). Its comment states how connections are identified and every cap.
 //! - [`discover`]: which libssl files processes have mapped (`/proc/*/maps`, containers
 //!   through `/proc/<pid>/root`).

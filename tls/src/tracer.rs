@@ -1,6 +1,7 @@
 //! Loading the BPF program, attaching it, and reading its ring buffer.
 //!
-//! The kprobes on `tcp_sendmsg`/`tcp_recvmsg` are attached once at [`Tracer::load`]; uprobes
+//! The raw tracepoint on system call entry, which binds each `SSL*` to its socket, is attached
+//! once at [`Tracer::load`]; uprobes
 //! are attached per library file ([`Tracer::attach_openssl`]) and detached when the tracer or
 //! the library's entry is dropped. [`Tracer::poll`] hands over what arrived; records the parser
 //! refuses are counted in [`Counters::bad_records`]. Dropping the tracer detaches everything.
@@ -106,12 +107,12 @@ pub struct Tracer {
     ring: RingBuffer<'static>,
     inbox: Rc<RefCell<Inbox>>,
     libraries: BTreeMap<(u64, u64), Vec<Link>>,
-    _kprobes: Vec<Link>,
+    _sys_enter: Link,
     object: Object,
 }
 
 impl Tracer {
-    /// Load the program and attach its socket kprobes. Needs `CAP_BPF` and `CAP_PERFMON` (or
+    /// Load the program and attach its system-call tracepoint. Needs `CAP_BPF` and `CAP_PERFMON` (or
     /// root) and a kernel with BTF.
     pub fn load(cfg: Config) -> Result<Tracer, TlsError> {
         let load = |e: libbpf_rs::Error| TlsError::Load(e.to_string());
@@ -120,17 +121,12 @@ impl Tracer {
             ring.set_max_entries(cfg.ring_bytes).map_err(load)?;
         }
         let object = open.load().map_err(load)?;
-        let mut kprobes = Vec::new();
-        for (prog, func) in [
-            ("tcp_sendmsg_entry", "tcp_sendmsg"),
-            ("tcp_recvmsg_entry", "tcp_recvmsg"),
-        ] {
-            let p = object
-                .progs()
-                .find(|p| p.name() == prog)
-                .ok_or_else(|| TlsError::Load(format!("program {prog} missing")))?;
-            kprobes.push(p.attach_kprobe(false, func).map_err(load)?);
-        }
+        let sys_enter = object
+            .progs_mut()
+            .find(|p| p.name() == "sys_enter")
+            .ok_or_else(|| TlsError::Load("program sys_enter missing".into()))?
+            .attach_raw_tracepoint("sys_enter")
+            .map_err(load)?;
         let inbox = Rc::new(RefCell::new(Inbox::default()));
         let sink = Rc::clone(&inbox);
         let mut builder = RingBufferBuilder::new();
@@ -157,12 +153,11 @@ impl Tracer {
             })
             .map_err(load)?;
         let ring = builder.build().map_err(load)?;
-        drop(map);
         Ok(Tracer {
             ring,
             inbox,
             libraries: BTreeMap::new(),
-            _kprobes: kprobes,
+            _sys_enter: sys_enter,
             object,
         })
     }
@@ -229,9 +224,9 @@ impl Tracer {
         self.libraries.len()
     }
 
-    fn program(&self, name: &str) -> Result<libbpf_rs::Program<'_>, TlsError> {
+    fn program(&self, name: &str) -> Result<libbpf_rs::ProgramMut<'_>, TlsError> {
         self.object
-            .progs()
+            .progs_mut()
             .find(|p| p.name() == name)
             .ok_or_else(|| TlsError::Load(format!("program {name} missing")))
     }

@@ -39,7 +39,10 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.ns]).output() {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.ns])
+            .output()
+        {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 let _ = Command::new("kill").args(["-KILL", pid]).status();
             }
@@ -62,8 +65,19 @@ impl Server {
         std::fs::write(dir.join("www/big.bin"), big).unwrap();
         let d = dir.display();
         run(&[
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-            &format!("{d}/k.pem"), "-out", &format!("{d}/c.pem"), "-days", "1", "-subj",
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{d}/k.pem"),
+            "-out",
+            &format!("{d}/c.pem"),
+            "-days",
+            "1",
+            "-subj",
             "/CN=tapwire.test",
         ]);
         let conf = format!(
@@ -87,7 +101,13 @@ impl Server {
         let until = Instant::now() + Duration::from_secs(10);
         loop {
             let up = s
-                .client(&["curl", "-skf", "-o", "/dev/null", "https://127.0.0.1:8443/hello.txt"])
+                .client(&[
+                    "curl",
+                    "-skf",
+                    "-o",
+                    "/dev/null",
+                    "https://127.0.0.1:8443/hello.txt",
+                ])
                 .status()
                 .is_ok_and(|st| st.success());
             if up {
@@ -127,15 +147,18 @@ fn collect(t: &mut Tracer, mut cmd: Command, linger: Duration) -> (u32, Vec<Chun
     let mut got = Vec::new();
     let until = Instant::now() + Duration::from_secs(30);
     loop {
-        t.poll(Duration::from_millis(20), |c| got.push(c)).expect("poll");
-        if child.try_wait().expect("wait").is_some() {
+        t.poll(Duration::from_millis(20), |c| got.push(c))
+            .expect("poll");
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "the client failed: {status}");
             break;
         }
         assert!(Instant::now() < until, "client did not finish");
     }
     let end = Instant::now() + linger;
     while Instant::now() < end {
-        t.poll(Duration::from_millis(20), |c| got.push(c)).expect("poll");
+        t.poll(Duration::from_millis(20), |c| got.push(c))
+            .expect("poll");
     }
     (pid, got)
 }
@@ -164,7 +187,12 @@ fn curl_and_nginx_plaintext_with_their_connection() {
     let mut t = tracer(8 << 20);
     let (pid, chunks) = collect(
         &mut t,
-        srv.client(&["curl", "-sk", "--http1.1", "https://127.0.0.1:8443/hello.txt"]),
+        srv.client(&[
+            "curl",
+            "-sk",
+            "--http1.1",
+            "https://127.0.0.1:8443/hello.txt",
+        ]),
         Duration::from_millis(300),
     );
     let sent = stream(&chunks, pid, Direction::Write);
@@ -174,9 +202,16 @@ fn curl_and_nginx_plaintext_with_their_connection() {
         "{:?}",
         String::from_utf8_lossy(&sent)
     );
-    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{:?}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
     assert!(got.ends_with(b"hello over tls\n"));
-    let first = chunks.iter().find(|c| c.conn.pid == pid).expect("curl's chunks");
+    let first = chunks
+        .iter()
+        .find(|c| c.conn.pid == pid)
+        .expect("curl's chunks");
     assert!(first.new_connection);
     let e = first.endpoints.expect("bound to its socket");
     assert_eq!(e.peer.to_string(), "127.0.0.1:8443");
@@ -272,7 +307,12 @@ fn a_megabyte_response_arrives_whole() {
         .expect("headers end")
         + 4;
     assert_eq!(got.len() - body_at, 1 << 20);
-    assert!(got[body_at..].iter().enumerate().all(|(i, b)| *b == b'a' + (i % 26) as u8));
+    assert!(
+        got[body_at..]
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == b'a' + (i % 26) as u8)
+    );
     let mut per_conn = HashMap::new();
     for c in chunks.iter().filter(|c| c.conn.pid == pid) {
         *per_conn.entry(c.conn).or_insert(0usize) += 1;
@@ -294,7 +334,8 @@ fn a_tiny_ring_loses_chunks_and_counts_them() {
     let st = cmd.status().expect("curl");
     assert!(st.success());
     let mut got = Vec::new();
-    t.poll(Duration::from_millis(100), |c| got.push(c)).expect("poll");
+    t.poll(Duration::from_millis(100), |c| got.push(c))
+        .expect("poll");
     let n = t.counters();
     assert!(n.lost_chunks > 0 && n.lost_bytes > 0, "{n:?}");
 }
