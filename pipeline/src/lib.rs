@@ -6,6 +6,10 @@
 //! [`dissect`] framework (the `Dissector` trait, detection, pairing, bodies). [`Pipeline`] ties them together for one worker; it is
 //! single-threaded and shares nothing, so the agent runs one per worker thread with flows
 //! sharded by the symmetric flow hash.
+//!
+//! A second entry, [`Pipeline::stream`], takes plaintext streams (a TLS connection's bytes as
+//! its program wrote or read them, from the `tls` crate) into the same flow table and
+//! dissectors: each stream is a flow of its own, ordered by its offsets.
 
 pub mod decode;
 pub mod dissect;
@@ -14,6 +18,9 @@ pub mod protocols;
 pub mod redact;
 pub mod source;
 pub mod wire;
+
+pub use dissect::StreamOrigin;
+pub use flow::{Endpoint, StreamChunk};
 
 use schemas::Exchange;
 
@@ -139,6 +146,14 @@ impl Pipeline {
             self.redaction.apply_with(ex, &mut self.verdicts);
         }
         self.exchanges += (out.len() - before) as u64;
+    }
+
+    /// Process one chunk of a plaintext stream (see [`FlowTable::stream`]); finished exchanges
+    /// are appended to `out`, redacted as packet exchanges are.
+    pub fn stream(&mut self, chunk: &StreamChunk<'_>, out: &mut Vec<Exchange>) {
+        let before = out.len();
+        self.flows.stream(chunk, out);
+        self.done(before, out);
     }
 
     /// End of input: close every flow and flush what is pending.

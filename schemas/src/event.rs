@@ -86,6 +86,33 @@ impl Tapwire {
     }
 }
 
+/// `tls.*`: what is known about the TLS session the exchange travelled in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Tls {
+    /// `tls.established`: true when the exchange was read as plaintext inside an established
+    /// TLS session (the TLS plaintext source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub established: Option<bool>,
+}
+
+/// `process.executable.*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProcessExecutable {
+    /// `process.executable.name`: the program's name (its `comm`, as `/proc/PID/comm` shows it).
+    pub name: String,
+}
+
+/// `process.*`: the process on this node that owns the connection, where the source knows it
+/// (the TLS plaintext source does; packets do not). When both ends are traced on one node, the
+/// one whose plaintext was used (see ARCHITECTURE.md, "TLS plaintext").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Process {
+    /// `process.pid`.
+    pub pid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executable: Option<ProcessExecutable>,
+}
+
 /// One exchange event (the contract every sink and consumer relies on).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Exchange {
@@ -128,6 +155,10 @@ pub struct Exchange {
     pub amqp: Option<Amqp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<Kafka>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
     #[serde(default, skip_serializing_if = "Tapwire::is_empty")]
     pub tapwire: Tapwire,
 }
@@ -168,6 +199,8 @@ impl Exchange {
             messaging: None,
             amqp: None,
             kafka: None,
+            tls: None,
+            process: None,
             tapwire: Tapwire::default(),
         }
     }

@@ -8,7 +8,10 @@ pub mod l7;
 pub mod protocol;
 pub mod text;
 
-pub use event::{Exchange, HeaderMap, Network, NetworkProtocol, Peer, Status, Transport};
+pub use event::{
+    Exchange, HeaderMap, Network, NetworkProtocol, Peer, Process, ProcessExecutable, Status, Tls,
+    Transport,
+};
 pub use protocol::{Family, Protocol, ProtocolInfo, Side};
 
 /// The version of the event contract, sent with events that leave the node (the Kafka sink's

@@ -598,6 +598,7 @@ fn span_data(
                     match v {
                         Value::Str(s) => OtelValue::String(s.into()),
                         Value::Int(i) => OtelValue::I64(i),
+                        Value::Bool(b) => OtelValue::Bool(b),
                         Value::StrList(l) => OtelValue::Array(Array::String(
                             l.into_iter().map(StringValue::from).collect(),
                         )),

@@ -33,7 +33,8 @@
 //!   `dns.answers`, `error.type` = response code when not NOERROR).
 //!
 //! Every span also has `server.*`, `client.*`, `network.transport`, `network.protocol.version`
-//! where known, and `tapwire.status` when the exchange is not simply `ok` (`no_response`,
+//! where known, `tls.established`, `process.pid` and `process.executable.name` when the exchange
+//! came through the TLS plaintext source, and `tapwire.status` when the exchange is not simply `ok` (`no_response`,
 //! `incomplete`).
 
 use schemas::{Exchange, Family, Side, Status};
@@ -54,6 +55,7 @@ pub enum Kind {
 pub enum Value {
     Str(String),
     Int(i64),
+    Bool(bool),
     StrList(Vec<String>),
 }
 
@@ -82,6 +84,10 @@ impl SpanView {
 
     fn int(&mut self, key: &'static str, v: i64) {
         self.attributes.push((key, Value::Int(v)));
+    }
+
+    fn bool(&mut self, key: &'static str, v: bool) {
+        self.attributes.push((key, Value::Bool(v)));
     }
 }
 
@@ -322,6 +328,15 @@ pub fn span(ex: &Exchange, routes: &Routes, opts: Options) -> SpanView {
     );
     if let Some(p) = &ex.network.protocol {
         s.str("network.protocol.version", p.version.clone());
+    }
+    if let Some(established) = ex.tls.as_ref().and_then(|t| t.established) {
+        s.bool("tls.established", established);
+    }
+    if let Some(p) = &ex.process {
+        s.int("process.pid", i64::from(p.pid));
+        if let Some(e) = &p.executable {
+            s.str("process.executable.name", e.name.clone());
+        }
     }
     match ex.status {
         Status::Ok | Status::Error => {}

@@ -74,6 +74,8 @@ struct call {
 	__u32 dir;
 	__u32 sockets;
 	struct tuple t;
+	__u32 netns; /* the socket's network namespace (its inode number) */
+	__u32 pad;
 };
 
 struct conn_key {
@@ -88,6 +90,8 @@ struct conn {
 	__u32 generation;
 	__u32 fresh; /* set until the first chunk of this generation is sent */
 	struct tuple t;
+	__u32 netns;
+	__u32 pad;
 };
 
 struct chunk_hdr {
@@ -101,12 +105,13 @@ struct chunk_hdr {
 	__u8 dir;
 	__u8 flags;
 	__u16 pad;
-	__u32 pad2;
+	__u32 netns; /* network namespace inode: the same addresses in two namespaces differ */
 	struct tuple t;
+	char comm[16]; /* the process's name (its main thread's), NUL-padded */
 };
 
 /* tls/src/chunk.rs reads this layout. */
-_Static_assert(sizeof(struct chunk_hdr) == 88, "chunk header layout changed");
+_Static_assert(sizeof(struct chunk_hdr) == 104, "chunk header layout changed");
 
 struct chunk {
 	struct chunk_hdr h;
@@ -207,6 +212,7 @@ static __always_inline void on_socket(struct call *c, struct sock *sk)
 	if (c->sk)
 		return;
 	c->sk = (__u64)sk;
+	c->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	c->t.family = family;
 	c->t.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
@@ -277,6 +283,9 @@ static __always_inline void send_chunks(struct call *c, struct conn *conn, __u64
 	ch->h.generation = conn->generation;
 	ch->h.dir = dir;
 	ch->h.t = conn->t;
+	ch->h.netns = conn->netns;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	BPF_CORE_READ_INTO(&ch->h.comm, task, group_leader, comm);
 	__u64 done = 0;
 	for (int i = 0; i < MAX_CHUNKS; i++) {
 		if (done >= n)
@@ -335,6 +344,7 @@ static __always_inline int leave(int ret)
 		struct conn fresh = {};
 		fresh.sk = c->sk;
 		fresh.t = c->t;
+		fresh.netns = c->netns;
 		fresh.fresh = 1;
 		fresh.generation = conn ? conn->generation + 1 : 0;
 		bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY);

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use pipeline::wire::{array, ne16, ne32, ne64};
 
 /// Bytes of the header before the data (`sizeof(struct chunk_hdr)`).
-pub const HEADER_LEN: usize = 88;
+pub const HEADER_LEN: usize = 104;
 /// Largest data part of one chunk (`CHUNK_CAP`); larger calls arrive as several chunks.
 pub const CHUNK_CAP: usize = 16384;
 /// Most chunks one TLS call is split into (`MAX_CHUNKS`); bytes past them are counted as
@@ -45,6 +45,9 @@ pub struct ConnId {
 pub struct Endpoints {
     pub local: SocketAddr,
     pub peer: SocketAddr,
+    /// The socket's network namespace (its inode number): the same addresses in two
+    /// namespaces (127.0.0.1 in two pods) are two connections.
+    pub netns: u32,
 }
 
 /// One piece of plaintext.
@@ -63,6 +66,8 @@ pub struct Chunk {
     /// `None` when no socket was seen for this `SSL*` yet (a connection older than the probes
     /// whose reads OpenSSL served from its buffer).
     pub endpoints: Option<Endpoints>,
+    /// The process's name (its main thread's `comm`) when the call returned; empty if unset.
+    pub comm: String,
     pub data: Vec<u8>,
 }
 
@@ -108,6 +113,7 @@ impl Chunk {
                 (Some(s), Some(d)) => Some(Endpoints {
                     local: SocketAddr::new(s, sport),
                     peer: SocketAddr::new(d, dport),
+                    netns: ne32(rec, 44).ok_or(short)?,
                 }),
                 _ => None,
             }
@@ -128,6 +134,11 @@ impl Chunk {
             offset: ne64(rec, 16).ok_or(short)?,
             new_connection: flags & FLAG_NEW_CONN != 0,
             endpoints,
+            comm: {
+                let raw: [u8; 16] = array(rec, 88).ok_or(short)?;
+                let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+                String::from_utf8_lossy(&raw[..end]).into_owned()
+            },
             data: data.to_vec(),
         })
     }
@@ -149,11 +160,13 @@ mod tests {
         r[36..40].copy_from_slice(&1u32.to_ne_bytes());
         r[40] = dir;
         r[41] = flags;
+        r[44..48].copy_from_slice(&4026531840u32.to_ne_bytes());
         r[48..52].copy_from_slice(&[127, 0, 0, 1]);
         r[64..68].copy_from_slice(&[10, 0, 0, 2]);
         r[80..82].copy_from_slice(&40000u16.to_ne_bytes());
         r[82..84].copy_from_slice(&443u16.to_ne_bytes());
         r[84..86].copy_from_slice(&family.to_ne_bytes());
+        r[88..92].copy_from_slice(b"curl");
         r.extend_from_slice(data);
         r
     }
@@ -175,6 +188,8 @@ mod tests {
         let e = c.endpoints.unwrap();
         assert_eq!(e.local.to_string(), "127.0.0.1:40000");
         assert_eq!(e.peer.to_string(), "10.0.0.2:443");
+        assert_eq!(e.netns, 4026531840);
+        assert_eq!(c.comm, "curl");
         assert_eq!(c.data, b"GET / HTTP/1.1\r\n");
     }
 

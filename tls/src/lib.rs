@@ -10,6 +10,9 @@
 //!   the counters.
 //! - [`chunk`]: one ring-buffer record as a [`Chunk`]: process, connection, direction,
 //!   per-direction byte offset (a jump is a gap), endpoints, plaintext.
+//! - [`feed`]: chunks into the pipeline's plaintext streams (`Pipeline::stream`): stream ids,
+//!   the owning process, wall-clock time, one owner per TCP connection when both ends are
+//!   traced.
 //!
 //! Written here rather than taken from a crate: libbpf-rs loads the program; no crate traces
 //! TLS libraries (the peers that do, Pixie, Beyla, Kubeshark's tracer, are applications). The
@@ -23,7 +26,9 @@
 
 pub mod chunk;
 pub mod discover;
+pub mod feed;
 pub mod tracer;
 
 pub use chunk::{Chunk, ChunkError, ConnId, Direction, Endpoints};
+pub use feed::{Feed, FeedStats};
 pub use tracer::{Config, Counters, TlsError, Tracer};

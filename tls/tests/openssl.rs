@@ -339,3 +339,71 @@ fn a_tiny_ring_loses_chunks_and_counts_them() {
     let n = t.counters();
     assert!(n.lost_chunks > 0 && n.lost_bytes > 0, "{n:?}");
 }
+
+#[test]
+fn curl_through_the_pipeline_is_one_http_exchange_with_its_process() {
+    if !is_root() {
+        eprintln!("SKIP: the TLS tracer test needs root (BPF, network namespaces)");
+        return;
+    }
+    let srv = Server::start("pipe");
+    let mut t = tracer(8 << 20);
+    let (pid, chunks) = collect(
+        &mut t,
+        srv.client(&[
+            "curl",
+            "-sk",
+            "--http1.1",
+            "https://127.0.0.1:8443/hello.txt?token=s3cret",
+        ]),
+        Duration::from_millis(300),
+    );
+    // Both ends are traced (nginx and curl load the same libssl): each exchange once, from
+    // curl, the side that spoke first; nginx's copy of the connection is counted.
+    let mut feed = tapwire_tls::Feed::new();
+    let mut pipe = pipeline::Pipeline::default();
+    let mut out = Vec::new();
+    for c in &chunks {
+        feed.push(c, &mut pipe, &mut out);
+    }
+    pipe.finish(&mut out);
+    let mine: Vec<&schemas::Exchange> = out
+        .iter()
+        .filter(|e| e.process.as_ref().is_some_and(|p| p.pid == pid))
+        .collect();
+    assert_eq!(mine.len(), 1, "{out:#?}");
+    let ex = mine[0];
+    assert_eq!(ex.protocol, schemas::Protocol::Http);
+    let http = ex.http.as_ref().expect("http fields");
+    assert_eq!(http.request.method.as_deref(), Some("GET"));
+    assert_eq!(
+        http.response.as_ref().and_then(|r| r.status_code),
+        Some(200)
+    );
+    let url = ex.url.as_ref().expect("url");
+    assert_eq!(url.path.as_deref(), Some("/hello.txt"));
+    // Redacted like any other exchange.
+    assert!(
+        url.query.as_deref().is_some_and(|q| !q.contains("s3cret")),
+        "{url:?}"
+    );
+    assert_eq!(ex.tls.as_ref().and_then(|t| t.established), Some(true));
+    let exe = ex.process.as_ref().and_then(|p| p.executable.as_ref());
+    assert_eq!(exe.map(|e| e.name.as_str()), Some("curl"));
+    assert_eq!(
+        (ex.server.address.as_str(), ex.server.port),
+        ("127.0.0.1", 8443)
+    );
+    assert_ne!(ex.client.port, 8443);
+    // nginx's side of the same connection was seen and dropped, not dissected again.
+    assert!(feed.stats.duplicate_chunks >= 2, "{:?}", feed.stats);
+    assert!(
+        !out.iter()
+            .any(|e| e.process.as_ref().is_some_and(|p| p.pid != pid)
+                && e.client.port == ex.client.port),
+        "{out:#?}"
+    );
+    let json = serde_json::to_value(ex).expect("serialises");
+    assert_eq!(json["tls"]["established"], true);
+    assert_eq!(json["process"]["executable"]["name"], "curl");
+}

@@ -94,9 +94,21 @@ impl AnomalyCounts {
     }
 }
 
+/// Who owns a flow seen through a plaintext source (the TLS tracer), for the events' `process.*`
+/// and `tls.established`. Packet flows have none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOrigin {
+    pub pid: u32,
+    /// The program's name (`comm`), when known.
+    pub executable: Option<String>,
+}
+
 /// Where a dissector puts its exchanges and anomalies.
 pub struct Emitter<'a> {
     pub meta: FlowMeta,
+    /// Set for flows from a plaintext source: every exchange gets its process and
+    /// `tls.established`.
+    pub origin: Option<&'a StreamOrigin>,
     pub anomalies: &'a mut AnomalyCounts,
     pub out: &'a mut Vec<Exchange>,
     /// Protobuf descriptors for gRPC message decoding, when the user gave some.
@@ -107,13 +119,26 @@ impl Emitter<'_> {
     /// A new exchange of this flow with its peers filled in.
     pub fn exchange(&self, protocol: Protocol, start_ts: u64) -> Exchange {
         let peer = |(ip, port): (IpAddr, u16)| Peer::new(ip_text(ip), port);
-        Exchange::new(
+        let mut ex = Exchange::new(
             protocol,
             self.meta.transport,
             peer(self.meta.client),
             peer(self.meta.server),
             start_ts,
-        )
+        );
+        if let Some(o) = self.origin {
+            ex.tls = Some(schemas::Tls {
+                established: Some(true),
+            });
+            ex.process = Some(schemas::Process {
+                pid: o.pid,
+                executable: o
+                    .executable
+                    .as_ref()
+                    .map(|name| schemas::ProcessExecutable { name: name.clone() }),
+            });
+        }
+        ex
     }
 
     pub fn emit(&mut self, ex: Exchange) {

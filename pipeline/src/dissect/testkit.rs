@@ -51,6 +51,7 @@ impl<D: Dissector> Driver<D> {
             let buf = &mut self.pending[dir.index()];
             buf.extend_from_slice(piece);
             let mut em = Emitter {
+                origin: None,
                 meta: self.meta,
                 anomalies: &mut self.anomalies,
                 out: &mut self.out,
@@ -76,6 +77,7 @@ impl<D: Dissector> Driver<D> {
     /// `len` bytes lost: what was held unconsumed is cut, then the gap.
     pub fn gap(&mut self, dir: Direction, len: u64) {
         let mut em = Emitter {
+            origin: None,
             meta: self.meta,
             anomalies: &mut self.anomalies,
             out: &mut self.out,
@@ -91,6 +93,7 @@ impl<D: Dissector> Driver<D> {
     /// End of the flow: the exchanges, the anomalies, and the peak held bytes.
     pub fn close(mut self) -> (Vec<Exchange>, AnomalyCounts, usize) {
         let mut em = Emitter {
+            origin: None,
             meta: self.meta,
             anomalies: &mut self.anomalies,
             out: &mut self.out,

@@ -36,9 +36,28 @@ use crate::decode::{L4, Segment};
 use crate::dissect::detect::{Detected, detect};
 use crate::dissect::entry::{Detection, ProtocolEntry};
 use crate::dissect::{
-    AnomalyCounts, Direction, Dissector, Emitter, FlowMeta, MAX_PENDING, Progress,
+    AnomalyCounts, Direction, Dissector, Emitter, FlowMeta, MAX_PENDING, Progress, StreamOrigin,
 };
 use reassembly::{Budget, Chunk, Reassembler, ReassemblyStats};
+
+/// One chunk of a plaintext stream, as [`FlowTable::stream`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamChunk<'a> {
+    /// Unix nanoseconds (the source converts its clock).
+    pub ts: u64,
+    /// The connection as its owning process sees it: its own end, and its peer.
+    pub local: Endpoint,
+    pub peer: Endpoint,
+    /// This stream's id (0 is the packet flows'); a new id is a new connection.
+    pub stream: std::num::NonZeroU64,
+    /// True when the owning process sent these bytes, false when it received them.
+    pub sent: bool,
+    /// Offset of `data[0]` in this direction of the stream.
+    pub offset: u64,
+    pub data: &'a [u8],
+    /// Who owns the stream (copied into the flow when its first chunk arrives).
+    pub origin: &'a StreamOrigin,
+}
 
 /// Flow-table limits.
 #[derive(Debug, Clone)]
@@ -104,16 +123,32 @@ pub struct FlowStats {
     pub memory_evicted: u64,
     /// Flows not dissected because an end is in `skip` (the agent's own connections).
     pub skipped: u64,
+    /// Plaintext-stream bytes announced by an offset jump (lost before they reached the
+    /// pipeline) and handed to the dissector as a gap.
+    pub stream_gap_bytes: u64,
+    /// Plaintext-stream bytes that arrived again (at offsets already delivered), dropped.
+    pub stream_repeated_bytes: u64,
     pub reassembly: ReassemblyStats,
 }
 
-type Endpoint = (IpAddr, u16);
+/// An address and port.
+pub type Endpoint = (IpAddr, u16);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FlowKey {
     a: Endpoint,
     b: Endpoint,
     udp: bool,
+    /// 0 for packet flows; a plaintext stream's id otherwise (the same connection seen through
+    /// the TLS tracer is a flow of its own, next to its encrypted packets).
+    stream: u64,
+}
+
+/// What a flow from a plaintext source keeps besides a packet flow's state.
+struct StreamState {
+    origin: StreamOrigin,
+    /// Per side, the offset of the next byte expected.
+    next: [u64; 2],
 }
 
 enum State {
@@ -134,6 +169,8 @@ struct Flow {
     saw_syn: bool,
     /// Bytes this flow held when last measured (its part of `FlowTable::held`).
     held: usize,
+    /// Set for flows from a plaintext source.
+    stream: Option<Box<StreamState>>,
 }
 
 /// A flow's record in the table, before anything it buffers.
@@ -146,7 +183,12 @@ impl Flow {
             State::Active(d) => std::mem::size_of_val(&**d) + d.held_bytes(),
             _ => 0,
         };
+        let stream = self.stream.as_ref().map_or(0, |st| {
+            std::mem::size_of::<StreamState>()
+                + st.origin.executable.as_ref().map_or(0, |e| e.capacity())
+        });
         FLOW_RECORD
+            + stream
             + self.pending[0].capacity()
             + self.pending[1].capacity()
             + self.reasm[0].buffered()
@@ -169,6 +211,7 @@ impl Flow {
             had_data: false,
             saw_syn: false,
             held: 0,
+            stream: None,
         }
     }
 }
@@ -285,6 +328,7 @@ impl FlowTable {
                     a: src,
                     b: dst,
                     udp,
+                    stream: 0,
                 },
                 0usize,
             )
@@ -294,6 +338,7 @@ impl FlowTable {
                     a: dst,
                     b: src,
                     udp,
+                    stream: 0,
                 },
                 1usize,
             )
@@ -355,6 +400,7 @@ impl FlowTable {
                     out,
                     key: &key,
                     meta,
+                    origin: None,
                 };
                 let Flow {
                     reasm,
@@ -395,6 +441,104 @@ impl FlowTable {
         }
     }
 
+    /// Process one chunk of a plaintext stream (a TLS connection's bytes as its program wrote or
+    /// read them); finished exchanges are appended to `out`.
+    ///
+    /// The stream is a flow of its own (keyed by `chunk.stream` besides its endpoints), created
+    /// by its first chunk and closed when idle for the TCP timeout or at [`FlowTable::finish`].
+    /// Offsets say where each chunk belongs: a jump forward is a gap (bytes lost upstream,
+    /// handed to the dissector as packet loss is), bytes at offsets already delivered are
+    /// dropped. Nothing is buffered for reordering: the source delivers each connection in order.
+    pub fn stream(&mut self, chunk: &StreamChunk<'_>, out: &mut Vec<Exchange>) {
+        if chunk.ts >= self.last_sweep.saturating_add(1_000_000_000) {
+            self.sweep(chunk.ts, out);
+        }
+        let (src, dst) = if chunk.sent {
+            (chunk.local, chunk.peer)
+        } else {
+            (chunk.peer, chunk.local)
+        };
+        let (a, b, side) = if src <= dst {
+            (src, dst, 0usize)
+        } else {
+            (dst, src, 1usize)
+        };
+        let key = FlowKey {
+            a,
+            b,
+            udp: false,
+            stream: chunk.stream.get(),
+        };
+        self.make_room(&key, true, chunk.ts, out);
+        let Some(flow) = lookup(
+            &mut self.flows,
+            &self.cfg,
+            &mut self.stats,
+            key,
+            chunk.ts,
+            true,
+        ) else {
+            return;
+        };
+        flow.last_ts = chunk.ts;
+        let st = flow.stream.get_or_insert_with(|| {
+            Box::new(StreamState {
+                origin: chunk.origin.clone(),
+                next: [0, 0],
+            })
+        });
+        if matches!(flow.state, State::Opaque) {
+            if flow.held == 0 {
+                self.account(&key, chunk.ts, out);
+            }
+            return;
+        }
+        let next = st.next[side];
+        let end = chunk.offset.saturating_add(chunk.data.len() as u64);
+        if end <= next {
+            self.stats.stream_repeated_bytes += chunk.data.len() as u64;
+            return;
+        }
+        let skip = next.saturating_sub(chunk.offset);
+        self.stats.stream_repeated_bytes += skip;
+        // `skip` < data.len() here, since end > next.
+        let data = chunk.data.get(skip as usize..).unwrap_or_default();
+        let gap = chunk.offset.saturating_sub(next);
+        st.next[side] = end;
+        flow.had_data = true;
+        let meta = meta_of(&key, flow.client_is_a, Transport::Tcp);
+        let Flow {
+            pending,
+            state,
+            client_is_a,
+            stream,
+            ..
+        } = flow;
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            registry: self.registry,
+            stats: &mut self.stats,
+            anomalies: &mut self.anomalies,
+            out,
+            key: &key,
+            meta,
+            origin: stream.as_deref().map(|st| &st.origin),
+        };
+        if gap > 0 {
+            ctx.stats.stream_gap_bytes += gap;
+            ctx.chunk(state, pending, client_is_a, side, Chunk::Gap(gap), chunk.ts);
+        }
+        ctx.chunk(
+            state,
+            pending,
+            client_is_a,
+            side,
+            Chunk::Data(data),
+            chunk.ts,
+        );
+        self.account(&key, chunk.ts, out);
+    }
+
     fn udp(&mut self, key: FlowKey, side: usize, seg: &Segment<'_>, out: &mut Vec<Exchange>) {
         self.make_room(&key, true, seg.ts, out);
         let Some(flow) = lookup(
@@ -424,6 +568,7 @@ impl FlowTable {
             out,
             key: &key,
             meta,
+            origin: None,
         };
         let Flow {
             pending,
@@ -500,7 +645,7 @@ impl FlowTable {
         let mut keys: Vec<(u64, FlowKey)> =
             self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
         // Close in order of last activity so output order does not depend on hashing.
-        keys.sort_unstable_by_key(|(ts, k)| (*ts, k.a, k.b, k.udp));
+        keys.sort_unstable_by_key(|(ts, k)| (*ts, k.a, k.b, k.udp, k.stream));
         for (ts, k) in keys {
             self.close(&k, ts, out);
             self.stats.closed += 1;
@@ -518,6 +663,15 @@ impl FlowTable {
             Transport::Tcp
         };
         let meta = meta_of(key, flow.client_is_a, transport);
+        let Flow {
+            reasm,
+            pending,
+            state,
+            client_is_a,
+            stream,
+            ..
+        } = &mut flow;
+        let origin = stream.as_deref().map(|st| &st.origin);
         let mut ctx = Ctx {
             cfg: &self.cfg,
             registry: self.registry,
@@ -526,14 +680,8 @@ impl FlowTable {
             out,
             key,
             meta,
+            origin,
         };
-        let Flow {
-            reasm,
-            pending,
-            state,
-            client_is_a,
-            ..
-        } = &mut flow;
         if !matches!(state, State::Opaque) {
             let mut rs = std::mem::take(&mut ctx.stats.reassembly);
             for (side, r) in reasm.iter_mut().enumerate() {
@@ -550,6 +698,7 @@ impl FlowTable {
             let meta = meta_of(key, *client_is_a, transport);
             let mut em = Emitter {
                 meta,
+                origin: ctx.origin,
                 anomalies: ctx.anomalies,
                 out: ctx.out,
                 descriptors: ctx.cfg.descriptors.as_deref(),
@@ -618,6 +767,8 @@ struct Ctx<'a> {
     out: &'a mut Vec<Exchange>,
     key: &'a FlowKey,
     meta: FlowMeta,
+    /// The flow's owner when it comes from a plaintext source.
+    origin: Option<&'a StreamOrigin>,
 }
 
 impl Ctx<'_> {
@@ -690,6 +841,7 @@ impl Ctx<'_> {
                     let dir = direction(*client_is_a, side);
                     let mut em = Emitter {
                         meta: self.meta,
+                        origin: self.origin,
                         anomalies: self.anomalies,
                         out: self.out,
                         descriptors: self.cfg.descriptors.as_deref(),
@@ -717,6 +869,7 @@ impl Ctx<'_> {
         let dir = direction(client_is_a, side);
         let mut em = Emitter {
             meta: self.meta,
+            origin: self.origin,
             anomalies: self.anomalies,
             out: self.out,
             descriptors: self.cfg.descriptors.as_deref(),

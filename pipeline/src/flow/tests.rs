@@ -226,3 +226,103 @@ fn an_opaque_flow_gives_back_its_out_of_order_bytes() {
         "the reset flow's out-of-order bytes are released"
     );
 }
+
+/// A chunk of stream 7 owned by curl at 10.0.0.1:40000 talking to 10.0.0.2:443.
+fn plain<'a>(origin: &'a StreamOrigin, sent: bool, offset: u64, data: &'a [u8]) -> StreamChunk<'a> {
+    StreamChunk {
+        ts: 1_000 + offset,
+        local: (ip(1), 40_000),
+        peer: (ip(2), 443),
+        stream: std::num::NonZeroU64::new(7).expect("non-zero"),
+        sent,
+        offset,
+        data,
+        origin,
+    }
+}
+
+#[test]
+fn a_plaintext_stream_is_dissected_with_its_process_and_tls_established() {
+    let curl = StreamOrigin {
+        pid: 4242,
+        executable: Some("curl".into()),
+    };
+    let mut t = FlowTable::new(FlowConfig::default(), crate::protocols::REGISTRY);
+    let mut out = Vec::new();
+    let req = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    // The request in two chunks, the second repeated in part (bytes 10.. again).
+    t.stream(&plain(&curl, true, 0, &req[..10]), &mut out);
+    t.stream(&plain(&curl, true, 5, &req[5..]), &mut out);
+    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    t.stream(&plain(&curl, false, 0, resp), &mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let ex = &out[0];
+    assert_eq!(
+        ex.http
+            .as_ref()
+            .and_then(|h| h.response.as_ref()?.status_code),
+        Some(200)
+    );
+    assert_eq!(
+        (ex.client.address.as_str(), ex.client.port),
+        ("10.0.0.1", 40_000)
+    );
+    assert_eq!(
+        (ex.server.address.as_str(), ex.server.port),
+        ("10.0.0.2", 443)
+    );
+    assert_eq!(ex.tls.as_ref().and_then(|t| t.established), Some(true));
+    let p = ex.process.as_ref().expect("process");
+    assert_eq!(p.pid, 4242);
+    assert_eq!(p.executable.as_ref().map(|e| e.name.as_str()), Some("curl"));
+    assert_eq!(t.stats.stream_repeated_bytes, 5);
+    assert_eq!(t.stats.stream_gap_bytes, 0);
+
+    // The same tuple on the wire is another flow, and its exchanges say nothing of TLS.
+    let c = (ip(1), 40_000);
+    let s = (ip(2), 443);
+    t.segment(&tcp(5_000, c, s, 100, 0, "S", b""), &mut out);
+    assert_eq!(t.len(), 2);
+}
+
+#[test]
+fn an_offset_jump_in_a_plaintext_stream_is_a_gap() {
+    let py = StreamOrigin {
+        pid: 7,
+        executable: None,
+    };
+    let mut t = FlowTable::new(FlowConfig::default(), crate::protocols::REGISTRY);
+    let mut out = Vec::new();
+    let req1 = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+    t.stream(&plain(&py, true, 0, req1), &mut out);
+    t.stream(&plain(&py, false, 0, head), &mut out);
+    t.stream(&plain(&py, false, head.len() as u64, b"0123"), &mut out);
+    // Six body bytes lost upstream, then the next exchange.
+    let at = head.len() as u64 + 10;
+    let req2 = b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n";
+    t.stream(&plain(&py, true, req1.len() as u64, req2), &mut out);
+    t.stream(
+        &plain(
+            &py,
+            false,
+            at,
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        ),
+        &mut out,
+    );
+    assert_eq!(t.stats.stream_gap_bytes, 6, "{:?}", t.stats);
+    let codes: Vec<_> = out
+        .iter()
+        .map(|e| {
+            e.http
+                .as_ref()
+                .and_then(|h| h.response.as_ref()?.status_code)
+        })
+        .collect();
+    assert_eq!(codes, [Some(200), Some(404)], "{out:?}");
+    // The body lost bytes: the first exchange is incomplete, as after packet loss.
+    assert_eq!(out[0].status, schemas::Status::Incomplete);
+    assert_eq!(out[1].status, schemas::Status::Error);
+    assert_eq!(out[1].process.as_ref().map(|p| p.pid), Some(7));
+}

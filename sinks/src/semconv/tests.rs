@@ -254,3 +254,24 @@ fn unknown_methods_become_other() {
     assert_eq!(get(&sp, "http.request.method"), s("_OTHER"));
     assert_eq!(get(&sp, "http.request.method_original"), s("PURGE"));
 }
+
+#[test]
+fn plaintext_source_exchanges_carry_their_process_and_tls_established() {
+    let mut e = events("http1/nginx-keepalive-pipelining.ndjson").remove(0);
+    let plain = span(&e, &Routes::new(RouteConfig::default()), Options::default());
+    assert_eq!(get(&plain, "tls.established"), None);
+    assert_eq!(get(&plain, "process.pid"), None);
+    e.tls = Some(schemas::Tls {
+        established: Some(true),
+    });
+    e.process = Some(schemas::Process {
+        pid: 4242,
+        executable: Some(schemas::ProcessExecutable {
+            name: "curl".into(),
+        }),
+    });
+    let sp = span(&e, &Routes::new(RouteConfig::default()), Options::default());
+    assert_eq!(get(&sp, "tls.established"), Some(Value::Bool(true)));
+    assert_eq!(get(&sp, "process.pid"), Some(Value::Int(4242)));
+    assert_eq!(get(&sp, "process.executable.name"), s("curl"));
+}

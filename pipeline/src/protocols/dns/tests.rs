@@ -32,6 +32,7 @@ fn run(t: Transport, msgs: &[(Direction, Vec<u8>)]) -> (Vec<Exchange>, AnomalyCo
     let mut d = DnsDissector::new(t);
     let (mut out, mut an) = (Vec::new(), AnomalyCounts::default());
     let mut em = Emitter {
+        origin: None,
         meta: meta(t),
         anomalies: &mut an,
         out: &mut out,
@@ -104,6 +105,7 @@ fn tcp_messages_split_and_joined() {
     let mut d = DnsDissector::new(Transport::Tcp);
     let (mut out, mut an) = (Vec::new(), AnomalyCounts::default());
     let mut em = Emitter {
+        origin: None,
         meta: meta(Transport::Tcp),
         anomalies: &mut an,
         out: &mut out,
