@@ -156,6 +156,17 @@ impl Pipeline {
         self.done(before, out);
     }
 
+    /// Forget a plaintext stream without emitting what it holds (see
+    /// [`FlowTable::forget_stream`]).
+    pub fn forget_stream(
+        &mut self,
+        local: Endpoint,
+        peer: Endpoint,
+        stream: std::num::NonZeroU64,
+    ) -> bool {
+        self.flows.forget_stream(local, peer, stream)
+    }
+
     /// End of input: close every flow and flush what is pending.
     pub fn finish(&mut self, out: &mut Vec<Exchange>) {
         let before = out.len();

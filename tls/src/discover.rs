@@ -25,6 +25,33 @@ pub struct Library {
     /// Device and inode: the identity uprobes attach to.
     pub id: (u64, u64),
     pub pids: Vec<u32>,
+    /// The `/proc` the scan read (to reach the file through another process).
+    pub proc_root: PathBuf,
+}
+
+impl Library {
+    /// Paths to this file through each process that mapped it, `path` first: when that
+    /// process has exited, another still reaches the same file.
+    pub fn paths(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        let rel = self.mapped_as.trim_start_matches('/');
+        std::iter::once(self.path.clone()).chain(
+            self.pids
+                .iter()
+                .skip(1)
+                .map(move |pid| self.proc_root.join(pid.to_string()).join("root").join(rel)),
+        )
+    }
+
+    /// The first of [`Library::paths`] that still opens this very file (same device and
+    /// inode), if any.
+    pub fn reachable_path(&self) -> Option<PathBuf> {
+        self.paths().find(|p| self.reaches(p))
+    }
+
+    /// Whether `path` opens this very file now (same device and inode).
+    pub fn reaches(&self, path: &Path) -> bool {
+        std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
+    }
 }
 
 /// What one scan found.
@@ -88,6 +115,7 @@ pub fn scan(proc_root: &Path) -> Scan {
                     mapped_as: mapped.to_string(),
                     id,
                     pids: vec![pid],
+                    proc_root: proc_root.to_path_buf(),
                 },
             );
         }
@@ -149,6 +177,43 @@ mod tests {
             2,
             "one entry per process, not per mapping: {pids:?}"
         );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_library_stays_reachable_through_another_process() {
+        let root = std::env::temp_dir().join(format!("tw-tls-reach-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        // Two processes share one root (a hard link stands for the shared mount): one file.
+        std::fs::create_dir_all(root.join("shared/usr/lib")).unwrap();
+        std::fs::write(root.join("shared/usr/lib/libssl.so.3"), b"elf").unwrap();
+        for pid in ["20", "21"] {
+            std::fs::create_dir_all(root.join(pid).join("root/usr/lib")).unwrap();
+            std::fs::hard_link(
+                root.join("shared/usr/lib/libssl.so.3"),
+                root.join(pid).join("root/usr/lib/libssl.so.3"),
+            )
+            .unwrap();
+            std::fs::write(
+                root.join(pid).join("maps"),
+                "7f00-7f10 r-xp 0 08:01 9 /usr/lib/libssl.so.3\n",
+            )
+            .unwrap();
+        }
+        let s = scan(&root);
+        assert_eq!(s.libraries.len(), 1, "{s:?}");
+        let lib = &s.libraries[0];
+        assert_eq!(lib.pids.len(), 2);
+        assert_eq!(lib.reachable_path().as_ref(), Some(&lib.path));
+        // The first process exits: the second still reaches the file.
+        let first = lib.pids[0].to_string();
+        std::fs::remove_dir_all(root.join(&first)).unwrap();
+        let other = lib.reachable_path().expect("reachable");
+        assert_ne!(other, lib.path);
+        assert!(other.starts_with(root.join(lib.pids[1].to_string())));
+        // Both gone: unreachable.
+        std::fs::remove_dir_all(root.join(lib.pids[1].to_string())).unwrap();
+        assert_eq!(lib.reachable_path(), None);
         let _ = std::fs::remove_dir_all(&root);
     }
 }

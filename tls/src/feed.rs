@@ -6,12 +6,19 @@
 //! to the pipeline as a stream chunk with its direction and offset.
 //!
 //! **Both ends on one node.** A client and a server traced on the same node hand over the same
-//! plaintext twice (once written, once read). Each TCP connection (its two endpoints, in either
-//! order) is owned by the first traced connection that sends a chunk for it, and the other's
-//! chunks are dropped and counted (`duplicate_*`). Under TLS the client speaks first in the
-//! protocols tapwire dissects (the handshake is done before any plaintext, and the first
-//! plaintext is the client's request), so the owner is the client side, as ARCHITECTURE.md
-//! says events report.
+//! plaintext twice (once written, once read). Each TCP connection (its network namespace and
+//! two endpoints, in either order) has one owner, whose chunks are dissected; the other end's
+//! are dropped and counted (`duplicate_*`). The owner is the client's end, told by the port:
+//! the end whose own port is the higher (the client's ephemeral port, against the server's
+//! listening port). Arrival order cannot decide it: the server's read of a request can reach
+//! the ring buffer before the client's write of it returns, and its answer too. So a server
+//! end's chunks are held for `HOLD_NS` (100 ms of the chunks' own clock, at most
+//! `MAX_HELD_BYTES` in all) before they are dissected: if the client end shows up meanwhile it
+//! owns the connection and the held chunks are duplicates; if not, the server end owns it
+//! (only it is traced) and its chunks go on, late by the hold. A client end that shows up
+//! later still (its process traced later) takes over: the server end's stream is forgotten
+//! unemitted (`handovers`). Two ends with ports the other way round (a server on a high port)
+//! only swap which process the events name; each exchange is still reported once.
 //!
 //! **Unbound chunks** (no socket seen for their `SSL*`: a connection older than the probes
 //! whose reads OpenSSL served from its buffer) cannot be joined to a TCP connection: dropped
@@ -21,17 +28,23 @@
 //! forgotten (counted in `forgotten`); a forgotten connection that speaks again becomes a new
 //! stream, its first exchange possibly cut (as a flow picked up mid-stream is).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::num::NonZeroU64;
 
 use pipeline::{Pipeline, StreamChunk, StreamOrigin};
 use schemas::Exchange;
 
-use crate::chunk::{Chunk, ConnId, Direction};
+use crate::chunk::{Chunk, ConnId, Direction, Endpoints};
 
 /// TLS connections tracked at once.
 pub const MAX_STREAMS: usize = 65536;
+
+/// How long a server end's chunks wait for their client end (see the module doc).
+pub const HOLD_NS: u64 = 100_000_000;
+
+/// Most plaintext bytes held at once; past it the oldest are decided early.
+pub const MAX_HELD_BYTES: usize = 8 << 20;
 
 /// How often the monotonic-to-wall offset is read again (the wall clock can be stepped).
 const CLOCK_REFRESH_NS: u64 = 1_000_000_000;
@@ -47,6 +60,12 @@ pub struct FeedStats {
     pub duplicate_bytes: u64,
     /// Chunks without a known socket, dropped.
     pub unbound_chunks: u64,
+    /// Connections whose server end was dissected until their client end showed up.
+    pub handovers: u64,
+    /// Server ends' chunks held to wait for their client end, and those decided before their
+    /// time because `MAX_HELD_BYTES` was reached.
+    pub held_chunks: u64,
+    pub held_early: u64,
     /// Connections forgotten because `MAX_STREAMS` was reached.
     pub forgotten: u64,
 }
@@ -55,9 +74,36 @@ pub struct FeedStats {
 /// views meet.
 type TcpKey = (u32, SocketAddr, SocketAddr);
 
+/// Which end of a TCP connection is dissected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Owner {
+    conn: ConnId,
+    /// False while a server end's chunks are held, waiting for its client end.
+    decided: bool,
+}
+
+impl Owner {
+    fn decided(conn: ConnId) -> Owner {
+        Owner {
+            conn,
+            decided: true,
+        }
+    }
+
+    fn pending(conn: ConnId) -> Owner {
+        Owner {
+            conn,
+            decided: false,
+        }
+    }
+}
+
 struct Stream {
     id: NonZeroU64,
     tcp: TcpKey,
+    /// Its own end and its peer (as `Pipeline::stream` was given them).
+    local: SocketAddr,
+    peer: SocketAddr,
     origin: StreamOrigin,
     last_seen: u64,
 }
@@ -103,7 +149,10 @@ impl Clock {
 pub struct Feed {
     clock: Clock,
     streams: HashMap<ConnId, Stream>,
-    owners: HashMap<TcpKey, ConnId>,
+    owners: HashMap<TcpKey, Owner>,
+    /// Server ends' chunks waiting for their client end, oldest first.
+    held: VecDeque<Chunk>,
+    held_bytes: usize,
     next_id: u64,
     pub stats: FeedStats,
 }
@@ -120,6 +169,8 @@ impl Feed {
             clock: Clock::new(),
             streams: HashMap::new(),
             owners: HashMap::new(),
+            held: VecDeque::new(),
+            held_bytes: 0,
             next_id: 0,
             stats: FeedStats::default(),
         }
@@ -157,17 +208,54 @@ impl Feed {
                 Stream {
                     id,
                     tcp,
+                    local: ep.local,
+                    peer: ep.peer,
                     origin,
                     last_seen: ts,
                 },
             );
         }
-        let owner = *self.owners.entry(tcp).or_insert(c.conn);
-        if owner != c.conn {
-            self.stats.duplicate_chunks += 1;
-            self.stats.duplicate_bytes += c.data.len() as u64;
-            return;
+        let client_end = ep.local.port() > ep.peer.port();
+        match self.owners.get(&tcp).copied() {
+            None if client_end => {
+                self.owners.insert(tcp, Owner::decided(c.conn));
+            }
+            None => {
+                self.owners.insert(tcp, Owner::pending(c.conn));
+                self.hold(c, pipe, out);
+                return;
+            }
+            Some(o) if o.conn == c.conn => {
+                if !o.decided {
+                    // Its earlier chunks are held: keep the order.
+                    self.hold(c, pipe, out);
+                    return;
+                }
+            }
+            Some(o) if client_end => {
+                // The client end of a connection whose server end came first: it owns it.
+                self.owners.insert(tcp, Owner::decided(c.conn));
+                if o.decided {
+                    // The server end was already dissected (it had waited its hold out):
+                    // forget its stream, unemitted; this one goes on from its first chunk.
+                    if let Some(old) = self.streams.get(&o.conn) {
+                        let at = |a: SocketAddr| (a.ip(), a.port());
+                        pipe.forget_stream(at(old.local), at(old.peer), old.id);
+                    }
+                    self.stats.handovers += 1;
+                }
+            }
+            Some(_) => {
+                self.duplicate(c);
+                return;
+            }
         }
+        self.feed(c, ep, pipe, out);
+    }
+
+    /// Hand a chunk whose connection this end owns to the pipeline.
+    fn feed(&mut self, c: &Chunk, ep: Endpoints, pipe: &mut Pipeline, out: &mut Vec<Exchange>) {
+        let ts = self.clock.wall(c.ts_mono_ns);
         let Some(st) = self.streams.get_mut(&c.conn) else {
             return;
         };
@@ -187,6 +275,67 @@ impl Feed {
         pipe.stream(&chunk, out);
     }
 
+    fn duplicate(&mut self, c: &Chunk) {
+        self.stats.duplicate_chunks += 1;
+        self.stats.duplicate_bytes += c.data.len() as u64;
+    }
+
+    /// Keep a server end's chunk for [`HOLD_NS`], in case its client end is traced too.
+    fn hold(&mut self, c: &Chunk, pipe: &mut Pipeline, out: &mut Vec<Exchange>) {
+        self.held_bytes += c.data.len();
+        self.held.push_back(c.clone());
+        self.stats.held_chunks += 1;
+        // Past the cap, the oldest are decided now rather than later.
+        while self.held_bytes > MAX_HELD_BYTES
+            && let Some(old) = self.held.pop_front()
+        {
+            self.held_bytes -= old.data.len().min(self.held_bytes);
+            self.stats.held_early += 1;
+            self.settle(&old, pipe, out);
+        }
+        self.release(c.ts_mono_ns, pipe, out);
+    }
+
+    /// Decide the held chunks older than [`HOLD_NS`] at `now_mono_ns` (`CLOCK_MONOTONIC`): a
+    /// server end whose client end did not show up owns its connection. Call it after each
+    /// poll, so held chunks are not kept longer when nothing else arrives.
+    pub fn release(&mut self, now_mono_ns: u64, pipe: &mut Pipeline, out: &mut Vec<Exchange>) {
+        while let Some(front) = self.held.front()
+            && front.ts_mono_ns.saturating_add(HOLD_NS) <= now_mono_ns
+        {
+            let Some(c) = self.held.pop_front() else {
+                break;
+            };
+            self.held_bytes -= c.data.len().min(self.held_bytes);
+            self.settle(&c, pipe, out);
+        }
+    }
+
+    /// End of input: decide every held chunk now.
+    pub fn finish(&mut self, pipe: &mut Pipeline, out: &mut Vec<Exchange>) {
+        self.release(u64::MAX, pipe, out);
+    }
+
+    /// A held chunk's time is up: feed it if its end still owns the connection (deciding so),
+    /// or count it as a duplicate if the client end took over.
+    fn settle(&mut self, c: &Chunk, pipe: &mut Pipeline, out: &mut Vec<Exchange>) {
+        let Some(ep) = c.endpoints else {
+            return;
+        };
+        let Some(st) = self.streams.get(&c.conn) else {
+            // Forgotten meanwhile (the table was full).
+            self.duplicate(c);
+            return;
+        };
+        match self.owners.get_mut(&st.tcp) {
+            Some(o) if o.conn == c.conn => {
+                o.decided = true;
+                self.feed(c, ep, pipe, out);
+            }
+            _ => self.duplicate(c),
+        }
+    }
+
     /// Forget the least recently seen eighth of the connections.
     fn forget_oldest(&mut self) {
         let mut ages: Vec<(u64, ConnId)> = self
@@ -198,7 +347,7 @@ impl Feed {
         ages.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
         for (_, k) in ages.into_iter().take(n) {
             if let Some(s) = self.streams.remove(&k)
-                && self.owners.get(&s.tcp) == Some(&k)
+                && self.owners.get(&s.tcp).is_some_and(|o| o.conn == k)
             {
                 self.owners.remove(&s.tcp);
             }
@@ -239,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn both_ends_traced_yield_each_exchange_once_from_the_first_speaker() {
+    fn both_ends_traced_yield_each_exchange_once_from_the_client() {
         let mut feed = Feed::new();
         let mut pipe = Pipeline::default();
         let mut out = Vec::new();
@@ -274,8 +423,93 @@ mod tests {
         assert_eq!(exe.map(|e| e.name.as_str()), Some("curl"));
         assert_eq!(feed.stats.duplicate_chunks, 2);
         assert_eq!(feed.stats.chunks, 2);
+        assert_eq!(feed.stats.handovers, 0);
         // Wall time, not the monotonic clock.
         assert!(out[0].start_time_unix_nano > 1_600_000_000_000_000_000);
+    }
+
+    #[test]
+    fn the_server_end_seen_first_hands_over_to_the_client() {
+        let mut feed = Feed::new();
+        let mut pipe = Pipeline::default();
+        let mut out = Vec::new();
+        let (c, s) = ("10.0.0.1:40000", "10.0.0.2:443");
+        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let resp = b"HTTP/1.1 204 No Content\r\n\r\n";
+        // The server's read and its answer reach the feed before the client's write.
+        feed.push(
+            &chunk(20, s, c, Direction::Read, 0, req),
+            &mut pipe,
+            &mut out,
+        );
+        feed.push(
+            &chunk(20, s, c, Direction::Write, 0, resp),
+            &mut pipe,
+            &mut out,
+        );
+        feed.push(
+            &chunk(10, c, s, Direction::Write, 0, req),
+            &mut pipe,
+            &mut out,
+        );
+        feed.push(
+            &chunk(10, c, s, Direction::Read, 0, resp),
+            &mut pipe,
+            &mut out,
+        );
+        feed.finish(&mut pipe, &mut out);
+        // The server end never reached the pipeline; only the client's stream is there.
+        assert_eq!(pipe.flows(), 1);
+        pipe.finish(&mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].process.as_ref().map(|p| p.pid), Some(10));
+        assert_eq!(out[0].status, schemas::Status::Ok);
+        assert_eq!(feed.stats.handovers, 0);
+        assert_eq!(feed.stats.held_chunks, 2);
+        assert_eq!(feed.stats.duplicate_chunks, 2);
+    }
+
+    #[test]
+    fn a_server_traced_alone_is_dissected_after_the_hold_and_a_late_client_takes_over() {
+        let mut feed = Feed::new();
+        let mut pipe = Pipeline::default();
+        let mut out = Vec::new();
+        let (c, s) = ("10.0.0.1:40000", "10.0.0.2:443");
+        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let resp = b"HTTP/1.1 204 No Content\r\n\r\n";
+        feed.push(
+            &chunk(20, s, c, Direction::Read, 0, req),
+            &mut pipe,
+            &mut out,
+        );
+        feed.push(
+            &chunk(20, s, c, Direction::Write, 0, resp),
+            &mut pipe,
+            &mut out,
+        );
+        assert!(out.is_empty(), "held for the hold time");
+        feed.release(1_000 + HOLD_NS - 1, &mut pipe, &mut out);
+        assert!(out.is_empty());
+        feed.release(1_000 + HOLD_NS, &mut pipe, &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].process.as_ref().map(|p| p.pid), Some(20));
+        assert_eq!((out[0].client.port, out[0].server.port), (40000, 443));
+        // Its client end, traced later, owns the connection from then on: the server's
+        // stream is forgotten and later chunks from the server end are duplicates.
+        let req2 = b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n";
+        feed.push(
+            &chunk(10, c, s, Direction::Write, 0, req2),
+            &mut pipe,
+            &mut out,
+        );
+        feed.push(
+            &chunk(20, s, c, Direction::Read, req.len() as u64, req2),
+            &mut pipe,
+            &mut out,
+        );
+        assert_eq!(feed.stats.handovers, 1);
+        assert_eq!(feed.stats.duplicate_chunks, 1);
+        assert_eq!(pipe.flows(), 1);
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub enum TlsError {
     },
     #[error("{0} exports none of SSL_read, SSL_write, SSL_read_ex, SSL_write_ex")]
     NoFunctions(String),
+    #[error("{0}: every process that mapped it has exited")]
+    Gone(String),
     #[error("reading the TLS tracer's ring buffer: {0}")]
     Poll(String),
 }
@@ -212,6 +214,25 @@ impl Tracer {
         }
         self.libraries.insert(id, links);
         Ok(attached)
+    }
+
+    /// Attach to a library a scan found, through any process that still maps it (the one the
+    /// scan named first may have exited since).
+    pub fn attach_library(
+        &mut self,
+        lib: &crate::discover::Library,
+    ) -> Result<Vec<&'static str>, TlsError> {
+        for path in lib.paths() {
+            if !lib.reaches(&path) {
+                continue;
+            }
+            match self.attach_openssl(&path, lib.id) {
+                // The process exited between the check and the attach: try the next one.
+                Err(_) if !lib.reaches(&path) => continue,
+                res => return res,
+            }
+        }
+        Err(TlsError::Gone(lib.mapped_as.clone()))
     }
 
     /// Detach from a library file (its processes are gone).

@@ -135,7 +135,7 @@ fn tracer(ring_bytes: u32) -> Tracer {
     assert!(!scan.libraries.is_empty(), "nginx maps a libssl");
     for lib in &scan.libraries {
         // A library of some other process may export no SSL_* (a stub): not this test's concern.
-        let _ = t.attach_openssl(&lib.path, lib.id);
+        let _ = t.attach_library(lib);
     }
     t
 }
@@ -359,13 +359,14 @@ fn curl_through_the_pipeline_is_one_http_exchange_with_its_process() {
         Duration::from_millis(300),
     );
     // Both ends are traced (nginx and curl load the same libssl): each exchange once, from
-    // curl, the side that spoke first; nginx's copy of the connection is counted.
+    // curl, the client's end; nginx's copy of the connection is counted.
     let mut feed = tapwire_tls::Feed::new();
     let mut pipe = pipeline::Pipeline::default();
     let mut out = Vec::new();
     for c in &chunks {
         feed.push(c, &mut pipe, &mut out);
     }
+    feed.finish(&mut pipe, &mut out);
     pipe.finish(&mut out);
     let mine: Vec<&schemas::Exchange> = out
         .iter()
@@ -397,6 +398,7 @@ fn curl_through_the_pipeline_is_one_http_exchange_with_its_process() {
     assert_ne!(ex.client.port, 8443);
     // nginx's side of the same connection was seen and dropped, not dissected again.
     assert!(feed.stats.duplicate_chunks >= 2, "{:?}", feed.stats);
+    assert_eq!(feed.stats.handovers, 0, "{:?}", feed.stats);
     assert!(
         !out.iter()
             .any(|e| e.process.as_ref().is_some_and(|p| p.pid != pid)

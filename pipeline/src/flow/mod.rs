@@ -28,6 +28,7 @@
 pub mod reassembly;
 
 use std::net::IpAddr;
+use std::num::NonZeroU64;
 
 use rustc_hash::FxHashMap;
 use schemas::{Exchange, Transport};
@@ -49,7 +50,7 @@ pub struct StreamChunk<'a> {
     pub local: Endpoint,
     pub peer: Endpoint,
     /// This stream's id (0 is the packet flows'); a new id is a new connection.
-    pub stream: std::num::NonZeroU64,
+    pub stream: NonZeroU64,
     /// True when the owning process sent these bytes, false when it received them.
     pub sent: bool,
     /// Offset of `data[0]` in this direction of the stream.
@@ -537,6 +538,33 @@ impl FlowTable {
             chunk.ts,
         );
         self.account(&key, chunk.ts, out);
+    }
+
+    /// Forget a plaintext stream without emitting what it holds (its connection is now read
+    /// through another stream: the other end of the same connection, traced on this node).
+    /// Returns whether it was tracked.
+    pub fn forget_stream(&mut self, local: Endpoint, peer: Endpoint, stream: NonZeroU64) -> bool {
+        let (a, b) = if local <= peer {
+            (local, peer)
+        } else {
+            (peer, local)
+        };
+        let key = FlowKey {
+            a,
+            b,
+            udp: false,
+            stream: stream.get(),
+        };
+        let gone = self.remove(&key);
+        if let Some(mut flow) = gone {
+            for r in flow.reasm.iter_mut() {
+                r.release(&mut self.budget);
+            }
+            self.stats.closed += 1;
+            true
+        } else {
+            false
+        }
     }
 
     fn udp(&mut self, key: FlowKey, side: usize, seg: &Segment<'_>, out: &mut Vec<Exchange>) {
