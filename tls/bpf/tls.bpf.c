@@ -144,6 +144,14 @@ struct {
 	__type(value, struct chunk);
 } scratch SEC(".maps");
 
+/* Set by the loader: slot 0 is the agent's own process id, whose calls are never traced. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} settings SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, C_COUNT);
@@ -161,6 +169,10 @@ static __always_inline void count(__u32 slot, __u64 n)
 static __always_inline int enter(__u64 ssl, __u64 buf, __u64 count_ptr, __u32 dir)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	__u32 zero = 0;
+	__u32 *self = bpf_map_lookup_elem(&settings, &zero);
+	if (self && *self == (__u32)(id >> 32))
+		return 0;
 	struct call c = {};
 	c.ssl = ssl;
 	c.buf = buf;

@@ -235,6 +235,18 @@ impl Tracer {
         Err(TlsError::Gone(lib.mapped_as.clone()))
     }
 
+    /// Never trace process `pid` (the agent itself: its own TLS connections, through a libssl
+    /// it may link, are not what it reports).
+    pub fn exclude_process(&mut self, pid: u32) -> Result<(), TlsError> {
+        let map = self
+            .object
+            .maps()
+            .find(|m| m.name() == "settings")
+            .ok_or_else(|| TlsError::Load("map settings missing".into()))?;
+        map.update(&0u32.to_ne_bytes(), &pid.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| TlsError::Load(e.to_string()))
+    }
+
     /// Detach from a library file (its processes are gone).
     pub fn detach(&mut self, id: (u64, u64)) -> bool {
         self.libraries.remove(&id).is_some()

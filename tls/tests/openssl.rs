@@ -409,3 +409,45 @@ fn curl_through_the_pipeline_is_one_http_exchange_with_its_process() {
     assert_eq!(json["tls"]["established"], true);
     assert_eq!(json["process"]["executable"]["name"], "curl");
 }
+
+#[test]
+fn an_excluded_process_is_never_traced() {
+    if !is_root() {
+        eprintln!("SKIP: the TLS tracer test needs root (BPF, network namespaces)");
+        return;
+    }
+    let srv = Server::start("self");
+    // nginx's worker (the process that calls SSL_read/SSL_write) stands for the agent itself.
+    let out = Command::new("ip")
+        .args(["netns", "pids", &srv.ns])
+        .output()
+        .expect("ip netns pids");
+    let worker: u32 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .find(|p: &u32| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("worker process"))
+        })
+        .expect("nginx's worker");
+    let mut t = tracer(8 << 20);
+    t.exclude_process(worker).expect("exclude");
+    let (pid, chunks) = collect(
+        &mut t,
+        srv.client(&[
+            "curl",
+            "-sk",
+            "--http1.1",
+            "https://127.0.0.1:8443/hello.txt",
+        ]),
+        Duration::from_millis(300),
+    );
+    assert!(
+        stream(&chunks, pid, Direction::Write).starts_with(b"GET /hello.txt"),
+        "curl is still traced"
+    );
+    assert!(
+        !chunks.iter().any(|c| c.conn.pid == worker),
+        "the excluded process sent chunks"
+    );
+}
