@@ -5,6 +5,7 @@
 FROM rust:1.95-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libpcap-dev pkg-config zlib1g-dev libssl-dev \
+      clang libelf-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -12,10 +13,11 @@ RUN cargo build --release --locked -p tapwire-agent \
  && install -m 0755 target/release/tapwire /usr/local/bin/tapwire
 
 FROM debian:bookworm-slim
-# Runtime libraries only: libpcap (capture filters), libssl and zlib (librdkafka), CA roots
-# (OTLP and Kafka over TLS); libcap2-bin for setcap, removed after use.
+# Runtime libraries only: libpcap (capture filters), libssl and zlib (librdkafka), libelf
+# (libbpf, for the TLS plaintext source), CA roots (OTLP and Kafka over TLS); libcap2-bin for
+# setcap, removed after use.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpcap0.8 libssl3 zlib1g ca-certificates libcap2-bin \
+ && apt-get install -y --no-install-recommends libpcap0.8 libssl3 zlib1g libelf1 ca-certificates libcap2-bin \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/tapwire /usr/local/bin/tapwire
 # File capabilities, so a non-root uid can capture when the pod allows privilege escalation

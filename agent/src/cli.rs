@@ -83,6 +83,10 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub interface: Vec<String>,
+    /// TLS plaintext through eBPF uprobes: `on-demand` (probes attached while someone
+    /// subscribes), `always` (attached from the start), `off` [default: on-demand].
+    #[arg(long, value_name = "MODE", env = "TAPWIRE_TLS")]
+    pub tls: Option<String>,
     /// Spool folder [default: tapwire-spool].
     #[arg(long, value_name = "DIR", env = "TAPWIRE_SPOOL_DIR")]
     pub spool_dir: Option<PathBuf>,

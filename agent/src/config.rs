@@ -12,6 +12,8 @@
 //! ring_size: 64MiB               # capture ring per worker
 //! memory_budget: 256MiB          # per worker: flows, buffers, dissector state (largest closed past it)
 //! skip_own_traffic: true         # never dissect the agent's own API and sink connections
+//! tls:                           # TLS plaintext from OpenSSL through eBPF uprobes (--tls)
+//!   mode: on-demand              # probes attached while someone subscribes; always; off
 //! spool:
 //!   dir: /var/lib/tapwire/spool
 //!   limit: 1GiB
@@ -99,6 +101,37 @@ struct File {
     redact: RedactFile,
     memory_budget: Option<String>,
     skip_own_traffic: Option<bool>,
+    #[serde(default)]
+    tls: TlsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    mode: Option<String>,
+}
+
+/// When the TLS plaintext source has its probes attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// While dissection is active (a subscriber or a sink), as packets are dissected.
+    OnDemand,
+    /// From the start to the end of the run.
+    Always,
+    Off,
+}
+
+impl TlsMode {
+    fn parse(text: &str) -> Result<TlsMode, String> {
+        match text {
+            "on-demand" => Ok(TlsMode::OnDemand),
+            "always" => Ok(TlsMode::Always),
+            "off" => Ok(TlsMode::Off),
+            _ => Err(format!(
+                "tls.mode: {text:?} is not on-demand, always or off"
+            )),
+        }
+    }
 }
 
 /// A pipeline memory budget: a size from 4 MiB to 64 GiB.
@@ -337,6 +370,8 @@ pub struct Config {
     pub memory_budget: usize,
     /// Never dissect the agent's own API and sink connections.
     pub skip_own_traffic: bool,
+    /// The TLS plaintext source's mode (`tls.mode`, `--tls`).
+    pub tls: TlsMode,
 }
 
 impl Config {
@@ -499,7 +534,12 @@ impl Config {
             None => pipeline::flow::DEFAULT_MEMORY_BUDGET,
             Some(t) => memory_budget(t).map_err(|e| format!("memory_budget: {e}"))?,
         };
+        let tls = match args.tls.as_deref().or(file.tls.mode.as_deref()) {
+            None => TlsMode::OnDemand,
+            Some(t) => TlsMode::parse(t)?,
+        };
         Ok(Config {
+            tls,
             skip_own_traffic: file.skip_own_traffic.unwrap_or(true),
             memory_budget,
             api,
@@ -687,9 +727,25 @@ mod tests {
                 (ip("127.0.0.2"), 9093)
             ]
         );
+        assert_eq!(c.tls, TlsMode::OnDemand, "on by default, on demand");
         let f = file("skip_own_traffic: false\n");
         let c = Config::resolve(&args(&["--config", f.to_str().unwrap()])).unwrap();
         assert!(!c.skip_own_traffic);
+    }
+
+    #[test]
+    fn tls_mode_from_file_and_flag() {
+        let f = file("tls: {mode: always}\n");
+        let path = f.to_str().unwrap();
+        let c = Config::resolve(&args(&["--config", path])).unwrap();
+        assert_eq!(c.tls, TlsMode::Always);
+        let c = Config::resolve(&args(&["--config", path, "--tls", "off"])).unwrap();
+        assert_eq!(c.tls, TlsMode::Off);
+        let e = Config::resolve(&args(&["--tls", "sometimes"])).unwrap_err();
+        assert_eq!(e, "tls.mode: \"sometimes\" is not on-demand, always or off");
+        let f = file("tls: {mode: always, probes: 3}\n");
+        let e = Config::resolve(&args(&["--config", f.to_str().unwrap()])).unwrap_err();
+        assert!(e.contains("probes"), "{e}");
     }
 
     #[test]

@@ -14,6 +14,8 @@ mod output;
 mod replay;
 mod sink_stage;
 mod spool;
+#[cfg(feature = "tls")]
+mod tls_source;
 
 use std::process::ExitCode;
 

@@ -35,7 +35,26 @@ pub struct Metrics {
     pub sinks: SinkMetrics,
     pub route_overflow: IntCounter,
     pub spool_limit: IntGauge,
+    /// `tapwire_tls_tracing`: 1 while the TLS plaintext source's probes are attached (0
+    /// always in a build without the `tls` feature).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub tls_tracing: IntGauge,
+    /// `tapwire_tls_libraries_attached`: library files with probes.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub tls_libraries: IntGauge,
+    /// `tapwire_tls_chunks_total{outcome}` and `tapwire_tls_bytes_total{outcome}`.
+    pub tls_chunks: IntCounterVec,
+    pub tls_bytes: IntCounterVec,
 }
+
+/// The outcomes `tapwire_tls_chunks_total` counts: dissected (handed to the pipeline),
+/// duplicate (the other end of a connection traced on this node), unbound (no socket known),
+/// lost (the ring buffer or the agent's queue was full), bad (a record the parser refused).
+pub const TLS_CHUNK_OUTCOMES: [&str; 5] = ["dissected", "duplicate", "unbound", "lost", "bad"];
+
+/// The outcomes `tapwire_tls_bytes_total` counts: as for chunks, and truncated (bytes past
+/// the per-call cap of 16 chunks).
+pub const TLS_BYTE_OUTCOMES: [&str; 4] = ["dissected", "duplicate", "lost", "truncated"];
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -91,7 +110,35 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(spool_limit.clone()))
             .expect("registered once");
+        let tls_tracing = IntGauge::new(
+            "tapwire_tls_tracing",
+            "1 while the TLS plaintext source's eBPF probes are attached (tls.mode), else 0.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(tls_tracing.clone()))
+            .expect("registered once");
+        let tls_libraries = IntGauge::new(
+            "tapwire_tls_libraries_attached",
+            "TLS library files (libssl) with the TLS plaintext source's probes attached.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(tls_libraries.clone()))
+            .expect("registered once");
         let m = Metrics {
+            tls_tracing,
+            tls_libraries,
+            tls_chunks: counter_vec(
+                &r,
+                "tapwire_tls_chunks_total",
+                "Plaintext chunks from the TLS plaintext source, by outcome: dissected, duplicate (the other end of a connection traced on this node), unbound (no socket known), lost (ring buffer or queue full), bad (refused record).",
+                &["outcome"],
+            ),
+            tls_bytes: counter_vec(
+                &r,
+                "tapwire_tls_bytes_total",
+                "Plaintext bytes from the TLS plaintext source, by outcome: dissected, duplicate, lost, truncated (past the per-call cap).",
+                &["outcome"],
+            ),
             spool_limit,
             sinks: SinkMetrics::new(&r).expect("registered once"),
             route_overflow,
@@ -211,6 +258,12 @@ impl Metrics {
     fn touch(&self) {
         for (cap, _) in pipeline::Stats::default().cap_drops() {
             self.pipeline_drops.with_label_values(&[cap]);
+        }
+        for o in TLS_CHUNK_OUTCOMES {
+            self.tls_chunks.with_label_values(&[o]);
+        }
+        for o in TLS_BYTE_OUTCOMES {
+            self.tls_bytes.with_label_values(&[o]);
         }
     }
 

@@ -236,6 +236,7 @@ const CRATES: &[&str] = &[
     "schemas",
     "pipeline",
     "sinks",
+    "tls",
     "agent",
     "integration",
     "bench",

@@ -6,8 +6,8 @@
 //! to the pipeline as a stream chunk with its direction and offset.
 //!
 //! **Both ends on one node.** A client and a server traced on the same node hand over the same
-//! plaintext twice (once written, once read). Each TCP connection (its network namespace and
-//! two endpoints, in either order) has one owner, whose chunks are dissected; the other end's
+//! plaintext twice (once written, once read). Each TCP connection (its two endpoints in either
+//! order, and for loopback addresses its network namespace) has one owner, whose chunks are dissected; the other end's
 //! are dropped and counted (`duplicate_*`). The owner is the client's end, told by the port:
 //! the end whose own port is the higher (the client's ephemeral port, against the server's
 //! listening port). Arrival order cannot decide it: the server's read of a request can reach
@@ -70,8 +70,8 @@ pub struct FeedStats {
     pub forgotten: u64,
 }
 
-/// A TCP connection: its network namespace and its endpoints in a fixed order, so both ends'
-/// views meet.
+/// A TCP connection: its network namespace (loopback connections only) and its endpoints in
+/// a fixed order, so both ends' views meet.
 type TcpKey = (u32, SocketAddr, SocketAddr);
 
 /// Which end of a TCP connection is dissected.
@@ -112,6 +112,11 @@ struct Stream {
 struct Clock {
     offset: i128,
     read_at_mono: u64,
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds (the clock chunks are stamped with).
+pub fn monotonic_ns() -> u64 {
+    u64::try_from(clock_ns(libc::CLOCK_MONOTONIC)).unwrap_or(0)
 }
 
 fn clock_ns(id: libc::clockid_t) -> i128 {
@@ -187,10 +192,17 @@ impl Feed {
             self.stats.unbound_chunks += 1;
             return;
         };
-        let tcp = if ep.local <= ep.peer {
-            (ep.netns, ep.local, ep.peer)
+        // Loopback addresses name a connection only within its network namespace; others
+        // name it across namespaces (a pod's address is the same seen from either end).
+        let netns = if ep.local.ip().is_loopback() || ep.peer.ip().is_loopback() {
+            ep.netns
         } else {
-            (ep.netns, ep.peer, ep.local)
+            0
+        };
+        let tcp = if ep.local <= ep.peer {
+            (netns, ep.local, ep.peer)
+        } else {
+            (netns, ep.peer, ep.local)
         };
         let ts = self.clock.wall(c.ts_mono_ns);
         if !self.streams.contains_key(&c.conn) {
@@ -534,6 +546,30 @@ mod tests {
         }
         assert_eq!(feed.stats.chunks, 2);
         assert_eq!(feed.stats.duplicate_chunks, 0);
+    }
+
+    #[test]
+    fn two_namespaces_on_one_node_meet_on_their_own_addresses() {
+        // A client pod and a server pod on one node: the same connection from two network
+        // namespaces, by the pods' addresses.
+        let mut feed = Feed::new();
+        let mut pipe = Pipeline::default();
+        let mut out = Vec::new();
+        let (c, s) = ("10.1.0.5:40000", "10.1.0.6:443");
+        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        for (pid, netns, local, peer, dir) in [
+            (10, 1, c, s, Direction::Write),
+            (20, 2, s, c, Direction::Read),
+        ] {
+            let mut ch = chunk(pid, local, peer, dir, 0, req);
+            if let Some(e) = ch.endpoints.as_mut() {
+                e.netns = netns;
+            }
+            feed.push(&ch, &mut pipe, &mut out);
+        }
+        feed.finish(&mut pipe, &mut out);
+        assert_eq!(feed.stats.chunks, 1);
+        assert_eq!(feed.stats.duplicate_chunks, 1);
     }
 
     #[test]

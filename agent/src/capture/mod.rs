@@ -106,7 +106,7 @@ pub fn spawn(
 
 /// The pipeline's counters already added to the metrics (a new pipeline starts from zero).
 #[derive(Default)]
-struct Mirror {
+pub(crate) struct Mirror {
     drops: rustc_hash::FxHashMap<&'static str, u64>,
     anomalies: pipeline::dissect::AnomalyCounts,
 }
@@ -114,7 +114,7 @@ struct Mirror {
 impl Mirror {
     /// Add what the pipeline counted since the last call, by name (`Stats::cap_drops`, the
     /// anomaly names).
-    fn catch_up(&mut self, m: &Metrics, p: &Pipeline) {
+    pub(crate) fn catch_up(&mut self, m: &Metrics, p: &Pipeline) {
         let s = p.stats();
         for (cap, now) in s.cap_drops() {
             let seen = self.drops.entry(cap).or_insert(0);
@@ -272,7 +272,7 @@ fn dissect(
 }
 
 /// Count and hand the exchanges to the hub.
-fn publish(shared: &Shared, out: &mut Vec<schemas::Exchange>) {
+pub(crate) fn publish(shared: &Shared, out: &mut Vec<schemas::Exchange>) {
     for ex in out.drain(..) {
         shared
             .metrics

@@ -218,6 +218,22 @@ fn start(args: RunArgs) -> Result<(), RunError> {
             }
         }
     }
+    // A capture file is the whole input: this host's live TLS plaintext is not mixed into it.
+    #[cfg(feature = "tls")]
+    let tls_mode = if args.read.is_some() {
+        crate::config::TlsMode::Off
+    } else {
+        cfg.tls
+    };
+    #[cfg(feature = "tls")]
+    match crate::tls_source::spawn(tls_mode, shared.clone()) {
+        Ok(h) => handles.extend(h),
+        Err(e) => eprintln!("tapwire: TLS plaintext off: cannot start its thread: {e}"),
+    }
+    #[cfg(not(feature = "tls"))]
+    if cfg.tls != crate::config::TlsMode::Off && args.read.is_none() {
+        eprintln!("tapwire: TLS plaintext off: this build has no TLS tracer (the `tls` feature)");
+    }
     let state = Arc::new(ApiState {
         shared: shared.clone(),
         interfaces: labels.clone(),
