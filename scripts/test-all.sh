@@ -41,9 +41,6 @@ if ! "$TAPWIRE_VENV/bin/python" -c 'import helm_python, kubernetes_validate, yam
   python3 -m venv "$TAPWIRE_VENV"
   "$TAPWIRE_VENV/bin/pip" install -q 'helm-python-sdk==0.2.2' 'kubernetes-validate==1.37.0' pyyaml
 fi
-# Agents the tests start trace no TLS plaintext unless a test asks (--tls): uprobes see every
-# process on the machine, so one test's HTTPS would otherwise show up in another's events.
-export TAPWIRE_TLS=off
 export CARGO_TERM_COLOR=never
 if [ ! -d ../shared/corpus ]; then
   echo "test-all: SKIP: ../shared/corpus is absent: the corpus golden, peer and robustness checks"

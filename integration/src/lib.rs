@@ -36,6 +36,15 @@ pub mod lab {
         std::sync::LazyLock::new(|| crate::tapwire().to_string_lossy().into_owned());
     pub const API: &str = "127.0.0.1:19465";
 
+    /// The tapwire binary, with the TLS plaintext source off (`TAPWIRE_TLS=off`) unless the
+    /// test passes `--tls`: uprobes see every process on the machine, so one test's HTTPS would
+    /// otherwise reach another test's agent.
+    pub fn tapwire_cmd() -> Command {
+        let mut c = Command::new(&*TAPWIRE_PATH);
+        c.env("TAPWIRE_TLS", "off");
+        c
+    }
+
     /// The lines a child prints on its (piped) stdout, as they come.
     pub fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
         let out = child.stdout.take().expect("stdout is piped");
@@ -164,9 +173,12 @@ pub mod lab {
             Some(lab)
         }
 
+        /// `args` run in namespace `ns`; an agent started so has the TLS plaintext source off
+        /// unless the test passes `--tls` (see [`tapwire_cmd`]).
         pub fn in_ns(&self, ns: &str, args: &[&str]) -> Command {
             let mut c = Command::new("ip");
             c.args(["netns", "exec", ns]).args(args);
+            c.env("TAPWIRE_TLS", "off");
             c
         }
 

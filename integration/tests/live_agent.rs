@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tapwire_integration::lab::{API, Lab, TAPWIRE_PATH, have, lines_of, sh, wait_until};
+use tapwire_integration::lab::{
+    API, Lab, TAPWIRE_PATH, have, lines_of, sh, tapwire_cmd, wait_until,
+};
 
 /// (method, path, status) of the HTTP exchanges in ndjson text.
 fn requests(text: &str) -> Vec<(String, String, u64)> {
@@ -38,7 +40,7 @@ fn requests(text: &str) -> Vec<(String, String, u64)> {
 }
 
 fn dissect(files: &[PathBuf]) -> String {
-    let mut cmd = Command::new(&*TAPWIRE_PATH);
+    let mut cmd = tapwire_cmd();
     cmd.args(["dissect", "-q"]).args(files);
     let out = cmd.output().unwrap();
     assert!(
@@ -418,7 +420,7 @@ fn api_token_guards_everything_but_health() {
     let token = dir.join("token");
     std::fs::write(&token, "s3cret-token\n").unwrap();
     let api = "127.0.0.1:19467";
-    let mut agent = Command::new(&*TAPWIRE_PATH)
+    let mut agent = tapwire_cmd()
         .args([
             "run",
             "--interface",
@@ -481,7 +483,7 @@ fn api_token_guards_everything_but_health() {
         };
         assert_eq!(with_header("s3cret-token"), "200");
         assert_eq!(with_header("wrong"), "401");
-        let denied = Command::new(&*TAPWIRE_PATH)
+        let denied = tapwire_cmd()
             .args([
                 "watch",
                 "--agent",
@@ -500,7 +502,7 @@ fn api_token_guards_everything_but_health() {
     let _ = std::fs::remove_dir_all(&dir);
     // The token from the environment instead of a file.
     let api2 = "127.0.0.1:19477";
-    let mut agent2 = Command::new(&*TAPWIRE_PATH)
+    let mut agent2 = tapwire_cmd()
         .args([
             "run",
             "--interface",
@@ -555,7 +557,7 @@ fn capture_filter_keeps_only_matching_packets() {
         let dir = std::env::temp_dir().join(format!("tapwire-bpf-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let api = "127.0.0.1:19468";
-        let mut agent = Command::new(&*TAPWIRE_PATH)
+        let mut agent = tapwire_cmd()
             .args([
                 "run",
                 "--interface",
@@ -599,7 +601,7 @@ fn capture_filter_keeps_only_matching_packets() {
             "{n}: only the three datagrams to port 39999 (API traffic excluded)"
         );
     }
-    let bad = Command::new(&*TAPWIRE_PATH)
+    let bad = tapwire_cmd()
         .args([
             "run",
             "--interface",
@@ -718,7 +720,7 @@ fn the_spool_cap_holds_under_sustained_traffic() {
     let dir = std::env::temp_dir().join(format!("tapwire-cap-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let api = "127.0.0.1:19471";
-    let mut agent = Command::new(&*TAPWIRE_PATH)
+    let mut agent = tapwire_cmd()
         .args([
             "run",
             "--interface",
@@ -824,7 +826,7 @@ fn libpcap_source_serves_live_events() {
     let cfg = std::env::temp_dir().join(format!("tapwire-libpcap-{}.yaml", std::process::id()));
     std::fs::write(&cfg, "skip_own_traffic: false\n").unwrap();
     let api = "127.0.0.1:19473";
-    let mut agent = Command::new(&*TAPWIRE_PATH)
+    let mut agent = tapwire_cmd()
         .args(["run", "--config"])
         .arg(&cfg)
         .args([
@@ -855,7 +857,7 @@ fn libpcap_source_serves_live_events() {
             .is_ok_and(|s| s.success())
     };
     wait_until("the agent", || curl("/healthz"));
-    let mut watch = Command::new(&*TAPWIRE_PATH)
+    let mut watch = tapwire_cmd()
         .args([
             "watch",
             "--agent",

@@ -1,7 +1,8 @@
 //! The agent needs `CAP_NET_RAW` and nothing else: run as an unprivileged uid holding only
 //! that capability (as the chart's DaemonSet does), it captures with several fanout workers,
-//! and its spool is private (folders 0700, segments 0600). Needs root (to hand out the
-//! capability) and setpriv(1); skips visibly otherwise.
+//! and its spool is private (folders 0700, segments 0600); the TLS plaintext source, which
+//! needs BPF privileges, says in one line that it is off and capture goes on. Needs root (to
+//! hand out the capability) and setpriv(1); skips visibly otherwise.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::{Command, Stdio};
@@ -50,6 +51,10 @@ fn capture_needs_only_net_raw_and_the_spool_is_private() {
             "2",
             "--listen",
             api,
+            // The TLS plaintext source needs BPF privileges this uid lacks: one line, and
+            // capture goes on.
+            "--tls",
+            "always",
         ])
         .arg("--spool-dir")
         .arg(&spool)
@@ -79,6 +84,13 @@ fn capture_needs_only_net_raw_and_the_spool_is_private() {
     assert!(
         packets >= 20,
         "captured {packets} packets with NET_RAW only: {log}"
+    );
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.starts_with("tapwire: TLS plaintext off: "))
+            .count(),
+        1,
+        "one line says why the TLS plaintext source is off: {log}"
     );
     let mut segments = 0;
     for w in ["w0", "w1"] {

@@ -17,8 +17,10 @@
 //! owns the connection and the held chunks are duplicates; if not, the server end owns it
 //! (only it is traced) and its chunks go on, late by the hold. A client end that shows up
 //! later still (its process traced later) takes over: the server end's stream is forgotten
-//! unemitted (`handovers`). Two ends with ports the other way round (a server on a high port)
-//! only swap which process the events name; each exchange is still reported once.
+//! unemitted (`handovers`). So does any end when the owner has been silent for `STALE_NS`
+//! (its connection closed and the addresses were reused). Two ends with ports the other way
+//! round (a server on a high port) only swap which process the events name; each exchange is
+//! still reported once.
 //!
 //! **Unbound chunks** (no socket seen for their `SSL*`: a connection older than the probes
 //! whose reads OpenSSL served from its buffer) cannot be joined to a TCP connection: dropped
@@ -42,6 +44,10 @@ pub const MAX_STREAMS: usize = 65536;
 
 /// How long a server end's chunks wait for their client end (see the module doc).
 pub const HOLD_NS: u64 = 100_000_000;
+
+/// An owner silent this long gives its connection up to the other end (the addresses were
+/// reused by a new connection after the old one closed; nothing reports a close).
+pub const STALE_NS: u64 = 30_000_000_000;
 
 /// Most plaintext bytes held at once; past it the oldest are decided early.
 pub const MAX_HELD_BYTES: usize = 8 << 20;
@@ -257,6 +263,16 @@ impl Feed {
                     self.stats.handovers += 1;
                 }
             }
+            Some(o) if self.stale(&o.conn, ts) => {
+                // The owner went quiet long ago: its connection has most likely closed and the
+                // addresses now belong to a new one, whose other end is not traced.
+                if let Some(old) = self.streams.get(&o.conn) {
+                    let at = |a: SocketAddr| (a.ip(), a.port());
+                    pipe.forget_stream(at(old.local), at(old.peer), old.id);
+                }
+                self.owners.insert(tcp, Owner::decided(c.conn));
+                self.stats.handovers += 1;
+            }
             Some(_) => {
                 self.duplicate(c);
                 return;
@@ -285,6 +301,13 @@ impl Feed {
             origin: &st.origin,
         };
         pipe.stream(&chunk, out);
+    }
+
+    /// Whether `conn` has sent nothing for [`STALE_NS`] before `ts` (wall clock).
+    fn stale(&self, conn: &ConnId, ts: u64) -> bool {
+        self.streams
+            .get(conn)
+            .is_none_or(|st| st.last_seen.saturating_add(STALE_NS) < ts)
     }
 
     fn duplicate(&mut self, c: &Chunk) {
@@ -522,6 +545,27 @@ mod tests {
         assert_eq!(feed.stats.handovers, 1);
         assert_eq!(feed.stats.duplicate_chunks, 1);
         assert_eq!(pipe.flows(), 1);
+    }
+
+    #[test]
+    fn reused_addresses_after_a_long_silence_belong_to_the_new_connection() {
+        let mut feed = Feed::new();
+        let mut pipe = Pipeline::default();
+        let mut out = Vec::new();
+        let (c, s) = ("10.0.0.1:40000", "10.0.0.2:443");
+        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        feed.push(
+            &chunk(10, c, s, Direction::Write, 0, req),
+            &mut pipe,
+            &mut out,
+        );
+        // Much later, a new connection on the same addresses, traced only at the server.
+        let mut late = chunk(30, s, c, Direction::Read, 0, req);
+        late.ts_mono_ns += STALE_NS + 1;
+        feed.push(&late, &mut pipe, &mut out);
+        assert_eq!(feed.stats.handovers, 1);
+        assert_eq!(feed.stats.duplicate_chunks, 0);
+        assert_eq!(feed.stats.chunks, 2);
     }
 
     #[test]

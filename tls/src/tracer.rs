@@ -39,6 +39,10 @@ const OPENSSL_FUNCTIONS: [(&str, &str); 4] = [
 pub enum TlsError {
     #[error("loading the TLS tracer's BPF program: {0}")]
     Load(String),
+    #[error(
+        "the TLS tracer needs root, or CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE (loading its BPF program was not permitted)"
+    )]
+    NotPermitted,
     #[error("attaching to {function} in {path}: {reason}")]
     Attach {
         path: String,
@@ -117,7 +121,13 @@ impl Tracer {
     /// Load the program and attach its system-call tracepoint. Needs `CAP_BPF` and `CAP_PERFMON` (or
     /// root) and a kernel with BTF.
     pub fn load(cfg: Config) -> Result<Tracer, TlsError> {
-        let load = |e: libbpf_rs::Error| TlsError::Load(e.to_string());
+        // libbpf's own messages would add lines of its own to the one the caller prints from
+        // the error; the error says what failed.
+        libbpf_rs::set_print(None);
+        let load = |e: libbpf_rs::Error| match e.kind() {
+            libbpf_rs::ErrorKind::PermissionDenied => TlsError::NotPermitted,
+            _ => TlsError::Load(e.to_string()),
+        };
         let mut open = ObjectBuilder::default().open_memory(OBJECT).map_err(load)?;
         if let Some(mut ring) = open.maps_mut().find(|m| m.name() == "chunks") {
             ring.set_max_entries(cfg.ring_bytes).map_err(load)?;

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Cost of the TLS plaintext source: a Python client sends REQUESTS small HTTPS requests over
+# one keep-alive connection to nginx (both link the system's libssl, so both ends are traced:
+# 4 TLS calls per request), in a network namespace, under four conditions:
+#   none       no agent
+#   off        tapwire run --tls off, one subscriber (packets dissected, no probes)
+#   on-demand  tapwire run --tls on-demand, one subscriber (probes attached, plaintext dissected)
+#   always     tapwire run --tls always, no subscriber (probes attached, nobody reading events)
+# Reports the client's time per request and the agent's CPU seconds over the run.
+#
+#   bench/tls.sh [REQUESTS]   default 20000
+#
+# Needs root, iproute2, nginx, openssl, python3. Everything is removed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tapwire-target}"
+n=${1:-20000}
+cargo build --release -q -p tapwire-agent
+bin="$CARGO_TARGET_DIR/release/tapwire"
+ns=twt-$$; work=$(mktemp -d); pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+  ip netns del "$ns" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/k.pem" -out "$work/c.pem" -days 1 \
+  -subj /CN=bench.tapwire.test 2>/dev/null
+mkdir -p "$work/www" && echo ok > "$work/www/ok.txt"
+cat > "$work/nginx.conf" <<EOF
+daemon off; user root; worker_processes 1; error_log $work/error.log; pid $work/nginx.pid;
+events { worker_connections 64; }
+http { access_log off; keepalive_requests 1000000; client_body_temp_path $work;
+  proxy_temp_path $work; fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
+  server { listen 127.0.0.1:8443 ssl; ssl_certificate $work/c.pem;
+    ssl_certificate_key $work/k.pem; root $work/www; } }
+EOF
+ip netns exec "$ns" nginx -c "$work/nginx.conf" & pids+=($!)
+cat > "$work/client.py" <<'EOF'
+import socket, ssl, sys, time
+n = int(sys.argv[1])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+for _ in range(100):
+    try:
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", 8443)))
+        break
+    except OSError:
+        time.sleep(0.05)
+req = b"GET /ok.txt HTTP/1.1\r\nHost: bench\r\n\r\n"
+t0 = time.perf_counter()
+for _ in range(n):
+    s.sendall(req)
+    got = b""
+    while not got.endswith(b"ok\n"):
+        got += s.recv(4096)
+print(f"{(time.perf_counter() - t0) / n * 1e6:.1f}")
+EOF
+cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
+run() { # name [agent args…]
+  local name=$1; shift
+  local agent="" sub=""
+  if [ $# -gt 0 ]; then
+    ip netns exec "$ns" "$bin" run -i lo --listen 127.0.0.1:19490 --spool-dir "$work/spool-$name" \
+      --spool-limit 64MiB "$@" 2>"$work/agent-$name.log" & agent=$!; pids+=($agent)
+    for _ in $(seq 100); do
+      ip netns exec "$ns" curl -sf http://127.0.0.1:19490/healthz >/dev/null && break; sleep 0.1
+    done
+    if [ "${SUBSCRIBE:-1}" = 1 ]; then
+      ip netns exec "$ns" "$bin" watch --agent http://127.0.0.1:19490 >/dev/null & sub=$!; pids+=($sub)
+    fi
+    sleep 1  # the subscription, and the probes attaching
+  fi
+  local before=0; [ -n "$agent" ] && before=$(cpu "$agent")
+  local us; us=$(ip netns exec "$ns" python3 "$work/client.py" "$n")
+  local after=0; [ -n "$agent" ] && after=$(cpu "$agent")
+  local tracing="-"
+  [ -n "$agent" ] && tracing=$(ip netns exec "$ns" curl -s http://127.0.0.1:19490/metrics \
+    | awk '/^tapwire_tls_tracing /{print $2}')
+  printf '%-10s %8s µs/request  agent CPU %6.2f s  probes %s\n' "$name" "$us" \
+    "$(echo "$after - $before" | bc -l)" "$tracing"
+  [ -n "$sub" ] && kill -TERM "$sub" 2>/dev/null && wait "$sub" 2>/dev/null || true
+  [ -n "$agent" ] && kill -TERM "$agent" && wait "$agent" 2>/dev/null || true
+}
+echo "$n HTTPS requests on one keep-alive connection (Python client -> nginx, both traced)"
+run none
+run off --tls off
+run on-demand --tls on-demand
+SUBSCRIBE=0 run always --tls always
