@@ -157,40 +157,23 @@ fn account(a: &mut Attached, m: &Metrics) {
     a.mirror.catch_up(m, &a.pipe);
     let (c, f) = (a.tracer.counters(), a.feed.stats);
     let (c0, f0) = a.seen;
-    let add = |v: &prometheus::IntCounterVec, outcome: &str, now: u64, before: u64| {
-        if now > before {
-            v.with_label_values(&[outcome]).inc_by(now - before);
-        }
-    };
-    add(&m.tls_chunks, "dissected", f.chunks, f0.chunks);
-    add(&m.tls_bytes, "dissected", f.bytes, f0.bytes);
-    add(
-        &m.tls_chunks,
-        "duplicate",
-        f.duplicate_chunks,
-        f0.duplicate_chunks,
-    );
-    add(
-        &m.tls_bytes,
-        "duplicate",
-        f.duplicate_bytes,
-        f0.duplicate_bytes,
-    );
-    add(
-        &m.tls_chunks,
-        "unbound",
-        f.unbound_chunks,
-        f0.unbound_chunks,
-    );
     let lost = |c: &Counters| c.lost_chunks + c.pending_dropped;
-    add(&m.tls_chunks, "lost", lost(&c), lost(&c0));
-    add(&m.tls_bytes, "lost", c.lost_bytes, c0.lost_bytes);
-    add(&m.tls_chunks, "bad", c.bad_records, c0.bad_records);
-    add(
-        &m.tls_bytes,
-        "truncated",
-        c.truncated_bytes,
-        c0.truncated_bytes,
-    );
+    let (chunks, bytes) = (&m.tls_chunks, &m.tls_bytes);
+    let rows = [
+        (chunks, "dissected", f.chunks, f0.chunks),
+        (bytes, "dissected", f.bytes, f0.bytes),
+        (chunks, "duplicate", f.duplicate_chunks, f0.duplicate_chunks),
+        (bytes, "duplicate", f.duplicate_bytes, f0.duplicate_bytes),
+        (chunks, "unbound", f.unbound_chunks, f0.unbound_chunks),
+        (chunks, "lost", lost(&c), lost(&c0)),
+        (bytes, "lost", c.lost_bytes, c0.lost_bytes),
+        (chunks, "bad", c.bad_records, c0.bad_records),
+        (bytes, "truncated", c.truncated_bytes, c0.truncated_bytes),
+    ];
+    for (counter, outcome, now, before) in rows {
+        if now > before {
+            counter.with_label_values(&[outcome]).inc_by(now - before);
+        }
+    }
     a.seen = (c, f);
 }

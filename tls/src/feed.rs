@@ -396,6 +396,12 @@ mod tests {
     use super::*;
     use crate::chunk::Endpoints;
 
+    /// curl (pid 10) at C talks to a server (pid 20) at S.
+    const C: &str = "10.0.0.1:40000";
+    const S: &str = "10.0.0.2:443";
+    const REQ: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    const RESP: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
+
     fn chunk(pid: u32, local: &str, peer: &str, dir: Direction, offset: u64, data: &[u8]) -> Chunk {
         Chunk {
             ts_mono_ns: 1_000 + offset,
@@ -422,222 +428,172 @@ mod tests {
         }
     }
 
-    #[test]
-    fn both_ends_traced_yield_each_exchange_once_from_the_client() {
-        let mut feed = Feed::new();
-        let mut pipe = Pipeline::default();
-        let mut out = Vec::new();
-        let (c, s) = ("10.0.0.1:40000", "10.0.0.2:443");
-        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        let resp = b"HTTP/1.1 204 No Content\r\n\r\n";
-        // The client writes, the server reads and answers, the client reads.
-        feed.push(
-            &chunk(10, c, s, Direction::Write, 0, req),
-            &mut pipe,
-            &mut out,
-        );
-        feed.push(
-            &chunk(20, s, c, Direction::Read, 0, req),
-            &mut pipe,
-            &mut out,
-        );
-        feed.push(
-            &chunk(20, s, c, Direction::Write, 0, resp),
-            &mut pipe,
-            &mut out,
-        );
-        feed.push(
-            &chunk(10, c, s, Direction::Read, 0, resp),
-            &mut pipe,
-            &mut out,
-        );
-        assert_eq!(out.len(), 1, "{out:?}");
-        assert_eq!(out[0].process.as_ref().map(|p| p.pid), Some(10));
-        assert_eq!(out[0].client.port, 40000);
-        let exe = out[0].process.as_ref().and_then(|p| p.executable.as_ref());
-        assert_eq!(exe.map(|e| e.name.as_str()), Some("curl"));
-        assert_eq!(feed.stats.duplicate_chunks, 2);
-        assert_eq!(feed.stats.chunks, 2);
-        assert_eq!(feed.stats.handovers, 0);
-        // Wall time, not the monotonic clock.
-        assert!(out[0].start_time_unix_nano > 1_600_000_000_000_000_000);
+    /// A feed, the pipeline it feeds and what came out.
+    #[derive(Default)]
+    struct Rig {
+        feed: Feed,
+        pipe: Pipeline,
+        out: Vec<Exchange>,
+    }
+
+    impl Rig {
+        fn push(&mut self, c: Chunk) {
+            self.feed.push(&c, &mut self.pipe, &mut self.out);
+        }
+
+        /// Chunk `data` at `offset`, sent (`Write`) or received by `pid` at `local`.
+        fn say(
+            &mut self,
+            pid: u32,
+            local: &str,
+            peer: &str,
+            dir: Direction,
+            offset: u64,
+            data: &[u8],
+        ) {
+            self.push(chunk(pid, local, peer, dir, offset, data));
+        }
+
+        fn finish(&mut self) {
+            self.feed.finish(&mut self.pipe, &mut self.out);
+            self.pipe.finish(&mut self.out);
+        }
+
+        fn pids(&self) -> Vec<Option<u32>> {
+            self.out
+                .iter()
+                .map(|e| e.process.as_ref().map(|p| p.pid))
+                .collect()
+        }
     }
 
     #[test]
-    fn the_server_end_seen_first_hands_over_to_the_client() {
-        let mut feed = Feed::new();
-        let mut pipe = Pipeline::default();
-        let mut out = Vec::new();
-        let (c, s) = ("10.0.0.1:40000", "10.0.0.2:443");
-        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        let resp = b"HTTP/1.1 204 No Content\r\n\r\n";
+    fn both_ends_traced_yield_each_exchange_once_from_the_client() {
+        let mut r = Rig::default();
+        // The client writes, the server reads and answers, the client reads.
+        r.say(10, C, S, Direction::Write, 0, REQ);
+        r.say(20, S, C, Direction::Read, 0, REQ);
+        r.say(20, S, C, Direction::Write, 0, RESP);
+        r.say(10, C, S, Direction::Read, 0, RESP);
+        assert_eq!(r.pids(), [Some(10)], "{:?}", r.out);
+        assert_eq!(r.out[0].client.port, 40000);
+        let exe = r.out[0]
+            .process
+            .as_ref()
+            .and_then(|p| p.executable.as_ref());
+        assert_eq!(exe.map(|e| e.name.as_str()), Some("curl"));
+        let st = r.feed.stats;
+        assert_eq!((st.chunks, st.duplicate_chunks, st.handovers), (2, 2, 0));
+        // Wall time, not the monotonic clock.
+        assert!(r.out[0].start_time_unix_nano > 1_600_000_000_000_000_000);
+    }
+
+    #[test]
+    fn the_server_end_seen_first_waits_for_the_client() {
+        let mut r = Rig::default();
         // The server's read and its answer reach the feed before the client's write.
-        feed.push(
-            &chunk(20, s, c, Direction::Read, 0, req),
-            &mut pipe,
-            &mut out,
-        );
-        feed.push(
-            &chunk(20, s, c, Direction::Write, 0, resp),
-            &mut pipe,
-            &mut out,
-        );
-        feed.push(
-            &chunk(10, c, s, Direction::Write, 0, req),
-            &mut pipe,
-            &mut out,
-        );
-        feed.push(
-            &chunk(10, c, s, Direction::Read, 0, resp),
-            &mut pipe,
-            &mut out,
-        );
-        feed.finish(&mut pipe, &mut out);
+        r.say(20, S, C, Direction::Read, 0, REQ);
+        r.say(20, S, C, Direction::Write, 0, RESP);
+        r.say(10, C, S, Direction::Write, 0, REQ);
+        r.say(10, C, S, Direction::Read, 0, RESP);
+        r.feed.finish(&mut r.pipe, &mut r.out);
         // The server end never reached the pipeline; only the client's stream is there.
-        assert_eq!(pipe.flows(), 1);
-        pipe.finish(&mut out);
-        assert_eq!(out.len(), 1, "{out:?}");
-        assert_eq!(out[0].process.as_ref().map(|p| p.pid), Some(10));
-        assert_eq!(out[0].status, schemas::Status::Ok);
-        assert_eq!(feed.stats.handovers, 0);
-        assert_eq!(feed.stats.held_chunks, 2);
-        assert_eq!(feed.stats.duplicate_chunks, 2);
+        assert_eq!(r.pipe.flows(), 1);
+        r.finish();
+        assert_eq!(r.pids(), [Some(10)], "{:?}", r.out);
+        assert_eq!(r.out[0].status, schemas::Status::Ok);
+        let st = r.feed.stats;
+        assert_eq!(
+            (st.held_chunks, st.duplicate_chunks, st.handovers),
+            (2, 2, 0)
+        );
     }
 
     #[test]
     fn a_server_traced_alone_is_dissected_after_the_hold_and_a_late_client_takes_over() {
-        let mut feed = Feed::new();
-        let mut pipe = Pipeline::default();
-        let mut out = Vec::new();
-        let (c, s) = ("10.0.0.1:40000", "10.0.0.2:443");
-        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        let resp = b"HTTP/1.1 204 No Content\r\n\r\n";
-        feed.push(
-            &chunk(20, s, c, Direction::Read, 0, req),
-            &mut pipe,
-            &mut out,
-        );
-        feed.push(
-            &chunk(20, s, c, Direction::Write, 0, resp),
-            &mut pipe,
-            &mut out,
-        );
-        assert!(out.is_empty(), "held for the hold time");
-        feed.release(1_000 + HOLD_NS - 1, &mut pipe, &mut out);
-        assert!(out.is_empty());
-        feed.release(1_000 + HOLD_NS, &mut pipe, &mut out);
-        assert_eq!(out.len(), 1, "{out:?}");
-        assert_eq!(out[0].process.as_ref().map(|p| p.pid), Some(20));
-        assert_eq!((out[0].client.port, out[0].server.port), (40000, 443));
+        let mut r = Rig::default();
+        r.say(20, S, C, Direction::Read, 0, REQ);
+        r.say(20, S, C, Direction::Write, 0, RESP);
+        assert!(r.out.is_empty(), "held for the hold time");
+        r.feed.release(1_000 + HOLD_NS - 1, &mut r.pipe, &mut r.out);
+        assert!(r.out.is_empty());
+        r.feed.release(1_000 + HOLD_NS, &mut r.pipe, &mut r.out);
+        assert_eq!(r.pids(), [Some(20)], "{:?}", r.out);
+        assert_eq!((r.out[0].client.port, r.out[0].server.port), (40000, 443));
         // Its client end, traced later, owns the connection from then on: the server's
         // stream is forgotten and later chunks from the server end are duplicates.
         let req2 = b"GET /2 HTTP/1.1\r\nHost: x\r\n\r\n";
-        feed.push(
-            &chunk(10, c, s, Direction::Write, 0, req2),
-            &mut pipe,
-            &mut out,
+        r.say(10, C, S, Direction::Write, 0, req2);
+        r.say(20, S, C, Direction::Read, REQ.len() as u64, req2);
+        assert_eq!(
+            (r.feed.stats.handovers, r.feed.stats.duplicate_chunks),
+            (1, 1)
         );
-        feed.push(
-            &chunk(20, s, c, Direction::Read, req.len() as u64, req2),
-            &mut pipe,
-            &mut out,
-        );
-        assert_eq!(feed.stats.handovers, 1);
-        assert_eq!(feed.stats.duplicate_chunks, 1);
-        assert_eq!(pipe.flows(), 1);
+        assert_eq!(r.pipe.flows(), 1);
     }
 
     #[test]
     fn reused_addresses_after_a_long_silence_belong_to_the_new_connection() {
-        let mut feed = Feed::new();
-        let mut pipe = Pipeline::default();
-        let mut out = Vec::new();
-        let (c, s) = ("10.0.0.1:40000", "10.0.0.2:443");
-        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        feed.push(
-            &chunk(10, c, s, Direction::Write, 0, req),
-            &mut pipe,
-            &mut out,
-        );
+        let mut r = Rig::default();
+        r.say(10, C, S, Direction::Write, 0, REQ);
         // Much later, a new connection on the same addresses, traced only at the server.
-        let mut late = chunk(30, s, c, Direction::Read, 0, req);
+        let mut late = chunk(30, S, C, Direction::Read, 0, REQ);
         late.ts_mono_ns += STALE_NS + 1;
-        feed.push(&late, &mut pipe, &mut out);
-        assert_eq!(feed.stats.handovers, 1);
-        assert_eq!(feed.stats.duplicate_chunks, 0);
-        assert_eq!(feed.stats.chunks, 2);
+        r.push(late);
+        let st = r.feed.stats;
+        assert_eq!((st.chunks, st.duplicate_chunks, st.handovers), (2, 0, 1));
     }
 
-    #[test]
-    fn the_same_addresses_in_two_namespaces_are_two_connections() {
-        let mut feed = Feed::new();
-        let mut pipe = Pipeline::default();
-        let mut out = Vec::new();
-        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        for (pid, netns) in [(10, 1), (20, 2)] {
-            let mut c = chunk(
-                pid,
-                "127.0.0.1:40000",
-                "127.0.0.1:8080",
-                Direction::Write,
-                0,
-                req,
-            );
+    /// Chunks of `REQ` from (pid, netns, local, peer, direction), in that order.
+    fn in_namespaces(chunks: &[(u32, u32, &str, &str, Direction)]) -> FeedStats {
+        let mut r = Rig::default();
+        for &(pid, netns, local, peer, dir) in chunks {
+            let mut c = chunk(pid, local, peer, dir, 0, REQ);
             if let Some(e) = c.endpoints.as_mut() {
                 e.netns = netns;
             }
-            feed.push(&c, &mut pipe, &mut out);
+            r.push(c);
         }
-        assert_eq!(feed.stats.chunks, 2);
-        assert_eq!(feed.stats.duplicate_chunks, 0);
+        r.finish();
+        r.feed.stats
+    }
+
+    #[test]
+    fn loopback_addresses_in_two_namespaces_are_two_connections() {
+        let (a, b) = ("127.0.0.1:40000", "127.0.0.1:8080");
+        let st = in_namespaces(&[
+            (10, 1, a, b, Direction::Write),
+            (20, 2, a, b, Direction::Write),
+        ]);
+        assert_eq!((st.chunks, st.duplicate_chunks), (2, 0));
     }
 
     #[test]
     fn two_namespaces_on_one_node_meet_on_their_own_addresses() {
         // A client pod and a server pod on one node: the same connection from two network
         // namespaces, by the pods' addresses.
-        let mut feed = Feed::new();
-        let mut pipe = Pipeline::default();
-        let mut out = Vec::new();
         let (c, s) = ("10.1.0.5:40000", "10.1.0.6:443");
-        let req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-        for (pid, netns, local, peer, dir) in [
+        let st = in_namespaces(&[
             (10, 1, c, s, Direction::Write),
             (20, 2, s, c, Direction::Read),
-        ] {
-            let mut ch = chunk(pid, local, peer, dir, 0, req);
-            if let Some(e) = ch.endpoints.as_mut() {
-                e.netns = netns;
-            }
-            feed.push(&ch, &mut pipe, &mut out);
-        }
-        feed.finish(&mut pipe, &mut out);
-        assert_eq!(feed.stats.chunks, 1);
-        assert_eq!(feed.stats.duplicate_chunks, 1);
+        ]);
+        assert_eq!((st.chunks, st.duplicate_chunks), (1, 1));
     }
 
     #[test]
     fn unbound_chunks_are_counted_and_the_table_is_capped() {
-        let mut feed = Feed::new();
-        let mut pipe = Pipeline::default();
-        let mut out = Vec::new();
-        let mut c = chunk(1, "10.0.0.1:1", "10.0.0.2:443", Direction::Write, 0, b"x");
+        let mut r = Rig::default();
+        let mut c = chunk(1, C, S, Direction::Write, 0, b"x");
         c.endpoints = None;
-        feed.push(&c, &mut pipe, &mut out);
-        assert_eq!(feed.stats.unbound_chunks, 1);
+        r.push(c);
+        assert_eq!(r.feed.stats.unbound_chunks, 1);
         for i in 0..(MAX_STREAMS as u32 + 10) {
-            let mut c = chunk(i, "10.0.0.1:1", "10.0.0.2:443", Direction::Write, 0, b"");
             let port = 1024 + (i % 60000) as u16;
-            let host = i / 60000;
-            c.endpoints = Some(Endpoints {
-                local: format!("10.1.{host}.1:{port}").parse().unwrap(),
-                peer: "10.0.0.2:443".parse().unwrap(),
-                netns: 1,
-            });
-            feed.push(&c, &mut pipe, &mut out);
-            assert!(feed.streams() <= MAX_STREAMS);
+            let local = format!("10.1.{}.1:{port}", i / 60000);
+            r.say(i, &local, S, Direction::Write, 0, b"");
+            assert!(r.feed.streams() <= MAX_STREAMS);
         }
-        assert!(feed.stats.forgotten >= 10, "{:?}", feed.stats);
-        assert!(feed.owners.len() <= MAX_STREAMS);
+        assert!(r.feed.stats.forgotten >= 10, "{:?}", r.feed.stats);
+        assert!(r.feed.owners.len() <= MAX_STREAMS);
     }
 }

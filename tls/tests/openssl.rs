@@ -163,6 +163,13 @@ fn collect(t: &mut Tracer, mut cmd: Command, linger: Duration) -> (u32, Vec<Chun
     (pid, got)
 }
 
+/// `curl -sk --http1.1` of `path` on the test's nginx, collected; curl's pid and the chunks.
+fn curl(srv: &Server, t: &mut Tracer, path: &str) -> (u32, Vec<Chunk>) {
+    let url = format!("https://127.0.0.1:8443{path}");
+    let cmd = srv.client(&["curl", "-sk", "--http1.1", &url]);
+    collect(t, cmd, Duration::from_millis(300))
+}
+
 /// One direction of one connection's plaintext, checked to be contiguous from offset 0.
 fn stream(chunks: &[Chunk], pid: u32, dir: Direction) -> Vec<u8> {
     let mine: Vec<&Chunk> = chunks
@@ -185,16 +192,7 @@ fn curl_and_nginx_plaintext_with_their_connection() {
     }
     let srv = Server::start("curl");
     let mut t = tracer(8 << 20);
-    let (pid, chunks) = collect(
-        &mut t,
-        srv.client(&[
-            "curl",
-            "-sk",
-            "--http1.1",
-            "https://127.0.0.1:8443/hello.txt",
-        ]),
-        Duration::from_millis(300),
-    );
+    let (pid, chunks) = curl(&srv, &mut t, "/hello.txt");
     let sent = stream(&chunks, pid, Direction::Write);
     let got = stream(&chunks, pid, Direction::Read);
     assert!(
@@ -348,16 +346,7 @@ fn curl_through_the_pipeline_is_one_http_exchange_with_its_process() {
     }
     let srv = Server::start("pipe");
     let mut t = tracer(8 << 20);
-    let (pid, chunks) = collect(
-        &mut t,
-        srv.client(&[
-            "curl",
-            "-sk",
-            "--http1.1",
-            "https://127.0.0.1:8443/hello.txt?token=s3cret",
-        ]),
-        Duration::from_millis(300),
-    );
+    let (pid, chunks) = curl(&srv, &mut t, "/hello.txt?token=s3cret");
     // Both ends are traced (nginx and curl load the same libssl): each exchange once, from
     // curl, the client's end; nginx's copy of the connection is counted.
     let mut feed = tapwire_tls::Feed::new();
@@ -432,16 +421,7 @@ fn an_excluded_process_is_never_traced() {
         .expect("nginx's worker");
     let mut t = tracer(8 << 20);
     t.exclude_process(worker).expect("exclude");
-    let (pid, chunks) = collect(
-        &mut t,
-        srv.client(&[
-            "curl",
-            "-sk",
-            "--http1.1",
-            "https://127.0.0.1:8443/hello.txt",
-        ]),
-        Duration::from_millis(300),
-    );
+    let (pid, chunks) = curl(&srv, &mut t, "/hello.txt");
     assert!(
         stream(&chunks, pid, Direction::Write).starts_with(b"GET /hello.txt"),
         "curl is still traced"
