@@ -41,6 +41,23 @@ use crate::dissect::{
 };
 use reassembly::{Budget, Chunk, Reassembler, ReassemblyStats};
 
+/// The delivery context of a flow from the table's fields: a macro, because a method would
+/// borrow all of the table while the flow is borrowed from its map.
+macro_rules! ctx {
+    ($t:expr, $out:expr, $key:expr, $meta:expr, $origin:expr) => {
+        Ctx {
+            cfg: &$t.cfg,
+            registry: $t.registry,
+            stats: &mut $t.stats,
+            anomalies: &mut $t.anomalies,
+            out: $out,
+            key: $key,
+            meta: $meta,
+            origin: $origin,
+        }
+    };
+}
+
 /// One chunk of a plaintext stream, as [`FlowTable::stream`] takes it.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamChunk<'a> {
@@ -393,16 +410,7 @@ impl FlowTable {
                     flow.had_data = true;
                 }
                 let meta = meta_of(&key, flow.client_is_a, Transport::Tcp);
-                let mut ctx = Ctx {
-                    cfg: &self.cfg,
-                    registry: self.registry,
-                    stats: &mut self.stats,
-                    anomalies: &mut self.anomalies,
-                    out,
-                    key: &key,
-                    meta,
-                    origin: None,
-                };
+                let mut ctx = ctx!(self, out, &key, meta, None);
                 let Flow {
                     reasm,
                     pending,
@@ -515,16 +523,13 @@ impl FlowTable {
             stream,
             ..
         } = flow;
-        let mut ctx = Ctx {
-            cfg: &self.cfg,
-            registry: self.registry,
-            stats: &mut self.stats,
-            anomalies: &mut self.anomalies,
+        let mut ctx = ctx!(
+            self,
             out,
-            key: &key,
+            &key,
             meta,
-            origin: stream.as_deref().map(|st| &st.origin),
-        };
+            stream.as_deref().map(|st| &st.origin)
+        );
         if gap > 0 {
             ctx.stats.stream_gap_bytes += gap;
             ctx.chunk(state, pending, client_is_a, side, Chunk::Gap(gap), chunk.ts);
@@ -588,16 +593,7 @@ impl FlowTable {
         }
         flow.had_data = true;
         let meta = meta_of(&key, flow.client_is_a, Transport::Udp);
-        let mut ctx = Ctx {
-            cfg: &self.cfg,
-            registry: self.registry,
-            stats: &mut self.stats,
-            anomalies: &mut self.anomalies,
-            out,
-            key: &key,
-            meta,
-            origin: None,
-        };
+        let mut ctx = ctx!(self, out, &key, meta, None);
         let Flow {
             pending,
             state,
@@ -700,16 +696,7 @@ impl FlowTable {
             ..
         } = &mut flow;
         let origin = stream.as_deref().map(|st| &st.origin);
-        let mut ctx = Ctx {
-            cfg: &self.cfg,
-            registry: self.registry,
-            stats: &mut self.stats,
-            anomalies: &mut self.anomalies,
-            out,
-            key,
-            meta,
-            origin,
-        };
+        let mut ctx = ctx!(self, out, key, meta, origin);
         if !matches!(state, State::Opaque) {
             let mut rs = std::mem::take(&mut ctx.stats.reassembly);
             for (side, r) in reasm.iter_mut().enumerate() {
