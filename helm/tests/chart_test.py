@@ -6,7 +6,8 @@ no helm binary) and validates every rendered manifest with kubernetes-validate.
 
 For every values variant below: `helm lint --strict`, render, validate each manifest against
 Kubernetes (strict: unknown fields are errors) and check what the chart promises (only
-NET_RAW, never privileged, read-only root filesystem, an emptyDir above the spool cap, the
+NET_RAW, plus BPF, PERFMON and SYS_PTRACE with hostPID for the TLS plaintext source unless
+`tls.mode` is off; never privileged, read-only root filesystem, an emptyDir above the spool cap, the
 rules and dashboards in place) and what it must never do: serve `/v1/*` on the node's
 network without a token, or put a credential in a ConfigMap. Each variant's agent config is written to
 OUTDIR/<variant>.yaml for the caller to hand to `tapwire run`. Bad values must be refused by
@@ -61,6 +62,8 @@ VARIANTS = {
                   "otlp": {"endpoint": "http://collector:4318", "protocol": "http/protobuf"}},
         "metrics": {"serviceMonitor": {"enabled": True}},
     },
+    "tls-off": {"tls": {"mode": "off"}},
+    "tls-always": {"tls": {"mode": "always"}},
     "non-root": {
         "securityContext": {"runAsUser": 65532, "runAsNonRoot": True,
                             "allowPrivilegeEscalation": True, "readOnlyRootFilesystem": True,
@@ -78,6 +81,7 @@ BAD = [
     {"securityContext": {"privileged": True}},
     {"unknownKey": 1},
     {"kubernetes": {"grace": "soon"}},
+    {"tls": {"mode": "sometimes"}},
     {"kubernetes": {"labels": [""]}},
 ]
 
@@ -173,8 +177,12 @@ def check_variant(name, values, chart, chart_dir, out, validator):
     sc = c["securityContext"]
     if sc.get("privileged"):
         fail(f"{name}: privileged")
-    if sc["capabilities"]["add"] != ["NET_RAW"] or sc["capabilities"]["drop"] != ["ALL"]:
-        fail(f"{name}: capabilities {sc['capabilities']}")
+    tls_on = values.get("tls", {}).get("mode", "on-demand") != "off"
+    want_caps = ["NET_RAW"] + (["BPF", "PERFMON", "SYS_PTRACE"] if tls_on else [])
+    if sc["capabilities"]["add"] != want_caps or sc["capabilities"]["drop"] != ["ALL"]:
+        fail(f"{name}: capabilities {sc['capabilities']}, want {want_caps}")
+    if bool(spec.get("hostPID")) != tls_on:
+        fail(f"{name}: hostPID {spec.get('hostPID')} with the TLS plaintext source {'on' if tls_on else 'off'}")
     if not sc.get("readOnlyRootFilesystem"):
         fail(f"{name}: root filesystem is writable")
     if not spec.get("hostNetwork"):

@@ -61,7 +61,7 @@ fn chart_renders_lints_and_validates_and_the_agent_accepts_its_config() {
         .filter(|l| !l.starts_with("refused"))
         .filter_map(|l| l.split(':').next())
         .collect();
-    assert_eq!(variants.len(), 6, "{stdout}");
+    assert_eq!(variants.len(), 8, "{stdout}");
     // The agent reads each rendered config: the only complaint left is about the file to
     // replay (or the token file only the pod has), never about a key.
     for v in variants {
