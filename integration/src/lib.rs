@@ -247,6 +247,19 @@ pub mod lab {
             self.procs.len() - 1
         }
 
+        /// `tapwire watch` subscribed to the lab's agent from the server namespace, printing
+        /// NDJSON; the lines it prints, as they come.
+        pub fn watch(&self) -> (Child, mpsc::Receiver<String>) {
+            let api = format!("http://{API}");
+            let mut child = self
+                .in_ns(&self.s, &[&*TAPWIRE_PATH as &str, "watch", "--agent", &api])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let rx = lines_of(&mut child);
+            (child, rx)
+        }
+
         /// redis-server on the server address, port 6379.
         pub fn start_redis(&mut self) {
             let child = self

@@ -68,20 +68,7 @@ fn capture_spool_and_dissect_on_demand() {
     assert_eq!(st["demand"]["dissection_active"], false);
 
     // A subscriber: `tapwire watch`, piped, prints NDJSON.
-    let mut watch = lab
-        .in_ns(
-            &lab.s.clone(),
-            &[
-                &*TAPWIRE_PATH as &str,
-                "watch",
-                "--agent",
-                &format!("http://{API}"),
-            ],
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let rx = lines_of(&mut watch);
+    let (mut watch, rx) = lab.watch();
     // A second subscriber with a filter, and one whose filter does not compile.
     let mut only_404 = lab
         .in_ns(

@@ -11,7 +11,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use tapwire_integration::lab::{API, Lab, TAPWIRE_PATH, have, lines_of, sh, wait_until};
+use tapwire_integration::lab::{API, Lab, have, sh, wait_until};
 
 /// The agent's `tapwire_tls_tracing` gauge, read inside the server namespace.
 fn tracing(lab: &Lab) -> Option<i64> {
@@ -82,20 +82,7 @@ fn https_plaintext_reaches_subscribers_with_its_process() {
     wait_until("the metrics", || tracing(&lab).is_some());
     assert_eq!(tracing(&lab), Some(0), "no probes while nobody subscribes");
 
-    let mut watch = lab
-        .in_ns(
-            &s,
-            &[
-                &*TAPWIRE_PATH as &str,
-                "watch",
-                "--agent",
-                &format!("http://{API}"),
-            ],
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let rx = lines_of(&mut watch);
+    let (mut watch, rx) = lab.watch();
     wait_until("the probes to attach", || tracing(&lab) == Some(1));
 
     let curl = lab
