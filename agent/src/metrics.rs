@@ -42,6 +42,9 @@ pub struct Metrics {
     /// `tapwire_tls_libraries_attached`: library files with probes.
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub tls_libraries: IntGauge,
+    /// `tapwire_tls_libraries_over_cap`: library files the last scan found past the cap.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub tls_libraries_over_cap: IntGauge,
     /// `tapwire_tls_chunks_total{outcome}` and `tapwire_tls_bytes_total{outcome}`.
     pub tls_chunks: IntCounterVec,
     pub tls_bytes: IntCounterVec,
@@ -124,9 +127,17 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(tls_libraries.clone()))
             .expect("registered once");
+        let tls_libraries_over_cap = IntGauge::new(
+            "tapwire_tls_libraries_over_cap",
+            "TLS library files the last scan found but did not attach: past the cap of 256.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(tls_libraries_over_cap.clone()))
+            .expect("registered once");
         let m = Metrics {
             tls_tracing,
             tls_libraries,
+            tls_libraries_over_cap,
             tls_chunks: counter_vec(
                 &r,
                 "tapwire_tls_chunks_total",

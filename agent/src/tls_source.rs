@@ -11,8 +11,10 @@
 //!
 //! **Processes**: `/proc/*/maps` is scanned when the probes attach and every
 //! [`RESCAN_EVERY`] after, so libraries of processes started later are attached too (uprobes
-//! are per file: one attachment covers every process mapping it, even later ones). The agent's
-//! own process is excluded in the BPF program.
+//! are per file: one attachment covers every process mapping it, even later ones), and files
+//! no process maps any more are detached. At most `tls::discover::MAX_LIBRARIES` files are
+//! attached; the rest are counted in `tapwire_tls_libraries_over_cap`. The agent's own process
+//! is excluded in the BPF program.
 //!
 //! **Limits**: the tracer's and the feed's caps (ARCHITECTURE.md §3); its pipeline has the
 //! workers' configuration, so the same memory budget. Losses are counted in
@@ -141,15 +143,15 @@ fn detach(mut a: Attached, shared: &Shared) {
     shared.metrics.tls_libraries.set(0);
 }
 
-/// Attach to the libssl files not attached yet.
+/// Attach to the libssl files not attached yet, detach from those no process maps any more.
+/// A file without `SSL_*` exports (a stub) or whose processes exited is skipped; the next scan
+/// tries again.
 fn scan(tracer: &mut Tracer, m: &Metrics) {
-    for lib in discover::scan(Path::new("/proc")).libraries {
-        // A file without SSL_* exports (a stub) or one whose processes exited is skipped; the
-        // next scan tries again.
-        let _ = tracer.attach_library(&lib);
-    }
+    let report = tracer.sync(&discover::scan(Path::new("/proc")));
     m.tls_libraries
         .set(i64::try_from(tracer.attached()).unwrap_or(i64::MAX));
+    m.tls_libraries_over_cap
+        .set(i64::try_from(report.over_cap).unwrap_or(i64::MAX));
 }
 
 /// Add what the tracer, the feed and the pipeline counted since the last call.

@@ -31,4 +31,4 @@ pub mod tracer;
 
 pub use chunk::{Chunk, ChunkError, ConnId, Direction, Endpoints};
 pub use feed::{Feed, FeedStats};
-pub use tracer::{Config, Counters, TlsError, Tracer};
+pub use tracer::{Config, Counters, SyncReport, TlsError, Tracer};

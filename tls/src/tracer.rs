@@ -17,6 +17,7 @@ use libbpf_rs::{
 };
 
 use crate::chunk::{Chunk, ChunkError};
+use crate::discover::{Library, MAX_LIBRARIES, Scan};
 
 /// The compiled BPF object (`bpf/tls.bpf.c`, built by `build.rs`).
 const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tls.bpf.o"));
@@ -33,6 +34,32 @@ const OPENSSL_FUNCTIONS: [(&str, &str); 4] = [
     ("SSL_write_ex", "ssl_write_ex_entry"),
     ("SSL_read_ex", "ssl_read_ex_entry"),
 ];
+
+/// What [`Tracer::sync`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SyncReport {
+    pub attached: usize,
+    pub detached: usize,
+    /// Files that could not be attached (no `SSL_*` exports, or their processes exited).
+    pub failed: usize,
+    /// Files not attached because [`MAX_LIBRARIES`] were (or the scan stopped at its cap).
+    pub over_cap: usize,
+}
+
+/// Which attached files a scan no longer lists, and which listed files are new.
+fn plan<'s>(attached: &[(u64, u64)], scan: &'s Scan) -> (Vec<(u64, u64)>, Vec<&'s Library>) {
+    let gone = attached
+        .iter()
+        .copied()
+        .filter(|id| !scan.libraries.iter().any(|l| l.id == *id))
+        .collect();
+    let new = scan
+        .libraries
+        .iter()
+        .filter(|l| !attached.contains(&l.id))
+        .collect();
+    (gone, new)
+}
 
 /// Why the tracer could not start or attach.
 #[derive(Debug, thiserror::Error)]
@@ -228,10 +255,7 @@ impl Tracer {
 
     /// Attach to a library a scan found, through any process that still maps it (the one the
     /// scan named first may have exited since).
-    pub fn attach_library(
-        &mut self,
-        lib: &crate::discover::Library,
-    ) -> Result<Vec<&'static str>, TlsError> {
+    pub fn attach_library(&mut self, lib: &Library) -> Result<Vec<&'static str>, TlsError> {
         for path in lib.paths() {
             if !lib.reaches(&path) {
                 continue;
@@ -265,6 +289,33 @@ impl Tracer {
     /// Library files attached now.
     pub fn attached(&self) -> usize {
         self.libraries.len()
+    }
+
+    /// Bring the attachments in line with a scan: detach from files no process maps any more,
+    /// attach to new ones while fewer than [`MAX_LIBRARIES`] are attached (the rest counted in
+    /// [`SyncReport::over_cap`]).
+    pub fn sync(&mut self, scan: &Scan) -> SyncReport {
+        let ids: Vec<(u64, u64)> = self.libraries.keys().copied().collect();
+        let (gone, new) = plan(&ids, scan);
+        let mut report = SyncReport {
+            detached: gone.len(),
+            over_cap: scan.over_cap,
+            ..SyncReport::default()
+        };
+        for id in gone {
+            self.detach(id);
+        }
+        for lib in new {
+            if self.libraries.len() >= MAX_LIBRARIES {
+                report.over_cap += 1;
+                continue;
+            }
+            match self.attach_library(lib) {
+                Ok(_) => report.attached += 1,
+                Err(_) => report.failed += 1,
+            }
+        }
+        report
     }
 
     fn program(&self, name: &str) -> Result<libbpf_rs::ProgramMut<'_>, TlsError> {
@@ -317,5 +368,34 @@ impl Tracer {
             bad_records: inbox.bad,
             pending_dropped: inbox.dropped,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lib(id: u64) -> Library {
+        Library {
+            path: format!("/proc/{id}/root/usr/lib/libssl.so.3").into(),
+            mapped_as: "/usr/lib/libssl.so.3".into(),
+            id: (1, id),
+            pids: vec![id as u32],
+            proc_root: "/proc".into(),
+        }
+    }
+
+    #[test]
+    fn a_scan_detaches_what_no_process_maps_and_attaches_what_is_new() {
+        let scan = Scan {
+            libraries: vec![lib(2), lib(3)],
+            ..Scan::default()
+        };
+        let (gone, new) = plan(&[(1, 1), (1, 2)], &scan);
+        assert_eq!(gone, [(1, 1)]);
+        assert_eq!(new.iter().map(|l| l.id).collect::<Vec<_>>(), [(1, 3)]);
+        let empty = Scan::default();
+        let (gone, new) = plan(&[], &empty);
+        assert!(gone.is_empty() && new.is_empty());
     }
 }
