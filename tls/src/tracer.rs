@@ -327,9 +327,12 @@ impl Tracer {
 
     /// Wait up to `timeout` for chunks and hand each to `f`, oldest first.
     pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(Chunk)) -> Result<(), TlsError> {
-        self.ring
-            .poll(timeout)
-            .map_err(|e| TlsError::Poll(e.to_string()))?;
+        match self.ring.poll(timeout) {
+            Ok(()) => {}
+            // A signal woke the wait (SIGTERM on its way to the runtime): not a failure.
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
+            Err(e) => return Err(TlsError::Poll(e.to_string())),
+        }
         loop {
             let next = self.inbox.borrow_mut().chunks.pop_front();
             match next {
