@@ -49,6 +49,8 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The fuzz targets are a workspace of their own (cargo fuzz builds them): they must still compile.
+cargo check --manifest-path fuzz/Cargo.toml --bins --locked --quiet
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else

@@ -96,7 +96,7 @@ fn run(mode: TlsMode, shared: &Shared) {
         let Attached {
             tracer, feed, pipe, ..
         } = a;
-        if let Err(e) = tracer.poll(POLL, |c| feed.push(&c, pipe, &mut out)) {
+        if let Err(e) = tracer.poll(POLL, |c| feed.push(c, pipe, &mut out)) {
             eprintln!("tapwire: TLS plaintext off: {e}");
             if let Some(a) = attached.take() {
                 detach(a, shared);

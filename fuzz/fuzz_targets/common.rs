@@ -25,6 +25,7 @@ pub fn drive(d: &mut dyn Dissector, transport: Transport, data: &[u8]) {
     let (mut out, mut an) = (Vec::new(), AnomalyCounts::default());
     let mut em = Emitter {
         meta: meta(transport),
+        origin: None,
         anomalies: &mut an,
         out: &mut out,
         descriptors: None,

@@ -136,8 +136,9 @@ impl Chunk {
             endpoints,
             comm: {
                 let raw: [u8; 16] = array(rec, 88).ok_or(short)?;
-                let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-                String::from_utf8_lossy(&raw[..end]).into_owned()
+                // NUL-padded: the name is what comes before the first NUL (all 16 if none).
+                let name = raw.split(|b| *b == 0).next().unwrap_or_default();
+                String::from_utf8_lossy(name).into_owned()
             },
             data: data.to_vec(),
         })
@@ -191,6 +192,15 @@ mod tests {
         assert_eq!(e.netns, 4026531840);
         assert_eq!(c.comm, "curl");
         assert_eq!(c.data, b"GET / HTTP/1.1\r\n");
+    }
+
+    #[test]
+    fn a_name_of_all_sixteen_bytes_has_no_nul() {
+        let mut r = record(0, 0, AF_INET, b"");
+        r[88..104].copy_from_slice(b"sixteen-bytes-ok");
+        assert_eq!(Chunk::parse(&r).unwrap().comm, "sixteen-bytes-ok");
+        r[88..104].copy_from_slice(&[0; 16]);
+        assert_eq!(Chunk::parse(&r).unwrap().comm, "");
     }
 
     #[test]

@@ -199,7 +199,7 @@ impl Feed {
     }
 
     /// Hand one chunk to `pipe`; finished exchanges are appended to `out`.
-    pub fn push(&mut self, c: &Chunk, pipe: &mut Pipeline, out: &mut Vec<Exchange>) {
+    pub fn push(&mut self, c: Chunk, pipe: &mut Pipeline, out: &mut Vec<Exchange>) {
         let Some(ep) = c.endpoints else {
             self.stats.unbound_chunks += 1;
             return;
@@ -256,12 +256,16 @@ impl Feed {
                     return;
                 }
             }
-            Some(o) if client_end => {
-                // The client end of a connection whose server end came first: it owns it.
+            // This end takes the connection over: it is the client end of a connection whose
+            // server end came first, or the owner went quiet long ago (its connection most
+            // likely closed and the addresses belong to a new one whose other end is not
+            // traced).
+            Some(o) if client_end || self.stale(&o.conn, ts) => {
                 self.owners.insert(tcp, Owner::decided(c.conn));
                 if o.decided {
-                    // The server end was already dissected (it had waited its hold out):
+                    // The old owner was dissected (a server end had waited its hold out):
                     // forget its stream, unemitted; this one goes on from its first chunk.
+                    // (An undecided one's held chunks become duplicates when they settle.)
                     if let Some(old) = self.streams.get(&o.conn) {
                         let at = |a: SocketAddr| (a.ip(), a.port());
                         pipe.forget_stream(at(old.local), at(old.peer), old.id);
@@ -269,27 +273,23 @@ impl Feed {
                     self.stats.handovers += 1;
                 }
             }
-            Some(o) if self.stale(&o.conn, ts) => {
-                // The owner went quiet long ago: its connection has most likely closed and the
-                // addresses now belong to a new one, whose other end is not traced.
-                if let Some(old) = self.streams.get(&o.conn) {
-                    let at = |a: SocketAddr| (a.ip(), a.port());
-                    pipe.forget_stream(at(old.local), at(old.peer), old.id);
-                }
-                self.owners.insert(tcp, Owner::decided(c.conn));
-                self.stats.handovers += 1;
-            }
             Some(_) => {
-                self.duplicate(c);
+                self.duplicate(&c);
                 return;
             }
         }
-        self.feed(c, ep, pipe, out);
+        self.feed(&c, ep, ts, pipe, out);
     }
 
-    /// Hand a chunk whose connection this end owns to the pipeline.
-    fn feed(&mut self, c: &Chunk, ep: Endpoints, pipe: &mut Pipeline, out: &mut Vec<Exchange>) {
-        let ts = self.clock.wall(c.ts_mono_ns);
+    /// Hand a chunk whose connection this end owns to the pipeline; `ts` is its wall time.
+    fn feed(
+        &mut self,
+        c: &Chunk,
+        ep: Endpoints,
+        ts: u64,
+        pipe: &mut Pipeline,
+        out: &mut Vec<Exchange>,
+    ) {
         let Some(st) = self.streams.get_mut(&c.conn) else {
             return;
         };
@@ -322,9 +322,10 @@ impl Feed {
     }
 
     /// Keep a server end's chunk for [`HOLD_NS`], in case its client end is traced too.
-    fn hold(&mut self, c: &Chunk, pipe: &mut Pipeline, out: &mut Vec<Exchange>) {
-        self.held_bytes += held_size(c);
-        self.held.push_back(c.clone());
+    fn hold(&mut self, c: Chunk, pipe: &mut Pipeline, out: &mut Vec<Exchange>) {
+        let now = c.ts_mono_ns;
+        self.held_bytes += held_size(&c);
+        self.held.push_back(c);
         self.stats.held_chunks += 1;
         // Past the cap, the oldest are decided now rather than later.
         while self.held_bytes > MAX_HELD_BYTES
@@ -334,7 +335,7 @@ impl Feed {
             self.stats.held_early += 1;
             self.settle(&old, pipe, out);
         }
-        self.release(c.ts_mono_ns, pipe, out);
+        self.release(now, pipe, out);
     }
 
     /// Decide the held chunks older than [`HOLD_NS`] at `now_mono_ns` (`CLOCK_MONOTONIC`): a
@@ -372,7 +373,8 @@ impl Feed {
             Some(o) if o.conn == c.conn => {
                 let deciding = !o.decided;
                 o.decided = true;
-                self.feed(c, ep, pipe, out);
+                let ts = self.clock.wall(c.ts_mono_ns);
+                self.feed(c, ep, ts, pipe, out);
                 if deciding {
                     // Its later chunks go now too, before any that arrives from here on (which
                     // is fed at once): the stream stays in order.
@@ -390,7 +392,8 @@ impl Feed {
             match h.endpoints {
                 Some(ep) if h.conn == conn => {
                     self.held_bytes -= held_size(&h).min(self.held_bytes);
-                    self.feed(&h, ep, pipe, out);
+                    let ts = self.clock.wall(h.ts_mono_ns);
+                    self.feed(&h, ep, ts, pipe, out);
                 }
                 _ => self.held.push_back(h),
             }
@@ -464,7 +467,7 @@ mod tests {
 
     impl Rig {
         fn push(&mut self, c: Chunk) {
-            self.feed.push(&c, &mut self.pipe, &mut self.out);
+            self.feed.push(c, &mut self.pipe, &mut self.out);
         }
 
         /// Chunk `data` at `offset`, sent (`Write`) or received by `pid` at `local`.

@@ -352,7 +352,7 @@ fn curl_through_the_pipeline_is_one_http_exchange_with_its_process() {
     let mut feed = tapwire_tls::Feed::new();
     let mut pipe = pipeline::Pipeline::default();
     let mut out = Vec::new();
-    for c in &chunks {
+    for c in chunks {
         feed.push(c, &mut pipe, &mut out);
     }
     feed.finish(&mut pipe, &mut out);

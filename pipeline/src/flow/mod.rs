@@ -149,6 +149,9 @@ pub struct FlowStats {
     pub reassembly: ReassemblyStats,
 }
 
+/// How often (capture time) idle flows are looked for.
+const SWEEP_EVERY_NS: u64 = 1_000_000_000;
+
 /// An address and port.
 pub type Endpoint = (IpAddr, u16);
 
@@ -334,9 +337,7 @@ impl FlowTable {
 
     /// Process one decoded segment; finished exchanges are appended to `out`.
     pub fn segment(&mut self, seg: &Segment<'_>, out: &mut Vec<Exchange>) {
-        if seg.ts >= self.last_sweep.saturating_add(1_000_000_000) {
-            self.sweep(seg.ts, out);
-        }
+        self.sweep_if_due(seg.ts, out);
         let src = (seg.src, seg.src_port);
         let dst = (seg.dst, seg.dst_port);
         let udp = matches!(seg.l4, L4::Udp);
@@ -459,9 +460,7 @@ impl FlowTable {
     /// handed to the dissector as packet loss is), bytes at offsets already delivered are
     /// dropped. Nothing is buffered for reordering: the source delivers each connection in order.
     pub fn stream(&mut self, chunk: &StreamChunk<'_>, out: &mut Vec<Exchange>) {
-        if chunk.ts >= self.last_sweep.saturating_add(1_000_000_000) {
-            self.sweep(chunk.ts, out);
-        }
+        self.sweep_if_due(chunk.ts, out);
         let (src, dst) = if chunk.sent {
             (chunk.local, chunk.peer)
         } else {
@@ -502,7 +501,10 @@ impl FlowTable {
             }
             return;
         }
-        let next = st.next[side];
+        // This side's expected offset (`side` is 0 or 1, chosen above; no index).
+        let [n0, n1] = &mut st.next;
+        let expected = if side == 0 { n0 } else { n1 };
+        let next = *expected;
         let end = chunk.offset.saturating_add(chunk.data.len() as u64);
         if end <= next {
             self.stats.stream_repeated_bytes += chunk.data.len() as u64;
@@ -513,7 +515,7 @@ impl FlowTable {
         // `skip` < data.len() here, since end > next.
         let data = chunk.data.get(skip as usize..).unwrap_or_default();
         let gap = chunk.offset.saturating_sub(next);
-        st.next[side] = end;
+        *expected = end;
         flow.had_data = true;
         let meta = meta_of(&key, flow.client_is_a, Transport::Tcp);
         let Flow {
@@ -642,6 +644,14 @@ impl FlowTable {
         for (_, k) in ages.into_iter().take(n) {
             self.close(&k, ts, out);
             self.stats.evicted += 1;
+        }
+    }
+
+    /// Sweep when [`SWEEP_EVERY_NS`] of capture time passed since the last sweep.
+    #[inline]
+    fn sweep_if_due(&mut self, ts: u64, out: &mut Vec<Exchange>) {
+        if ts >= self.last_sweep.saturating_add(SWEEP_EVERY_NS) {
+            self.sweep(ts, out);
         }
     }
 
