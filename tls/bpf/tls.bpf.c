@@ -19,6 +19,9 @@
  *    An SSL_read served from OpenSSL's buffer makes no syscall: the binding cached per
  *    (process, `SSL*`) is used; a call with neither is sent unbound (flag, counted).
  *
+ * 4. Every exec on the node is reported (its process id, in a small ring buffer of its own), so
+ *    a program that starts after the probes is inspected and attached to at once.
+ *
  * Caps: CHUNK_CAP bytes per chunk, MAX_CHUNKS chunks per call, MAX_CALLS threads in a call at
  * once, MAX_CONNS bound connections (LRU: the least recently used binding goes first), the
  * ring buffer's size (set by the loader). Every loss is counted in `counters`.
@@ -54,6 +57,7 @@ enum counter {
 	C_UNBOUND,
 	C_READ_FAULTS,
 	C_CALLS_CAP,
+	C_EXECS_LOST,
 	C_COUNT,
 };
 
@@ -143,6 +147,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct chunk);
 } scratch SEC(".maps");
+
+/* The process id of every exec on the node, so the loader inspects a new program at once
+ * (a Go program carries its TLS in its own executable, which needs probes of its own). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 << 10);
+} execs SEC(".maps");
 
 /* Set by the loader: slot 0 is the agent's own process id, whose calls are never traced. */
 struct {
@@ -276,6 +287,16 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+/* A process replaced its program (a raw tracepoint, like sys_enter). */
+SEC("raw_tracepoint/sched_process_exec")
+int on_exec(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	if (bpf_ringbuf_output(&execs, &pid, sizeof(pid), 0))
+		count(C_EXECS_LOST, 1);
+	return 0;
+}
+
 static __always_inline void send_chunks(struct call *c, struct conn *conn, __u64 n, __u64 id,
 					__u8 flags)
 {
@@ -328,24 +349,13 @@ static __always_inline void send_chunks(struct call *c, struct conn *conn, __u64
 		count(C_TRUNCATED_BYTES, n - done);
 }
 
-static __always_inline int leave(int ret)
+/* A call returned having moved `n` bytes: bind its connection, send its chunks. */
+static __always_inline void finish(struct call *c, __u64 n, __u64 id)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct call *c = bpf_map_lookup_elem(&calls, &id);
-	if (!c)
-		return 0;
 	count(C_CALLS, 1);
-	__u64 n = 0;
-	if (c->count_ptr) {
-		size_t moved = 0;
-		if (ret == 1 && !bpf_probe_read_user(&moved, sizeof(moved), (void *)c->count_ptr))
-			n = moved;
-	} else if (ret > 0) {
-		n = ret;
-	}
 	if (c->sockets > 1) {
 		count(C_TWO_SOCKETS, 1);
-		goto out;
+		return;
 	}
 	struct conn_key key = { .ssl = c->ssl, .tgid = id >> 32 };
 	struct conn *conn = bpf_map_lookup_elem(&conns, &key);
@@ -370,10 +380,10 @@ static __always_inline int leave(int ret)
 		bpf_map_update_elem(&conns, &key, &unbound, BPF_NOEXIST);
 		conn = bpf_map_lookup_elem(&conns, &key);
 		if (!conn)
-			goto out;
+			return;
 	}
 	if (n == 0)
-		goto out;
+		return;
 	if (!conn->sk) {
 		flags |= FLAG_UNBOUND;
 		count(C_UNBOUND, 1);
@@ -383,7 +393,23 @@ static __always_inline int leave(int ret)
 		conn->fresh = 0;
 	}
 	send_chunks(c, conn, n, id, flags);
-out:
+}
+
+static __always_inline int leave(int ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct call *c = bpf_map_lookup_elem(&calls, &id);
+	if (!c)
+		return 0;
+	__u64 n = 0;
+	if (c->count_ptr) {
+		size_t moved = 0;
+		if (ret == 1 && !bpf_probe_read_user(&moved, sizeof(moved), (void *)c->count_ptr))
+			n = moved;
+	} else if (ret > 0) {
+		n = ret;
+	}
+	finish(c, n, id);
 	bpf_map_delete_elem(&calls, &id);
 	return 0;
 }
@@ -416,4 +442,81 @@ SEC("uretprobe")
 int BPF_KRETPROBE(ssl_return, int ret)
 {
 	return leave(ret);
+}
+
+/* Go's crypto/tls (Go >= 1.17, register ABI on x86-64): `(*Conn).Write(b)` and `(*Conn).Read(b)`
+ * take the receiver in RAX and the slice in RBX (pointer) and RCX (length), return the byte
+ * count in RAX, and R14 holds the running goroutine throughout. A goroutine can move between
+ * threads inside the call, so calls are keyed by goroutine, not by thread; the probes on each
+ * RET instruction (never a uretprobe: Go moves stacks) find the call by the same key.
+ *
+ * The socket is found at entry from Go's own structures, stable since Go 1.9: the Conn's first
+ * field is its net.Conn (an interface: type word, then data pointer); for a *net.TCPConn the
+ * data points at a pointer to the netFD, whose poll.FD holds the descriptor 16 bytes in (after
+ * its 16-byte fdMutex). A Conn over something else (a custom net.Conn) yields a descriptor that
+ * is not an IPv4/IPv6 socket of the task, or none: its chunks are sent unbound (counted). */
+struct go_key {
+	__u64 g;
+	__u32 tgid;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH); /* a goroutine that never returns must not pin a slot */
+	__uint(max_entries, MAX_CONNS);
+	__type(key, struct go_key);
+	__type(value, struct call);
+} go_calls SEC(".maps");
+
+static __always_inline int go_enter(struct pt_regs *ctx, __u32 dir)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 zero = 0;
+	__u32 *self = bpf_map_lookup_elem(&settings, &zero);
+	if (self && *self == (__u32)(id >> 32))
+		return 0;
+	struct go_key key = { .g = ctx->r14, .tgid = id >> 32 };
+	struct call c = {};
+	c.ssl = ctx->ax;
+	c.buf = ctx->bx;
+	c.dir = dir;
+	__u64 data = 0, netfd = 0;
+	__s64 fd = -1;
+	if (!bpf_probe_read_user(&data, sizeof(data), (void *)(c.ssl + 8)) && data &&
+	    !bpf_probe_read_user(&netfd, sizeof(netfd), (void *)data) && netfd &&
+	    !bpf_probe_read_user(&fd, sizeof(fd), (void *)(netfd + 16)) && fd >= 0 &&
+	    fd < (1 << 20)) {
+		struct sock *sk = socket_of((int)fd);
+		if (sk)
+			on_socket(&c, sk);
+	}
+	if (bpf_map_update_elem(&go_calls, &key, &c, BPF_ANY))
+		count(C_CALLS_CAP, 1);
+	return 0;
+}
+
+SEC("uprobe")
+int go_write_entry(struct pt_regs *ctx)
+{
+	return go_enter(ctx, DIR_WRITE);
+}
+
+SEC("uprobe")
+int go_read_entry(struct pt_regs *ctx)
+{
+	return go_enter(ctx, DIR_READ);
+}
+
+SEC("uprobe")
+int go_return(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_key key = { .g = ctx->r14, .tgid = id >> 32 };
+	struct call *c = bpf_map_lookup_elem(&go_calls, &key);
+	if (!c)
+		return 0;
+	__s64 n = ctx->ax;
+	finish(c, n > 0 ? n : 0, id);
+	bpf_map_delete_elem(&go_calls, &key);
+	return 0;
 }

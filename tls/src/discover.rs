@@ -4,9 +4,13 @@
 //! file loaded by many processes (the same inode) is one library: uprobes are per file, so
 //! one attachment covers every process that maps it, including ones started later.
 //!
-//! Limits: at most [`MAX_LIBRARIES`] distinct files (the rest counted in
-//! [`Scan::over_cap`]); processes whose maps cannot be read (gone, or not permitted) are
-//! counted, not fatal.
+//! Each process's executable is listed too (through `/proc/<pid>/exe`, which opens the file
+//! the process runs even from another mount namespace): Go programs and programs with OpenSSL
+//! linked in statically carry their TLS in the executable ([`crate::executable`] says which).
+//!
+//! Limits: at most [`MAX_LIBRARIES`] distinct libraries and [`MAX_EXECUTABLES`] distinct
+//! executables (the rest counted in [`Scan::over_cap`]); processes whose maps cannot be read
+//! (gone, or not permitted) are counted, not fatal.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -14,14 +18,19 @@ use std::path::{Path, PathBuf};
 
 /// Most distinct library files one scan returns.
 pub const MAX_LIBRARIES: usize = 256;
+/// Most distinct executable files one scan returns.
+pub const MAX_EXECUTABLES: usize = 1024;
 
-/// One library file and the processes that map it.
+/// One library or executable file and the processes that map it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Library {
-    /// A path the agent can open: `/proc/<pid>/root` + the path the process mapped.
+    /// A path the agent can open: `/proc/<pid>/root` + the path the process mapped, or
+    /// `/proc/<pid>/exe` for an executable.
     pub path: PathBuf,
     /// The path as the process sees it (`/usr/lib/x86_64-linux-gnu/libssl.so.3`).
     pub mapped_as: String,
+    /// A process's executable (else a shared library).
+    pub executable: bool,
     /// Device and inode: the identity uprobes attach to.
     pub id: (u64, u64),
     pub pids: Vec<u32>,
@@ -34,12 +43,14 @@ impl Library {
     /// process has exited, another still reaches the same file.
     pub fn paths(&self) -> impl Iterator<Item = PathBuf> + '_ {
         let rel = self.mapped_as.trim_start_matches('/');
-        std::iter::once(self.path.clone()).chain(
-            self.pids
-                .iter()
-                .skip(1)
-                .map(move |pid| self.proc_root.join(pid.to_string()).join("root").join(rel)),
-        )
+        std::iter::once(self.path.clone()).chain(self.pids.iter().skip(1).map(move |pid| {
+            let dir = self.proc_root.join(pid.to_string());
+            if self.executable {
+                dir.join("exe")
+            } else {
+                dir.join("root").join(rel)
+            }
+        }))
     }
 
     /// The first of [`Library::paths`] that still opens this very file (same device and
@@ -58,6 +69,7 @@ impl Library {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Scan {
     pub libraries: Vec<Library>,
+    pub executables: Vec<Library>,
     /// Processes whose maps could not be read.
     pub unreadable: usize,
     /// Distinct libraries past [`MAX_LIBRARIES`].
@@ -70,20 +82,62 @@ pub fn is_libssl(path: &str) -> bool {
     name.starts_with("libssl.so")
 }
 
-/// Scan `proc_root` (normally `/proc`) for mapped libssl files.
-pub fn scan(proc_root: &Path) -> Scan {
-    let mut out = Scan::default();
-    let mut found: BTreeMap<(u64, u64), Library> = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(proc_root) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(maps) = std::fs::read_to_string(e.path().join("maps")) else {
-            out.unreadable += 1;
-            continue;
+/// Add `pid` to the entry for file `id`, or a new entry from `new` while fewer than `cap`
+/// are listed (else count it in `over_cap`).
+fn note(
+    found: &mut BTreeMap<(u64, u64), Library>,
+    cap: usize,
+    over_cap: &mut usize,
+    id: (u64, u64),
+    pid: u32,
+    new: impl FnOnce() -> Library,
+) {
+    if let Some(lib) = found.get_mut(&id) {
+        if lib.pids.last() != Some(&pid) {
+            lib.pids.push(pid);
+        }
+    } else if found.len() >= cap {
+        *over_cap += 1;
+    } else {
+        found.insert(id, new());
+    }
+}
+
+/// What a scan collects before it is a [`Scan`].
+#[derive(Default)]
+struct Found {
+    libraries: BTreeMap<(u64, u64), Library>,
+    executables: BTreeMap<(u64, u64), Library>,
+    out: Scan,
+}
+
+impl Found {
+    /// Note process `pid`'s executable and the libssl files it maps.
+    fn process(&mut self, proc_root: &Path, pid: u32) {
+        let dir = proc_root.join(pid.to_string());
+        let exe = dir.join("exe");
+        // Kernel threads have no executable; a process gone since the listing neither.
+        if let (Ok(target), Ok(meta)) = (std::fs::read_link(&exe), std::fs::metadata(&exe)) {
+            let id = (meta.dev(), meta.ino());
+            note(
+                &mut self.executables,
+                MAX_EXECUTABLES,
+                &mut self.out.over_cap,
+                id,
+                pid,
+                || Library {
+                    path: exe.clone(),
+                    mapped_as: target.to_string_lossy().into_owned(),
+                    executable: true,
+                    id,
+                    pids: vec![pid],
+                    proc_root: proc_root.to_path_buf(),
+                },
+            );
+        }
+        let Ok(maps) = std::fs::read_to_string(dir.join("maps")) else {
+            self.out.unreadable += 1;
+            return;
         };
         for line in maps.lines() {
             // address perms offset dev inode path
@@ -93,26 +147,21 @@ pub fn scan(proc_root: &Path) -> Scan {
             if !is_libssl(mapped) {
                 continue;
             }
-            let path = e.path().join("root").join(mapped.trim_start_matches('/'));
+            let path = dir.join("root").join(mapped.trim_start_matches('/'));
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
             let id = (meta.dev(), meta.ino());
-            if let Some(lib) = found.get_mut(&id) {
-                if lib.pids.last() != Some(&pid) {
-                    lib.pids.push(pid);
-                }
-                continue;
-            }
-            if found.len() >= MAX_LIBRARIES {
-                out.over_cap += 1;
-                continue;
-            }
-            found.insert(
+            note(
+                &mut self.libraries,
+                MAX_LIBRARIES,
+                &mut self.out.over_cap,
                 id,
-                Library {
+                pid,
+                || Library {
                     path,
                     mapped_as: mapped.to_string(),
+                    executable: false,
                     id,
                     pids: vec![pid],
                     proc_root: proc_root.to_path_buf(),
@@ -120,8 +169,67 @@ pub fn scan(proc_root: &Path) -> Scan {
             );
         }
     }
-    out.libraries = found.into_values().collect();
-    out
+
+    fn done(mut self) -> Scan {
+        self.out.libraries = self.libraries.into_values().collect();
+        self.out.executables = self.executables.into_values().collect();
+        self.out
+    }
+}
+
+/// Scan `proc_root` (normally `/proc`) for mapped libssl files and executables.
+pub fn scan(proc_root: &Path) -> Scan {
+    let mut found = Found::default();
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
+        return found.done();
+    };
+    for e in entries.flatten() {
+        if let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+            found.process(proc_root, pid);
+        }
+    }
+    found.done()
+}
+
+/// A process's executable held open, so it stays reachable (through `/proc/self/fd`) after the
+/// process exits: a short-lived program is still inspected and attached to for its next run.
+#[derive(Debug)]
+pub struct OpenExecutable {
+    _file: std::fs::File,
+    pub library: Library,
+}
+
+/// Open process `pid`'s executable now (it just exec'd). `None` when it is gone already or
+/// has none (a kernel thread).
+pub fn open_executable(proc_root: &Path, pid: u32) -> Option<OpenExecutable> {
+    use std::os::fd::AsRawFd;
+    let exe = proc_root.join(pid.to_string()).join("exe");
+    let file = std::fs::File::open(&exe).ok()?;
+    let meta = file.metadata().ok()?;
+    let target = std::fs::read_link(&exe)
+        .map(|t| t.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let id = (meta.dev(), meta.ino());
+    Some(OpenExecutable {
+        library: Library {
+            path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+            mapped_as: target,
+            executable: true,
+            id,
+            pids: vec![pid],
+            proc_root: proc_root.to_path_buf(),
+        },
+        _file: file,
+    })
+}
+
+/// Scan only processes `pids` (ones that just exec'd).
+pub fn scan_pids(proc_root: &Path, pids: &[u32]) -> Scan {
+    let mut found = Found::default();
+    for &pid in pids {
+        found.process(proc_root, pid);
+    }
+    found.done()
 }
 
 #[cfg(test)]

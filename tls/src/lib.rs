@@ -2,10 +2,14 @@
 //! uprobes where they hand it over, and bound to the TCP connection it travels on.
 //!
 //! - `bpf/tls.bpf.c`: the BPF program (uprobes on OpenSSL's `SSL_read`/`SSL_write` and their
-//!   `_ex` forms, fentry programs on `tcp_sendmsg`/`tcp_recvmsg` that bind each `SSL*` to its socket,
-//!   a ring buffer of chunks). Its comment states how connections are identified and every cap.
+//!   `_ex` forms, and on Go's `crypto/tls.(*Conn).Read`/`Write` entries and returns; a raw
+//!   `sys_enter` tracepoint that binds each `SSL*` to its socket; a raw exec tracepoint; ring
+//!   buffers of chunks and execs). Its comment states how connections are identified and every
+//!   cap.
 //! - [`discover`]: which libssl files processes have mapped (`/proc/*/maps`, containers
-//!   through `/proc/<pid>/root`).
+//!   through `/proc/<pid>/root`), and which executables they run.
+//! - [`executable`] and [`golang`]: what an executable holds (Go's `crypto/tls` through its
+//!   function table, OpenSSL linked in statically), or why it cannot be traced.
 //! - [`tracer`]: loading the program, attaching per library file, reading the ring buffer,
 //!   the counters.
 //! - [`chunk`]: one ring-buffer record as a [`Chunk`]: process, connection, direction,
@@ -26,9 +30,11 @@
 
 pub mod chunk;
 pub mod discover;
+pub mod executable;
 pub mod feed;
+pub mod golang;
 pub mod tracer;
 
 pub use chunk::{Chunk, ChunkError, ConnId, Direction, Endpoints};
 pub use feed::{Feed, FeedStats};
-pub use tracer::{Config, Counters, SyncReport, TlsError, Tracer};
+pub use tracer::{Config, Counters, SyncReport, TlsError, Tracer, UnsupportedExecutable};

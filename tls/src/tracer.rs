@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use libbpf_rs::{
     Link, MapCore, MapFlags, Object, ObjectBuilder, RingBuffer, RingBufferBuilder, UprobeOpts,
@@ -18,6 +18,8 @@ use libbpf_rs::{
 
 use crate::chunk::{Chunk, ChunkError};
 use crate::discover::{Library, MAX_LIBRARIES, Scan};
+use crate::executable::{self, Executable, Unsupported};
+use crate::golang::GoTls;
 
 /// The compiled BPF object (`bpf/tls.bpf.c`, built by `build.rs`).
 const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tls.bpf.o"));
@@ -25,6 +27,16 @@ const OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tls.bpf.o"));
 /// Most chunks held between two polls; past it the oldest are dropped and counted (the BPF
 /// ring buffer is the real queue, this one only bridges its callback to [`Tracer::poll`]).
 const MAX_PENDING: usize = 65536;
+
+/// How long one [`Tracer::add`] spends reading executables it has not read before.
+pub const INSPECT_BUDGET: Duration = Duration::from_millis(50);
+
+/// Most executables whose inspection is remembered (past it, only those running are).
+const MAX_INSPECTED: usize = 4096;
+
+/// Most exec'd process ids held between two [`Tracer::take_execs`]; past it they are dropped
+/// and counted (the periodic rescan still finds those processes).
+const MAX_EXECS: usize = 4096;
 
 /// OpenSSL's plaintext functions and the BPF program for each one's entry. Every one also gets
 /// the shared return probe.
@@ -35,29 +47,45 @@ const OPENSSL_FUNCTIONS: [(&str, &str); 4] = [
     ("SSL_read_ex", "ssl_read_ex_entry"),
 ];
 
+/// An executable that does TLS the tracer cannot follow, and the processes running it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsupportedExecutable {
+    /// Its path as the processes see it.
+    pub path: String,
+    pub id: (u64, u64),
+    pub pids: Vec<u32>,
+    pub why: Unsupported,
+}
+
 /// What [`Tracer::sync`] did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SyncReport {
     pub attached: usize,
     pub detached: usize,
-    /// Files that could not be attached (no `SSL_*` exports, or their processes exited).
-    pub failed: usize,
+    /// Files that could not be attached, each by its reason ([`TlsError::reason`]: no
+    /// `SSL_*` exports, their processes exited, the kernel refused the probe).
+    pub failed: Vec<&'static str>,
     /// Files not attached because [`MAX_LIBRARIES`] were (or the scan stopped at its cap).
     pub over_cap: usize,
+    /// Executables in the scan that do TLS the tracer cannot follow.
+    pub unsupported: Vec<UnsupportedExecutable>,
+    /// Executables left for a later call: reading them would have passed [`INSPECT_BUDGET`].
+    pub deferred: usize,
+    /// Executables not read yet, when reading is left to the caller
+    /// ([`Tracer::inspect_elsewhere`]): read them, [`Tracer::learn`] what they hold, `add`
+    /// them again.
+    pub uninspected: Vec<Library>,
 }
 
 /// Which attached files a scan no longer lists, and which listed files are new.
 fn plan<'s>(attached: &[(u64, u64)], scan: &'s Scan) -> (Vec<(u64, u64)>, Vec<&'s Library>) {
+    let listed = || scan.libraries.iter().chain(&scan.executables);
     let gone = attached
         .iter()
         .copied()
-        .filter(|id| !scan.libraries.iter().any(|l| l.id == *id))
+        .filter(|id| !listed().any(|l| l.id == *id))
         .collect();
-    let new = scan
-        .libraries
-        .iter()
-        .filter(|l| !attached.contains(&l.id))
-        .collect();
+    let new = listed().filter(|l| !attached.contains(&l.id)).collect();
     (gone, new)
 }
 
@@ -82,6 +110,20 @@ pub enum TlsError {
     Gone(String),
     #[error("reading the TLS tracer's ring buffer: {0}")]
     Poll(String),
+}
+
+impl TlsError {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TlsError::Load(_) => "load",
+            TlsError::NotPermitted => "not_permitted",
+            TlsError::Attach { .. } => "refused",
+            TlsError::NoFunctions(_) => "no_functions",
+            TlsError::Gone(_) => "exited",
+            TlsError::Poll(_) => "poll",
+        }
+    }
 }
 
 /// Tracer settings.
@@ -124,6 +166,8 @@ pub struct Counters {
     pub bad_records: u64,
     /// Chunks dropped between the ring buffer and [`Tracer::poll`].
     pub pending_dropped: u64,
+    /// Exec events the ring buffer or the agent's queue had no room for.
+    pub execs_lost: u64,
 }
 
 /// What the ring buffer's callback leaves for [`Tracer::poll`].
@@ -132,15 +176,32 @@ struct Inbox {
     chunks: VecDeque<Chunk>,
     bad: u64,
     dropped: u64,
+    execs: Vec<u32>,
+    execs_dropped: u64,
 }
+
+/// The probes on one file, and when a scan last found a process using it.
+struct Attachment {
+    _links: Vec<Link>,
+    seen: Instant,
+}
+
+/// How long a file no process uses stays attached: a program run again and again (a job, a
+/// command-line tool) is then traced from the first byte of each run.
+pub const KEEP_UNUSED: Duration = Duration::from_secs(60);
 
 /// The loaded program, its links, and its ring buffer.
 pub struct Tracer {
     // Field order is drop order: the ring buffer and links go before the object.
     ring: RingBuffer<'static>,
     inbox: Rc<RefCell<Inbox>>,
-    libraries: BTreeMap<(u64, u64), Vec<Link>>,
+    libraries: BTreeMap<(u64, u64), Attachment>,
+    /// What each executable of the last scan holds (read once per file).
+    executables: BTreeMap<(u64, u64), Executable>,
+    /// Whether [`Tracer::add`] reads new executables itself (else it lists them).
+    inspect_inline: bool,
     _sys_enter: Link,
+    _exec: Link,
     object: Object,
 }
 
@@ -165,6 +226,12 @@ impl Tracer {
             .find(|p| p.name() == "sys_enter")
             .ok_or_else(|| TlsError::Load("program sys_enter missing".into()))?
             .attach_raw_tracepoint("sys_enter")
+            .map_err(load)?;
+        let exec = object
+            .progs_mut()
+            .find(|p| p.name() == "on_exec")
+            .ok_or_else(|| TlsError::Load("program on_exec missing".into()))?
+            .attach_raw_tracepoint("sched_process_exec")
             .map_err(load)?;
         let inbox = Rc::new(RefCell::new(Inbox::default()));
         let sink = Rc::clone(&inbox);
@@ -191,12 +258,31 @@ impl Tracer {
                 0
             })
             .map_err(load)?;
+        let execs = object
+            .maps()
+            .find(|m| m.name() == "execs")
+            .ok_or_else(|| TlsError::Load("map execs missing".into()))?;
+        let sink = Rc::clone(&inbox);
+        builder
+            .add(&execs, move |rec: &[u8]| {
+                let mut inbox = sink.borrow_mut();
+                match pipeline::wire::ne32(rec, 0) {
+                    Some(pid) if inbox.execs.len() < MAX_EXECS => inbox.execs.push(pid),
+                    Some(_) => inbox.execs_dropped += 1,
+                    None => inbox.bad += 1,
+                }
+                0
+            })
+            .map_err(load)?;
         let ring = builder.build().map_err(load)?;
         Ok(Tracer {
             ring,
             inbox,
             libraries: BTreeMap::new(),
+            executables: BTreeMap::new(),
+            inspect_inline: true,
             _sys_enter: sys_enter,
+            _exec: exec,
             object,
         })
     }
@@ -249,24 +335,113 @@ impl Tracer {
         if attached.is_empty() {
             return Err(TlsError::NoFunctions(shown));
         }
-        self.libraries.insert(id, links);
+        self.libraries.insert(
+            id,
+            Attachment {
+                _links: links,
+                seen: Instant::now(),
+            },
+        );
         Ok(attached)
     }
 
-    /// Attach to a library a scan found, through any process that still maps it (the one the
-    /// scan named first may have exited since).
+    /// Attach to Go's `crypto/tls` in the executable at `path` (identified by `id`): a uprobe
+    /// at each function's entry and one at each of its `RET` instructions (found by
+    /// [`crate::golang::inspect`]). Returns the functions attached.
+    pub fn attach_go(
+        &mut self,
+        path: &Path,
+        id: (u64, u64),
+        go: &GoTls,
+    ) -> Result<Vec<&'static str>, TlsError> {
+        if self.libraries.contains_key(&id) {
+            return Ok(Vec::new());
+        }
+        let shown = path.display().to_string();
+        let ret = self.program("go_return")?;
+        let mut links = Vec::new();
+        let mut attached = Vec::new();
+        for f in &go.functions {
+            let entry = self.program(if f.write {
+                "go_write_entry"
+            } else {
+                "go_read_entry"
+            })?;
+            let failed = |e: libbpf_rs::Error| TlsError::Attach {
+                path: shown.clone(),
+                function: f.name,
+                reason: e.to_string(),
+            };
+            // Returns first: an entry probe without them would leave calls in flight.
+            for &at in &f.returns {
+                let off = usize::try_from(at).map_err(|_| TlsError::NoFunctions(shown.clone()))?;
+                links.push(
+                    ret.attach_uprobe_with_opts(-1, path, off, UprobeOpts::default())
+                        .map_err(failed)?,
+                );
+            }
+            let off = usize::try_from(f.entry).map_err(|_| TlsError::NoFunctions(shown.clone()))?;
+            links.push(
+                entry
+                    .attach_uprobe_with_opts(-1, path, off, UprobeOpts::default())
+                    .map_err(failed)?,
+            );
+            attached.push(f.name);
+        }
+        if attached.is_empty() {
+            return Err(TlsError::NoFunctions(shown));
+        }
+        self.libraries.insert(
+            id,
+            Attachment {
+                _links: links,
+                seen: Instant::now(),
+            },
+        );
+        Ok(attached)
+    }
+
+    /// Attach to a library or executable a scan found, through any process that still maps
+    /// it (the one the scan named first may have exited since). An executable is inspected
+    /// once ([`executable::inspect`]); one with nothing to trace attaches nothing.
     pub fn attach_library(&mut self, lib: &Library) -> Result<Vec<&'static str>, TlsError> {
         for path in lib.paths() {
             if !lib.reaches(&path) {
                 continue;
             }
-            match self.attach_openssl(&path, lib.id) {
+            let res = if lib.executable {
+                let what = self
+                    .executables
+                    .entry(lib.id)
+                    .or_insert_with(|| executable::inspect(&path))
+                    .clone();
+                match what {
+                    Executable::Go(go) => self.attach_go(&path, lib.id, &go),
+                    Executable::StaticOpenSsl => self.attach_openssl(&path, lib.id),
+                    Executable::NoTls | Executable::Unsupported(_) => return Ok(Vec::new()),
+                }
+            } else {
+                self.attach_openssl(&path, lib.id)
+            };
+            match res {
                 // The process exited between the check and the attach: try the next one.
                 Err(_) if !lib.reaches(&path) => continue,
                 res => return res,
             }
         }
         Err(TlsError::Gone(lib.mapped_as.clone()))
+    }
+
+    /// Leave reading new executables to the caller (a thread of its own, so reading a large
+    /// file never delays the ring buffer): [`Tracer::add`] lists them in
+    /// [`SyncReport::uninspected`] instead.
+    pub fn inspect_elsewhere(&mut self) {
+        self.inspect_inline = false;
+    }
+
+    /// What executable `id` holds, read by the caller ([`executable::inspect`]).
+    pub fn learn(&mut self, id: (u64, u64), what: Executable) {
+        self.executables.insert(id, what);
     }
 
     /// Never trace process `pid` (the agent itself: its own TLS connections, through a libssl
@@ -291,31 +466,91 @@ impl Tracer {
         self.libraries.len()
     }
 
-    /// Bring the attachments in line with a scan: detach from files no process maps any more,
-    /// attach to new ones while fewer than [`MAX_LIBRARIES`] are attached (the rest counted in
-    /// [`SyncReport::over_cap`]).
+    /// Bring the attachments in line with a scan: detach from files no process has mapped
+    /// for [`KEEP_UNUSED`], then [`Tracer::add`] what is new.
     pub fn sync(&mut self, scan: &Scan) -> SyncReport {
         let ids: Vec<(u64, u64)> = self.libraries.keys().copied().collect();
-        let (gone, new) = plan(&ids, scan);
+        let (gone, _) = plan(&ids, scan);
+        let now = Instant::now();
+        for (id, a) in &mut self.libraries {
+            if !gone.contains(id) {
+                a.seen = now;
+            }
+        }
+        let mut detached = 0;
+        for id in gone {
+            if self
+                .libraries
+                .get(&id)
+                .is_some_and(|a| now.duration_since(a.seen) >= KEEP_UNUSED)
+            {
+                self.detach(id);
+                detached += 1;
+            }
+        }
+        // What each file holds is kept while few enough (a program run every few seconds is
+        // read once), and pruned to the scan's when past the cap.
+        if self.executables.len() > MAX_INSPECTED {
+            self.executables
+                .retain(|id, _| scan.executables.iter().any(|e| e.id == *id));
+        }
+        SyncReport {
+            detached,
+            ..self.add(scan)
+        }
+    }
+
+    /// Attach to the files of a scan (of all processes, or of a few new ones) not attached
+    /// yet, while fewer than [`MAX_LIBRARIES`] are attached (the rest counted in
+    /// [`SyncReport::over_cap`]); list its executables that cannot be followed.
+    pub fn add(&mut self, scan: &Scan) -> SyncReport {
+        let ids: Vec<(u64, u64)> = self.libraries.keys().copied().collect();
+        let (_, new) = plan(&ids, scan);
         let mut report = SyncReport {
-            detached: gone.len(),
             over_cap: scan.over_cap,
             ..SyncReport::default()
         };
-        for id in gone {
-            self.detach(id);
-        }
+        let start = Instant::now();
         for lib in new {
             if self.libraries.len() >= MAX_LIBRARIES {
                 report.over_cap += 1;
                 continue;
             }
+            // Reading executables not read before is the slow part: left to the caller, or
+            // past the budget left for the next call, so the ring buffer is polled again soon.
+            if lib.executable && !self.executables.contains_key(&lib.id) {
+                if !self.inspect_inline {
+                    report.uninspected.push(lib.clone());
+                    continue;
+                }
+                if start.elapsed() >= INSPECT_BUDGET {
+                    report.deferred += 1;
+                    continue;
+                }
+            }
             match self.attach_library(lib) {
+                Ok(f) if f.is_empty() => {}
                 Ok(_) => report.attached += 1,
-                Err(_) => report.failed += 1,
+                Err(e) => report.failed.push(e.reason()),
+            }
+        }
+        for exe in &scan.executables {
+            if let Some(Executable::Unsupported(why)) = self.executables.get(&exe.id) {
+                report.unsupported.push(UnsupportedExecutable {
+                    path: exe.mapped_as.clone(),
+                    id: exe.id,
+                    pids: exe.pids.clone(),
+                    why: why.clone(),
+                });
             }
         }
         report
+    }
+
+    /// Process ids that exec'd a program since the last call (the caller scans them with
+    /// [`crate::discover::scan_pids`] and [`Tracer::add`]s what they run).
+    pub fn take_execs(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.inbox.borrow_mut().execs)
     }
 
     fn program(&self, name: &str) -> Result<libbpf_rs::ProgramMut<'_>, TlsError> {
@@ -344,7 +579,7 @@ impl Tracer {
 
     /// The counters so far.
     pub fn counters(&self) -> Counters {
-        let mut v = [0u64; 10];
+        let mut v = [0u64; 11];
         if let Some(map) = self.object.maps().find(|m| m.name() == "counters") {
             for (slot, total) in v.iter_mut().enumerate() {
                 let key = (slot as u32).to_ne_bytes();
@@ -368,6 +603,7 @@ impl Tracer {
             unbound: v[7],
             read_faults: v[8],
             calls_cap: v[9],
+            execs_lost: v[10] + inbox.execs_dropped,
             bad_records: inbox.bad,
             pending_dropped: inbox.dropped,
         }
@@ -382,6 +618,7 @@ mod tests {
         Library {
             path: format!("/proc/{id}/root/usr/lib/libssl.so.3").into(),
             mapped_as: "/usr/lib/libssl.so.3".into(),
+            executable: false,
             id: (1, id),
             pids: vec![id as u32],
             proc_root: "/proc".into(),

@@ -1,7 +1,10 @@
-//! The tracer against real programs: nginx serving TLS, curl (`SSL_read`/`SSL_write`) and
-//! Python's `ssl` module (`SSL_read_ex`/`SSL_write_ex`) as clients, all linking the system's
-//! `libssl.so.3`, in a network namespace this test creates. Ground truth is what the clients
-//! sent and received, which the test chooses.
+//! The tracer against real programs: nginx serving TLS (HTTP/1.1 and HTTP/2 by ALPN), curl
+//! (`SSL_read`/`SSL_write`) and Python's `ssl` module (`SSL_read_ex`/`SSL_write_ex`) as
+//! clients, all linking the system's `libssl.so.3`; Go programs (`crypto/tls`, built here from
+//! `tests/go/` by Debian's Go: a client, and a server as a stripped PIE); a C client with
+//! OpenSSL linked in statically (`tests/c/`, attached by symbol; stripped, it is reported), in
+//! a network namespace this test creates. Ground truth is what the clients sent and received, which the
+//! test chooses.
 //!
 //! Needs root (BPF, namespaces). Not root: skipped, said on stderr. Root but the tracer cannot
 //! load, or a tool is missing: a failure, so `.ci/run` (root) never skips it silently.
@@ -11,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tapwire_tls::executable::{self, Executable};
 use tapwire_tls::{Chunk, Config, Direction, Tracer, discover};
 
 fn is_root() -> bool {
@@ -85,7 +89,7 @@ impl Server {
              events {{ worker_connections 64; }}\n\
              http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d};\n\
                fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
-               server {{ listen 127.0.0.1:8443 ssl; ssl_certificate {d}/c.pem;\n\
+               server {{ listen 127.0.0.1:8443 ssl http2; ssl_certificate {d}/c.pem;\n\
                  ssl_certificate_key {d}/k.pem; root {d}/www; }} }}\n"
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
@@ -430,4 +434,341 @@ fn an_excluded_process_is_never_traced() {
         !chunks.iter().any(|c| c.conn.pid == worker),
         "the excluded process sent chunks"
     );
+}
+
+/// `tests/go/<name>.go` built by Debian's Go into a fresh folder with `flags`; the binary's
+/// path. `go` missing: a failure as root (`.ci/run` installs it), else `None` (said).
+fn go_build(name: &str, flags: &[&str]) -> Option<PathBuf> {
+    if Command::new("go").arg("version").output().is_err() {
+        assert!(!is_root(), "go is missing (installed by .ci/run)");
+        eprintln!("SKIP: go is not installed");
+        return None;
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/go/{name}.go"));
+    let tag = flags.join("").replace(['-', '=', ' '], "");
+    let dir = std::env::temp_dir().join(format!("tw-go-{}-{name}{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join(name);
+    let cache = std::env::temp_dir().join("tapwire-gocache");
+    let out = Command::new("go")
+        .arg("build")
+        .args(flags)
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .env("GO111MODULE", "off")
+        .env("GOCACHE", &cache)
+        .env("GOPATH", cache.join("gopath"))
+        .output()
+        .expect("go build");
+    assert!(
+        out.status.success(),
+        "go build {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(bin)
+}
+
+/// The file offset of symbol `name` in the ELF file at `path`, from its symbol table.
+fn symbol_offset(path: &Path, name: &str) -> u64 {
+    use object::{Object, ObjectSegment, ObjectSymbol};
+    let data = std::fs::read(path).unwrap();
+    let elf = object::File::parse(&*data).unwrap();
+    let sym = elf
+        .symbols()
+        .find(|s| s.name() == Ok(name))
+        .unwrap_or_else(|| panic!("{name} in the symbol table"));
+    elf.segments()
+        .find_map(|seg| {
+            let d = sym.address().checked_sub(seg.address())?;
+            (d < seg.size()).then(|| seg.file_range().0 + d)
+        })
+        .expect("in a segment")
+}
+
+#[test]
+fn go_functions_are_found_with_and_without_symbols() {
+    let Some(plain) = go_build("client", &[]) else {
+        return;
+    };
+    let stripped = go_build("client", &["-ldflags=-s -w"]).unwrap();
+    let pie = go_build("client", &["-buildmode=pie"]).unwrap();
+    let inspect = |p: &Path| match executable::inspect(p) {
+        Executable::Go(go) => go,
+        other => panic!("{}: {other:?}", p.display()),
+    };
+    for bin in [&plain, &pie] {
+        let go = inspect(bin);
+        assert!(go.version.starts_with("go1."), "{go:?}");
+        assert_eq!(go.functions.len(), 2, "{go:?}");
+        let data = std::fs::read(bin).unwrap();
+        for f in &go.functions {
+            assert_eq!(f.entry, symbol_offset(bin, f.name), "{}", f.name);
+            assert!(!f.returns.is_empty());
+            for r in &f.returns {
+                assert!(*r > f.entry);
+                assert_eq!(data[*r as usize], 0xc3, "a RET at {r:#x}");
+            }
+        }
+    }
+    // Stripped of its symbol table: the same functions through .gopclntab.
+    assert!(
+        Command::new("nm")
+            .arg(&stripped)
+            .output()
+            .is_ok_and(|o| !o.status.success() || o.stdout.is_empty()),
+        "the binary is stripped"
+    );
+    let go = inspect(&stripped);
+    assert_eq!(go.functions.len(), 2, "{go:?}");
+    let data = std::fs::read(&stripped).unwrap();
+    for f in &go.functions {
+        assert!(f.returns.iter().all(|r| data[*r as usize] == 0xc3));
+    }
+    // Other executables: nothing of their own to trace.
+    assert_eq!(
+        executable::inspect(Path::new("/usr/bin/curl")),
+        Executable::NoTls,
+        "curl's TLS is libssl.so's"
+    );
+    for d in [plain, stripped, pie] {
+        let _ = std::fs::remove_dir_all(d.parent().unwrap());
+    }
+}
+
+/// Attach the Go executable at `bin` (before it runs: uprobes are per file).
+fn attach_go(t: &mut Tracer, bin: &Path) {
+    let Executable::Go(go) = executable::inspect(bin) else {
+        panic!("a Go program");
+    };
+    let m = std::fs::metadata(bin).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let attached = t.attach_go(bin, (m.dev(), m.ino()), &go).expect("attach");
+    assert_eq!(attached.len(), 2);
+}
+
+#[test]
+fn a_go_client_over_http1_and_http2_through_the_pipeline() {
+    if !is_root() {
+        eprintln!("SKIP: the TLS tracer test needs root (BPF, network namespaces)");
+        return;
+    }
+    let bin = go_build("client", &[]).expect("go");
+    let srv = Server::start("goc");
+    let mut t = tracer(8 << 20);
+    attach_go(&mut t, &bin);
+    let b = bin.to_str().unwrap();
+    let (pid1, mut chunks) = collect(
+        &mut t,
+        srv.client(&[b, "-http1", "https://127.0.0.1:8443/hello.txt?one"]),
+        Duration::from_millis(300),
+    );
+    let sent = stream(&chunks, pid1, Direction::Write);
+    assert!(
+        sent.starts_with(b"GET /hello.txt?one HTTP/1.1\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&sent)
+    );
+    let got = stream(&chunks, pid1, Direction::Read);
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(got.ends_with(b"hello over tls\n"));
+    let first = chunks.iter().find(|c| c.conn.pid == pid1).unwrap();
+    let e = first
+        .endpoints
+        .expect("bound to its socket from Go's own structures");
+    assert_eq!(e.peer.to_string(), "127.0.0.1:8443");
+    let (pid2, more) = collect(
+        &mut t,
+        srv.client(&[b, "https://127.0.0.1:8443/hello.txt?two"]),
+        Duration::from_millis(300),
+    );
+    let h2 = stream(&more, pid2, Direction::Write);
+    assert!(
+        h2.starts_with(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+        "HTTP/2 by ALPN"
+    );
+    chunks.extend(more);
+    let mut feed = tapwire_tls::Feed::new();
+    let mut pipe = pipeline::Pipeline::default();
+    let mut out = Vec::new();
+    for c in chunks {
+        feed.push(c, &mut pipe, &mut out);
+    }
+    feed.finish(&mut pipe, &mut out);
+    pipe.finish(&mut out);
+    for (pid, query, proto) in [(pid1, "one", "1.1"), (pid2, "two", "2")] {
+        let mine: Vec<&schemas::Exchange> = out
+            .iter()
+            .filter(|e| e.process.as_ref().is_some_and(|p| p.pid == pid))
+            .collect();
+        assert_eq!(mine.len(), 1, "{out:#?}");
+        let json = serde_json::to_value(mine[0]).unwrap();
+        assert_eq!(json["url"]["path"], "/hello.txt", "{json}");
+        assert_eq!(json["url"]["query"], query, "{json}");
+        assert_eq!(json["network"]["protocol"]["version"], proto, "{json}");
+        assert_eq!(json["http"]["response"]["status_code"], 200, "{json}");
+        assert_eq!(json["process"]["executable"]["name"], "client", "{json}");
+        assert_eq!(json["tls"]["established"], true);
+    }
+    let _ = std::fs::remove_dir_all(bin.parent().unwrap());
+}
+
+#[test]
+fn a_stripped_pie_go_server_is_found_by_the_scan() {
+    if !is_root() {
+        eprintln!("SKIP: the TLS tracer test needs root (BPF, network namespaces)");
+        return;
+    }
+    let bin = go_build("server", &["-buildmode=pie", "-ldflags=-s -w"]).expect("go");
+    let srv = Server::start("gos");
+    let d = srv.dir.display().to_string();
+    let mut go = srv.client(&[
+        bin.to_str().unwrap(),
+        "127.0.0.1:9443",
+        &format!("{d}/c.pem"),
+        &format!("{d}/k.pem"),
+    ]);
+    let mut server = go.spawn().expect("go server");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !srv
+        .client(&[
+            "curl",
+            "-skf",
+            "-o",
+            "/dev/null",
+            "https://127.0.0.1:9443/up",
+        ])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        assert!(Instant::now() < until, "the Go server did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut t = Tracer::load(Config {
+        ring_bytes: 8 << 20,
+    })
+    .expect("loads");
+    let report = t.sync(&discover::scan(Path::new("/proc")));
+    assert!(
+        report.attached >= 2,
+        "nginx's libssl and the Go server: {report:?}"
+    );
+    let (_, chunks) = collect(
+        &mut t,
+        srv.client(&[
+            "curl",
+            "-sk",
+            "--http1.1",
+            "https://127.0.0.1:9443/from-curl",
+        ]),
+        Duration::from_millis(300),
+    );
+    let server_pid = server.id();
+    let req: Vec<u8> = chunks
+        .iter()
+        .filter(|c| c.conn.pid == server_pid && c.direction == Direction::Read)
+        .flat_map(|c| c.data.clone())
+        .collect();
+    assert!(
+        req.starts_with(b"GET /from-curl HTTP/1.1\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&req)
+    );
+    let resp: Vec<u8> = chunks
+        .iter()
+        .filter(|c| c.conn.pid == server_pid && c.direction == Direction::Write)
+        .flat_map(|c| c.data.clone())
+        .collect();
+    assert!(String::from_utf8_lossy(&resp).contains("hello from go /from-curl"));
+    let e = chunks
+        .iter()
+        .find(|c| c.conn.pid == server_pid)
+        .and_then(|c| c.endpoints)
+        .expect("bound");
+    assert_eq!(e.local.port(), 9443);
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(bin.parent().unwrap());
+}
+
+#[test]
+fn static_openssl_is_traced_by_symbol_and_reported_when_stripped() {
+    if !is_root() {
+        eprintln!("SKIP: the TLS tracer test needs root (BPF, network namespaces)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tw-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join("static_client");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/static_client.c");
+    run(&[
+        "gcc",
+        "-static",
+        "-O1",
+        "-o",
+        bin.to_str().unwrap(),
+        src.to_str().unwrap(),
+        "-lssl",
+        "-lcrypto",
+        "-lpthread",
+    ]);
+    let stripped = dir.join("static_client_stripped");
+    run(&[
+        "strip",
+        "-o",
+        stripped.to_str().unwrap(),
+        bin.to_str().unwrap(),
+    ]);
+    assert_eq!(executable::inspect(&bin), Executable::StaticOpenSsl);
+    match executable::inspect(&stripped) {
+        Executable::Unsupported(u) => assert_eq!(u.reason, "stripped_static_tls"),
+        other => panic!("{other:?}"),
+    }
+    let srv = Server::start("static");
+    let mut t = tracer(8 << 20);
+    let m = std::fs::metadata(&bin).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let fns = t
+        .attach_openssl(&bin, (m.dev(), m.ino()))
+        .expect("attached by symbol");
+    assert!(
+        fns.contains(&"SSL_write") && fns.contains(&"SSL_read"),
+        "{fns:?}"
+    );
+    let (pid, chunks) = collect(
+        &mut t,
+        srv.client(&[bin.to_str().unwrap(), "8443", "/hello.txt"]),
+        Duration::from_millis(300),
+    );
+    assert!(stream(&chunks, pid, Direction::Write).starts_with(b"GET /hello.txt HTTP/1.1\r\n"));
+    assert!(stream(&chunks, pid, Direction::Read).ends_with(b"hello over tls\n"));
+    // The stripped copy, running (waiting on a server that listens and never answers), is
+    // found by the scan and reported with its process.
+    let mut mute = srv
+        .client(&[
+            "python3",
+            "-c",
+            "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 7000))\ns.listen()\ntime.sleep(60)",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut waiting = srv
+        .client(&[stripped.to_str().unwrap(), "7000", "/"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let report = t.sync(&discover::scan(Path::new("/proc")));
+    let found = report
+        .unsupported
+        .iter()
+        .find(|u| u.pids.contains(&waiting.id()))
+        .unwrap_or_else(|| panic!("{report:?}"));
+    assert_eq!(found.why.reason, "stripped_static_tls");
+    assert!(found.path.ends_with("static_client_stripped"), "{found:?}");
+    for c in [&mut waiting, &mut mute] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
