@@ -45,6 +45,16 @@ pub struct Metrics {
     /// `tapwire_tls_libraries_over_cap`: library files the last scan found past the cap.
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub tls_libraries_over_cap: IntGauge,
+    /// `tapwire_tls_processes_unsupported{reason}`: processes whose executable does TLS the
+    /// tracer cannot follow.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub tls_unsupported: IntGaugeVec,
+    /// `tapwire_tls_execs_lost_total`: exec events not seen at once (the rescan finds them).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub tls_execs_lost: IntCounter,
+    /// `tapwire_tls_attach_failures_total{reason}`.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub tls_attach_failures: IntCounterVec,
     /// `tapwire_tls_chunks_total{outcome}` and `tapwire_tls_bytes_total{outcome}`.
     pub tls_chunks: IntCounterVec,
     pub tls_bytes: IntCounterVec,
@@ -122,7 +132,7 @@ impl Metrics {
             .expect("registered once");
         let tls_libraries = IntGauge::new(
             "tapwire_tls_libraries_attached",
-            "TLS library files (libssl) with the TLS plaintext source's probes attached.",
+            "Files with the TLS plaintext source's probes attached: libssl libraries, Go programs, programs with OpenSSL linked in.",
         )
         .expect("valid metric");
         r.register(Box::new(tls_libraries.clone()))
@@ -138,6 +148,27 @@ impl Metrics {
             tls_tracing,
             tls_libraries,
             tls_libraries_over_cap,
+            tls_unsupported: gauge_vec(
+                &r,
+                "tapwire_tls_processes_unsupported",
+                "Processes whose executable does TLS the TLS plaintext source cannot follow, by reason: go_too_old, go_version_unknown, stripped_static_tls, architecture, malformed, no_returns, unreadable.",
+                &["reason"],
+            ),
+            tls_execs_lost: {
+                let c = IntCounter::new(
+                    "tapwire_tls_execs_lost_total",
+                    "Program starts the TLS plaintext source's exec queue had no room for (followed at the next rescan instead).",
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
+            tls_attach_failures: counter_vec(
+                &r,
+                "tapwire_tls_attach_failures_total",
+                "Files the TLS plaintext source found but could not attach to, by reason: no_functions, exited, refused.",
+                &["reason"],
+            ),
             tls_chunks: counter_vec(
                 &r,
                 "tapwire_tls_chunks_total",

@@ -9,18 +9,22 @@
 //! tracer needs root (or `CAP_BPF`, `CAP_PERFMON` and `CAP_SYS_PTRACE`) and a kernel with BTF:
 //! when it cannot load, one line says why and packet capture goes on; it is not retried.
 //!
-//! **Processes**: `/proc/*/maps` is scanned when the probes attach and every
-//! [`RESCAN_EVERY`] after, so libraries of processes started later are attached too (uprobes
-//! are per file: one attachment covers every process mapping it, even later ones), and files
-//! no process maps any more are detached. At most `tls::discover::MAX_LIBRARIES` files are
-//! attached; the rest are counted in `tapwire_tls_libraries_over_cap`. The agent's own process
-//! is excluded in the BPF program.
+//! **Processes**: `/proc/*/maps` and `/proc/*/exe` are scanned when the probes attach and every
+//! [`RESCAN_EVERY`] after, so libraries and Go or statically linked executables of processes
+//! started later are attached too (uprobes are per file: one attachment covers every process
+//! mapping it, even later ones), and files no process maps any more are detached. At most
+//! `tls::discover::MAX_LIBRARIES` files are attached; the rest are counted in
+//! `tapwire_tls_libraries_over_cap`. An executable doing TLS the tracer cannot follow (an old
+//! Go, a stripped static OpenSSL) is said once per file with its processes, and counted in
+//! `tapwire_tls_processes_unsupported{reason}`. The agent's own process is excluded in the BPF
+//! program.
 //!
 //! **Limits**: the tracer's and the feed's caps (ARCHITECTURE.md §3); its pipeline has the
 //! workers' configuration, so the same memory budget. Losses are counted in
 //! `tapwire_tls_chunks_total` / `tapwire_tls_bytes_total` and reach the dissectors as gaps.
-//! What it does not do yet: spool the plaintext, or trace Go's crypto/tls.
+//! What it does not do yet: spool the plaintext.
 
+use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -28,7 +32,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use pipeline::Pipeline;
-use tapwire_tls::{Config, Counters, Feed, FeedStats, Tracer, discover};
+use tapwire_tls::executable::{self, Executable};
+use tapwire_tls::{Config, Counters, Feed, FeedStats, SyncReport, Tracer, discover};
 
 use crate::capture::{Mirror, PIPELINE_STACK, Shared, publish};
 use crate::config::TlsMode;
@@ -36,6 +41,13 @@ use crate::metrics::Metrics;
 
 /// How often `/proc` is scanned again for new libssl files while the probes are attached.
 pub const RESCAN_EVERY: Duration = Duration::from_secs(2);
+
+/// How long after its exec a process's maps are read again: the dynamic loader maps its
+/// libraries (a libssl of its own, in a container) just after the exec.
+const LIBRARIES_AFTER: Duration = Duration::from_millis(100);
+
+/// Most exec'd processes waiting for that second look (the rescan catches the rest).
+const MAX_LATER: usize = 4096;
 
 /// How long one wait on the ring buffer lasts (the stop flag and demand are checked between).
 const POLL: Duration = Duration::from_millis(100);
@@ -60,7 +72,12 @@ struct Attached {
     mirror: Mirror,
     /// Counters already added to the metrics (each tracer and feed starts from zero).
     seen: (Counters, FeedStats),
-    last_scan: Instant,
+    last_account: Instant,
+    scanner: Scanner,
+    /// Unsupported executables already said (cleared of files no process runs any more).
+    said: BTreeSet<(u64, u64)>,
+    /// Exec'd processes whose maps are read again at the instant given.
+    later: VecDeque<(Instant, u32)>,
 }
 
 fn run(mode: TlsMode, shared: &Shared) {
@@ -106,9 +123,10 @@ fn run(mode: TlsMode, shared: &Shared) {
         }
         feed.release(tapwire_tls::feed::monotonic_ns(), pipe, &mut out);
         publish(shared, &mut out);
-        if a.last_scan.elapsed() >= RESCAN_EVERY {
-            scan(&mut a.tracer, &shared.metrics);
-            a.last_scan = Instant::now();
+        follow_execs(a, &shared.metrics);
+        take_found(a, &shared.metrics);
+        if a.last_account.elapsed() >= RESCAN_EVERY {
+            a.last_account = Instant::now();
             account(a, &shared.metrics);
         }
     }
@@ -120,11 +138,21 @@ fn run(mode: TlsMode, shared: &Shared) {
     }
 }
 
-/// Load the tracer, exclude the agent, attach to every libssl mapped now.
+/// Load the tracer, exclude the agent, start the scanning thread (whose first scan attaches
+/// to what runs now).
 fn attach(shared: &Shared) -> Result<Attached, tapwire_tls::TlsError> {
     let mut tracer = Tracer::load(Config::default())?;
     tracer.exclude_process(std::process::id())?;
-    scan(&mut tracer, &shared.metrics);
+    tracer.inspect_elsewhere();
+    let mut scanner = Scanner::spawn().map_err(|e| tapwire_tls::TlsError::Load(e.to_string()))?;
+    // The libraries mapped now are attached before the gauge says the probes are in; the
+    // executables are read by the scanning thread.
+    let mut said = BTreeSet::new();
+    let report = tracer.sync(&discover::scan(Path::new("/proc")));
+    note(&tracer, &report, &mut said, &shared.metrics);
+    for lib in report.uninspected {
+        scanner.ask(lib, None);
+    }
     shared.metrics.tls_tracing.set(1);
     Ok(Attached {
         tracer,
@@ -132,8 +160,195 @@ fn attach(shared: &Shared) -> Result<Attached, tapwire_tls::TlsError> {
         pipe: Pipeline::new(shared.pipeline.clone()),
         mirror: Mirror::default(),
         seen: Default::default(),
-        last_scan: Instant::now(),
+        last_account: Instant::now(),
+        scanner,
+        said,
+        later: VecDeque::new(),
     })
+}
+
+/// Most executables waiting to be read by the scanning thread (past it, the next scan asks
+/// again).
+const MAX_JOBS: usize = 1024;
+
+/// An executable for the scanning thread to read, held open when it came from an exec (so it
+/// stays reachable through `/proc/self/fd` after its process exits).
+struct Job {
+    library: discover::Library,
+    file: Option<discover::OpenExecutable>,
+}
+
+/// What the scanning thread sends back.
+enum Found {
+    /// A scan of every process.
+    Scan(discover::Scan),
+    /// An executable read, with what it holds (`None`: no longer reachable).
+    Inspected(Box<(Job, Option<Executable>)>),
+}
+
+/// Executables waiting for the scanning thread: those of processes that just exec'd first
+/// (a program started now is about to make its first TLS call), then those a scan found.
+#[derive(Default)]
+struct Jobs {
+    urgent: VecDeque<Job>,
+    background: VecDeque<Job>,
+    closed: bool,
+}
+
+type JobQueue = Arc<(std::sync::Mutex<Jobs>, std::sync::Condvar)>;
+
+/// The thread that scans `/proc` every [`RESCAN_EVERY`] and reads new executables, so the
+/// thread polling the ring buffer never waits on either (reading a large file takes long).
+/// It ends when this is dropped.
+struct Scanner {
+    jobs: JobQueue,
+    found: std::sync::mpsc::Receiver<Found>,
+    /// Executables asked for and not answered yet, and whether urgently.
+    pending: std::collections::BTreeMap<(u64, u64), bool>,
+}
+
+impl Drop for Scanner {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.jobs;
+        if let Ok(mut j) = lock.lock() {
+            j.closed = true;
+        }
+        wake.notify_all();
+    }
+}
+
+impl Scanner {
+    fn spawn() -> std::io::Result<Scanner> {
+        let jobs: JobQueue = Arc::default();
+        let (reply, found) = std::sync::mpsc::channel();
+        let queue = Arc::clone(&jobs);
+        std::thread::Builder::new()
+            .name("tapwire-tls-scan".into())
+            .spawn(move || {
+                // The first scan is the caller's.
+                let mut next = Instant::now() + RESCAN_EVERY;
+                loop {
+                    if Instant::now() >= next {
+                        next = Instant::now() + RESCAN_EVERY;
+                        if reply
+                            .send(Found::Scan(discover::scan(Path::new("/proc"))))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    let Some(job) = next_job(&queue, next) else {
+                        return;
+                    };
+                    let Some(job) = job else { continue };
+                    let path = match &job.file {
+                        Some(_) => Some(job.library.path.clone()),
+                        None => job.library.reachable_path(),
+                    };
+                    // Unreachable (its processes are gone): nothing learnt.
+                    let what = path.map(|p| executable::inspect(&p));
+                    if reply.send(Found::Inspected(Box::new((job, what)))).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(Scanner {
+            jobs,
+            found,
+            pending: std::collections::BTreeMap::new(),
+        })
+    }
+
+    /// Ask for `library` to be read, once while the answer is pending (urgently when it came
+    /// from an exec, with its file held open); past [`MAX_JOBS`] waiting it is asked again at
+    /// the next scan.
+    fn ask(&mut self, library: discover::Library, file: Option<discover::OpenExecutable>) {
+        let id = library.id;
+        let urgent = file.is_some();
+        // Asked already; an exec still asks again if the earlier ask came from a scan (whose
+        // process may be gone by the time it is read).
+        match self.pending.get(&id) {
+            Some(true) => return,
+            Some(false) if !urgent => return,
+            _ => {}
+        }
+        let (lock, wake) = &*self.jobs;
+        let Ok(mut j) = lock.lock() else { return };
+        if j.urgent.len() + j.background.len() >= MAX_JOBS {
+            return;
+        }
+        let job = Job { library, file };
+        if urgent {
+            j.urgent.push_back(job);
+        } else {
+            j.background.push_back(job);
+        }
+        self.pending.insert(id, urgent);
+        wake.notify_one();
+    }
+}
+
+/// The next job, waiting until `until` at most: `None` when the queue is closed,
+/// `Some(None)` when the wait ran out.
+fn next_job(queue: &JobQueue, until: Instant) -> Option<Option<Job>> {
+    let (lock, wake) = &**queue;
+    let mut j = lock.lock().ok()?;
+    loop {
+        if j.closed {
+            return None;
+        }
+        if let Some(job) = j.urgent.pop_front().or_else(|| j.background.pop_front()) {
+            return Some(Some(job));
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Some(None);
+        }
+        j = wake.wait_timeout(j, left).ok()?.0;
+    }
+}
+
+/// Take what the scanning thread found: a scan brings the attachments in line with it (files
+/// no process has used for a while detached, new ones attached); an executable read is
+/// attached to if it holds TLS the tracer follows.
+fn take_found(a: &mut Attached, m: &Metrics) {
+    while let Ok(found) = a.scanner.found.try_recv() {
+        let report = match found {
+            Found::Scan(scan) => {
+                let report = a.tracer.sync(&scan);
+                m.tls_libraries_over_cap
+                    .set(i64::try_from(report.over_cap).unwrap_or(i64::MAX));
+                m.tls_unsupported.reset();
+                a.said
+                    .retain(|id| report.unsupported.iter().any(|u| u.id == *id));
+                for u in &report.unsupported {
+                    m.tls_unsupported
+                        .with_label_values(&[u.why.reason])
+                        .add(i64::try_from(u.pids.len()).unwrap_or(i64::MAX));
+                }
+                report
+            }
+            Found::Inspected(b) => {
+                let (job, what) = *b;
+                let id = job.library.id;
+                if a.scanner.pending.get(&id) == Some(&(job.file.is_some())) {
+                    a.scanner.pending.remove(&id);
+                }
+                let Some(what) = what else { continue };
+                a.tracer.learn(id, what);
+                let report = a.tracer.add(&discover::Scan {
+                    executables: vec![job.library],
+                    ..discover::Scan::default()
+                });
+                drop(job.file);
+                report
+            }
+        };
+        note(&a.tracer, &report, &mut a.said, m);
+        for lib in report.uninspected {
+            a.scanner.ask(lib, None);
+        }
+    }
 }
 
 /// Detach everything (dropping the tracer detaches its probes), keeping the counts.
@@ -143,15 +358,70 @@ fn detach(mut a: Attached, shared: &Shared) {
     shared.metrics.tls_libraries.set(0);
 }
 
-/// Attach to the libssl files not attached yet, detach from those no process maps any more.
-/// A file without `SSL_*` exports (a stub) or whose processes exited is skipped; the next scan
-/// tries again.
-fn scan(tracer: &mut Tracer, m: &Metrics) {
-    let report = tracer.sync(&discover::scan(Path::new("/proc")));
+/// Processes that exec'd since the last look: their executables now, their maps again
+/// [`LIBRARIES_AFTER`] later, so a program started after the probes is followed from its
+/// first TLS call on (unless that call comes within milliseconds of its start).
+fn follow_execs(a: &mut Attached, m: &Metrics) {
+    let now = Instant::now();
+    let execs = a.tracer.take_execs();
+    // Each new program's file, opened at once so a process that already exited (or exits
+    // while it is read) still leaves its file to attach to. A file read before is attached
+    // here; a new one is read by the scanning thread.
+    for pid in &execs {
+        let Some(opened) = discover::open_executable(Path::new("/proc"), *pid) else {
+            continue;
+        };
+        let report = a.tracer.add(&discover::Scan {
+            executables: vec![opened.library.clone()],
+            ..discover::Scan::default()
+        });
+        note(&a.tracer, &report, &mut a.said, m);
+        if !report.uninspected.is_empty() {
+            let library = opened.library.clone();
+            a.scanner.ask(library, Some(opened));
+        }
+    }
+    for &pid in &execs {
+        if a.later.len() < MAX_LATER {
+            a.later.push_back((now + LIBRARIES_AFTER, pid));
+        }
+    }
+    let mut due = Vec::new();
+    while let Some(&(at, pid)) = a.later.front() {
+        if at > now {
+            break;
+        }
+        a.later.pop_front();
+        due.push(pid);
+    }
+    if !due.is_empty() {
+        let report = a.tracer.add(&discover::scan_pids(Path::new("/proc"), &due));
+        note(&a.tracer, &report, &mut a.said, m);
+        for lib in report.uninspected {
+            a.scanner.ask(lib, None);
+        }
+    }
+}
+
+/// The attachments' gauge, failures by reason, and each unsupported executable said once.
+fn note(tracer: &Tracer, report: &SyncReport, said: &mut BTreeSet<(u64, u64)>, m: &Metrics) {
     m.tls_libraries
         .set(i64::try_from(tracer.attached()).unwrap_or(i64::MAX));
-    m.tls_libraries_over_cap
-        .set(i64::try_from(report.over_cap).unwrap_or(i64::MAX));
+    for reason in &report.failed {
+        m.tls_attach_failures.with_label_values(&[reason]).inc();
+    }
+    for u in &report.unsupported {
+        if said.insert(u.id) {
+            let pids: Vec<String> = u.pids.iter().take(8).map(u32::to_string).collect();
+            let more = if u.pids.len() > 8 { ", …" } else { "" };
+            eprintln!(
+                "tapwire: TLS plaintext of {} (pid {}{more}) not visible: {}",
+                u.path,
+                pids.join(", "),
+                u.why.detail
+            );
+        }
+    }
 }
 
 /// Add what the tracer, the feed and the pipeline counted since the last call.
@@ -172,6 +442,9 @@ fn account(a: &mut Attached, m: &Metrics) {
         (chunks, "bad", c.bad_records, c0.bad_records),
         (bytes, "truncated", c.truncated_bytes, c0.truncated_bytes),
     ];
+    if c.execs_lost > c0.execs_lost {
+        m.tls_execs_lost.inc_by(c.execs_lost - c0.execs_lost);
+    }
     for (counter, outcome, now, before) in rows {
         if now > before {
             counter.with_label_values(&[outcome]).inc_by(now - before);
