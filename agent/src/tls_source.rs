@@ -186,8 +186,9 @@ enum Found {
     Inspected(Box<(Job, Option<Executable>)>),
 }
 
-/// Executables waiting for the scanning thread: those of processes that just exec'd first
-/// (a program started now is about to make its first TLS call), then those a scan found.
+/// Executables waiting to be read: those of processes that just exec'd (a program started now
+/// is about to make its first TLS call; a thread of their own reads them), and those a scan
+/// found.
 #[derive(Default)]
 struct Jobs {
     urgent: VecDeque<Job>,
@@ -218,10 +219,12 @@ impl Drop for Scanner {
 }
 
 impl Scanner {
+    /// Two threads: one scans `/proc` and reads what scans find; one reads only the files of
+    /// programs that just exec'd, so those never wait behind a large file.
     fn spawn() -> std::io::Result<Scanner> {
         let jobs: JobQueue = Arc::default();
         let (reply, found) = std::sync::mpsc::channel();
-        let queue = Arc::clone(&jobs);
+        let (queue, replies) = (Arc::clone(&jobs), reply.clone());
         std::thread::Builder::new()
             .name("tapwire-tls-scan".into())
             .spawn(move || {
@@ -230,24 +233,32 @@ impl Scanner {
                 loop {
                     if Instant::now() >= next {
                         next = Instant::now() + RESCAN_EVERY;
-                        if reply
+                        if replies
                             .send(Found::Scan(discover::scan(Path::new("/proc"))))
                             .is_err()
                         {
                             return;
                         }
                     }
-                    let Some(job) = next_job(&queue, next) else {
-                        return;
-                    };
-                    let Some(job) = job else { continue };
-                    let path = match &job.file {
-                        Some(_) => Some(job.library.path.clone()),
-                        None => job.library.reachable_path(),
-                    };
-                    // Unreachable (its processes are gone): nothing learnt.
-                    let what = path.map(|p| executable::inspect(&p));
-                    if reply.send(Found::Inspected(Box::new((job, what)))).is_err() {
+                    match next_job(&queue, next, false) {
+                        None => return,
+                        Some(None) => {}
+                        Some(Some(job)) => {
+                            if !inspect(job, &replies) {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })?;
+        let queue = Arc::clone(&jobs);
+        std::thread::Builder::new()
+            .name("tapwire-tls-exec".into())
+            .spawn(move || {
+                while let Some(job) = next_job(&queue, Instant::now() + RESCAN_EVERY, true) {
+                    if let Some(job) = job
+                        && !inspect(job, &reply)
+                    {
                         return;
                     }
                 }
@@ -284,21 +295,37 @@ impl Scanner {
             j.background.push_back(job);
         }
         self.pending.insert(id, urgent);
-        wake.notify_one();
+        wake.notify_all();
     }
 }
 
-/// The next job, waiting until `until` at most: `None` when the queue is closed,
-/// `Some(None)` when the wait ran out.
-fn next_job(queue: &JobQueue, until: Instant) -> Option<Option<Job>> {
+/// Read one job's file and send what it holds; false when nobody listens any more.
+fn inspect(job: Job, reply: &std::sync::mpsc::Sender<Found>) -> bool {
+    let path = match &job.file {
+        Some(_) => Some(job.library.path.clone()),
+        None => job.library.reachable_path(),
+    };
+    // Unreachable (its processes are gone): nothing learnt.
+    let what = path.map(|p| executable::inspect(&p));
+    reply.send(Found::Inspected(Box::new((job, what)))).is_ok()
+}
+
+/// The next job from the urgent queue (`urgent`) or the other, waiting until `until` at
+/// most: `None` when the queue is closed, `Some(None)` when the wait ran out.
+fn next_job(queue: &JobQueue, until: Instant, urgent: bool) -> Option<Option<Job>> {
     let (lock, wake) = &**queue;
     let mut j = lock.lock().ok()?;
     loop {
         if j.closed {
             return None;
         }
-        if let Some(job) = j.urgent.pop_front().or_else(|| j.background.pop_front()) {
-            return Some(Some(job));
+        let job = if urgent {
+            j.urgent.pop_front()
+        } else {
+            j.background.pop_front()
+        };
+        if job.is_some() {
+            return Some(job);
         }
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {

@@ -349,6 +349,18 @@ static __always_inline void send_chunks(struct call *c, struct conn *conn, __u64
 		count(C_TRUNCATED_BYTES, n - done);
 }
 
+/* Whether two connections' addresses and ports are the same. */
+static __always_inline bool same_tuple(const struct tuple *a, const struct tuple *b)
+{
+	__u64 a0, a1, b0, b1;
+	__builtin_memcpy(&a0, a->daddr, 8);
+	__builtin_memcpy(&a1, a->daddr + 8, 8);
+	__builtin_memcpy(&b0, b->daddr, 8);
+	__builtin_memcpy(&b1, b->daddr + 8, 8);
+	return a->sport == b->sport && a->dport == b->dport && a->family == b->family &&
+	       a0 == b0 && a1 == b1;
+}
+
 /* A call returned having moved `n` bytes: bind its connection, send its chunks. */
 static __always_inline void finish(struct call *c, __u64 n, __u64 id)
 {
@@ -360,9 +372,10 @@ static __always_inline void finish(struct call *c, __u64 n, __u64 id)
 	struct conn_key key = { .ssl = c->ssl, .tgid = id >> 32 };
 	struct conn *conn = bpf_map_lookup_elem(&conns, &key);
 	__u8 flags = 0;
-	if (c->sk && (!conn || conn->sk != c->sk)) {
-		/* A first binding, or this SSL* now talks over another socket (freed and reused):
-		 * a new generation whose offsets start at 0. */
+	if (c->sk && (!conn || conn->sk != c->sk || !same_tuple(&conn->t, &c->t))) {
+		/* A first binding, or this SSL* now talks over another socket, or over the same
+		 * socket structure reused by a new connection (other addresses): a new generation
+		 * whose offsets start at 0. */
 		struct conn fresh = {};
 		fresh.sk = c->sk;
 		fresh.t = c->t;

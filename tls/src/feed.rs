@@ -112,7 +112,13 @@ impl Owner {
 
 struct Stream {
     id: NonZeroU64,
+    /// The TCP connection it belongs to: its own endpoints' key, or the key of the other end
+    /// it was matched with across a DNAT (see [`Feed::canonical`]).
     tcp: TcpKey,
+    /// Its own endpoints' key, when that differs from `tcp`.
+    alias: Option<TcpKey>,
+    /// The client's endpoint of its connection (with the namespace, as in [`TcpKey`]).
+    client: (u32, SocketAddr),
     /// Its own end and its peer (as `Pipeline::stream` was given them).
     local: SocketAddr,
     peer: SocketAddr,
@@ -167,6 +173,11 @@ pub struct Feed {
     clock: Clock,
     streams: HashMap<ConnId, Stream>,
     owners: HashMap<TcpKey, Owner>,
+    /// Each client endpoint's connection, and whether a client end registered it: how a
+    /// server end finds its client end across a Service's DNAT.
+    by_client: HashMap<(u32, SocketAddr), (TcpKey, bool)>,
+    /// An end's own key → the key of the connection it was matched with.
+    aliases: HashMap<TcpKey, TcpKey>,
     /// Server ends' chunks waiting for their client end, oldest first.
     held: VecDeque<Chunk>,
     held_bytes: usize,
@@ -186,6 +197,8 @@ impl Feed {
             clock: Clock::new(),
             streams: HashMap::new(),
             owners: HashMap::new(),
+            by_client: HashMap::new(),
+            aliases: HashMap::new(),
             held: VecDeque::new(),
             held_bytes: 0,
             next_id: 0,
@@ -211,12 +224,34 @@ impl Feed {
         } else {
             0
         };
-        let tcp = if ep.local <= ep.peer {
+        let own = if ep.local <= ep.peer {
             (netns, ep.local, ep.peer)
         } else {
             (netns, ep.peer, ep.local)
         };
+        let client_end = ep.local.port() > ep.peer.port();
+        let client = (netns, if client_end { ep.local } else { ep.peer });
         let ts = self.clock.wall(c.ts_mono_ns);
+        // A stream keeps the connection it was matched with while its endpoints stay; new
+        // endpoints under the same identity (an `SSL*` and a socket both reused at the same
+        // addresses by a new connection) are matched again.
+        let known = self
+            .streams
+            .get(&c.conn)
+            .map(|st| (st.tcp, st.alias.unwrap_or(st.tcp)));
+        let tcp = match known {
+            Some((tcp, key)) if key == own => tcp,
+            _ => self.canonical(own, client, client_end),
+        };
+        if let Some(st) = self.streams.get_mut(&c.conn)
+            && known.is_some_and(|(_, key)| key != own)
+        {
+            st.tcp = tcp;
+            st.alias = (tcp != own).then_some(own);
+            st.client = client;
+            st.local = ep.local;
+            st.peer = ep.peer;
+        }
         if !self.streams.contains_key(&c.conn) {
             if self.streams.len() >= MAX_STREAMS {
                 self.forget_oldest();
@@ -232,6 +267,8 @@ impl Feed {
                 Stream {
                     id,
                     tcp,
+                    alias: (tcp != own).then_some(own),
+                    client,
                     local: ep.local,
                     peer: ep.peer,
                     origin,
@@ -239,7 +276,6 @@ impl Feed {
                 },
             );
         }
-        let client_end = ep.local.port() > ep.peer.port();
         match self.owners.get(&tcp).copied() {
             None if client_end => {
                 self.owners.insert(tcp, Owner::decided(c.conn));
@@ -400,6 +436,34 @@ impl Feed {
         }
     }
 
+    /// The key of the connection an end with endpoints key `own` belongs to. Usually `own`;
+    /// but a client that connected to a Service's virtual address (a ClusterIP, rewritten by
+    /// DNAT to a pod's) sees another peer than the server sees: the two ends still share the
+    /// client's endpoint. So an end whose own key is new, and whose client endpoint a traced
+    /// end of the other kind (client against server) registered, joins that end's
+    /// connection. (Two client ends sharing an ephemeral port towards different servers stay
+    /// two connections; a server end behind SNAT cannot be matched, and is reported too.)
+    fn canonical(&mut self, own: TcpKey, client: (u32, SocketAddr), client_end: bool) -> TcpKey {
+        if self.owners.contains_key(&own) {
+            return own;
+        }
+        if let Some(&t) = self.aliases.get(&own) {
+            return t;
+        }
+        match self.by_client.get(&client) {
+            Some(&(other, was_client))
+                if other != own && was_client != client_end && self.owners.contains_key(&other) =>
+            {
+                self.aliases.insert(own, other);
+                other
+            }
+            _ => {
+                self.by_client.insert(client, (own, client_end));
+                own
+            }
+        }
+    }
+
     /// Forget the least recently seen eighth of the connections.
     fn forget_oldest(&mut self) {
         let mut ages: Vec<(u64, ConnId)> = self
@@ -410,10 +474,21 @@ impl Feed {
         let n = (ages.len() / 8).max(1);
         ages.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
         for (_, k) in ages.into_iter().take(n) {
-            if let Some(s) = self.streams.remove(&k)
-                && self.owners.get(&s.tcp).is_some_and(|o| o.conn == k)
-            {
+            let Some(s) = self.streams.remove(&k) else {
+                continue;
+            };
+            if let Some(a) = s.alias {
+                self.aliases.remove(&a);
+            }
+            if self.owners.get(&s.tcp).is_some_and(|o| o.conn == k) {
                 self.owners.remove(&s.tcp);
+                if self
+                    .by_client
+                    .get(&s.client)
+                    .is_some_and(|(t, _)| *t == s.tcp)
+                {
+                    self.by_client.remove(&s.client);
+                }
             }
             self.stats.forgotten += 1;
         }
@@ -515,6 +590,65 @@ mod tests {
         assert_eq!((st.chunks, st.duplicate_chunks, st.handovers), (2, 2, 0));
         // Wall time, not the monotonic clock.
         assert!(r.out[0].start_time_unix_nano > 1_600_000_000_000_000_000);
+    }
+
+    #[test]
+    fn a_service_address_rewritten_by_dnat_still_meets_the_server_end() {
+        // The client connected to a ClusterIP (10.96.0.10:443); DNAT sent it to the pod at
+        // 10.0.1.5:8443, which sees the client's own endpoint as its peer.
+        const VIP: &str = "10.96.0.10:443";
+        const POD: &str = "10.0.1.5:8443";
+        for server_first in [false, true] {
+            let mut r = Rig::default();
+            if server_first {
+                r.say(20, POD, C, Direction::Read, 0, REQ);
+                r.say(20, POD, C, Direction::Write, 0, RESP);
+            }
+            r.say(10, C, VIP, Direction::Write, 0, REQ);
+            r.say(10, C, VIP, Direction::Read, 0, RESP);
+            if !server_first {
+                r.say(20, POD, C, Direction::Read, 0, REQ);
+                r.say(20, POD, C, Direction::Write, 0, RESP);
+            }
+            r.feed.finish(&mut r.pipe, &mut r.out);
+            r.finish();
+            assert_eq!(r.pids(), [Some(10)], "{:?}", r.out);
+            // The client's view: the Service's address, which enrichment names.
+            assert_eq!(r.out[0].server.address, "10.96.0.10");
+            assert_eq!(r.out[0].server.port, 443);
+            assert_eq!(r.feed.stats.duplicate_chunks, 2, "{:?}", r.feed.stats);
+        }
+        // Two clients that share an ephemeral port towards different servers stay two
+        // connections.
+        let mut r = Rig::default();
+        r.say(10, C, VIP, Direction::Write, 0, REQ);
+        r.say(10, C, VIP, Direction::Read, 0, RESP);
+        r.say(11, C, S, Direction::Write, 0, REQ);
+        r.say(11, C, S, Direction::Read, 0, RESP);
+        r.finish();
+        assert_eq!(r.pids().len(), 2, "{:?}", r.out);
+    }
+
+    #[test]
+    fn a_server_identity_reused_by_a_new_connection_meets_its_new_client() {
+        // nginx (pid 20) serves two connections one after the other with the same `SSL*` and
+        // socket addresses reused (one identity). The first client is not traced: nginx's
+        // end reports it. The second is: it reports its own, once.
+        const C2: &str = "10.0.0.1:40002";
+        let mut r = Rig::default();
+        r.say(20, S, C, Direction::Read, 0, REQ);
+        r.say(20, S, C, Direction::Write, 0, RESP);
+        r.feed.release(u64::MAX, &mut r.pipe, &mut r.out);
+        r.say(11, C2, S, Direction::Write, 0, REQ);
+        r.say(20, S, C2, Direction::Read, REQ.len() as u64, REQ);
+        r.say(20, S, C2, Direction::Write, RESP.len() as u64, RESP);
+        r.say(11, C2, S, Direction::Read, 0, RESP);
+        r.feed.finish(&mut r.pipe, &mut r.out);
+        r.finish();
+        let mut pids = r.pids();
+        pids.sort();
+        assert_eq!(pids, [Some(11), Some(20)], "{:?}", r.out);
+        assert_eq!(r.feed.stats.duplicate_chunks, 2, "{:?}", r.feed.stats);
     }
 
     #[test]
