@@ -20,6 +20,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tapwire-target}"
+# One build per run: incremental caches only grow the target folder (tens of GB over many runs).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 # The Kafka-protocol broker the sink tests produce to: tansu from crates.io, built once into
 # a cache outside the checkout (about 20 minutes the first time, then reused).
