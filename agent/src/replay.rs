@@ -9,6 +9,9 @@
 //! segments past `t0` ([`FLUSH_WAIT`]); meanwhile the live events wait in the subscriber's
 //! queue, which is delivered after the replay.
 //!
+//! The TLS plaintext source's records (`spool::plaintext`) are fed back as the streams they
+//! were, so decrypted exchanges replay with `tls.established` and `process.*`.
+//!
 //! Limits: an exchange still open when the replay reaches the newest spooled packet is
 //! reported as it stands (`incomplete` or `no_response`); the replay sees what the spool
 //! kept (its caps may have deleted the start of the window).
@@ -23,6 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::filter::Filter;
 use crate::spool::export::{Block, for_each};
+use crate::spool::plaintext;
 
 /// How long the replay waits for the workers' once-a-second flush.
 pub const FLUSH_WAIT: Duration = Duration::from_millis(1_200);
@@ -107,14 +111,19 @@ pub fn replay(
                 ts,
                 data,
                 orig_len,
+                comment,
                 ..
             } => {
-                if let Some(Some(link)) = links.get(iface as usize) {
+                // The TLS plaintext's records go back in as the streams they were.
+                let record = comment.and_then(|c| plaintext::decode(data, c));
+                if let Some(r) = record {
+                    pipe.stream(&r.chunk(ts), &mut out);
+                } else if let Some(Some(link)) = links.get(iface as usize) {
                     pipe.packet(*link, ts, data, orig_len, &mut out);
-                    if let Err(o) = send(&mut out) {
-                        ended = Some(o);
-                        return Err(std::io::Error::other("replay ended"));
-                    }
+                }
+                if let Err(o) = send(&mut out) {
+                    ended = Some(o);
+                    return Err(std::io::Error::other("replay ended"));
                 }
             }
         }

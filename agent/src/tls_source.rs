@@ -22,10 +22,15 @@
 //! **Limits**: the tracer's and the feed's caps (ARCHITECTURE.md §3); its pipeline has the
 //! workers' configuration, so the same memory budget. Losses are counted in
 //! `tapwire_tls_chunks_total` / `tapwire_tls_bytes_total` and reach the dissectors as gaps.
-//! What it does not do yet: spool the plaintext.
+//! **Spool**: every chunk dissected (the owner's copy) is also written to the spool's `tls/`
+//! folder as plaintext records (`spool::plaintext`), one share of the spool's cap, so a
+//! `since` replay and `tapwire pcap` include decrypted connections while the probes were
+//! attached (always, with `tls.mode: always`).
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -35,9 +40,10 @@ use pipeline::Pipeline;
 use tapwire_tls::executable::{self, Executable};
 use tapwire_tls::{Config, Counters, Feed, FeedStats, SyncReport, Tracer, discover};
 
-use crate::capture::{Mirror, PIPELINE_STACK, Shared, publish};
+use crate::capture::{Mirror, PIPELINE_STACK, Shared, publish, spool_housekeeping};
 use crate::config::TlsMode;
 use crate::metrics::Metrics;
+use crate::spool::{WorkerSpool, plaintext};
 
 /// How often `/proc` is scanned again for new libssl files while the probes are attached.
 pub const RESCAN_EVERY: Duration = Duration::from_secs(2);
@@ -53,15 +59,45 @@ const MAX_LATER: usize = 4096;
 const POLL: Duration = Duration::from_millis(100);
 
 /// Start the source's thread, unless `mode` is off.
-pub fn spawn(mode: TlsMode, shared: Arc<Shared>) -> std::io::Result<Option<JoinHandle<()>>> {
+/// Start the source's thread, unless `mode` is off; the plaintext it dissects is also
+/// written to `spool` (the spool's `tls/` folder), when given.
+pub fn spawn(
+    mode: TlsMode,
+    shared: Arc<Shared>,
+    spool: Option<WorkerSpool>,
+) -> std::io::Result<Option<JoinHandle<()>>> {
     if mode == TlsMode::Off {
         return Ok(None);
     }
     std::thread::Builder::new()
         .name("tapwire-tls".into())
         .stack_size(PIPELINE_STACK)
-        .spawn(move || run(mode, &shared))
+        .spawn(move || run(mode, &shared, spool))
         .map(Some)
+}
+
+/// How often the spool's caps are enforced and its file flushed (as the workers do).
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+
+/// The source's spool folder, shared with the feed's tap that writes each dissected chunk.
+type SharedSpool = Rc<RefCell<WorkerSpool>>;
+
+/// Write each chunk the feed dissects to `spool` as plaintext records.
+fn tap_into(feed: &mut Feed, spool: &SharedSpool) {
+    let spool = Rc::clone(spool);
+    feed.set_tap(move |chunk| {
+        let mut s = spool.borrow_mut();
+        plaintext::encode(chunk, |packet, comment| {
+            s.write_commented(
+                plaintext::IFACE_KEY,
+                plaintext::LINK_RAW,
+                plaintext::INTERFACE,
+                chunk.ts,
+                packet,
+                comment,
+            );
+        });
+    });
 }
 
 /// The probes and what reads them, while attached.
@@ -80,11 +116,20 @@ struct Attached {
     later: VecDeque<(Instant, u32)>,
 }
 
-fn run(mode: TlsMode, shared: &Shared) {
+fn run(mode: TlsMode, shared: &Shared, spool: Option<WorkerSpool>) {
     let mut attached: Option<Attached> = None;
     let mut unavailable = false;
     let mut out = Vec::new();
+    let spool: Option<SharedSpool> = spool.map(|s| Rc::new(RefCell::new(s)));
+    let mut last_housekeeping = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
+        if let Some(s) = &spool
+            && last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY
+        {
+            last_housekeeping = Instant::now();
+            let now = u64::try_from(wall_ns()).unwrap_or(0);
+            spool_housekeeping(&shared.metrics, "tls", &mut s.borrow_mut(), now);
+        }
         let wanted = mode == TlsMode::Always || shared.hub.active() > 0;
         if !wanted {
             if let Some(a) = attached.take() {
@@ -99,7 +144,12 @@ fn run(mode: TlsMode, shared: &Shared) {
                 continue;
             }
             match attach(shared) {
-                Ok(a) => attached = Some(a),
+                Ok(mut a) => {
+                    if let Some(s) = &spool {
+                        tap_into(&mut a.feed, s);
+                    }
+                    attached = Some(a);
+                }
                 Err(e) => {
                     eprintln!("tapwire: TLS plaintext off: {e}; packet capture goes on");
                     unavailable = true;
@@ -136,6 +186,16 @@ fn run(mode: TlsMode, shared: &Shared) {
         publish(shared, &mut out);
         detach(a, shared);
     }
+    if let Some(s) = spool {
+        let _ = s.borrow_mut().close();
+    }
+}
+
+/// The wall clock in Unix nanoseconds (the spool's time).
+fn wall_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 /// Load the tracer, exclude the agent, start the scanning thread (whose first scan attaches

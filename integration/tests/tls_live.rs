@@ -12,13 +12,17 @@
 //! And with `--tls always`: a Go program (Debian's Go, built here from `tls/tests/go/`) whose
 //! file no process ran when the agent started (found at its first exec), over HTTP/2 and
 //! HTTP/1.1 by ALPN, and redis-cli `--tls` against
-//! redis-server's TLS port, each exchange once with its process. Skipped visibly when not
+//! redis-server's TLS port, each exchange once with its process; the same exchanges again
+//! from the spool through a `since` subscription, and in a `tapwire pcap` export on the
+//! `tls-plaintext` interface, read by tshark and `tapwire dissect`. Skipped visibly when not
 //! root; a missing tool as root is a failure (`.ci/run` installs them).
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use tapwire_integration::lab::{API, Lab, have, sh, wait_until};
+use tapwire_integration::lab::{
+    API, Lab, TAPWIRE_PATH, have, lines_of, sh, tapwire_cmd, wait_until,
+};
 
 /// The agent's gauge `name`, read inside the server namespace.
 fn read_gauge(lab: &Lab, name: &str) -> Option<i64> {
@@ -412,6 +416,92 @@ fn go_over_http2_and_tls_redis_with_the_probes_always_on() {
         .filter(|e| e["url"]["query"] != "via=warm-up")
         .collect();
     assert_eq!(rest.len(), 3, "{got:#?}");
+
+    // The decrypted connections are in the spool (its `tls/` folder): a `since` subscription
+    // replays them as they were dissected live, with their process.
+    std::thread::sleep(Duration::from_millis(1200)); // the once-a-second flush
+    let api = format!("http://{API}");
+    let mut since = lab
+        .in_ns(
+            &lab.s,
+            &[
+                &*TAPWIRE_PATH as &str,
+                "watch",
+                "--agent",
+                &api,
+                "--since",
+                "1m",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let srx = lines_of(&mut since);
+    let replayed = tls_exchanges(&srx, Duration::from_secs(4));
+    let _ = since.kill();
+    let _ = since.wait();
+    for (pid, via) in [(h2, "via=h2"), (h1, "via=h1")] {
+        let mine: Vec<_> = replayed
+            .iter()
+            .filter(|e| e["process"]["pid"] == u64::from(pid))
+            .collect();
+        assert_eq!(mine.len(), 1, "{via} replayed once: {replayed:#?}");
+        assert_eq!(mine[0]["url"]["query"], via);
+        assert_eq!(mine[0]["process"]["executable"]["name"], "goclient");
+    }
+    assert!(
+        replayed
+            .iter()
+            .any(|e| e["process"]["pid"] == u64::from(set) && e["db"]["operation"]["name"] == "SET"),
+        "the TLS Redis SET replayed: {replayed:#?}"
+    );
+    // And `tapwire pcap` exports them on their own interface, readable as cleartext.
+    let export = lab.dir.join("export.pcapng");
+    let st = lab
+        .in_ns(
+            &lab.s,
+            &[
+                &*TAPWIRE_PATH as &str,
+                "pcap",
+                "--agent",
+                &api,
+                "--since",
+                "1m",
+                "-o",
+                export.to_str().unwrap(),
+            ],
+        )
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // (The wire carries only TLS on port 443: an HTTP request tshark reads is the plaintext's.
+    // tshark 4.0 numbers interfaces across the file's sections, so it may name another.)
+    let out = std::process::Command::new("tshark")
+        .args([
+            "-r",
+            export.to_str().unwrap(),
+            "-Y",
+            "http.request",
+            "-T",
+            "fields",
+        ])
+        .args(["-e", "tcp.dstport", "-e", "http.request.uri"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.lines().any(|l| l == "443\t/hello.txt?via=h1"),
+        "tshark reads the plaintext: {shown}"
+    );
+    let out = tapwire_cmd()
+        .args(["dissect", "-q", "--format", "ndjson"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("via=h1"),
+        "tapwire dissect reads the export"
+    );
     let _ = watch.kill();
     let _ = watch.wait();
 }

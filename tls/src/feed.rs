@@ -61,6 +61,9 @@ fn held_size(c: &Chunk) -> usize {
     std::mem::size_of::<Chunk>() + c.data.capacity() + c.comm.capacity()
 }
 
+/// What [`Feed::set_tap`] installs.
+type Tap = Box<dyn FnMut(&StreamChunk<'_>)>;
+
 /// Counters of the feed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FeedStats {
@@ -183,6 +186,8 @@ pub struct Feed {
     held_bytes: usize,
     next_id: u64,
     pub stats: FeedStats,
+    /// Sees every chunk handed to the pipeline (the agent spools them).
+    tap: Option<Tap>,
 }
 
 impl Default for Feed {
@@ -203,7 +208,14 @@ impl Feed {
             held_bytes: 0,
             next_id: 0,
             stats: FeedStats::default(),
+            tap: None,
         }
+    }
+
+    /// Call `tap` with every chunk handed to the pipeline: the owner's copy of each
+    /// connection, in the order dissected.
+    pub fn set_tap(&mut self, tap: impl FnMut(&StreamChunk<'_>) + 'static) {
+        self.tap = Some(Box::new(tap));
     }
 
     /// TLS connections tracked now.
@@ -342,6 +354,9 @@ impl Feed {
             data: &c.data,
             origin: &st.origin,
         };
+        if let Some(tap) = self.tap.as_mut() {
+            tap(&chunk);
+        }
         pipe.stream(&chunk, out);
     }
 

@@ -385,24 +385,8 @@ impl Worker {
         m.kernel_freezes
             .with_label_values(&[&self.label])
             .inc_by(k.freezes);
-        self.spool.enforce(now_ts);
-        self.spool.flush();
         let w = self.index.to_string();
-        m.spool_bytes
-            .with_label_values(&[&w])
-            .set(self.spool.bytes() as i64);
-        m.spool_segments
-            .with_label_values(&[&w])
-            .set(self.spool.segments().len() as i64);
-        let oldest = self.spool.segments().first().map(|g| g.first_ts);
-        let age = oldest.map_or(0, |o| now_ts.saturating_sub(o) / 1_000_000_000);
-        m.spool_oldest_age_seconds
-            .with_label_values(&[&w])
-            .set(age as i64);
-        let errs = m.spool_write_errors.with_label_values(&[&w]);
-        errs.inc_by(self.spool.stats.write_errors.saturating_sub(errs.get()));
-        let del = m.spool_segments_deleted.with_label_values(&[&w]);
-        del.inc_by(self.spool.stats.segments_deleted.saturating_sub(del.get()));
+        spool_housekeeping(m, &w, &mut self.spool, now_ts);
         let dup = m.duplicates.with_label_values(&[&self.label]);
         dup.inc_by(self.dedup.copies.saturating_sub(dup.get()));
         let flows = self.pipe.as_ref().map_or(0, |p| p.flows());
@@ -415,6 +399,28 @@ impl Worker {
             self.mirror.catch_up(m, p);
         }
     }
+}
+
+/// Enforce a spool's caps at `now_ts`, flush it, and export its gauges and counters under
+/// the `worker` label (a worker's index, or `tls` for the TLS plaintext's folder).
+pub(crate) fn spool_housekeeping(m: &Metrics, worker: &str, spool: &mut WorkerSpool, now_ts: u64) {
+    spool.enforce(now_ts);
+    spool.flush();
+    m.spool_bytes
+        .with_label_values(&[worker])
+        .set(spool.bytes() as i64);
+    m.spool_segments
+        .with_label_values(&[worker])
+        .set(spool.segments().len() as i64);
+    let oldest = spool.segments().first().map(|g| g.first_ts);
+    let age = oldest.map_or(0, |o| now_ts.saturating_sub(o) / 1_000_000_000);
+    m.spool_oldest_age_seconds
+        .with_label_values(&[worker])
+        .set(age as i64);
+    let errs = m.spool_write_errors.with_label_values(&[worker]);
+    errs.inc_by(spool.stats.write_errors.saturating_sub(errs.get()));
+    let del = m.spool_segments_deleted.with_label_values(&[worker]);
+    del.inc_by(spool.stats.segments_deleted.saturating_sub(del.get()));
 }
 
 #[cfg(test)]

@@ -203,12 +203,24 @@ fn start(args: RunArgs) -> Result<(), RunError> {
         },
     });
     let total: usize = captures.iter().map(|c| c.rings.len()).sum();
+    // A capture file is the whole input: this host's live TLS plaintext is not mixed into it.
+    #[cfg(feature = "tls")]
+    let tls_mode = if args.read.is_some() {
+        crate::config::TlsMode::Off
+    } else {
+        cfg.tls
+    };
+    // The TLS plaintext's folder is one more share of the spool's cap.
+    #[cfg(feature = "tls")]
+    let shares = total + usize::from(tls_mode != crate::config::TlsMode::Off);
+    #[cfg(not(feature = "tls"))]
+    let shares = total;
     let labels: Vec<String> = captures.iter().map(|c| c.label.clone()).collect();
     let mut handles = Vec::new();
     let mut first = 0;
     for c in captures {
         let n = c.rings.len();
-        let spawned = capture::spawn(c, first, total, &spool, shared.clone());
+        let spawned = capture::spawn(c, first, shares, &spool, shared.clone());
         first += n;
         match spawned {
             Ok(h) => handles.extend(h),
@@ -218,15 +230,20 @@ fn start(args: RunArgs) -> Result<(), RunError> {
             }
         }
     }
-    // A capture file is the whole input: this host's live TLS plaintext is not mixed into it.
     #[cfg(feature = "tls")]
-    let tls_mode = if args.read.is_some() {
-        crate::config::TlsMode::Off
+    let tls_spool = if tls_mode == crate::config::TlsMode::Off {
+        None
     } else {
-        cfg.tls
+        match crate::spool::WorkerSpool::open_folder(&spool, "tls", shares) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                shared.stop.store(true, Ordering::Relaxed);
+                return Err(RunError::Spool(spool.dir.display().to_string(), e));
+            }
+        }
     };
     #[cfg(feature = "tls")]
-    match crate::tls_source::spawn(tls_mode, shared.clone()) {
+    match crate::tls_source::spawn(tls_mode, shared.clone(), tls_spool) {
         Ok(h) => handles.extend(h),
         Err(e) => eprintln!("tapwire: TLS plaintext off: cannot start its thread: {e}"),
     }

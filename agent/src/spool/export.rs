@@ -71,6 +71,8 @@ pub enum Block<'a> {
         ts: u64,
         data: &'a [u8],
         orig_len: u32,
+        /// Its `opt_comment` (the TLS plaintext's records carry one).
+        comment: Option<&'a [u8]>,
     },
 }
 
@@ -129,6 +131,7 @@ pub fn for_each(
                                 ts,
                                 data,
                                 orig_len,
+                                comment: pcapng::packet_comment(block, cap as usize),
                             })?;
                         }
                     }

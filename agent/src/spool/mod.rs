@@ -1,7 +1,8 @@
 //! The bounded PCAP spool: every captured packet goes to rotating pcapng segments in a folder,
 //! whether or not anyone is dissecting.
 //!
-//! Layout: one folder per capture worker (`w0/`, `w1/`, …) so workers never share a file;
+//! Layout: one folder per capture worker (`w0/`, `w1/`, …) so workers never share a file, and
+//! `tls/` for the TLS plaintext source's records ([`plaintext`]) when it is on;
 //! each holds `seg-<seq>.pcapng` (being written) and `seg-<seq>-<first ns>-<last ns>.pcapng`
 //! (closed, its time range in the name, so the index needs no reading).
 //!
@@ -23,6 +24,7 @@
 
 pub mod export;
 pub mod pcapng;
+pub mod plaintext;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -147,15 +149,22 @@ fn closed_name(seq: u64, first: u64, last: u64) -> String {
 }
 
 impl WorkerSpool {
-    /// Open worker `index`'s folder: index closed segments, trim and close one a crash cut.
-    pub fn open(cfg: &SpoolConfig, index: usize, workers: usize) -> io::Result<WorkerSpool> {
+    /// Open worker `index`'s folder (`w<index>`, one of `shares` equal parts of the cap):
+    /// index closed segments, trim and close one a crash cut.
+    pub fn open(cfg: &SpoolConfig, index: usize, shares: usize) -> io::Result<WorkerSpool> {
+        Self::open_folder(cfg, &format!("w{index}"), shares)
+    }
+
+    /// Open the spool folder `name` (one of `shares` equal parts of the cap): the TLS
+    /// plaintext source's is `tls`.
+    pub fn open_folder(cfg: &SpoolConfig, name: &str, shares: usize) -> io::Result<WorkerSpool> {
         private_dir(&cfg.dir, false)?;
-        let dir = cfg.dir.join(format!("w{index}"));
+        let dir = cfg.dir.join(name);
         private_dir(&dir, true)?;
         let mut s = WorkerSpool {
             dir: dir.clone(),
             cfg: cfg.clone(),
-            limit: cfg.limit_bytes / workers.max(1) as u64,
+            limit: cfg.limit_bytes / shares.max(1) as u64,
             closed: Vec::new(),
             active: None,
             next_seq: 0,
@@ -235,23 +244,56 @@ impl WorkerSpool {
         data: &[u8],
         orig_len: u32,
     ) {
-        if let Some(until) = self.failed_until {
-            if ts < until {
-                return;
-            }
-            self.failed_until = None;
+        if !self.ready(ts) {
+            return;
         }
-        if let Err(e) = self.try_write(iface, link, name, ts, prefix, data, orig_len) {
-            self.stats.write_errors += 1;
-            if self.stats.write_errors == 1 {
-                eprintln!(
-                    "tapwire: spool write failed in {}: {e}; retrying every 10 s",
-                    self.dir.display()
-                );
-            }
-            self.active = None;
-            self.failed_until = Some(ts.saturating_add(RETRY_AFTER_NS));
+        if let Err(e) = self.try_write(iface, link, name, ts, prefix, data, orig_len, &[]) {
+            self.failed(e, ts);
         }
+    }
+
+    /// Write one record with a comment (`opt_comment`): the TLS plaintext's records say which
+    /// stream and process they belong to. Errors are counted, as for [`WorkerSpool::write`].
+    pub fn write_commented(
+        &mut self,
+        iface: u64,
+        link: u16,
+        name: &str,
+        ts: u64,
+        data: &[u8],
+        comment: &[u8],
+    ) {
+        if !self.ready(ts) {
+            return;
+        }
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        if let Err(e) = self.try_write(iface, link, name, ts, &[], data, len, comment) {
+            self.failed(e, ts);
+        }
+    }
+
+    /// False while an earlier write error's back-off lasts (capture time `ts`).
+    fn ready(&mut self, ts: u64) -> bool {
+        match self.failed_until {
+            Some(until) if ts < until => false,
+            _ => {
+                self.failed_until = None;
+                true
+            }
+        }
+    }
+
+    /// A write failed: count it, say it once, stop until [`RETRY_AFTER_NS`] later.
+    fn failed(&mut self, e: io::Error, ts: u64) {
+        self.stats.write_errors += 1;
+        if self.stats.write_errors == 1 {
+            eprintln!(
+                "tapwire: spool write failed in {}: {e}; retrying every 10 s",
+                self.dir.display()
+            );
+        }
+        self.active = None;
+        self.failed_until = Some(ts.saturating_add(RETRY_AFTER_NS));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -264,6 +306,7 @@ impl WorkerSpool {
         prefix: &[u8],
         data: &[u8],
         orig_len: u32,
+        comment: &[u8],
     ) -> io::Result<()> {
         let rotate = self.active.as_ref().is_some_and(|a| {
             a.bytes >= self.cfg.segment_bytes
@@ -303,7 +346,7 @@ impl WorkerSpool {
             }
         };
         let keep = data.len().min(self.cfg.snaplen as usize);
-        a.bytes += pcapng::packet(&mut a.out, id, ts, prefix, &data[..keep], orig_len)?;
+        a.bytes += pcapng::packet(&mut a.out, id, ts, prefix, &data[..keep], orig_len, comment)?;
         a.first_ts.get_or_insert(ts);
         a.last_ts = a.last_ts.max(ts);
         self.stats.packets += 1;

@@ -54,7 +54,7 @@ pub fn interface(w: &mut impl Write, link: u16, snaplen: u32, name: &str) -> io:
 }
 
 /// Enhanced packet block; `prefix` (a link header built for the record, may be empty) goes
-/// before `data`.
+/// before `data`; a non-empty `comment` (at most 65535 bytes) is its `opt_comment`.
 pub fn packet(
     w: &mut impl Write,
     iface: u32,
@@ -62,9 +62,16 @@ pub fn packet(
     prefix: &[u8],
     data: &[u8],
     orig_len: u32,
+    comment: &[u8],
 ) -> io::Result<u64> {
     let cap = prefix.len() + data.len();
-    let len = (28 + cap + pad4(cap) + 4) as u32;
+    let comment = &comment[..comment.len().min(usize::from(u16::MAX))];
+    let opts = if comment.is_empty() {
+        0
+    } else {
+        4 + comment.len() + pad4(comment.len()) + 4
+    };
+    let len = (28 + cap + pad4(cap) + opts + 4) as u32;
     w.write_all(&EPB.to_le_bytes())?;
     w.write_all(&len.to_le_bytes())?;
     w.write_all(&iface.to_le_bytes())?;
@@ -75,8 +82,37 @@ pub fn packet(
     w.write_all(prefix)?;
     w.write_all(data)?;
     w.write_all(&[0; 3][..pad4(cap)])?;
+    if !comment.is_empty() {
+        w.write_all(&1u16.to_le_bytes())?; // opt_comment
+        w.write_all(&(comment.len() as u16).to_le_bytes())?;
+        w.write_all(comment)?;
+        w.write_all(&[0; 3][..pad4(comment.len())])?;
+        w.write_all(&[0; 4])?; // opt_endofopt
+    }
     w.write_all(&len.to_le_bytes())?;
     Ok(u64::from(len))
+}
+
+/// The `opt_comment` of an enhanced packet block whose packet holds `cap` bytes, if any.
+pub fn packet_comment(block: &[u8], cap: usize) -> Option<&[u8]> {
+    let mut at = 28usize.checked_add(cap)?;
+    at += pad4(cap);
+    let end = block.len().checked_sub(4)?;
+    while at.checked_add(4)? <= end {
+        let code = u16::from_le_bytes(block.get(at..at + 2)?.try_into().ok()?);
+        let len = usize::from(u16::from_le_bytes(
+            block.get(at + 2..at + 4)?.try_into().ok()?,
+        ));
+        if code == 0 {
+            return None;
+        }
+        let value = block.get(at + 4..(at + 4).checked_add(len)?)?;
+        if code == 1 {
+            return Some(value);
+        }
+        at += 4 + len + pad4(len);
+    }
+    None
 }
 
 /// What a walk over a spool file found.
@@ -133,9 +169,18 @@ mod tests {
         let mut f = Vec::new();
         section_header(&mut f).unwrap();
         interface(&mut f, 1, 262_144, "veth0").unwrap();
-        packet(&mut f, 0, 1_700_000_000_123_456_789, &[], b"abcde", 60).unwrap();
+        packet(&mut f, 0, 1_700_000_000_123_456_789, &[], b"abcde", 60, &[]).unwrap();
         let whole = f.len();
-        packet(&mut f, 0, 1_700_000_001_000_000_000, &[1, 2], b"xyz", 3).unwrap();
+        packet(
+            &mut f,
+            0,
+            1_700_000_001_000_000_000,
+            &[1, 2],
+            b"xyz",
+            3,
+            &[],
+        )
+        .unwrap();
         let w = walk(&f);
         assert_eq!((w.whole as usize, w.packets), (f.len(), 2));
         assert_eq!(w.first_ts, Some(1_700_000_000_123_456_789));
@@ -149,6 +194,7 @@ mod tests {
         let mut f = Vec::new();
         section_header(&mut f).unwrap();
         interface(&mut f, 101, 65_535, "any").unwrap();
+        let at = f.len();
         packet(
             &mut f,
             0,
@@ -156,8 +202,16 @@ mod tests {
             &[],
             &[0x45, 0, 0, 20],
             20,
+            b"a comment of 17 b",
         )
         .unwrap();
+        // The comment reads back; a block without one has none.
+        let block = &f[at..];
+        assert_eq!(packet_comment(block, 4), Some(&b"a comment of 17 b"[..]));
+        let mut plain = Vec::new();
+        packet(&mut plain, 0, 1, &[], b"abcde", 5, &[]).unwrap();
+        assert_eq!(packet_comment(&plain, 5), None);
+        assert_eq!(packet_comment(&block[..20], 4), None, "cut: nothing");
         let mut seen = Vec::new();
         pipeline::source::read(&f[..], std::path::Path::new("memory"), |fr| {
             seen.push((fr.ts, fr.data.to_vec(), fr.orig_len))
