@@ -250,9 +250,16 @@ pub mod lab {
         /// `tapwire watch` subscribed to the lab's agent from the server namespace, printing
         /// NDJSON; the lines it prints, as they come.
         pub fn watch(&self) -> (Child, mpsc::Receiver<String>) {
+            self.watch_with(&[])
+        }
+
+        /// [`Lab::watch`] with more arguments (`--since 1m`, say).
+        pub fn watch_with(&self, extra: &[&str]) -> (Child, mpsc::Receiver<String>) {
             let api = format!("http://{API}");
+            let mut args = vec![&*TAPWIRE_PATH as &str, "watch", "--agent", &api];
+            args.extend_from_slice(extra);
             let mut child = self
-                .in_ns(&self.s, &[&*TAPWIRE_PATH as &str, "watch", "--agent", &api])
+                .in_ns(&self.s, &args)
                 .stdout(Stdio::piped())
                 .spawn()
                 .unwrap();
@@ -262,27 +269,29 @@ pub mod lab {
 
         /// redis-server on the server address, port 6379.
         pub fn start_redis(&mut self) {
+            self.start_redis_with(&["--port", "6379"]);
+        }
+
+        /// redis-server on the server address with `ports` (and any other options), no
+        /// persistence.
+        pub fn start_redis_with(&mut self, ports: &[&str]) {
+            let mut args = vec!["redis-server", "--bind", &self.sa];
+            args.extend_from_slice(ports);
+            args.extend_from_slice(&["--save", "", "--appendonly", "no", "--protected-mode", "no"]);
             let child = self
-                .in_ns(
-                    &self.s,
-                    &[
-                        "redis-server",
-                        "--bind",
-                        &self.sa,
-                        "--port",
-                        "6379",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--protected-mode",
-                        "no",
-                    ],
-                )
+                .in_ns(&self.s, &args)
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap();
             self.procs.push(child);
+        }
+
+        /// `tapwire pcap --agent <the lab's agent> ARGS` from the server namespace.
+        pub fn pcap(&self, args: &[&str]) -> std::process::ExitStatus {
+            let api = format!("http://{API}");
+            let mut all = vec![&*TAPWIRE_PATH as &str, "pcap", "--agent", &api];
+            all.extend_from_slice(args);
+            self.in_ns(&self.s, &all).status().unwrap()
         }
 
         /// dnsmasq on the server address, port 53, answering `records` (dnsmasq options).

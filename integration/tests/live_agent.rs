@@ -139,22 +139,7 @@ fn capture_spool_and_dissect_on_demand() {
     // exchanges seen live (the segments are flushed once a second).
     std::thread::sleep(Duration::from_millis(1200));
     let export = lab.dir.join("export.pcapng");
-    let st = lab
-        .in_ns(
-            &lab.s.clone(),
-            &[
-                &*TAPWIRE_PATH as &str,
-                "pcap",
-                "--agent",
-                &format!("http://{API}"),
-                "--since",
-                "1m",
-                "-o",
-                export.to_str().unwrap(),
-            ],
-        )
-        .status()
-        .unwrap();
+    let st = lab.pcap(&["--since", "1m", "-o", export.to_str().unwrap()]);
     assert!(st.success());
     let exported = requests(&dissect(std::slice::from_ref(&export)));
     for r in &want {
@@ -247,22 +232,7 @@ fn capture_spool_and_dissect_on_demand() {
 
     // `since`: a new subscriber first gets the spool's recent past (made while nobody or
     // somebody else was subscribed), then live events, each exchange exactly once.
-    let mut since = lab
-        .in_ns(
-            &lab.s.clone(),
-            &[
-                &*TAPWIRE_PATH as &str,
-                "watch",
-                "--agent",
-                &format!("http://{API}"),
-                "--since",
-                "1m",
-            ],
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let srx = lines_of(&mut since);
+    let (mut since, srx) = lab.watch_with(&["--since", "1m"]);
     wait_until("the since subscription", || {
         lab.status()["demand"]["subscriptions"] == 3
     });

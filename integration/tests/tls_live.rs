@@ -14,15 +14,13 @@
 //! HTTP/1.1 by ALPN, and redis-cli `--tls` against
 //! redis-server's TLS port, each exchange once with its process; the same exchanges again
 //! from the spool through a `since` subscription, and in a `tapwire pcap` export on the
-//! `tls-plaintext` interface, read by tshark and `tapwire dissect`. Skipped visibly when not
+//! `tls-plaintext` interface, read by tshark. Skipped visibly when not
 //! root; a missing tool as root is a failure (`.ci/run` installs them).
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use tapwire_integration::lab::{
-    API, Lab, TAPWIRE_PATH, have, lines_of, sh, tapwire_cmd, wait_until,
-};
+use tapwire_integration::lab::{API, Lab, have, sh, wait_until};
 
 /// The agent's gauge `name`, read inside the server namespace.
 fn read_gauge(lab: &Lab, name: &str) -> Option<i64> {
@@ -265,36 +263,18 @@ fn go_over_http2_and_tls_redis_with_the_probes_always_on() {
         lab.dir.join("c.pem").display().to_string(),
         lab.dir.join("k.pem").display().to_string(),
     );
-    let s = lab.s.clone();
-    let redis = lab
-        .in_ns(
-            &s,
-            &[
-                "redis-server",
-                "--bind",
-                &sa,
-                "--port",
-                "0",
-                "--tls-port",
-                "6380",
-                "--tls-cert-file",
-                &cert,
-                "--tls-key-file",
-                &key,
-                "--tls-auth-clients",
-                "no",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "no",
-            ],
-        )
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    lab.procs.push(redis);
+    lab.start_redis_with(&[
+        "--port",
+        "0",
+        "--tls-port",
+        "6380",
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-auth-clients",
+        "no",
+    ]);
     let c = lab.c.clone();
     let cli = |args: &[&str]| {
         let mut a = vec!["redis-cli", "-h", &sa, "-p", "6380", "--tls", "--insecure"];
@@ -420,23 +400,7 @@ fn go_over_http2_and_tls_redis_with_the_probes_always_on() {
     // The decrypted connections are in the spool (its `tls/` folder): a `since` subscription
     // replays them as they were dissected live, with their process.
     std::thread::sleep(Duration::from_millis(1200)); // the once-a-second flush
-    let api = format!("http://{API}");
-    let mut since = lab
-        .in_ns(
-            &lab.s,
-            &[
-                &*TAPWIRE_PATH as &str,
-                "watch",
-                "--agent",
-                &api,
-                "--since",
-                "1m",
-            ],
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let srx = lines_of(&mut since);
+    let (mut since, srx) = lab.watch_with(&["--since", "1m"]);
     let replayed = tls_exchanges(&srx, Duration::from_secs(4));
     let _ = since.kill();
     let _ = since.wait();
@@ -457,50 +421,33 @@ fn go_over_http2_and_tls_redis_with_the_probes_always_on() {
     );
     // And `tapwire pcap` exports them on their own interface, readable as cleartext.
     let export = lab.dir.join("export.pcapng");
-    let st = lab
-        .in_ns(
-            &lab.s,
-            &[
-                &*TAPWIRE_PATH as &str,
-                "pcap",
-                "--agent",
-                &api,
-                "--since",
-                "1m",
-                "-o",
-                export.to_str().unwrap(),
-            ],
-        )
-        .status()
-        .unwrap();
+    let st = lab.pcap(&["--since", "1m", "-o", export.to_str().unwrap()]);
     assert!(st.success());
-    // (The wire carries only TLS on port 443: an HTTP request tshark reads is the plaintext's.
-    // tshark 4.0 numbers interfaces across the file's sections, so it may name another.)
+    // tshark reads the records: their comments name the process, their payload is the
+    // plaintext. (They share their TCP addresses and ports with the encrypted packets of the
+    // same connection, which a TCP-conversation view mixes: read them by their comment.)
     let out = std::process::Command::new("tshark")
+        .args(["-r", export.to_str().unwrap()])
         .args([
-            "-r",
-            export.to_str().unwrap(),
             "-Y",
-            "http.request",
+            "frame.comment contains \"tapwire-tls\"",
             "-T",
             "fields",
         ])
-        .args(["-e", "tcp.dstport", "-e", "http.request.uri"])
+        .args(["-e", "frame.comment", "-e", "tcp.payload"])
         .output()
         .unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
+    let want: String = b"GET /hello.txt?via=h1 HTTP/1.1"
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert!(
-        shown.lines().any(|l| l == "443\t/hello.txt?via=h1"),
-        "tshark reads the plaintext: {shown}"
-    );
-    let out = tapwire_cmd()
-        .args(["dissect", "-q", "--format", "ndjson"])
-        .arg(&export)
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("via=h1"),
-        "tapwire dissect reads the export"
+        shown
+            .lines()
+            .any(|l| l.contains(&format!("pid={h1} exe=goclient")) && l.contains(&want)),
+        "tshark reads the plaintext records: {shown}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let _ = watch.kill();
     let _ = watch.wait();

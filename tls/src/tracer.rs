@@ -332,6 +332,17 @@ impl Tracer {
                 }
             }
         }
+        self.keep(id, links, attached, shown)
+    }
+
+    /// Keep the links of file `id` (shown as `shown`) when at least one function was attached.
+    fn keep(
+        &mut self,
+        id: (u64, u64),
+        links: Vec<Link>,
+        attached: Vec<&'static str>,
+        shown: String,
+    ) -> Result<Vec<&'static str>, TlsError> {
         if attached.is_empty() {
             return Err(TlsError::NoFunctions(shown));
         }
@@ -388,17 +399,7 @@ impl Tracer {
             );
             attached.push(f.name);
         }
-        if attached.is_empty() {
-            return Err(TlsError::NoFunctions(shown));
-        }
-        self.libraries.insert(
-            id,
-            Attachment {
-                _links: links,
-                seen: Instant::now(),
-            },
-        );
-        Ok(attached)
+        self.keep(id, links, attached, shown)
     }
 
     /// Attach to a library or executable a scan found, through any process that still maps

@@ -24,6 +24,15 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// Whether the test can run (root); if not, it says it skips.
+fn root() -> bool {
+    let yes = is_root();
+    if !yes {
+        eprintln!("SKIP: the TLS tracer test needs root (BPF, network namespaces)");
+    }
+    yes
+}
+
 fn run(args: &[&str]) {
     let st = Command::new(args[0])
         .args(&args[1..])
@@ -190,8 +199,7 @@ fn stream(chunks: &[Chunk], pid: u32, dir: Direction) -> Vec<u8> {
 
 #[test]
 fn curl_and_nginx_plaintext_with_their_connection() {
-    if !is_root() {
-        eprintln!("SKIP: the TLS tracer test needs root (BPF, network namespaces)");
+    if !root() {
         return;
     }
     let srv = Server::start("curl");
@@ -240,8 +248,7 @@ fn curl_and_nginx_plaintext_with_their_connection() {
 
 #[test]
 fn python_ex_calls_large_writes_split_and_truncation_is_a_gap() {
-    if !is_root() {
-        eprintln!("SKIP: the TLS tracer test needs root (BPF, network namespaces)");
+    if !root() {
         return;
     }
     let srv = Server::start("py");
@@ -291,8 +298,7 @@ while s.recv(65536): pass
 
 #[test]
 fn a_megabyte_response_arrives_whole() {
-    if !is_root() {
-        eprintln!("SKIP: the TLS tracer test needs root (BPF, network namespaces)");
+    if !root() {
         return;
     }
     let srv = Server::start("big");
@@ -324,8 +330,7 @@ fn a_megabyte_response_arrives_whole() {
 
 #[test]
 fn a_tiny_ring_loses_chunks_and_counts_them() {
-    if !is_root() {
-        eprintln!("SKIP: the TLS tracer test needs root (BPF, network namespaces)");
+    if !root() {
         return;
     }
     let srv = Server::start("tiny");
@@ -344,8 +349,7 @@ fn a_tiny_ring_loses_chunks_and_counts_them() {
 
 #[test]
 fn curl_through_the_pipeline_is_one_http_exchange_with_its_process() {
-    if !is_root() {
-        eprintln!("SKIP: the TLS tracer test needs root (BPF, network namespaces)");
+    if !root() {
         return;
     }
     let srv = Server::start("pipe");
@@ -405,8 +409,7 @@ fn curl_through_the_pipeline_is_one_http_exchange_with_its_process() {
 
 #[test]
 fn an_excluded_process_is_never_traced() {
-    if !is_root() {
-        eprintln!("SKIP: the TLS tracer test needs root (BPF, network namespaces)");
+    if !root() {
         return;
     }
     let srv = Server::start("self");
@@ -549,8 +552,7 @@ fn attach_go(t: &mut Tracer, bin: &Path) {
 
 #[test]
 fn a_go_client_over_http1_and_http2_through_the_pipeline() {
-    if !is_root() {
-        eprintln!("SKIP: the TLS tracer test needs root (BPF, network namespaces)");
+    if !root() {
         return;
     }
     let bin = go_build("client", &[]).expect("go");
@@ -615,8 +617,7 @@ fn a_go_client_over_http1_and_http2_through_the_pipeline() {
 
 #[test]
 fn a_stripped_pie_go_server_is_found_by_the_scan() {
-    if !is_root() {
-        eprintln!("SKIP: the TLS tracer test needs root (BPF, network namespaces)");
+    if !root() {
         return;
     }
     let bin = go_build("server", &["-buildmode=pie", "-ldflags=-s -w"]).expect("go");
@@ -702,8 +703,7 @@ fn a_stripped_pie_go_server_is_found_by_the_scan() {
 
 #[test]
 fn static_openssl_is_traced_by_symbol_and_reported_when_stripped() {
-    if !is_root() {
-        eprintln!("SKIP: the TLS tracer test needs root (BPF, network namespaces)");
+    if !root() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("tw-static-{}", std::process::id()));
