@@ -62,8 +62,16 @@ pub struct Metrics {
 
 /// The outcomes `tapwire_tls_chunks_total` counts: dissected (handed to the pipeline),
 /// duplicate (the other end of a connection traced on this node), unbound (no socket known),
-/// lost (the ring buffer or the agent's queue was full), bad (a record the parser refused).
-pub const TLS_CHUNK_OUTCOMES: [&str; 5] = ["dissected", "duplicate", "unbound", "lost", "bad"];
+/// lost (the ring buffer or the agent's queue was full), bad (a record the parser refused),
+/// unordered (released before its reordering window ended: the window's cap was reached).
+pub const TLS_CHUNK_OUTCOMES: [&str; 6] = [
+    "dissected",
+    "duplicate",
+    "unbound",
+    "lost",
+    "bad",
+    "unordered",
+];
 
 /// The outcomes `tapwire_tls_bytes_total` counts: as for chunks, and truncated (bytes past
 /// the per-call cap of 16 chunks).
@@ -172,7 +180,7 @@ impl Metrics {
             tls_chunks: counter_vec(
                 &r,
                 "tapwire_tls_chunks_total",
-                "Plaintext chunks from the TLS plaintext source, by outcome: dissected, duplicate (the other end of a connection traced on this node), unbound (no socket known), lost (ring buffer or queue full), bad (refused record).",
+                "Plaintext chunks from the TLS plaintext source, by outcome: dissected, duplicate (the other end of a connection traced on this node), unbound (no socket known), lost (ring buffer or queue full), bad (refused record), unordered (released early from the full reordering window; counted again as dissected or duplicate).",
                 &["outcome"],
             ),
             tls_bytes: counter_vec(

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use pipeline::Pipeline;
 use tapwire_tls::executable::{self, Executable};
-use tapwire_tls::{Config, Counters, Feed, FeedStats, SyncReport, Tracer, discover};
+use tapwire_tls::{Config, Counters, Feed, FeedStats, Reorder, SyncReport, Tracer, discover};
 
 use crate::capture::{Mirror, PIPELINE_STACK, Shared, publish, spool_housekeeping};
 use crate::config::TlsMode;
@@ -103,11 +103,14 @@ fn tap_into(feed: &mut Feed, spool: &SharedSpool) {
 /// The probes and what reads them, while attached.
 struct Attached {
     tracer: Tracer,
+    reorder: Reorder,
     feed: Feed,
     pipe: Pipeline,
     mirror: Mirror,
     /// Counters already added to the metrics (each tracer and feed starts from zero).
     seen: (Counters, FeedStats),
+    /// `reorder.early` already added to the metrics.
+    early_seen: u64,
     last_account: Instant,
     scanner: Scanner,
     /// Unsupported executables already said (cleared of files no process runs any more).
@@ -161,9 +164,14 @@ fn run(mode: TlsMode, shared: &Shared, spool: Option<WorkerSpool>) {
             continue;
         };
         let Attached {
-            tracer, feed, pipe, ..
+            tracer,
+            reorder,
+            feed,
+            pipe,
+            ..
         } = a;
-        if let Err(e) = tracer.poll(POLL, |c| feed.push(c, pipe, &mut out)) {
+        let mut ready = |c| feed.push(c, pipe, &mut out);
+        if let Err(e) = tracer.poll(POLL, |c| reorder.push(c, &mut ready)) {
             eprintln!("tapwire: TLS plaintext off: {e}");
             if let Some(a) = attached.take() {
                 detach(a, shared);
@@ -171,7 +179,9 @@ fn run(mode: TlsMode, shared: &Shared, spool: Option<WorkerSpool>) {
             unavailable = true;
             continue;
         }
-        feed.release(tapwire_tls::feed::monotonic_ns(), pipe, &mut out);
+        let now = tapwire_tls::feed::monotonic_ns();
+        reorder.release(now, |c| feed.push(c, pipe, &mut out));
+        feed.release(now, pipe, &mut out);
         publish(shared, &mut out);
         follow_execs(a, &shared.metrics);
         take_found(a, &shared.metrics);
@@ -181,6 +191,13 @@ fn run(mode: TlsMode, shared: &Shared, spool: Option<WorkerSpool>) {
         }
     }
     if let Some(mut a) = attached.take() {
+        let Attached {
+            reorder,
+            feed,
+            pipe,
+            ..
+        } = &mut a;
+        reorder.finish(|c| feed.push(c, pipe, &mut out));
         a.feed.finish(&mut a.pipe, &mut out);
         a.pipe.finish(&mut out);
         publish(shared, &mut out);
@@ -216,10 +233,12 @@ fn attach(shared: &Shared) -> Result<Attached, tapwire_tls::TlsError> {
     shared.metrics.tls_tracing.set(1);
     Ok(Attached {
         tracer,
+        reorder: Reorder::new(),
         feed: Feed::new(),
         pipe: Pipeline::new(shared.pipeline.clone()),
         mirror: Mirror::default(),
         seen: Default::default(),
+        early_seen: 0,
         last_account: Instant::now(),
         scanner,
         said,
@@ -529,6 +548,13 @@ fn account(a: &mut Attached, m: &Metrics) {
         (chunks, "bad", c.bad_records, c0.bad_records),
         (bytes, "truncated", c.truncated_bytes, c0.truncated_bytes),
     ];
+    let early = a.reorder.early;
+    if early > a.early_seen {
+        m.tls_chunks
+            .with_label_values(&["unordered"])
+            .inc_by(early - a.early_seen);
+        a.early_seen = early;
+    }
     if c.execs_lost > c0.execs_lost {
         m.tls_execs_lost.inc_by(c.execs_lost - c0.execs_lost);
     }

@@ -80,6 +80,7 @@ struct call {
 	struct tuple t;
 	__u32 netns; /* the socket's network namespace (its inode number) */
 	__u32 pad;
+	__u64 start; /* when the call was made (CLOCK_MONOTONIC) */
 };
 
 struct conn_key {
@@ -189,6 +190,7 @@ static __always_inline int enter(__u64 ssl, __u64 buf, __u64 count_ptr, __u32 di
 	c.buf = buf;
 	c.count_ptr = count_ptr;
 	c.dir = dir;
+	c.start = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&calls, &id, &c, BPF_ANY))
 		count(C_CALLS_CAP, 1);
 	return 0;
@@ -309,7 +311,10 @@ static __always_inline void send_chunks(struct call *c, struct conn *conn, __u64
 		count(C_LOST_BYTES, n);
 		return;
 	}
-	ch->h.ts_ns = bpf_ktime_get_ns();
+	/* A write is stamped when it was called (before its bytes left), a read when it returned
+	 * (after they arrived): in time order a request comes before its answer, even when the
+	 * answer's read (another thread's) reaches the ring buffer first. */
+	ch->h.ts_ns = dir == DIR_WRITE ? c->start : bpf_ktime_get_ns();
 	ch->h.ssl = c->ssl;
 	ch->h.tgid = id >> 32;
 	ch->h.tid = (__u32)id;
@@ -493,6 +498,7 @@ static __always_inline int go_enter(struct pt_regs *ctx, __u32 dir)
 	c.ssl = ctx->ax;
 	c.buf = ctx->bx;
 	c.dir = dir;
+	c.start = bpf_ktime_get_ns();
 	__u64 data = 0, netfd = 0;
 	__s64 fd = -1;
 	if (!bpf_probe_read_user(&data, sizeof(data), (void *)(c.ssl + 8)) && data &&

@@ -14,6 +14,7 @@
 //!   the counters.
 //! - [`chunk`]: one ring-buffer record as a [`Chunk`]: process, connection, direction,
 //!   per-direction byte offset (a jump is a gap), endpoints, plaintext.
+//! - [`reorder`]: chunks back in time order (a read reported before the write it answers).
 //! - [`feed`]: chunks into the pipeline's plaintext streams (`Pipeline::stream`): stream ids,
 //!   the owning process, wall-clock time, one owner per TCP connection when both ends are
 //!   traced.
@@ -33,8 +34,10 @@ pub mod discover;
 pub mod executable;
 pub mod feed;
 pub mod golang;
+pub mod reorder;
 pub mod tracer;
 
 pub use chunk::{Chunk, ChunkError, ConnId, Direction, Endpoints};
 pub use feed::{Feed, FeedStats};
+pub use reorder::Reorder;
 pub use tracer::{Config, Counters, SyncReport, TlsError, Tracer, UnsupportedExecutable};

@@ -360,9 +360,13 @@ fn curl_through_the_pipeline_is_one_http_exchange_with_its_process() {
     let mut feed = tapwire_tls::Feed::new();
     let mut pipe = pipeline::Pipeline::default();
     let mut out = Vec::new();
+    // In time order, as the agent hands them over (a read reported before the write it
+    // answers waits for it).
+    let mut reorder = tapwire_tls::Reorder::new();
     for c in chunks {
-        feed.push(c, &mut pipe, &mut out);
+        reorder.push(c, |c| feed.push(c, &mut pipe, &mut out));
     }
+    reorder.finish(|c| feed.push(c, &mut pipe, &mut out));
     feed.finish(&mut pipe, &mut out);
     pipe.finish(&mut out);
     let mine: Vec<&schemas::Exchange> = out
@@ -593,9 +597,13 @@ fn a_go_client_over_http1_and_http2_through_the_pipeline() {
     let mut feed = tapwire_tls::Feed::new();
     let mut pipe = pipeline::Pipeline::default();
     let mut out = Vec::new();
+    // In time order, as the agent hands them over (a read reported before the write it
+    // answers waits for it).
+    let mut reorder = tapwire_tls::Reorder::new();
     for c in chunks {
-        feed.push(c, &mut pipe, &mut out);
+        reorder.push(c, |c| feed.push(c, &mut pipe, &mut out));
     }
+    reorder.finish(|c| feed.push(c, &mut pipe, &mut out));
     feed.finish(&mut pipe, &mut out);
     pipe.finish(&mut out);
     for (pid, query, proto) in [(pid1, "one", "1.1"), (pid2, "two", "2")] {
