@@ -357,18 +357,7 @@ fn curl_through_the_pipeline_is_one_http_exchange_with_its_process() {
     let (pid, chunks) = curl(&srv, &mut t, "/hello.txt?token=s3cret");
     // Both ends are traced (nginx and curl load the same libssl): each exchange once, from
     // curl, the client's end; nginx's copy of the connection is counted.
-    let mut feed = tapwire_tls::Feed::new();
-    let mut pipe = pipeline::Pipeline::default();
-    let mut out = Vec::new();
-    // In time order, as the agent hands them over (a read reported before the write it
-    // answers waits for it).
-    let mut reorder = tapwire_tls::Reorder::new();
-    for c in chunks {
-        reorder.push(c, |c| feed.push(c, &mut pipe, &mut out));
-    }
-    reorder.finish(|c| feed.push(c, &mut pipe, &mut out));
-    feed.finish(&mut pipe, &mut out);
-    pipe.finish(&mut out);
+    let (out, feed) = dissect(chunks);
     let mine: Vec<&schemas::Exchange> = out
         .iter()
         .filter(|e| e.process.as_ref().is_some_and(|p| p.pid == pid))
@@ -441,6 +430,22 @@ fn an_excluded_process_is_never_traced() {
         !chunks.iter().any(|c| c.conn.pid == worker),
         "the excluded process sent chunks"
     );
+}
+
+/// `chunks` through the reordering stage, the feed and a pipeline, as the agent hands them
+/// over: the exchanges, and the feed (for its counters).
+fn dissect(chunks: Vec<Chunk>) -> (Vec<schemas::Exchange>, tapwire_tls::Feed) {
+    let mut feed = tapwire_tls::Feed::new();
+    let mut pipe = pipeline::Pipeline::default();
+    let mut out = Vec::new();
+    let mut reorder = tapwire_tls::Reorder::new();
+    for c in chunks {
+        reorder.push(c, |c| feed.push(c, &mut pipe, &mut out));
+    }
+    reorder.finish(|c| feed.push(c, &mut pipe, &mut out));
+    feed.finish(&mut pipe, &mut out);
+    pipe.finish(&mut out);
+    (out, feed)
 }
 
 /// `tests/go/<name>.go` built by Debian's Go into a fresh folder with `flags`; the binary's
@@ -594,18 +599,7 @@ fn a_go_client_over_http1_and_http2_through_the_pipeline() {
         "HTTP/2 by ALPN"
     );
     chunks.extend(more);
-    let mut feed = tapwire_tls::Feed::new();
-    let mut pipe = pipeline::Pipeline::default();
-    let mut out = Vec::new();
-    // In time order, as the agent hands them over (a read reported before the write it
-    // answers waits for it).
-    let mut reorder = tapwire_tls::Reorder::new();
-    for c in chunks {
-        reorder.push(c, |c| feed.push(c, &mut pipe, &mut out));
-    }
-    reorder.finish(|c| feed.push(c, &mut pipe, &mut out));
-    feed.finish(&mut pipe, &mut out);
-    pipe.finish(&mut out);
+    let (out, _) = dissect(chunks);
     for (pid, query, proto) in [(pid1, "one", "1.1"), (pid2, "two", "2")] {
         let mine: Vec<&schemas::Exchange> = out
             .iter()
