@@ -401,6 +401,80 @@ fn curl_through_the_pipeline_is_one_http_exchange_with_its_process() {
 }
 
 #[test]
+fn a_connection_opened_before_the_probes_is_picked_up_at_its_next_request() {
+    if !root() {
+        return;
+    }
+    let srv = Server::start("early");
+    // A keep-alive connection whose first request is made before the tracer loads; the
+    // second waits for a line on stdin.
+    let script = r#"
+import socket, ssl, sys
+c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.CERT_NONE
+s = c.wrap_socket(socket.create_connection(("127.0.0.1", 8443)))
+def get(path):
+    s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+    got = b""
+    while not got.endswith(b"hello over tls\n"):
+        got += s.recv(65536)
+get(b"/hello.txt?before")
+print("ready", flush=True)
+sys.stdin.readline()
+get(b"/hello.txt?after")
+"#;
+    let mut child = srv
+        .client(&["python3", "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut line = String::new();
+    use std::io::{BufRead, Write};
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let mut t = tracer(8 << 20);
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    let mut chunks = Vec::new();
+    let until = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < until, "the client did not finish");
+        t.poll(Duration::from_millis(20), |c| chunks.push(c))
+            .unwrap();
+    }
+    t.poll(Duration::from_millis(300), |c| chunks.push(c))
+        .unwrap();
+    // Bound to its socket at its first write under the probes; its offsets count from there.
+    let first = chunks
+        .iter()
+        .find(|c| c.conn.pid == pid)
+        .expect("the old connection's chunks");
+    assert!(
+        first.new_connection && first.endpoints.is_some(),
+        "{first:?}"
+    );
+    assert_eq!(first.offset, 0);
+    let (out, _) = dissect(chunks);
+    let mine: Vec<&schemas::Exchange> = out
+        .iter()
+        .filter(|e| e.process.as_ref().is_some_and(|p| p.pid == pid))
+        .collect();
+    assert_eq!(mine.len(), 1, "the request made under the probes: {out:#?}");
+    let url = mine[0].url.as_ref().expect("url");
+    assert_eq!(url.query.as_deref(), Some("after"));
+    assert_eq!(
+        mine[0]
+            .http
+            .as_ref()
+            .and_then(|h| h.response.as_ref())
+            .and_then(|r| r.status_code),
+        Some(200)
+    );
+}
+
+#[test]
 fn an_excluded_process_is_never_traced() {
     if !root() {
         return;
