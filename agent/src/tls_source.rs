@@ -85,9 +85,10 @@ type SharedSpool = Rc<RefCell<WorkerSpool>>;
 /// Write each chunk the feed dissects to `spool` as plaintext records.
 fn tap_into(feed: &mut Feed, spool: &SharedSpool) {
     let spool = Rc::clone(spool);
+    let mut packet = Vec::new();
     feed.set_tap(move |chunk| {
         let mut s = spool.borrow_mut();
-        plaintext::encode(chunk, |packet, comment| {
+        plaintext::encode(chunk, &mut packet, |packet, comment| {
             s.write_commented(
                 plaintext::IFACE_KEY,
                 plaintext::LINK_RAW,

@@ -111,12 +111,9 @@ fn usize_of(v: u64) -> Option<usize> {
 
 /// `(major, minor)` of a Go version string (`go1.19.8`, `go1.21rc2`, `devel go1.23-…`).
 pub fn parse_version(v: &str) -> Option<(u32, u32)> {
-    let at = v.find("go1.")?;
-    let rest = &v[at + 4..];
-    let end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    Some((1, rest[..end].parse().ok()?))
+    let (_, rest) = v.split_once("go1.")?;
+    let minor: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((1, minor.parse().ok()?))
 }
 
 /// The Go version in a `.go.buildinfo` section. The 1.18+ form holds it inline (a varint

@@ -27,6 +27,15 @@ pub fn section_header(w: &mut impl Write) -> io::Result<u64> {
     Ok(u64::from(len))
 }
 
+/// Most bytes of a packet comment (an option's length is 16 bits).
+const MAX_COMMENT: usize = u16::MAX as usize;
+
+/// The zero bytes that pad a field of `n` bytes to a multiple of four.
+fn padding(n: usize) -> &'static [u8] {
+    static ZEROS: [u8; 3] = [0; 3];
+    ZEROS.get(..pad4(n)).unwrap_or_default()
+}
+
 fn pad4(n: usize) -> usize {
     (4 - n % 4) % 4
 }
@@ -44,7 +53,7 @@ pub fn interface(w: &mut impl Write, link: u16, snaplen: u32, name: &str) -> io:
     w.write_all(&2u16.to_le_bytes())?; // if_name
     w.write_all(&(name.len() as u16).to_le_bytes())?;
     w.write_all(name)?;
-    w.write_all(&[0; 3][..pad4(name.len())])?;
+    w.write_all(padding(name.len()))?;
     w.write_all(&9u16.to_le_bytes())?; // if_tsresol
     w.write_all(&1u16.to_le_bytes())?;
     w.write_all(&[9, 0, 0, 0])?;
@@ -65,7 +74,7 @@ pub fn packet(
     comment: &[u8],
 ) -> io::Result<u64> {
     let cap = prefix.len() + data.len();
-    let comment = &comment[..comment.len().min(usize::from(u16::MAX))];
+    let comment = comment.get(..MAX_COMMENT).unwrap_or(comment);
     let opts = if comment.is_empty() {
         0
     } else {
@@ -81,12 +90,12 @@ pub fn packet(
     w.write_all(&(orig_len + prefix.len() as u32).to_le_bytes())?;
     w.write_all(prefix)?;
     w.write_all(data)?;
-    w.write_all(&[0; 3][..pad4(cap)])?;
+    w.write_all(padding(cap))?;
     if !comment.is_empty() {
         w.write_all(&1u16.to_le_bytes())?; // opt_comment
         w.write_all(&(comment.len() as u16).to_le_bytes())?;
         w.write_all(comment)?;
-        w.write_all(&[0; 3][..pad4(comment.len())])?;
+        w.write_all(padding(comment.len()))?;
         w.write_all(&[0; 4])?; // opt_endofopt
     }
     w.write_all(&len.to_le_bytes())?;

@@ -32,8 +32,9 @@ pub const MAX_RECORD: usize = 60_000;
 
 const TAG: &str = "tapwire-tls ";
 
-/// One record's packet and comment, for each piece of `chunk`.
-pub fn encode(chunk: &StreamChunk<'_>, mut f: impl FnMut(&[u8], &[u8])) {
+/// One record's packet and comment, for each piece of `chunk`; `packet` is the caller's
+/// buffer, reused from chunk to chunk.
+pub fn encode(chunk: &StreamChunk<'_>, packet: &mut Vec<u8>, mut f: impl FnMut(&[u8], &[u8])) {
     let (src, dst) = if chunk.sent {
         (chunk.local, chunk.peer)
     } else {
@@ -47,7 +48,6 @@ pub fn encode(chunk: &StreamChunk<'_>, mut f: impl FnMut(&[u8], &[u8])) {
         .chars()
         .filter(|c| !c.is_whitespace() && !c.is_control())
         .collect();
-    let mut packet = Vec::new();
     let mut offset = chunk.offset;
     for piece in chunk.data.chunks(MAX_RECORD) {
         let builder = match (src.0, dst.0) {
@@ -61,7 +61,7 @@ pub fn encode(chunk: &StreamChunk<'_>, mut f: impl FnMut(&[u8], &[u8])) {
             .psh()
             .ack(0);
         packet.clear();
-        if tcp.write(&mut packet, piece).is_err() {
+        if tcp.write(packet, piece).is_err() {
             return;
         }
         let comment = format!(
@@ -70,7 +70,7 @@ pub fn encode(chunk: &StreamChunk<'_>, mut f: impl FnMut(&[u8], &[u8])) {
             u8::from(chunk.sent),
             chunk.origin.pid
         );
-        f(&packet, comment.as_bytes());
+        f(packet, comment.as_bytes());
         offset += piece.len() as u64;
     }
 }
@@ -184,7 +184,7 @@ mod tests {
                     origin: &origin,
                 };
                 let mut back = Vec::new();
-                encode(&chunk, |packet, comment| {
+                encode(&chunk, &mut Vec::new(), |packet, comment| {
                     let r = decode(packet, comment).expect("decodes");
                     back.push((r.offset, r.data.to_vec(), r.local, r.peer, r.sent, r.origin));
                 });
@@ -218,7 +218,7 @@ mod tests {
             data: b"GET / HTTP/1.1\r\n\r\n",
             origin: &origin,
         };
-        encode(&chunk, |packet, comment| {
+        encode(&chunk, &mut Vec::new(), |packet, comment| {
             assert!(decode(packet, b"a comment").is_none());
             assert!(decode(&packet[..10], comment).is_none());
             assert!(decode(packet, b"tapwire-tls stream=0 sent=1 offset=0 pid=1").is_none());
