@@ -56,7 +56,9 @@ const LIBRARIES_AFTER: Duration = Duration::from_millis(100);
 const MAX_LATER: usize = 4096;
 
 /// How long one wait on the ring buffer lasts (the stop flag and demand are checked between).
-const POLL: Duration = Duration::from_millis(100);
+/// The ring wakes the wait only when a quarter full, so this is also the longest a chunk waits
+/// before it is read: short against the reorder window (50 ms).
+const POLL: Duration = Duration::from_millis(10);
 
 /// Start the source's thread, unless `mode` is off.
 /// Start the source's thread, unless `mode` is off; the plaintext it dissects is also

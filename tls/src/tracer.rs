@@ -561,9 +561,14 @@ impl Tracer {
             .ok_or_else(|| TlsError::Load(format!("program {name} missing")))
     }
 
-    /// Wait up to `timeout` for chunks and hand each to `f`, oldest first.
+    /// Wait up to `timeout`, then hand every chunk waiting to `f`, oldest first.
+    ///
+    /// The BPF program wakes this wait only for an exec or once a quarter of the chunk ring is
+    /// full (a wakeup per chunk cost more than the rest of the probe), so `timeout` is also the
+    /// longest a chunk waits in a quiet ring: call this on a short tick.
     pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(Chunk)) -> Result<(), TlsError> {
-        match self.ring.poll(timeout) {
+        let waited = self.ring.poll(timeout).and_then(|()| self.ring.consume());
+        match waited {
             Ok(()) => {}
             // A signal woke the wait (SIGTERM on its way to the runtime): not a failure.
             Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => {}
