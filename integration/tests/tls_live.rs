@@ -14,7 +14,12 @@
 //! HTTP/1.1 by ALPN, and redis-cli `--tls` against
 //! redis-server's TLS port, each exchange once with its process; the same exchanges again
 //! from the spool through a `since` subscription, and in a `tapwire pcap` export on the
-//! `tls-plaintext` interface, read by tshark. Skipped visibly when not
+//! `tls-plaintext` interface, read by tshark.
+//!
+//! Ground truth: curl (HTTP/1.1, HTTP/2), Python's `ssl` and the Go client write their session
+//! keys to `SSLKEYLOGFILE` while tcpdump records the encrypted packets; the exchanges tshark
+//! decrypts with those keys are exactly those the agent dissected from the plaintext (path,
+//! status, client port). Skipped visibly when not
 //! root; a missing tool as root is a failure (`.ci/run` installs them).
 
 use std::process::Stdio;
@@ -153,6 +158,50 @@ fn diagnostics(lab: &Lab) -> String {
     format!("{}\nagent log:\n{log}", series.join("\n"))
 }
 
+/// Debian's Go builds `tls/tests/go/client.go` into the lab folder: a file no process runs yet.
+fn go_client(lab: &Lab) -> std::path::PathBuf {
+    let bin = lab.dir.join("goclient");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../tls/tests/go/client.go");
+    let cache = std::env::temp_dir().join("tapwire-gocache");
+    let st = std::process::Command::new("go")
+        .args(["build", "-o", bin.to_str().unwrap(), src])
+        .env("GO111MODULE", "off")
+        .env("GOCACHE", &cache)
+        .env("GOPATH", cache.join("gopath"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "go build");
+    bin
+}
+
+/// Runs the Go client `bin` against `sa` until one run is traced. Its first run is seen at its
+/// exec, and its file attached then (read on a thread of its own): that run's first requests
+/// may come before the probes are in, milliseconds after its start, so they are not counted
+/// (their query is `via=warm-up`). The first run, usually, or the second; every later run of
+/// the file is traced from its first byte.
+fn warm_up(lab: &Lab, rx: &std::sync::mpsc::Receiver<String>, bin: &str, sa: &str) {
+    for _ in 0..10 {
+        let mut child = lab
+            .in_ns(
+                &lab.c,
+                &[bin, &format!("https://{sa}/hello.txt?via=warm-up")],
+            )
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(
+            child.wait().unwrap().success(),
+            "the Go client's warm-up run"
+        );
+        let seen = tls_exchanges(rx, Duration::from_secs(1));
+        if seen.iter().any(|e| e["process"]["pid"] == u64::from(pid)) {
+            return;
+        }
+    }
+    panic!("no run of the Go program was traced\n{}", diagnostics(lab));
+}
+
 #[test]
 fn https_plaintext_reaches_subscribers_with_its_process() {
     let Some(mut lab) = Lab::new() else { return };
@@ -289,17 +338,7 @@ fn go_over_http2_and_tls_redis_with_the_probes_always_on() {
     });
 
     // The Go client, built now: a file no process runs yet when the agent starts.
-    let bin = lab.dir.join("goclient");
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../tls/tests/go/client.go");
-    let cache = std::env::temp_dir().join("tapwire-gocache");
-    let st = std::process::Command::new("go")
-        .args(["build", "-o", bin.to_str().unwrap(), src])
-        .env("GO111MODULE", "off")
-        .env("GOCACHE", &cache)
-        .env("GOPATH", cache.join("gopath"))
-        .status()
-        .unwrap();
-    assert!(st.success(), "go build");
+    let bin = go_client(&lab);
 
     lab.start_agent_with(&["--tls", "always"]);
     let (mut watch, rx) = lab.watch();
@@ -311,24 +350,7 @@ fn go_over_http2_and_tls_redis_with_the_probes_always_on() {
         pid
     };
     let b = bin.to_str().unwrap();
-    // Its first run is seen at its exec, and its file attached then (read on a thread of its
-    // own): that run's first requests may come before the probes are in, milliseconds after
-    // its start, so they are not counted. Runs until one is traced (the first, usually, or
-    // the second); every later run of the file is traced from its first byte.
-    let mut traced = false;
-    for _ in 0..10 {
-        let pid = run(&[b, &format!("https://{sa}/hello.txt?via=warm-up")]);
-        let seen = tls_exchanges(&rx, Duration::from_secs(1));
-        if seen.iter().any(|e| e["process"]["pid"] == u64::from(pid)) {
-            traced = true;
-            break;
-        }
-    }
-    assert!(
-        traced,
-        "no run of the Go program was traced\n{}",
-        diagnostics(&lab)
-    );
+    warm_up(&lab, &rx, b, &sa);
     let h2 = run(&[b, &format!("https://{sa}/hello.txt?via=h2")]);
     let h1 = run(&[b, "-http1", &format!("https://{sa}/hello.txt?via=h1")]);
     let set = {
@@ -448,6 +470,215 @@ fn go_over_http2_and_tls_redis_with_the_probes_always_on() {
             .any(|l| l.contains(&format!("pid={h1} exe=goclient")) && l.contains(&want)),
         "tshark reads the plaintext records: {shown}{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
+
+/// tshark's HTTP exchanges in an encrypted capture it decrypts with `keys`: (client port,
+/// path with query, status), HTTP/1.x answers paired with their requests in order, HTTP/2 by
+/// stream.
+fn decrypted_by_tshark(
+    capture: &std::path::Path,
+    keys: &std::path::Path,
+) -> Vec<(u64, String, u64)> {
+    use serde_json::Value;
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(capture)
+        .arg("-o")
+        .arg(format!("tls.keylog_file:{}", keys.display()))
+        .args(["-T", "json", "--no-duplicate-keys", "-Y", "http || http2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let packets: Value = serde_json::from_slice(&out.stdout).expect("tshark JSON");
+    let items = |v: Option<&Value>| -> Vec<Value> {
+        match v {
+            Some(Value::Array(a)) => a.clone(),
+            Some(v) => vec![v.clone()],
+            None => vec![],
+        }
+    };
+    let num = |v: Option<&Value>| -> u64 {
+        v.and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    // HTTP/1: requests and answers per client port, in order. HTTP/2: per (port, stream).
+    let mut h1: std::collections::BTreeMap<u64, (Vec<String>, Vec<u64>)> = Default::default();
+    let mut h2: std::collections::BTreeMap<(u64, u64), (String, u64)> = Default::default();
+    for p in packets.as_array().into_iter().flatten() {
+        let layers = &p["_source"]["layers"];
+        let (sport, dport) = (
+            num(layers["tcp"].get("tcp.srcport")),
+            num(layers["tcp"].get("tcp.dstport")),
+        );
+        let port = if dport == 443 { sport } else { dport };
+        for http in items(layers.get("http")) {
+            // The request or status line is an object of its own inside the layer.
+            for line in http.as_object().into_iter().flat_map(|o| o.values()) {
+                if let Some(uri) = line.get("http.request.uri").and_then(Value::as_str) {
+                    h1.entry(port).or_default().0.push(uri.to_string());
+                }
+                if let Some(code) = line.get("http.response.code") {
+                    h1.entry(port).or_default().1.push(num(Some(code)));
+                }
+            }
+        }
+        for layer in items(layers.get("http2")) {
+            for st in items(layer.get("http2.stream")) {
+                let id = num(st.get("http2.streamid"));
+                for hf in items(st.get("http2.header")) {
+                    let value = hf.get("http2.header.value").and_then(Value::as_str);
+                    let e = h2.entry((port, id)).or_default();
+                    match hf.get("http2.header.name").and_then(Value::as_str) {
+                        Some(":path") => e.0 = value.unwrap_or("").to_string(),
+                        Some(":status") => e.1 = num(hf.get("http2.header.value")),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let mut all = Vec::new();
+    for (port, (paths, codes)) in h1 {
+        assert_eq!(
+            paths.len(),
+            codes.len(),
+            "tshark pairs every request on {port}"
+        );
+        all.extend(paths.into_iter().zip(codes).map(|(p, c)| (port, p, c)));
+    }
+    all.extend(h2.into_iter().map(|((port, _), (p, c))| (port, p, c)));
+    all.sort();
+    all
+}
+
+#[test]
+fn what_tshark_decrypts_with_the_clients_keys_is_what_the_probes_saw() {
+    // Ground truth: curl (HTTP/1.1 and HTTP/2), Python's `ssl` and a Go client write their
+    // session keys to SSLKEYLOGFILE; tcpdump records the encrypted packets on the client's
+    // veth; tshark decrypts that capture with the keys. The exchanges tshark finds and those
+    // the agent dissected from the probes' plaintext are the same: path, status, client port.
+    let Some(mut lab) = Lab::new() else { return };
+    for tool in ["openssl", "go", "tcpdump", "tshark", "python3"] {
+        assert!(have(tool), "{tool} (installed by .ci/run)");
+    }
+    let sa = start_https(&mut lab);
+    let bin = go_client(&lab);
+    let b = bin.to_str().unwrap();
+    let c = lab.c.clone();
+    lab.start_agent_with(&["--tls", "on-demand"]);
+    let (mut watch, rx) = lab.watch();
+    wait_until("the probes to attach", || tracing(&lab) == Some(1));
+    warm_up(&lab, &rx, b, &sa);
+
+    let capture = lab.dir.join("encrypted.pcap");
+    let keys = lab.dir.join("keys.txt");
+    let mut tcpdump = lab
+        .in_ns(
+            &c,
+            &[
+                "tcpdump",
+                "-i",
+                &c,
+                "-U",
+                "-Z",
+                "root",
+                "-w",
+                capture.to_str().unwrap(),
+                "tcp",
+                "port",
+                "443",
+            ],
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(tcpdump.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert!(line.contains("listening on"), "tcpdump: {line}");
+
+    let url = |q: &str| format!("https://{sa}/{q}");
+    let python = format!(
+        "import socket, ssl\n\
+         ctx = ssl.create_default_context(); ctx.check_hostname = False\n\
+         ctx.verify_mode = ssl.CERT_NONE\n\
+         s = ctx.wrap_socket(socket.create_connection(('{sa}', 443)))\n\
+         s.sendall(b'GET /hello.txt?via=python HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n\
+         while s.recv(4096): pass\n"
+    );
+    let runs: Vec<Vec<String>> = vec![
+        vec![
+            "curl".into(),
+            "-sk".into(),
+            "--http1.1".into(),
+            url("hello.txt?via=curl-h1"),
+            url("missing.txt?via=curl-h1"),
+        ],
+        vec![
+            "curl".into(),
+            "-sk".into(),
+            "--http2".into(),
+            url("hello.txt?via=curl-h2"),
+            url("missing.txt?via=curl-h2"),
+        ],
+        vec!["python3".into(), "-c".into(), python],
+        vec![
+            b.into(),
+            url("hello.txt?via=go-h2"),
+            url("missing.txt?via=go-h2"),
+        ],
+        vec![b.into(), "-http1".into(), url("hello.txt?via=go-h1")],
+    ];
+    let mut pids = Vec::new();
+    for args in &runs {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = lab
+            .in_ns(&c, &args)
+            .env("SSLKEYLOGFILE", &keys)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        pids.push(child.id());
+        assert!(child.wait().unwrap().success(), "{:?}", &args[..1]);
+    }
+    let got = ours(&lab, &pids, &tls_exchanges(&rx, Duration::from_secs(3)));
+    sh(&["kill", "-INT", &tcpdump.id().to_string()]);
+    let _ = tcpdump.wait();
+
+    let truth = decrypted_by_tshark(&capture, &keys);
+    assert_eq!(
+        truth.len(),
+        8,
+        "tshark decrypted every exchange: {truth:#?}"
+    );
+    let mut seen: Vec<(u64, String, u64)> = got
+        .iter()
+        .map(|e| {
+            let mut path = e["url"]["path"].as_str().unwrap_or("").to_string();
+            if let Some(q) = e["url"]["query"].as_str() {
+                path = format!("{path}?{q}");
+            }
+            (
+                e["client"]["port"].as_u64().unwrap_or(0),
+                path,
+                e["http"]["response"]["status_code"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        truth,
+        "the probes' exchanges against tshark's decryption\n{}",
+        diagnostics(&lab)
     );
     let _ = watch.kill();
     let _ = watch.wait();
