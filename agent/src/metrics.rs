@@ -55,6 +55,10 @@ pub struct Metrics {
     /// `tapwire_tls_attach_failures_total{reason}`.
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub tls_attach_failures: IntCounterVec,
+    /// `tapwire_tls_connections_total{picked_up}`: TLS connections whose plaintext was fed,
+    /// at their start or mid-stream (open before the probes attached to their process).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub tls_connections: IntCounterVec,
     /// `tapwire_tls_chunks_total{outcome}` and `tapwire_tls_bytes_total{outcome}`.
     pub tls_chunks: IntCounterVec,
     pub tls_bytes: IntCounterVec,
@@ -161,6 +165,12 @@ impl Metrics {
                 "tapwire_tls_processes_unsupported",
                 "Processes whose executable does TLS the TLS plaintext source cannot follow, by reason: go_too_old, go_version_unknown, stripped_static_tls, architecture, malformed, no_returns, unreadable.",
                 &["reason"],
+            ),
+            tls_connections: counter_vec(
+                &r,
+                "tapwire_tls_connections_total",
+                "TCP connections whose TLS plaintext was dissected, by when it was picked up: at_start, or midstream (open before the probes attached to its process; its first exchange may be cut).",
+                &["picked_up"],
             ),
             tls_execs_lost: {
                 let c = IntCounter::new(
@@ -314,6 +324,9 @@ impl Metrics {
         }
         for o in TLS_BYTE_OUTCOMES {
             self.tls_bytes.with_label_values(&[o]);
+        }
+        for p in ["at_start", "midstream"] {
+            self.tls_connections.with_label_values(&[p]);
         }
     }
 

@@ -38,7 +38,9 @@ use std::time::{Duration, Instant};
 
 use pipeline::Pipeline;
 use tapwire_tls::executable::{self, Executable};
-use tapwire_tls::{Config, Counters, Feed, FeedStats, Reorder, SyncReport, Tracer, discover};
+use tapwire_tls::{
+    Config, Counters, Feed, FeedStats, Reorder, SyncReport, Tracer, discover, sockets,
+};
 
 use crate::capture::{Mirror, PIPELINE_STACK, Shared, publish, spool_housekeeping};
 use crate::config::TlsMode;
@@ -224,17 +226,8 @@ fn attach(shared: &Shared) -> Result<Attached, tapwire_tls::TlsError> {
     let mut tracer = Tracer::load(Config::default())?;
     tracer.exclude_process(std::process::id())?;
     tracer.inspect_elsewhere();
-    let mut scanner = Scanner::spawn().map_err(|e| tapwire_tls::TlsError::Load(e.to_string()))?;
-    // The libraries mapped now are attached before the gauge says the probes are in; the
-    // executables are read by the scanning thread.
-    let mut said = BTreeSet::new();
-    let report = tracer.sync(&discover::scan(Path::new("/proc")));
-    note(&tracer, &report, &mut said, &shared.metrics);
-    for lib in report.uninspected {
-        scanner.ask(lib, None);
-    }
-    shared.metrics.tls_tracing.set(1);
-    Ok(Attached {
+    let scanner = Scanner::spawn().map_err(|e| tapwire_tls::TlsError::Load(e.to_string()))?;
+    let mut a = Attached {
         tracer,
         reorder: Reorder::new(),
         feed: Feed::new(),
@@ -244,9 +237,33 @@ fn attach(shared: &Shared) -> Result<Attached, tapwire_tls::TlsError> {
         early_seen: 0,
         last_account: Instant::now(),
         scanner,
-        said,
+        said: BTreeSet::new(),
         later: VecDeque::new(),
-    })
+    };
+    // The libraries mapped now are attached before the gauge says the probes are in; the
+    // executables are read by the scanning thread.
+    let report = a.tracer.sync(&discover::scan(Path::new("/proc")));
+    noted(&mut a, report, &shared.metrics);
+    shared.metrics.tls_tracing.set(1);
+    Ok(a)
+}
+
+/// After an attach: the report's gauges, failures and unsupported files ([`note`]); the
+/// connections the newly attached processes hold now, remembered as opened before the probes
+/// (their plaintext is picked up mid-stream); executables not read yet, asked of the scanning
+/// thread.
+fn noted(a: &mut Attached, report: SyncReport, m: &Metrics) {
+    note(&a.tracer, &report, &mut a.said, m);
+    if !report.attached_pids.is_empty() {
+        let now = tapwire_tls::feed::monotonic_ns();
+        let open = sockets::established(Path::new("/proc"), &report.attached_pids);
+        for e in open.connections {
+            a.feed.opened_before(e, now);
+        }
+    }
+    for lib in report.uninspected {
+        a.scanner.ask(lib, None);
+    }
 }
 
 /// Most executables waiting to be read by the scanning thread (past it, the next scan asks
@@ -453,10 +470,7 @@ fn take_found(a: &mut Attached, m: &Metrics) {
                 report
             }
         };
-        note(&a.tracer, &report, &mut a.said, m);
-        for lib in report.uninspected {
-            a.scanner.ask(lib, None);
-        }
+        noted(a, report, m);
     }
 }
 
@@ -480,12 +494,14 @@ fn follow_execs(a: &mut Attached, m: &Metrics) {
         let Some(opened) = discover::open_executable(Path::new("/proc"), *pid) else {
             continue;
         };
-        let report = a.tracer.add(&discover::Scan {
+        let mut report = a.tracer.add(&discover::Scan {
             executables: vec![opened.library.clone()],
             ..discover::Scan::default()
         });
-        note(&a.tracer, &report, &mut a.said, m);
-        if !report.uninspected.is_empty() {
+        // Read by the scanning thread from the file held open here.
+        let unread = !std::mem::take(&mut report.uninspected).is_empty();
+        noted(a, report, m);
+        if unread {
             let library = opened.library.clone();
             a.scanner.ask(library, Some(opened));
         }
@@ -505,10 +521,7 @@ fn follow_execs(a: &mut Attached, m: &Metrics) {
     }
     if !due.is_empty() {
         let report = a.tracer.add(&discover::scan_pids(Path::new("/proc"), &due));
-        note(&a.tracer, &report, &mut a.said, m);
-        for lib in report.uninspected {
-            a.scanner.ask(lib, None);
-        }
+        noted(a, report, m);
     }
 }
 
@@ -557,6 +570,17 @@ fn account(a: &mut Attached, m: &Metrics) {
             .with_label_values(&["unordered"])
             .inc_by(early - a.early_seen);
         a.early_seen = early;
+    }
+    let at_start = |f: &FeedStats| f.connections.saturating_sub(f.midstream);
+    for (picked_up, now, before) in [
+        ("at_start", at_start(&f), at_start(&f0)),
+        ("midstream", f.midstream, f0.midstream),
+    ] {
+        if now > before {
+            m.tls_connections
+                .with_label_values(&[picked_up])
+                .inc_by(now - before);
+        }
     }
     if c.execs_lost > c0.execs_lost {
         m.tls_execs_lost.inc_by(c.execs_lost - c0.execs_lost);

@@ -6,8 +6,10 @@
 //! attached with the first subscriber; curl's HTTPS request arrives as one `http` exchange
 //! with `tls.established`, curl's `process.*`, the connection's addresses and nginx's status,
 //! once although both ends are traced (curl's end owns it); the probes are detached when the
-//! subscriber leaves. A request to a Service-like virtual address, rewritten by DNAT in the
-//! client's namespace, is still one exchange, with the virtual address as its server.
+//! subscriber leaves. A keep-alive connection opened before the agent started is dissected
+//! from its next request and counted as picked up mid-stream. A request to a Service-like
+//! virtual address, rewritten by DNAT in the client's namespace, is still one exchange, with
+//! the virtual address as its server.
 //!
 //! And with `--tls always`: a Go program (Debian's Go, built here from `tls/tests/go/`) whose
 //! file no process ran when the agent started (found at its first exec), over HTTP/2 and
@@ -210,6 +212,31 @@ fn https_plaintext_reaches_subscribers_with_its_process() {
     }
     let url = format!("https://{}/hello.txt", start_https(&mut lab));
     let c = lab.c.clone();
+    // A keep-alive connection opened before the agent starts: its next request, made under
+    // the probes, is dissected, and the connection counted as picked up mid-stream.
+    let early = format!(
+        "import socket, ssl, sys\n\
+         c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.CERT_NONE\n\
+         s = c.wrap_socket(socket.create_connection(('{}', 443)))\n\
+         def get(q):\n    s.sendall(b'GET /hello.txt?' + q + b' HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n    \
+         got = b''\n    while not got.endswith(b'hello over tls\\n'): got += s.recv(65536)\n\
+         get(b'before')\nprint('ready', flush=True)\nsys.stdin.readline()\nget(b'after')\n",
+        lab.sa
+    );
+    let mut early = lab
+        .in_ns(&c, &["python3", "-c", &early])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let early_pid = early.id();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(early.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
     lab.start_agent_with(&["--tls", "on-demand"]);
     wait_until("the metrics", || tracing(&lab).is_some());
     assert_eq!(tracing(&lab), Some(0), "no probes while nobody subscribes");
@@ -295,6 +322,31 @@ fn https_plaintext_reaches_subscribers_with_its_process() {
     assert_eq!(mine[0]["process"]["pid"], u64::from(pid));
     assert_eq!(mine[0]["server"]["address"], "10.96.0.10");
     assert_eq!(mine[0]["server"]["port"], 443);
+
+    // The connection opened before the agent: its request under the probes, counted.
+    std::io::Write::write_all(&mut early.stdin.take().unwrap(), b"go\n").unwrap();
+    assert!(early.wait().unwrap().success());
+    let mut got = Vec::new();
+    wait_until("the old connection's request", || {
+        got.extend(tls_exchanges(&rx, Duration::from_millis(500)));
+        got.iter()
+            .any(|e| e["process"]["pid"] == u64::from(early_pid))
+    });
+    got.extend(tls_exchanges(&rx, Duration::from_secs(1)));
+    let mine: Vec<_> = got
+        .iter()
+        .filter(|e| e["process"]["pid"] == u64::from(early_pid))
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    assert_eq!(mine[0]["url"]["query"], "after");
+    assert_eq!(mine[0]["http"]["response"]["status_code"], 200);
+    wait_until("the connection counted as picked up mid-stream", || {
+        read_gauge(
+            &lab,
+            "tapwire_tls_connections_total{picked_up=\"midstream\"}",
+        )
+        .is_some_and(|n| n >= 1)
+    });
 
     let _ = watch.kill();
     let _ = watch.wait();

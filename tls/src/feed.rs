@@ -56,6 +56,13 @@ pub const MAX_HELD_BYTES: usize = 8 << 20;
 /// How often the monotonic-to-wall offset is read again (the wall clock can be stepped).
 const CLOCK_REFRESH_NS: u64 = 1_000_000_000;
 
+/// Most connections remembered as open before the probes ([`Feed::opened_before`]).
+pub const MAX_OPENED_BEFORE: usize = 65536;
+
+/// How long such a connection is remembered when the table is full: one silent longer is
+/// forgotten to make room (counted as picked up at its start if it speaks later).
+pub const OPENED_BEFORE_TTL_NS: u64 = 600_000_000_000;
+
 /// What a held chunk costs: its record, its data and its process name.
 fn held_size(c: &Chunk) -> usize {
     std::mem::size_of::<Chunk>() + c.data.capacity() + c.comm.capacity()
@@ -83,6 +90,13 @@ pub struct FeedStats {
     pub held_early: u64,
     /// Connections forgotten because `MAX_STREAMS` was reached.
     pub forgotten: u64,
+    /// TCP connections whose plaintext was fed (once per connection, whichever ends are
+    /// traced), and those among them open before the probes attached to their process
+    /// ([`Feed::opened_before`]): picked up mid-stream.
+    pub connections: u64,
+    pub midstream: u64,
+    /// Connections [`Feed::opened_before`] could not remember (`MAX_OPENED_BEFORE`).
+    pub opened_before_over_cap: u64,
 }
 
 /// A TCP connection: its network namespace (loopback connections only) and its endpoints in
@@ -185,6 +199,9 @@ pub struct Feed {
     held: VecDeque<Chunk>,
     held_bytes: usize,
     next_id: u64,
+    /// Connections open when the probes attached to their process (each end's view, as in
+    /// [`Endpoints`]), with when they were noted (monotonic).
+    opened_before: HashMap<(u32, SocketAddr, SocketAddr), u64>,
     pub stats: FeedStats,
     /// Sees every chunk handed to the pipeline (the agent spools them).
     tap: Option<Tap>,
@@ -207,6 +224,7 @@ impl Feed {
             held: VecDeque::new(),
             held_bytes: 0,
             next_id: 0,
+            opened_before: HashMap::new(),
             stats: FeedStats::default(),
             tap: None,
         }
@@ -216,6 +234,32 @@ impl Feed {
     /// connection, in the order dissected.
     pub fn set_tap(&mut self, tap: impl FnMut(&StreamChunk<'_>) + 'static) {
         self.tap = Some(Box::new(tap));
+    }
+
+    /// Note a TCP connection that was open when the probes attached to its process
+    /// ([`crate::sockets::established`]): when its plaintext arrives it counts as picked up
+    /// mid-stream. `now` is monotonic nanoseconds.
+    pub fn opened_before(&mut self, e: Endpoints, now: u64) {
+        if self.opened_before.len() >= MAX_OPENED_BEFORE {
+            self.opened_before
+                .retain(|_, at| now.saturating_sub(*at) < OPENED_BEFORE_TTL_NS);
+        }
+        if self.opened_before.len() >= MAX_OPENED_BEFORE {
+            self.stats.opened_before_over_cap += 1;
+            return;
+        }
+        self.opened_before.insert((e.netns, e.local, e.peer), now);
+    }
+
+    /// A TCP connection's plaintext arrives for the first time: counted, and as picked up
+    /// mid-stream when it was open before the probes (either end's view).
+    fn first_seen(&mut self, ep: &Endpoints) {
+        self.stats.connections += 1;
+        let mine = self.opened_before.remove(&(ep.netns, ep.local, ep.peer));
+        let theirs = self.opened_before.remove(&(ep.netns, ep.peer, ep.local));
+        if mine.is_some() || theirs.is_some() {
+            self.stats.midstream += 1;
+        }
     }
 
     /// TLS connections tracked now.
@@ -290,9 +334,11 @@ impl Feed {
         }
         match self.owners.get(&tcp).copied() {
             None if client_end => {
+                self.first_seen(&ep);
                 self.owners.insert(tcp, Owner::decided(c.conn));
             }
             None => {
+                self.first_seen(&ep);
                 self.owners.insert(tcp, Owner::pending(c.conn));
                 self.hold(c, pipe, out);
                 return;
@@ -584,6 +630,51 @@ mod tests {
                 .map(|e| e.process.as_ref().map(|p| p.pid))
                 .collect()
         }
+    }
+
+    #[test]
+    fn a_connection_open_before_the_probes_counts_once_as_midstream() {
+        let mut r = Rig::default();
+        let at = |a: &str| a.parse::<SocketAddr>().unwrap();
+        // The server's view of the old connection was noted; another connection was not.
+        r.feed.opened_before(
+            Endpoints {
+                local: at(S),
+                peer: at(C),
+                netns: 1,
+            },
+            5,
+        );
+        // Both ends traced: one connection, picked up mid-stream (found from the client's
+        // view too).
+        r.say(10, C, S, Direction::Write, 0, REQ);
+        r.say(20, S, C, Direction::Read, 0, REQ);
+        r.say(20, S, C, Direction::Write, 0, RESP);
+        r.say(10, C, S, Direction::Read, 0, RESP);
+        r.say(11, "10.0.0.1:40001", S, Direction::Write, 0, REQ);
+        r.finish();
+        assert_eq!((r.feed.stats.connections, r.feed.stats.midstream), (2, 1));
+        // Remembered once: the same endpoints later are a new connection.
+        assert!(r.feed.opened_before.is_empty());
+    }
+
+    #[test]
+    fn the_table_of_old_connections_is_capped_and_ages_when_full() {
+        let mut f = Feed::new();
+        let e = |port: u16, netns: u32| Endpoints {
+            local: SocketAddr::from(([10, 0, 0, 1], port)),
+            peer: SocketAddr::from(([10, 0, 0, 2], 443)),
+            netns,
+        };
+        for i in 0..MAX_OPENED_BEFORE {
+            f.opened_before(e(i as u16, i as u32 >> 16), 0);
+        }
+        f.opened_before(e(1, 7), 1);
+        assert_eq!(f.stats.opened_before_over_cap, 1);
+        assert_eq!(f.opened_before.len(), MAX_OPENED_BEFORE);
+        // Past the time to live, the old ones make room.
+        f.opened_before(e(1, 7), OPENED_BEFORE_TTL_NS);
+        assert_eq!(f.opened_before.len(), 1);
     }
 
     #[test]

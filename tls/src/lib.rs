@@ -14,6 +14,8 @@
 //!   the counters.
 //! - [`chunk`]: one ring-buffer record as a [`Chunk`]: process, connection, direction,
 //!   per-direction byte offset (a jump is a gap), endpoints, plaintext.
+//! - [`sockets`]: the TCP connections processes hold when the probes attach (their plaintext
+//!   is then picked up mid-stream).
 //! - [`reorder`]: chunks back in time order (a read reported before the write it answers).
 //! - [`feed`]: chunks into the pipeline's plaintext streams (`Pipeline::stream`): stream ids,
 //!   the owning process, wall-clock time, one owner per TCP connection when both ends are
@@ -35,6 +37,7 @@ pub mod executable;
 pub mod feed;
 pub mod golang;
 pub mod reorder;
+pub mod sockets;
 pub mod tracer;
 
 pub use chunk::{Chunk, ChunkError, ConnId, Direction, Endpoints};

@@ -75,6 +75,9 @@ pub struct SyncReport {
     /// ([`Tracer::inspect_elsewhere`]): read them, [`Tracer::learn`] what they hold, `add`
     /// them again.
     pub uninspected: Vec<Library>,
+    /// The processes of the files attached by this call: their connections open now predate
+    /// the probes ([`crate::sockets::established`]).
+    pub attached_pids: Vec<u32>,
 }
 
 /// Which attached files a scan no longer lists, and which listed files are new.
@@ -531,10 +534,15 @@ impl Tracer {
             }
             match self.attach_library(lib) {
                 Ok(f) if f.is_empty() => {}
-                Ok(_) => report.attached += 1,
+                Ok(_) => {
+                    report.attached += 1;
+                    report.attached_pids.extend(&lib.pids);
+                }
                 Err(e) => report.failed.push(e.reason()),
             }
         }
+        report.attached_pids.sort_unstable();
+        report.attached_pids.dedup();
         for exe in &scan.executables {
             if let Some(Executable::Unsupported(why)) = self.executables.get(&exe.id) {
                 report.unsupported.push(UnsupportedExecutable {

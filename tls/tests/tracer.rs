@@ -436,6 +436,9 @@ get(b"/hello.txt?after")
         .unwrap();
     assert_eq!(line.trim(), "ready");
     let mut t = tracer(8 << 20);
+    // What the agent does after an attach: the connections the process holds now are
+    // remembered as opened before the probes.
+    let open = tapwire_tls::sockets::established(Path::new("/proc"), &[pid]);
     writeln!(child.stdin.take().unwrap(), "go").unwrap();
     let mut chunks = Vec::new();
     let until = Instant::now() + Duration::from_secs(20);
@@ -456,7 +459,16 @@ get(b"/hello.txt?after")
         "{first:?}"
     );
     assert_eq!(first.offset, 0);
-    let (out, _) = dissect(chunks);
+    let ep = first.endpoints.unwrap();
+    assert!(
+        open.connections
+            .iter()
+            .any(|e| e.local == ep.local && e.peer == ep.peer && e.netns == ep.netns),
+        "the connection was listed open before the probes: {open:?} {ep:?}"
+    );
+    let (out, feed) = dissect_with(chunks, open.connections);
+    // Counted as picked up mid-stream, once (nginx's end of it is traced too).
+    assert_eq!(feed.stats.midstream, 1, "{:?}", feed.stats);
     let mine: Vec<&schemas::Exchange> = out
         .iter()
         .filter(|e| e.process.as_ref().is_some_and(|p| p.pid == pid))
@@ -509,7 +521,18 @@ fn an_excluded_process_is_never_traced() {
 /// `chunks` through the reordering stage, the feed and a pipeline, as the agent hands them
 /// over: the exchanges, and the feed (for its counters).
 fn dissect(chunks: Vec<Chunk>) -> (Vec<schemas::Exchange>, tapwire_tls::Feed) {
+    dissect_with(chunks, Vec::new())
+}
+
+/// [`dissect`], with connections noted as open before the probes.
+fn dissect_with(
+    chunks: Vec<Chunk>,
+    opened_before: Vec<tapwire_tls::Endpoints>,
+) -> (Vec<schemas::Exchange>, tapwire_tls::Feed) {
     let mut feed = tapwire_tls::Feed::new();
+    for e in opened_before {
+        feed.opened_before(e, 0);
+    }
     let mut pipe = pipeline::Pipeline::default();
     let mut out = Vec::new();
     let mut reorder = tapwire_tls::Reorder::new();
