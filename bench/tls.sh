@@ -9,6 +9,8 @@
 # Reports the client's time per request and the agent's CPU seconds over the run.
 #
 #   bench/tls.sh [REQUESTS]   default 20000
+#   BPF_STATS=1 bench/tls.sh  also prints each BPF program's runs and time per run during the
+#                             `always` condition (kernel.bpf_stats_enabled; needs bpftool)
 #
 # Needs root, iproute2, nginx, openssl, python3. Everything is removed on exit.
 set -euo pipefail
@@ -59,6 +61,13 @@ for _ in range(n):
         got += s.recv(4096)
 print(f"{(time.perf_counter() - t0) / n * 1e6:.1f}")
 EOF
+cat > "$work/bpfstats.py" <<'EOF'
+import json, sys
+for p in json.load(sys.stdin):
+    name, runs = p.get("name", ""), p.get("run_cnt", 0)
+    if runs and (name in ("sys_enter", "on_exec") or name.startswith(("ssl_", "go_"))):
+        print(f"  bpf {name:<20} {runs:>9} runs {p['run_time_ns'] / runs:>8.0f} ns/run")
+EOF
 cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
 run() { # name [agent args…]
   local name=$1; shift
@@ -74,9 +83,15 @@ run() { # name [agent args…]
     fi
     sleep 1  # the subscription, and the probes attaching
   fi
+  local stats=0; [ "${BPF_STATS:-0}" = 1 ] && [ "$name" = always ] && stats=1
+  [ $stats = 1 ] && sysctl -q kernel.bpf_stats_enabled=1
   local before=0; [ -n "$agent" ] && before=$(cpu "$agent")
   local us; us=$(ip netns exec "$ns" python3 "$work/client.py" "$n")
   local after=0; [ -n "$agent" ] && after=$(cpu "$agent")
+  if [ $stats = 1 ]; then
+    bpftool prog show --json | python3 "$work/bpfstats.py"
+    sysctl -q kernel.bpf_stats_enabled=0
+  fi
   local tracing="-"
   [ -n "$agent" ] && tracing=$(ip netns exec "$ns" curl -s http://127.0.0.1:19490/metrics \
     | awk '/^tapwire_tls_tracing /{print $2}')

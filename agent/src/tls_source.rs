@@ -141,7 +141,7 @@ fn run(mode: TlsMode, shared: &Shared, spool: Option<WorkerSpool>) {
         let wanted = mode == TlsMode::Always || shared.hub.active() > 0;
         if !wanted {
             if let Some(a) = attached.take() {
-                detach(a, shared);
+                finish(a, shared, &mut out);
             }
             std::thread::sleep(POLL);
             continue;
@@ -195,18 +195,8 @@ fn run(mode: TlsMode, shared: &Shared, spool: Option<WorkerSpool>) {
             account(a, &shared.metrics);
         }
     }
-    if let Some(mut a) = attached.take() {
-        let Attached {
-            reorder,
-            feed,
-            pipe,
-            ..
-        } = &mut a;
-        reorder.finish(|c| feed.push(c, pipe, &mut out));
-        a.feed.finish(&mut a.pipe, &mut out);
-        a.pipe.finish(&mut out);
-        publish(shared, &mut out);
-        detach(a, shared);
+    if let Some(a) = attached.take() {
+        finish(a, shared, &mut out);
     }
     if let Some(s) = spool {
         let _ = s.borrow_mut().close();
@@ -472,6 +462,22 @@ fn take_found(a: &mut Attached, m: &Metrics) {
         };
         noted(a, report, m);
     }
+}
+
+/// The chunks still held (reordering, server ends waiting for their client end) and the
+/// exchanges still open are dissected, spooled and published; then [`detach`].
+fn finish(mut a: Attached, shared: &Shared, out: &mut Vec<schemas::Exchange>) {
+    let Attached {
+        reorder,
+        feed,
+        pipe,
+        ..
+    } = &mut a;
+    reorder.finish(|c| feed.push(c, pipe, out));
+    feed.finish(pipe, out);
+    pipe.finish(out);
+    publish(shared, out);
+    detach(a, shared);
 }
 
 /// Detach everything (dropping the tracer detaches its probes), keeping the counts.
