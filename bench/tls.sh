@@ -9,6 +9,9 @@
 # Reports the client's time per request and the agent's CPU seconds over the run.
 #
 #   bench/tls.sh [REQUESTS]   default 20000
+# Then BULK (default 32) downloads of a 16 MiB file: throughput with and without the probes,
+# and the agent's CPU per MiB of plaintext (each MiB is read twice: nginx's and the client's
+# end, one of them dropped as a duplicate).
 #   BPF_STATS=1 bench/tls.sh  also prints each BPF program's runs and time per run during the
 #                             `always` condition (kernel.bpf_stats_enabled; needs bpftool)
 #
@@ -33,6 +36,7 @@ ip -n "$ns" link set lo up
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/k.pem" -out "$work/c.pem" -days 1 \
   -subj /CN=bench.tapwire.test 2>/dev/null
 mkdir -p "$work/www" && echo ok > "$work/www/ok.txt"
+head -c $((16 << 20)) /dev/urandom > "$work/www/big.bin"
 cat > "$work/nginx.conf" <<EOF
 daemon off; user root; worker_processes 1; error_log $work/error.log; pid $work/nginx.pid;
 events { worker_connections 64; }
@@ -52,13 +56,20 @@ for _ in range(100):
         break
     except OSError:
         time.sleep(0.05)
-req = b"GET /ok.txt HTTP/1.1\r\nHost: bench\r\n\r\n"
+path = sys.argv[2].encode()
+req = b"GET " + path + b" HTTP/1.1\r\nHost: bench\r\n\r\n"
 t0 = time.perf_counter()
+buf = bytearray()
 for _ in range(n):
     s.sendall(req)
-    got = b""
-    while not got.endswith(b"ok\n"):
-        got += s.recv(4096)
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(65536)
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0].split(b":")[1])
+    got = len(rest)
+    while got < length:
+        got += len(s.recv(1 << 20))
+    buf = bytearray()
 print(f"{(time.perf_counter() - t0) / n * 1e6:.1f}")
 EOF
 cat > "$work/bpfstats.py" <<'EOF'
@@ -86,7 +97,7 @@ run() { # name [agent args…]
   local stats=0; [ "${BPF_STATS:-0}" = 1 ] && [ "$name" = always ] && stats=1
   [ $stats = 1 ] && sysctl -q kernel.bpf_stats_enabled=1
   local before=0; [ -n "$agent" ] && before=$(cpu "$agent")
-  local us; us=$(ip netns exec "$ns" python3 "$work/client.py" "$n")
+  local us; us=$(ip netns exec "$ns" python3 "$work/client.py" "$count" "$path")
   local after=0; [ -n "$agent" ] && after=$(cpu "$agent")
   if [ $stats = 1 ]; then
     bpftool prog show --json | python3 "$work/bpfstats.py"
@@ -95,13 +106,25 @@ run() { # name [agent args…]
   local tracing="-"
   [ -n "$agent" ] && tracing=$(ip netns exec "$ns" curl -s http://127.0.0.1:19490/metrics \
     | awk '/^tapwire_tls_tracing /{print $2}')
-  printf '%-10s %8s µs/request  agent CPU %6.2f s  probes %s\n' "$name" "$us" \
-    "$(echo "$after - $before" | bc -l)" "$tracing"
+  local cpu_s; cpu_s=$(echo "$after - $before" | bc -l)
+  if [ "$path" = /big.bin ]; then
+    printf '%-10s %8.0f MiB/s  agent CPU %6.2f s (%5.2f ms per MiB)  probes %s\n' "$name" \
+      "$(echo "16 / ($us / 1000000)" | bc -l)" "$cpu_s" \
+      "$(echo "$cpu_s * 1000 / ($count * 16)" | bc -l)" "$tracing"
+  else
+    printf '%-10s %8s µs/request  agent CPU %6.2f s  probes %s\n' "$name" "$us" "$cpu_s" "$tracing"
+  fi
   [ -n "$sub" ] && kill -TERM "$sub" 2>/dev/null && wait "$sub" 2>/dev/null || true
   [ -n "$agent" ] && kill -TERM "$agent" && wait "$agent" 2>/dev/null || true
 }
 echo "$n HTTPS requests on one keep-alive connection (Python client -> nginx, both traced)"
+count=$n path=/ok.txt
 run none
 run off --tls off
 run on-demand --tls on-demand
 SUBSCRIBE=0 run always --tls always
+bulk=${BULK:-32}
+echo "$bulk downloads of 16 MiB on one connection (both ends traced: 32 MiB of plaintext each)"
+count=$bulk path=/big.bin
+run none
+run on-demand --tls on-demand
