@@ -16,7 +16,7 @@
 //! HTTP/1.1 by ALPN, and redis-cli `--tls` against
 //! redis-server's TLS port, each exchange once with its process; the same exchanges again
 //! from the spool through a `since` subscription, and in a `tapwire pcap` export on the
-//! `tls-plaintext` interface, read by tshark.
+//! `tls-plaintext` interface, read by tshark and re-dissected by `tapwire dissect`.
 //!
 //! Ground truth: curl (HTTP/1.1, HTTP/2), Python's `ssl` and the Go client write their session
 //! keys to `SSLKEYLOGFILE` while tcpdump records the encrypted packets; the exchanges tshark
@@ -523,6 +523,31 @@ fn go_over_http2_and_tls_redis_with_the_probes_always_on() {
         "tshark reads the plaintext records: {shown}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // And `tapwire dissect` re-dissects the export: the records as the streams they were
+    // (apart from the encrypted packets of the same connections, also in the export).
+    let out = std::process::Command::new(&*tapwire_integration::lab::TAPWIRE_PATH)
+        .args(["dissect", export.to_str().unwrap(), "--format", "ndjson"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for (pid, via) in [(h2, "via=h2"), (h1, "via=h1")] {
+        let mine: Vec<_> = again
+            .iter()
+            .filter(|e| e["process"]["pid"] == u64::from(pid))
+            .collect();
+        assert_eq!(mine.len(), 1, "{via} re-dissected once: {again:#?}");
+        assert_eq!(mine[0]["url"]["query"], via);
+        assert_eq!(mine[0]["http"]["response"]["status_code"], 200);
+        assert_eq!(mine[0]["tls"]["established"], true);
+    }
     let _ = watch.kill();
     let _ = watch.wait();
 }

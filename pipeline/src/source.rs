@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use pcap_file::PcapError;
 use pcap_file::pcap::PcapReader;
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
 
@@ -52,6 +53,9 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
     /// Length on the wire.
     pub orig_len: u32,
+    /// The packet's comment (pcapng only): tapwire's TLS plaintext records carry theirs
+    /// (`tapwire-tls stream=…`), which says they are a stream's bytes, not a wire packet.
+    pub comment: Option<&'a str>,
 }
 
 /// What reading one file gave.
@@ -205,6 +209,7 @@ fn read_pcap<R: Read, F: FnMut(Frame<'_>)>(
                     ts,
                     data: &p.data,
                     orig_len: p.orig_len.max(p.incl_len),
+                    comment: None,
                 });
             }
             Err(e) if is_eof(&e) => {
@@ -265,11 +270,16 @@ fn read_pcapng<R: Read, F: FnMut(Frame<'_>)>(
                     sum.skipped_unknown_link += 1;
                     continue;
                 };
+                let comment = epb.options.iter().find_map(|o| match o {
+                    EnhancedPacketOption::Comment(c) => Some(c.as_ref()),
+                    _ => None,
+                });
                 f(Frame {
                     link,
                     ts: scale(iface, epb.timestamp.as_nanos() as u64),
                     data: &epb.data,
                     orig_len: epb.original_len,
+                    comment,
                 });
             }
             Ok(Block::SimplePacket(spb)) => {
@@ -280,6 +290,7 @@ fn read_pcapng<R: Read, F: FnMut(Frame<'_>)>(
                         ts: 0,
                         data: &spb.data,
                         orig_len: spb.original_len,
+                        comment: None,
                     }),
                     None => sum.skipped_unknown_link += 1,
                 }
@@ -335,22 +346,31 @@ mod tests {
                 timestamp: Duration::from_nanos(raw),
                 original_len: 4,
                 data: Cow::Borrowed(&[1, 2, 3, 4]),
-                options: vec![],
+                // The second packet has a comment, which reaches the caller.
+                options: if iface == 1 {
+                    vec![EnhancedPacketOption::Comment("tapwire-tls stream=1".into())]
+                } else {
+                    vec![]
+                },
             })
             .unwrap();
         }
         let bytes = w.into_inner();
         let mut seen = Vec::new();
         let sum = read(&bytes[..], Path::new("t.pcapng"), |f| {
-            seen.push((f.link, f.ts))
+            seen.push((f.link, f.ts, f.comment.map(str::to_string)))
         })
         .unwrap();
         assert_eq!(sum.packets, 2);
         assert_eq!(
             seen,
             vec![
-                (LinkType::Ethernet, 1_500_000_000),
-                (LinkType::RawIp, 12_000_000_123)
+                (LinkType::Ethernet, 1_500_000_000, None),
+                (
+                    LinkType::RawIp,
+                    12_000_000_123,
+                    Some("tapwire-tls stream=1".into())
+                )
             ]
         );
     }

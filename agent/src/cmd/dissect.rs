@@ -18,6 +18,7 @@ use pipeline::{Pipeline, Stats};
 use schemas::Exchange;
 
 use crate::cli::{DissectArgs, Format};
+use crate::spool::plaintext;
 
 /// A reader that counts the bytes read through it (for the progress bar).
 struct Counting<R> {
@@ -109,7 +110,15 @@ fn read_one(
     let mut shown = false;
     let mut n = 0u64;
     let res = source::read(reader, path, |frame| {
-        pipe.packet(frame.link, frame.ts, frame.data, frame.orig_len, events);
+        // A TLS plaintext record (a `tapwire pcap` export of a spool that holds some) goes in
+        // as the stream it was, apart from the encrypted packets of its connection.
+        match frame
+            .comment
+            .and_then(|c| plaintext::decode(frame.data, c.as_bytes()))
+        {
+            Some(r) => pipe.stream(&r.chunk(frame.ts), events),
+            None => pipe.packet(frame.link, frame.ts, frame.data, frame.orig_len, events),
+        }
         if !events.is_empty() {
             out.write(events);
         }
