@@ -80,8 +80,9 @@ fn common_rows(h2: bool) -> Vec<Row> {
         // `application/graphql`, which Strawberry does not accept (415, not JSON).
         v.push(r(G, Some("query"), None, None, None, None, E));
     }
-    // An unparsable document stays an HTTP exchange; JSON without a query is not GraphQL.
-    v.push(r(H, None, None, None, None, None, O));
+    // An unparsable document is still GraphQL: typed and named by how it starts, failed by
+    // the server's `errors`. JSON without a query is not GraphQL.
+    v.push(r(G, Some("query"), Some("Broken"), Some(1), None, None, E));
     v.push(r(H, None, None, None, None, None, E));
     v
 }

@@ -13,7 +13,11 @@
 //! (`graphql.too_deep`). The parser recurses per bracket; it stops at 50 levels by itself,
 //! and this scan, which follows its tokens (strings, block strings, comments), keeps the
 //! bound ours rather than a dependency's. An unparsable document is the anomaly
-//! `graphql.parse_error` and the exchange stays an `http` one.
+//! `graphql.parse_error`; the request is still GraphQL (ARCHITECTURE.md §4: a server rejects a
+//! broken document, and that failure is a GraphQL one) when the document starts like one (a
+//! `query`, `mutation` or `subscription` keyword, whose type and name are taken from it, or a
+//! `{`, a query) or the response is a GraphQL result (a JSON object with `data` or `errors`).
+//! Otherwise it stays an `http` exchange: `GET /search?query=shoes` is not GraphQL.
 
 use graphql_parser::query::{Definition, OperationDefinition};
 use schemas::l7::graphql::{Batch, Errors, Graphql, Operation, PersistedQuery};
@@ -223,6 +227,56 @@ fn operation(doc: &str, wanted: Option<&str>) -> Result<(String, Option<String>)
         .ok_or(OpError::Ambiguous)
 }
 
+/// How an unparsable document starts: `Some((type, name))` when it starts like an operation
+/// (`{` is an anonymous query; a `query`, `mutation` or `subscription` keyword, and the name
+/// after it when there is one), `None` otherwise. Whitespace, commas and `#` comments before
+/// it are skipped, as GraphQL's lexer does.
+fn leading_operation(doc: &str) -> Option<(Option<&'static str>, Option<&str>)> {
+    let mut rest = doc.trim_start_matches('\u{feff}');
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', '\n', '\r', ',']);
+        match rest.strip_prefix('#') {
+            Some(comment) => rest = comment.find(['\n', '\r']).map_or("", |i| &comment[i..]),
+            None => break,
+        }
+    }
+    if rest.starts_with('{') {
+        return Some((Some("query"), None));
+    }
+    let word = |s: &str| -> usize {
+        s.bytes()
+            .position(|b| !(b.is_ascii_alphanumeric() || b == b'_'))
+            .unwrap_or(s.len())
+    };
+    let end = word(rest);
+    let kind = match rest.get(..end)? {
+        "query" => "query",
+        "mutation" => "mutation",
+        "subscription" => "subscription",
+        _ => return None,
+    };
+    let after = rest
+        .get(end..)?
+        .trim_start_matches([' ', '\t', '\n', '\r', ',']);
+    let name = after.get(..word(after)).filter(|n| {
+        n.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+    });
+    Some((Some(kind), name))
+}
+
+/// Whether a response body is a GraphQL result: a JSON object (or a batch of them) with
+/// `data` or `errors`.
+fn is_graphql_result(body: &[u8]) -> bool {
+    let result = |v: &Value| v.get("data").is_some() || v.get("errors").is_some();
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(items)) => !items.is_empty() && items.iter().all(result),
+        Ok(v @ Value::Object(_)) => result(&v),
+        _ => false,
+    }
+}
+
 /// Entries of `errors` in a response body (an object, or a batch array of objects).
 fn error_count(body: &[u8]) -> Option<u64> {
     let count = |v: &Value| {
@@ -257,10 +311,20 @@ pub fn refine(ex: &mut Exchange, p: &HttpParts<'_>, out: &mut Emitter<'_>) -> bo
                 op.name = name;
             }
             Err(OpError::Parse) => {
-                // Still an HTTP exchange (the document is not GraphQL after all, or is broken).
                 out.anomaly(OpError::Parse.anomaly());
                 ex.add_anomaly(OpError::Parse.anomaly().name());
-                return false;
+                let lead = leading_operation(doc);
+                let answered = p
+                    .response_body
+                    .decoded()
+                    .is_some_and(|b| is_graphql_result(&b));
+                if lead.is_none() && !answered {
+                    // Not GraphQL after all: an HTTP exchange with a `query` parameter.
+                    return false;
+                }
+                let (kind, name) = lead.unwrap_or((None, None));
+                op.kind = kind.map(str::to_string);
+                op.name = first.operation_name.clone().or(name.map(str::to_string));
             }
             Err(e) => {
                 out.anomaly(e.anomaly());
@@ -319,6 +383,42 @@ mod tests {
         let deep = format!("{}{}", "{ a ".repeat(200), "}".repeat(200));
         assert_eq!(operation(&deep, None), Err(OpError::TooDeep));
         assert_eq!(depth(r#"{ a(s: "{{{{") # {{{{ }"#), 2);
+    }
+
+    #[test]
+    fn a_broken_document_is_typed_by_how_it_starts() {
+        assert_eq!(
+            leading_operation("query Broken { books { id "),
+            Some((Some("query"), Some("Broken")))
+        );
+        assert_eq!(
+            leading_operation("\u{feff} # a comment\n , mutation($x: Int) { a(x: $x"),
+            Some((Some("mutation"), None))
+        );
+        assert_eq!(
+            leading_operation("  { unclosed"),
+            Some((Some("query"), None))
+        );
+        assert_eq!(
+            leading_operation("subscription"),
+            Some((Some("subscription"), None))
+        );
+        for not in [
+            "shoes",
+            "querying things",
+            "fragment F on T { x",
+            "",
+            "# only",
+        ] {
+            assert_eq!(leading_operation(not), None, "{not:?}");
+        }
+        assert!(is_graphql_result(
+            br#"{"data":null,"errors":[{"message":"Syntax Error"}]}"#
+        ));
+        assert!(is_graphql_result(br#"[{"data":{}},{"errors":[]}]"#));
+        for not in [&b"<html></html>"[..], b"{}", b"[]", br#"{"results":[]}"#] {
+            assert!(!is_graphql_result(not));
+        }
     }
 
     #[test]
