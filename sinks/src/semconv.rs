@@ -11,7 +11,8 @@
 //! - HTTP server spans: name `{method} {http.route}` (`HTTP` when the method is not a known
 //!   one, which becomes `_OTHER` with `http.request.method_original`); `http.route` is the
 //!   [`route`](crate::route) template, never the raw path. Status is error for 5xx or no
-//!   response, unset for 4xx (server spans), with `error.type` the status code.
+//!   response, with `error.type` the status code (or `no_response`); 4xx leaves a server
+//!   span's status unset and sets no `error.type` (the status code says it).
 //! - gRPC: name `{rpc.method}`, kind server, `rpc.system.name`, `rpc.method`,
 //!   `rpc.response.status_code`; status error for the codes the RPC conventions call server
 //!   errors (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS), and
@@ -206,7 +207,9 @@ pub fn error_type(ex: &Exchange) -> Option<String> {
                 .and_then(|h| h.response.as_ref())
                 .and_then(|r| r.status_code);
             match code {
-                Some(c) if c >= 400 => Some(c.to_string()),
+                // The span-status rule for server spans: 5xx is an error, 4xx is the client's
+                // (status unset, no `error.type`; the metric's label follows the span).
+                Some(c) if c >= 500 => Some(c.to_string()),
                 _ if ex.status == Status::Error && ex.graphql.is_some() => {
                     Some("graphql_error".into())
                 }
@@ -483,10 +486,15 @@ fn messaging_span(ex: &Exchange, s: &mut SpanView) {
             s.int("messaging.message.body.size", b.size as i64);
         }
         if let Some(r) = &m.rabbitmq {
-            s.str(
-                "messaging.rabbitmq.destination.routing_key",
-                r.destination.routing_key.clone(),
-            );
+            if !r.destination.routing_key.is_empty() {
+                s.str(
+                    "messaging.rabbitmq.destination.routing_key",
+                    r.destination.routing_key.clone(),
+                );
+            }
+            if let Some(e) = &r.exchange {
+                s.str("messaging.rabbitmq.exchange.name", e.name.clone());
+            }
         }
     }
     if let Some(k) = &ex.kafka {

@@ -29,6 +29,11 @@ pub struct RabbitDestination {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Rabbitmq {
     pub destination: RabbitDestination,
+    /// The exchange the message was published to, when the destination names something else:
+    /// a `basic.get`'s destination is the queue asked, its message's exchange is here
+    /// (`messaging.rabbitmq.exchange.name`: tapwire's, the conventions have no name for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<Named>,
 }
 
 /// `messaging.client.*`.

@@ -10,9 +10,14 @@
 //! Exchanges (ARCHITECTURE.md §4):
 //! - a synchronous method and its `-ok` reply on the same channel are one exchange named
 //!   after the request (`queue.declare`, `connection.tune`, …), whichever side sent it;
-//! - `basic.publish`, `basic.deliver`, `basic.return`, `basic.get-ok` are one-way exchanges
-//!   emitted once their content (header and body) is complete; `basic.ack`, `basic.nack`,
-//!   `basic.reject` are one-way exchanges of their own;
+//! - `basic.publish`, `basic.deliver`, `basic.return` are one-way exchanges emitted once their
+//!   content (header and body) is complete; `basic.ack`, `basic.nack`, `basic.reject` are
+//!   one-way exchanges of their own;
+//! - `basic.get` and the `get-ok` that answers it with a message are one exchange, the get:
+//!   its destination is the queue asked, the message's exchange and routing key are
+//!   `messaging.rabbitmq.exchange.name` and `messaging.rabbitmq.destination.routing_key`, and
+//!   it ends when the message's body is complete (`get-empty` ends it at once). A `get-ok`
+//!   whose get was not seen (capture started later) is a one-way `basic.get-ok`;
 //! - a request answered by `channel.close` / `connection.close` with a reply code other than
 //!   200 has `status` `error` with the code and text; the close itself is an exchange too
 //!   (code 0, which some clients send for a normal close, is not an error);
@@ -323,6 +328,7 @@ impl AmqpDissector {
                 destination: RabbitDestination {
                     routing_key: k.to_string(),
                 },
+                exchange: None,
             }),
             ..Messaging::default()
         });
@@ -441,6 +447,22 @@ impl AmqpDissector {
         {
             let mut ex = p.ex;
             ex.end_time_unix_nano = ts;
+            if name == "basic.get-ok" {
+                // The get goes on until the message it fetched is complete.
+                if let Some(m) = ex.messaging.as_mut()
+                    && (destination.is_some()
+                        || routing_key.as_deref().is_some_and(|k| !k.is_empty()))
+                {
+                    m.rabbitmq = Some(Rabbitmq {
+                        destination: RabbitDestination {
+                            routing_key: routing_key.unwrap_or_default(),
+                        },
+                        exchange: destination,
+                    });
+                }
+                self.expect_content(channel, dir, ex, out);
+                return;
+            }
             if let (Some(m), Some(d)) = (ex.messaging.as_mut(), destination.clone())
                 && m.destination.is_none()
             {
@@ -492,21 +514,7 @@ impl AmqpDissector {
         }
         match name {
             "basic.publish" | "basic.deliver" | "basic.return" | "basic.get-ok" => {
-                if self.contents.len() >= DEFAULT_IN_FLIGHT
-                    && let Some(old) = self.contents.pop_front()
-                {
-                    out.anomaly(Anomaly::ContentEvicted);
-                    let mut ex = old.ex;
-                    ex.status = Status::Incomplete;
-                    out.emit(ex);
-                }
-                self.contents.push_back(Content {
-                    channel,
-                    dir,
-                    ex,
-                    expected: None,
-                    received: 0,
-                });
+                self.expect_content(channel, dir, ex, out);
             }
             "basic.ack" | "basic.nack" | "basic.reject" => out.emit(ex),
             _ if !replies(name).is_empty() => {
@@ -529,6 +537,32 @@ impl AmqpDissector {
             // (connection.blocked, …) are not exchanges of their own.
             _ => {}
         }
+    }
+
+    /// `ex` waits for the content (header and body) that follows its method from `dir` on
+    /// `channel`; the oldest waiting is reported incomplete when too many wait.
+    fn expect_content(
+        &mut self,
+        channel: u16,
+        dir: Direction,
+        ex: Exchange,
+        out: &mut Emitter<'_>,
+    ) {
+        if self.contents.len() >= DEFAULT_IN_FLIGHT
+            && let Some(old) = self.contents.pop_front()
+        {
+            out.anomaly(Anomaly::ContentEvicted);
+            let mut ex = old.ex;
+            ex.status = Status::Incomplete;
+            out.emit(ex);
+        }
+        self.contents.push_back(Content {
+            channel,
+            dir,
+            ex,
+            expected: None,
+            received: 0,
+        });
     }
 
     fn content_header(

@@ -110,6 +110,74 @@ fn declare_pairs_with_declare_ok_and_publish_is_one_way_at_every_feed_size() {
     }
 }
 
+/// basic.get(queue): reserved, queue, no-ack.
+fn basic_get(q: &str) -> Vec<u8> {
+    let mut p = vec![0, 60, 0, 70, 0, 0];
+    p.extend(short(q));
+    p.push(1);
+    frame(1, 1, &p)
+}
+
+/// basic.get-ok(exchange, routing key) with its content header and one body frame.
+fn get_ok(ex: &str, rk: &str, body: &[u8]) -> Vec<u8> {
+    let mut p = vec![0, 60, 0, 71];
+    p.extend(7u64.to_be_bytes()); // delivery tag
+    p.push(0); // redelivered
+    p.extend(short(ex));
+    p.extend(short(rk));
+    p.extend(3u32.to_be_bytes()); // messages left
+    let mut out = frame(1, 1, &p);
+    let mut h = vec![0, 60, 0, 0];
+    h.extend((body.len() as u64).to_be_bytes());
+    h.extend(0u16.to_be_bytes());
+    out.extend(frame(2, 1, &h));
+    out.extend(frame(3, 1, body));
+    out
+}
+
+#[test]
+fn basic_get_and_the_get_ok_carrying_its_message_are_one_exchange() {
+    for step in [1, 5, 100_000] {
+        let mut d = driver();
+        d.send(S, &basic_get("jobs"), step);
+        d.send(C, &get_ok("orders", "eu.new", b"twelve bytes"), step);
+        // An empty queue: the get ends with get-empty, no message.
+        d.send(S, &basic_get("idle"), step);
+        let mut empty = vec![0, 60, 0, 72];
+        empty.extend(short(""));
+        d.send(C, &frame(1, 1, &empty), step);
+        let (out, _, _) = d.close();
+        let got: Vec<_> = out.iter().map(op).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("basic.get".into(), Some("jobs".into()), Status::Ok),
+                ("basic.get".into(), Some("idle".into()), Status::Ok),
+            ],
+            "step {step}"
+        );
+        let m = out[0].messaging.as_ref().unwrap();
+        let r = m.rabbitmq.as_ref().unwrap();
+        assert_eq!(r.destination.routing_key, "eu.new");
+        assert_eq!(r.exchange.as_ref().unwrap().name, "orders");
+        assert_eq!(m.message.as_ref().unwrap().body.as_ref().unwrap().size, 12);
+        assert!(out[1].messaging.as_ref().unwrap().message.is_none());
+        assert!(out[1].messaging.as_ref().unwrap().rabbitmq.is_none());
+    }
+}
+
+#[test]
+fn a_get_ok_without_its_get_is_one_way() {
+    let mut d = driver();
+    d.send(C, &get_ok("orders", "eu.new", b"x"), 100);
+    let (out, _, _) = d.close();
+    let got: Vec<_> = out.iter().map(op).collect();
+    assert_eq!(
+        got,
+        vec![("basic.get-ok".into(), Some("orders".into()), Status::Ok)]
+    );
+}
+
 #[test]
 fn channel_close_with_error_fails_the_request_it_answers() {
     let mut d = driver();
