@@ -324,3 +324,76 @@ fn http_and_dns_agree_with_tshark() {
         failures.join("\n")
     );
 }
+
+/// DNSSEC: every RRSIG answer tapwire reports (its presentation form) is one tshark decodes in
+/// the same capture: type covered, algorithm, labels, original TTL, key tag and signer.
+#[test]
+fn dnssec_signatures_agree_with_tshark() {
+    if !tshark_ok() {
+        common::skip("tshark is not installed: DNSSEC tshark agreement not checked");
+        return;
+    }
+    let Some(c) = common::corpus() else {
+        common::skip("../shared/corpus is absent: DNSSEC records not compared with tshark");
+        return;
+    };
+    let file = c.join("dns/tcpdump-dnssec.pcap");
+    type Sig = (String, String, String, String, String, String);
+    let (events, _) = common::dissect(std::slice::from_ref(&file));
+    let ours: Vec<Sig> = events
+        .iter()
+        .filter_map(|e| e.dns.as_ref())
+        .flat_map(|d| &d.answers)
+        .filter(|a| a.rtype == "RRSIG")
+        .map(|a| {
+            // TYPE ALGORITHM LABELS TTL EXPIRATION INCEPTION TAG SIGNER SIGNATURE
+            let f: Vec<&str> = a.data.split(' ').collect();
+            assert_eq!(f.len(), 9, "{}", a.data);
+            let signer = f[7].trim_end_matches('.');
+            let pick = |i: usize| f[i].to_string();
+            (
+                pick(0),
+                pick(1),
+                pick(2),
+                pick(3),
+                pick(6),
+                signer.to_string(),
+            )
+        })
+        .collect();
+    assert!(ours.len() >= 2, "the capture's RRSIG answers: {ours:?}");
+    let fields = [
+        "dns.rrsig.type_covered",
+        "dns.rrsig.algorithm",
+        "dns.rrsig.labels",
+        "dns.rrsig.original_ttl",
+        "dns.rrsig.key_tag",
+        "dns.rrsig.signers_name",
+    ];
+    let mut theirs: BTreeSet<Sig> = BTreeSet::new();
+    for row in tshark_fields(&file, &[], &fields) {
+        if row.len() != fields.len() || row[0].is_empty() {
+            continue;
+        }
+        let cols: Vec<Vec<&str>> = row.iter().map(|c| c.split('\u{1f}').collect()).collect();
+        for i in 0..cols[0].len() {
+            let at = |k: usize| cols[k].get(i).copied().unwrap_or("").to_string();
+            let covered = at(0).parse::<u16>().unwrap_or(0);
+            let algorithm = at(1).parse::<u8>().unwrap_or(0);
+            theirs.insert((
+                hickory_proto::rr::RecordType::from(covered).to_string(),
+                hickory_proto::dnssec::Algorithm::from_u8(algorithm).to_string(),
+                at(2),
+                at(3),
+                at(4),
+                at(5),
+            ));
+        }
+    }
+    for sig in &ours {
+        assert!(
+            theirs.contains(sig),
+            "{sig:?} not among tshark's {theirs:?}"
+        );
+    }
+}

@@ -91,6 +91,11 @@ impl<K: PartialEq, T> ById<K, T> {
         let pos = self.queue.iter().position(|(k, _, _)| k == id)?;
         self.queue.remove(pos).map(|(_, _, r)| r)
     }
+    /// Take the oldest request `matches` accepts, whatever its id.
+    pub fn take_first(&mut self, matches: impl Fn(&T) -> bool) -> Option<T> {
+        let pos = self.queue.iter().position(|(_, _, r)| matches(r))?;
+        self.queue.remove(pos).map(|(_, _, r)| r)
+    }
     /// Remove requests older than the timeout at `now`, oldest first.
     pub fn expire(&mut self, now: u64) -> Vec<T> {
         let mut out = Vec::new();

@@ -12,6 +12,14 @@
 //! query (capture started late) is still an exchange, from the response alone
 //! (`dns.response_without_query`). Over TCP a message is at most 65535 bytes, so the flow
 //! layer's pending cap always holds one.
+//!
+//! Multicast DNS (port 5353, RFC 6762) uses id 0 for everything and answers without repeating
+//! the question: a response pairs with the oldest query whose first question it answers (its
+//! own question, or an answer record of that name and type, any type for `ANY`), and one that
+//! answers none is an announcement, an exchange of its own (not an anomaly there).
+//!
+//! DNSSEC records (RRSIG, DNSKEY, DS, NSEC, NSEC3, …) are decoded to their presentation form
+//! by hickory's `dnssec-ring` feature; nothing is validated.
 
 use hickory_proto::op::Message;
 use schemas::l7::dns::{Dns, DnsAnswer, DnsQuestion};
@@ -42,7 +50,12 @@ pub const ENTRY: ProtocolEntry = ProtocolEntry {
     udp: true,
     ports: &[53, 5353, 5355],
     detect,
-    new: |meta: &FlowMeta| Box::new(DnsDissector::new(meta.transport)),
+    new: |meta: &FlowMeta| {
+        let mut d = DnsDissector::new(meta.transport);
+        d.mdns =
+            meta.transport == Transport::Udp && (meta.server.1 == 5353 || meta.client.1 == 5353);
+        Box::new(d)
+    },
 };
 
 /// Header sanity: plausible opcode, counts, and (for queries) a question. The reserved Z bit
@@ -324,6 +337,17 @@ pub struct DnsDissector {
     queries: ById<u16, Query>,
     /// A TCP gap broke the length framing; waiting for a message start.
     lost: bool,
+    /// Multicast DNS: responses pair by question, not by id (see the module doc).
+    mdns: bool,
+}
+
+/// Whether a response (its question and answers) answers `asked`.
+fn answers(asked: &DnsQuestion, question: Option<&DnsQuestion>, records: &[DnsAnswer]) -> bool {
+    let same = |name: &str| name.eq_ignore_ascii_case(&asked.name);
+    question.is_some_and(|q| same(&q.name) && q.qtype == asked.qtype)
+        || records
+            .iter()
+            .any(|r| same(&r.name) && (asked.qtype == "ANY" || r.rtype == asked.qtype))
 }
 
 impl DnsDissector {
@@ -332,6 +356,7 @@ impl DnsDissector {
             transport,
             queries: ById::new(DEFAULT_IN_FLIGHT, QUERY_TIMEOUT_NS),
             lost: false,
+            mdns: false,
         }
     }
 
@@ -368,7 +393,17 @@ impl DnsDissector {
             }
             return;
         }
-        let query = self.queries.take(&p.id);
+        let query = if self.mdns {
+            let (question, records) = (p.dns.question.as_ref(), &p.dns.answers);
+            self.queries.take_first(|q| {
+                q.dns
+                    .question
+                    .as_ref()
+                    .is_some_and(|asked| answers(asked, question, records))
+            })
+        } else {
+            self.queries.take(&p.id)
+        };
         let start = query.as_ref().map_or(ts, |q| q.ts);
         let mut ex: Exchange = out.exchange(Protocol::Dns, start);
         ex.end_time_unix_nano = ts;
@@ -383,6 +418,8 @@ impl DnsDissector {
                     ex.add_anomaly(a.name());
                 }
             }
+            // An mDNS announcement answers nobody in particular.
+            None if self.mdns => {}
             None => {
                 out.anomaly(Anomaly::ResponseWithoutQuery);
                 ex.add_anomaly(Anomaly::ResponseWithoutQuery.name());

@@ -133,6 +133,84 @@ fn tcp_messages_split_and_joined() {
     assert_eq!(out[1].status, Status::NoResponse);
 }
 
+/// An mDNS message, id 0: a query for `name` `qtype` (1 = A, 12 = PTR, 255 = ANY), or a
+/// response without a question whose one answer is `name` A 10.0.0.9.
+fn mdns(response: bool, name: &[u8], qtype: u16) -> Vec<u8> {
+    let mut m = vec![0, 0, if response { 0x84 } else { 0 }, 0];
+    m.extend(if response { [0, 0, 0, 1] } else { [0, 1, 0, 0] }); // QD, AN
+    m.extend([0, 0, 0, 0]);
+    m.extend(name);
+    if response {
+        m.extend([0, 1, 0x80, 1, 0, 0, 0, 120, 0, 4, 10, 0, 0, 9]); // A, cache-flush IN, ttl 120
+    } else {
+        m.extend(qtype.to_be_bytes());
+        m.extend([0, 1]);
+    }
+    m
+}
+
+#[test]
+fn mdns_responses_pair_by_what_they_answer_not_by_id() {
+    let mut d = DnsDissector::new(Transport::Udp);
+    d.mdns = true;
+    let (mut out, mut an) = (Vec::new(), AnomalyCounts::default());
+    let mut em = Emitter {
+        origin: None,
+        meta: meta(Transport::Udp),
+        anomalies: &mut an,
+        out: &mut out,
+        descriptors: None,
+    };
+    let printer = b"\x07printer\x05local\x00";
+    let host = b"\x04host\x05local\x00";
+    // Two queries (both id 0); an announcement of another name; then the answer to the second.
+    for (i, m) in [
+        mdns(false, b"\x04_ipp\x04_tcp\x05local\x00", 12),
+        mdns(false, host, 255),
+        mdns(true, printer, 1),
+        mdns(true, host, 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let _ = d.feed(Direction::ToServer, m, 100 + i as u64, &mut em);
+    }
+    d.close(1_000, &mut em);
+    let rows: Vec<_> = out
+        .iter()
+        .map(|e| {
+            let dns = e.dns.as_ref().unwrap();
+            (
+                dns.question.as_ref().map(|q| q.name.clone()),
+                dns.answers.first().map(|a| a.name.clone()),
+                e.status,
+                e.start_time_unix_nano,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            // The announcement stands alone (no question), not paired with the PTR query.
+            (None, Some("printer.local".into()), Status::Ok, 102),
+            // The ANY query for host.local is what the host's A record answers.
+            (
+                Some("host.local".into()),
+                Some("host.local".into()),
+                Status::Ok,
+                101
+            ),
+            (
+                Some("_ipp._tcp.local".into()),
+                None,
+                Status::NoResponse,
+                100
+            ),
+        ]
+    );
+    assert!(!an.0.contains_key("dns.response_without_query"));
+}
+
 #[test]
 fn cut_message_keeps_header_and_question() {
     let r = response(0);
