@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the fuzz seed corpora from the project's own recorded captures (needs tshark, xxd).
-#   seeds/http1/, seeds/dns/, seeds/redis/, seeds/amqp/, seeds/kafka/: one file per TCP connection: [piece size][split][client bytes][server bytes]
+#   seeds/http1/, seeds/dns/, seeds/redis/, seeds/amqp/, seeds/kafka/, seeds/tls/: one file per TCP connection: [piece size][split][client bytes][server bytes]
 #   seeds/pipeline/: the first packets of each fixture capture
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -33,6 +33,10 @@ done
 mkdir -p seeds/kafka
 for i in $(tshark -r $fix/kafka/tansu-confluent.pcap -T fields -e tcp.stream | sort -un); do
   stream_seed $fix/kafka/tansu-confluent.pcap "$i" "seeds/kafka/tansu-$i" 9092
+done
+mkdir -p seeds/tls
+for i in $(tshark -r $fix/tls/nginx-tls.pcap -Y "tcp.port==443" -T fields -e tcp.stream | sort -un); do
+  stream_seed $fix/tls/nginx-tls.pcap "$i" "seeds/tls/nginx-$i" 443
 done
 mkdir -p seeds/http2 seeds/hpack seeds/http2_frame
 for i in $(tshark -r $fix/graphql/strawberry-graphql-h2.pcap -Y tcp -T fields -e tcp.stream | sort -un); do

@@ -12,6 +12,8 @@
 #   integration/record.sh graphql-h2 OUT.pcap  over HTTP/1.1, or HTTP/2 with prior knowledge, and
 #                                          curl upgrading with h2c (PyPI: strawberry-graphql,
 #                                          hypercorn, starlette, httpx[http2] in PYTHON's env)
+#   integration/record.sh tls   OUT.pcap   nginx with TLS 1.2 and 1.3 (Debian) + curl and openssl
+#                                          s_client: SNI, ALPN, resumption, alerts, no SNI
 #   integration/record.sh grpc  OUT.pcap   grpcio server and client (PyPI: grpcio, grpcio-tools in
 #                                          PYTHON's env) for servers/proto/bookshop.proto; also
 #                                          writes the descriptor set next to OUT (OUT.desc)
@@ -22,7 +24,7 @@
 # Needs root, iproute2, ethtool, tcpdump, and the scenario's server and client.
 set -euo pipefail
 
-usage="usage: record.sh http1|dns|redis|amqp|kafka|graphql-h1|graphql-h2|grpc OUT.pcap"
+usage="usage: record.sh http1|dns|redis|amqp|kafka|graphql-h1|graphql-h2|grpc|tls OUT.pcap"
 scenario=${1:?$usage}
 out=$(realpath -m "${2:?$usage}")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -252,6 +254,54 @@ grpc)
   wait_tcp "$S" $SA 50051
   start_capture
   ip netns exec "$C" "$py" "$here/clients/grpc_client.py" "$work/gen" $SA:50051
+  stop_capture
+  ;;
+tls)
+  # nginx with TLS 1.2 and 1.3 on 443 (HTTP/2 by ALPN, session resumption) and TLS 1.2 only on
+  # 8443; clients: curl (1.3 with h2, 1.2 with http/1.1), openssl s_client with SNI and ALPN,
+  # resumed sessions (1.2 and 1.3), a version the server refuses and a cipher it lacks (alerts),
+  # and no SNI at all.
+  mkdir -p "$work/www" "$work/tmp"
+  printf 'hello over tls\n' > "$work/www/index.html"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/k.pem" -out "$work/c.pem" -days 825 \
+    -subj "/O=tapwire fixtures/CN=shop.tapwire.test" \
+    -addext "subjectAltName=DNS:shop.tapwire.test,DNS:www.tapwire.test,IP:$SA" 2>/dev/null
+  cat > "$work/nginx.conf" <<CONF
+daemon off;
+user root;
+worker_processes 1;
+error_log $work/error.log;
+pid $work/nginx.pid;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path $work/tmp/body; proxy_temp_path $work/tmp/proxy;
+  fastcgi_temp_path $work/tmp/fcgi; uwsgi_temp_path $work/tmp/uwsgi; scgi_temp_path $work/tmp/scgi;
+  ssl_certificate $work/c.pem; ssl_certificate_key $work/k.pem;
+  ssl_session_cache shared:tls:1m; ssl_session_tickets on;
+  server { listen $SA:443 ssl http2; ssl_protocols TLSv1.2 TLSv1.3; root $work/www; }
+  server { listen $SA:8443 ssl; ssl_protocols TLSv1.2; root $work/www; }
+}
+CONF
+  ip netns exec "$S" nginx -c "$work/nginx.conf" -p "$work" & pids+=($!)
+  wait_tcp "$S" $SA 443
+  wait_tcp "$S" $SA 8443
+  start_capture
+  name=shop.tapwire.test
+  resolve=(--resolve "$name:443:$SA" --resolve "$name:8443:$SA")
+  ip netns exec "$C" curl -sk -o /dev/null "${resolve[@]}" --http2 "https://$name/index.html"
+  ip netns exec "$C" curl -sk -o /dev/null "${resolve[@]}" --http1.1 --tls-max 1.2 "https://$name/index.html"
+  sc() { ip netns exec "$C" openssl s_client -connect "$SA:$1" "${@:2}"; }
+  # s_client waits for the server's session tickets before it quits.
+  (sleep 0.3; echo Q) | sc 443 -servername $name -alpn h2,http/1.1 -tls1_2 -sess_out "$work/s12.pem" >/dev/null 2>&1 || true
+  (sleep 0.3; echo Q) | sc 443 -servername $name -alpn h2,http/1.1 -tls1_2 -sess_in "$work/s12.pem" >/dev/null 2>&1 || true
+  (sleep 0.3; echo Q) | sc 443 -servername $name -tls1_3 -sess_out "$work/s13.pem" >/dev/null 2>&1 || true
+  (sleep 0.3; echo Q) | sc 443 -servername $name -tls1_3 -sess_in "$work/s13.pem" >/dev/null 2>&1 || true
+  # TLS 1.3 to the 1.2-only server: a protocol_version alert. A cipher it lacks: handshake_failure.
+  sc 8443 -servername $name -tls1_3 </dev/null >/dev/null 2>&1 || true
+  sc 8443 -servername $name -tls1_2 -cipher ECDHE-ECDSA-AES128-GCM-SHA256 </dev/null >/dev/null 2>&1 || true
+  # No SNI.
+  (sleep 0.3; echo Q) | sc 8443 -noservername >/dev/null 2>&1 || true
   stop_capture
   ;;
 *) echo "record.sh: unknown scenario $scenario" >&2; exit 2 ;;

@@ -45,7 +45,7 @@ pub fn drive(d: &mut dyn Dissector, transport: Transport, data: &[u8]) {
                     assert!(consumed <= pending.len(), "consumed beyond the input");
                     pending.drain(..consumed);
                 }
-                Progress::Error(_) => return,
+                Progress::Error(_) | Progress::Finished => return,
             }
         }
         if !pending.is_empty() {

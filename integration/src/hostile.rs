@@ -199,6 +199,40 @@ pub fn unanswered_requests(n: usize, header_bytes: usize) -> Case {
     }
 }
 
+/// A TLS handshake whose ServerHello is followed by a Certificate message announcing 16 MiB,
+/// sent as `records` full records: the handshake gatherer must stop at its cap, not buffer
+/// what the length promises. The ClientHello comes in one-byte handshake records (each a
+/// record of its own), so the per-record path is exercised too.
+pub fn tls_certificate_flood(records: usize) -> Case {
+    let record = |kind: u8, body: &[u8]| {
+        let mut r = vec![kind, 3, 3];
+        r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    };
+    let mut hello = vec![1, 0, 0, 41, 3, 3];
+    hello.extend_from_slice(&[9u8; 32]); // random
+    hello.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]); // session id, one cipher, null compression
+    let client: Vec<u8> = hello.iter().flat_map(|b| record(22, &[*b])).collect();
+    let mut server_hello = vec![2, 0, 0, 38, 3, 3];
+    server_hello.extend_from_slice(&[8u8; 32]);
+    server_hello.extend_from_slice(&[0, 0xc0, 0x2f, 0]);
+    let mut server = record(22, &server_hello);
+    let mut first = vec![11, 0xff, 0xff, 0xff];
+    first.extend_from_slice(&[0u8; 16380]);
+    server.extend(record(22, &first));
+    for _ in 1..records {
+        server.extend(record(22, &[0u8; 16384]));
+    }
+    Case {
+        name: "tls-certificate-flood",
+        target: "tls",
+        port: 443,
+        client,
+        server,
+    }
+}
+
 /// Every case at a size that suits a fuzz seed (under 128 KiB).
 pub fn seed_cases() -> Vec<Case> {
     vec![
@@ -208,5 +242,6 @@ pub fn seed_cases() -> Vec<Case> {
         kafka_reservation(7),
         credentials(),
         unanswered_requests(20, 4000),
+        tls_certificate_flood(6),
     ]
 }

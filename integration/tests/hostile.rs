@@ -133,6 +133,27 @@ fn hpack_references_to_a_large_entry_are_not_amplified() {
     assert_survived(&run, "http2.header_list_too_large", 200);
 }
 
+/// A TLS server whose Certificate message announces 16 MiB and keeps sending full records
+/// (100 of them, 1.6 MB): the handshake gatherer stops at 64 KiB and the handshake is
+/// reported incomplete, the rest of the connection skipped.
+#[test]
+fn a_tls_certificate_larger_than_the_cap_is_not_buffered() {
+    let mut p = Pcap::new();
+    hostile::tls_certificate_flood(100).connect(&mut p, 4);
+    let run = dissect("tls-certificate-flood.pcap", &p);
+    assert_survived(&run, "tls.handshake_too_large", 100);
+    assert!(
+        run.stdout.contains("\"protocol\":\"tls\""),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("\"status\":\"incomplete\""),
+        "{}",
+        run.stdout
+    );
+}
+
 /// Kafka requests on 3000 connections, each one 70-byte segment announcing a 1 MiB message:
 /// the buffer was reserved from the length prefix before the bytes arrived (3.2 GB).
 #[test]

@@ -441,7 +441,7 @@ fn prometheus_otlp_and_kafka_get_the_same_exchanges() {
             )
         );
         assert_eq!(m["headers"]["tapwire.protocol"], e["protocol"]);
-        assert_eq!(m["headers"]["tapwire.schema.version"], "1.1");
+        assert_eq!(m["headers"]["tapwire.schema.version"], "1.2");
     }
 
     // Prometheus: counts and every latency bucket, as the server stored them.

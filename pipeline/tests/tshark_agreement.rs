@@ -397,3 +397,136 @@ fn dnssec_signatures_agree_with_tshark() {
         );
     }
 }
+
+/// TLS handshakes: for every connection of the project's TLS captures, what tapwire reports
+/// is what tshark decodes: the server name and JA3 of the ClientHello; the version, cipher and
+/// selected ALPN of the ServerHello; the certificate's DNS names; a plaintext alert's level
+/// and name. (JA4 is checked against published values in `tls/ja.rs`: tshark 4.0 lacks it.)
+#[test]
+fn tls_handshakes_agree_with_tshark() {
+    if !tshark_ok() {
+        common::skip("tshark is not installed: TLS tshark agreement not checked");
+        return;
+    }
+    let files =
+        common::captures_under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/tls"));
+    assert!(!files.is_empty(), "the recorded TLS fixture");
+    for file in files {
+        let (events, _) = common::dissect(std::slice::from_ref(&file));
+        let mut ours = std::collections::BTreeMap::new();
+        for e in events
+            .iter()
+            .filter(|e| e.protocol == schemas::Protocol::Tls)
+        {
+            let t = e.tls.as_ref().expect("tls fields");
+            let c = t.client.as_ref();
+            let names: Vec<String> = t
+                .server
+                .as_ref()
+                .and_then(|s| s.x509.as_ref())
+                .map(|x| {
+                    x.alternative_names
+                        .iter()
+                        .filter(|n| n.parse::<std::net::IpAddr>().is_err())
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            ours.insert(
+                e.client.port,
+                (
+                    c.and_then(|c| c.server_name.clone()).unwrap_or_default(),
+                    c.map(|c| c.ja3.clone()).unwrap_or_default(),
+                    t.protocol
+                        .as_ref()
+                        .map(|p| p.version.clone())
+                        .unwrap_or_default(),
+                    t.cipher.clone().unwrap_or_default(),
+                    t.next_protocol.clone().unwrap_or_default(),
+                    names.join(","),
+                    t.alert
+                        .as_ref()
+                        .map(|a| format!("{} {}", a.level, a.description))
+                        .unwrap_or_default(),
+                ),
+            );
+        }
+        let mut theirs = std::collections::BTreeMap::new();
+        let hello = tshark_fields(
+            &file,
+            &["-Y".into(), "tls.handshake.type == 1".into()],
+            &[
+                "tcp.srcport",
+                "tls.handshake.extensions_server_name",
+                "tls.handshake.ja3",
+            ],
+        );
+        for row in hello.iter().filter(|r| r.len() == 3) {
+            let e = theirs
+                .entry(row[0].parse::<u16>().unwrap_or(0))
+                .or_insert_with(
+                    <(String, String, String, String, String, String, String)>::default,
+                );
+            (e.0, e.1) = (row[1].clone(), row[2].clone());
+        }
+        let server = tshark_fields(
+            &file,
+            &["-Y".into(), "tls.handshake.type == 2".into()],
+            &[
+                "tcp.dstport",
+                "tls.handshake.ciphersuite",
+                "tls.handshake.extensions.supported_version",
+                "tls.handshake.version",
+                "tls.handshake.extensions_alpn_str",
+                "x509ce.dNSName",
+            ],
+        );
+        for row in server.iter().filter(|r| r.len() == 6) {
+            let Some(e) = theirs.get_mut(&row[0].parse::<u16>().unwrap_or(0)) else {
+                continue;
+            };
+            let num = |s: &str| u16::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or(0);
+            let version = if row[2].is_empty() { &row[3] } else { &row[2] };
+            e.2 = match num(version) {
+                0x0304 => "1.3",
+                0x0303 => "1.2",
+                0x0302 => "1.1",
+                _ => "?",
+            }
+            .into();
+            e.3 = tls_parser::TlsCipherSuite::from_id(num(&row[1]))
+                .map(|c| c.name.to_string())
+                .unwrap_or_default();
+            e.4 = row[4].clone();
+            e.5 = row[5].replace('\u{1f}', ",");
+        }
+        let alerts = tshark_fields(
+            &file,
+            &["-Y".into(), "tls.alert_message.level".into()],
+            &[
+                "tcp.srcport",
+                "tcp.dstport",
+                "tls.alert_message.level",
+                "tls.alert_message.desc",
+            ],
+        );
+        for row in alerts.iter().filter(|r| r.len() == 4) {
+            // Keyed by the client's port: the alert's sender is the server when it came from
+            // a port tapwire reports as a server (443, 8443).
+            let (src, dst) = (
+                row[0].parse::<u16>().unwrap_or(0),
+                row[1].parse::<u16>().unwrap_or(0),
+            );
+            let port = if theirs.contains_key(&dst) { dst } else { src };
+            if let Some(e) = theirs.get_mut(&port) {
+                let level = if row[2] == "2" { "fatal" } else { "warning" };
+                e.6 = format!(
+                    "{level} {}",
+                    pipeline::protocols::tls::alert_name(row[3].parse().unwrap_or(0))
+                );
+            }
+        }
+        assert_eq!(ours, theirs, "{}", file.display());
+        assert!(ours.len() >= 9, "every handshake of {}", file.display());
+    }
+}

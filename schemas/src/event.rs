@@ -86,13 +86,103 @@ impl Tapwire {
     }
 }
 
-/// `tls.*`: what is known about the TLS session the exchange travelled in.
+/// `tls.*`: what is known about the TLS session the exchange travelled in, or (a `tls`
+/// exchange) what its handshake said.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Tls {
     /// `tls.established`: true when the exchange was read as plaintext inside an established
-    /// TLS session (the TLS plaintext source).
+    /// TLS session (the TLS plaintext source), or the handshake completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub established: Option<bool>,
+    /// `tls.protocol.*`: the version the server chose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<TlsProtocol>,
+    /// `tls.cipher`: the cipher suite the server chose, by its IANA name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    /// `tls.next_protocol`: the ALPN protocol the server selected (where visible: TLS ≤ 1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_protocol: Option<String>,
+    /// `tls.resumed`: the session was resumed (an abbreviated TLS 1.2 handshake, or a TLS 1.3
+    /// pre-shared key the server accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<TlsClient>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<TlsServer>,
+    /// `tls.alert.*`: the alert that ended a failed handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<TlsAlert>,
+}
+
+/// `tls.protocol.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TlsProtocol {
+    /// `tls.protocol.name`: `tls` or `ssl`.
+    pub name: String,
+    /// `tls.protocol.version`: `1.0` … `1.3` (`3.0` for SSL 3).
+    pub version: String,
+}
+
+/// `tls.client.*`: what the ClientHello offered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TlsClient {
+    /// `tls.client.server_name`: the SNI (absent when none was sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// `tls.client.next_protocols`: the ALPN protocols offered, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_protocols: Vec<String>,
+    /// `tls.client.ja3`: the JA3 hash (MD5 of version, ciphers, extensions, groups, formats).
+    pub ja3: String,
+    /// `tls.client.ja4`: the JA4 fingerprint (`t13d1516h2_8daaf6152771_b186095e22b6`).
+    pub ja4: String,
+}
+
+/// `tls.server.*`: the server's leaf certificate (visible in TLS ≤ 1.2 only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TlsServer {
+    /// `tls.server.subject` and `tls.server.issuer`: distinguished names (RFC 4514 form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// `tls.server.not_before` and `tls.server.not_after`: validity, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// `tls.server.x509.alternative_names`: the DNS names and addresses the certificate is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x509: Option<TlsX509>,
+    /// `tls.server.hash.sha256`: SHA-256 of the certificate (DER), upper-case hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<TlsHash>,
+}
+
+/// `tls.server.x509.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TlsX509 {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternative_names: Vec<String>,
+}
+
+/// `tls.server.hash.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TlsHash {
+    pub sha256: String,
+}
+
+/// `tls.alert.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TlsAlert {
+    /// `warning` or `fatal`.
+    pub level: String,
+    /// The RFC 8446 name (`handshake_failure`, `protocol_version`, …).
+    pub description: String,
+    /// Which side sent it: `client` or `server`.
+    pub sender: String,
 }
 
 /// `process.executable.*`.

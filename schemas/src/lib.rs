@@ -10,14 +10,14 @@ pub mod text;
 
 pub use event::{
     Exchange, HeaderMap, Network, NetworkProtocol, Peer, Process, ProcessExecutable, Status, Tls,
-    Transport,
+    TlsAlert, TlsClient, TlsHash, TlsProtocol, TlsServer, TlsX509, Transport,
 };
 pub use protocol::{Family, Protocol, ProtocolInfo, Side};
 
 /// The version of the event contract, sent with events that leave the node (the Kafka sink's
 /// `tapwire.schema.version` header): the major number changes when a field changes meaning or
 /// goes away, the minor number when fields are added.
-pub const SCHEMA_VERSION: &str = "1.1";
+pub const SCHEMA_VERSION: &str = "1.2";
 
 /// The JSON schema of [`Exchange`], pretty-printed with a trailing newline.
 pub fn json_schema() -> String {

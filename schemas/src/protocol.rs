@@ -23,6 +23,7 @@ pub enum Protocol {
     Kafka,
     Redis,
     Amqp,
+    Tls,
 }
 
 /// The semantic-convention area of a protocol: which of the event's parts carry its fields
@@ -39,6 +40,8 @@ pub enum Family {
     Messaging,
     /// `dns.*`: client spans, `dns_lookup_*` metrics.
     Dns,
+    /// `tls.*` (handshakes): client spans, `tls_handshake_*` metrics.
+    Tls,
 }
 
 /// The side of a connection a span or metric is about.
@@ -54,7 +57,7 @@ impl Family {
     /// databases, brokers and resolvers (which tapwire sees from their callers).
     pub fn observed(self) -> Side {
         match self {
-            Family::Http | Family::Rpc => Side::Server,
+            Family::Http | Family::Rpc | Family::Tls => Side::Server,
             Family::Db | Family::Messaging | Family::Dns => Side::Client,
         }
     }
@@ -73,7 +76,7 @@ pub struct ProtocolInfo {
 
 impl Protocol {
     /// Every protocol, in declaration order.
-    pub const ALL: [Protocol; 7] = [
+    pub const ALL: [Protocol; 8] = [
         Protocol::Http,
         Protocol::Grpc,
         Protocol::Graphql,
@@ -81,6 +84,7 @@ impl Protocol {
         Protocol::Kafka,
         Protocol::Redis,
         Protocol::Amqp,
+        Protocol::Tls,
     ];
 
     /// The protocol's row of the table.
@@ -104,6 +108,7 @@ impl Protocol {
             Protocol::Kafka => row("kafka", Family::Messaging, Some("kafka")),
             Protocol::Redis => row("redis", Family::Db, Some("redis")),
             Protocol::Amqp => row("amqp", Family::Messaging, Some("rabbitmq")),
+            Protocol::Tls => row("tls", Family::Tls, None),
         }
     }
 

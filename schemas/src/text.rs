@@ -45,6 +45,7 @@ pub fn table_line(ex: &Exchange, s: &mut String) {
         Family::Dns => l7::dns::summary(ex, s),
         Family::Db => l7::db::summary(ex, s),
         Family::Messaging => l7::messaging::summary(ex, s),
+        Family::Tls => l7::tls::summary(ex, s),
     }
     let status = match ex.status {
         Status::Ok => "ok",
@@ -99,6 +100,10 @@ mod tests {
             (
                 "graphql/strawberry-graphql-h1",
                 "POST /graphql -> 200 graphql query AllBooks  3.352ms ok\n",
+            ),
+            (
+                "tls/nginx-tls",
+                "shop.tapwire.test 1.3 TLS_AES_256_GCM_SHA384  2.971ms ok\n",
             ),
         ] {
             let got = line(&first(file));

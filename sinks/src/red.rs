@@ -10,6 +10,12 @@
 //! | `db_client_operation_duration_seconds` | Redis (every `db` family protocol) | `db_system_name`, `db_operation_name`, `db_response_status_code`, `server_address`, `server_port` |
 //! | `messaging_client_operation_duration_seconds` | Kafka, RabbitMQ (the `messaging` family) | `messaging_system`, `messaging_operation_name`, `messaging_operation_type`, `messaging_destination_name`, `error_type`, `server_address`, `server_port` |
 //! | `dns_lookup_duration_seconds` | DNS | `dns_question_type`, `dns_response_code`, `server_address` |
+//! | `tls_handshake_duration_seconds` | TLS handshakes (tapwire's: the conventions have none) | `tls_client_server_name`, `tls_protocol_version`, `error_type` (the alert of a failed handshake), `server_address`, `server_port` |
+//!
+//! And one gauge: `tls_server_certificate_not_after_seconds` (`tls_client_server_name`,
+//! `tls_server_subject`, `server_address`, `server_port`), the Unix time the certificate a server
+//! last showed expires (TLS ≤ 1.2 handshakes: 1.3 encrypts it), for expiry alerts; at most
+//! [`RedConfig::max_series`] series, the rest counted in the overflow counter.
 //!
 //! Every metric also has `k8s_namespace_name` and `k8s_workload_name`: the Kubernetes
 //! namespace and workload of the side the metric is about (the server for `*_server_*`, the
@@ -29,7 +35,8 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry,
 };
 use rustc_hash::FxHashMap;
 use schemas::{Exchange, Family};
@@ -95,8 +102,74 @@ pub struct RedMetrics {
     db_duration: Metric,
     messaging_duration: Metric,
     dns_duration: Metric,
+    tls_duration: Metric,
+    certificates: Certificates,
     offered: IntCounter,
     delivered: IntCounter,
+}
+
+/// `tls_server_certificate_not_after_seconds`: one gauge per certificate seen, capped.
+struct Certificates {
+    gauge: GaugeVec,
+    series: Mutex<FxHashMap<String, Gauge>>,
+    overflow: IntCounter,
+}
+
+impl Certificates {
+    fn new(r: &Registry, overflow: &IntCounterVec) -> prometheus::Result<Certificates> {
+        let name = "tls_server_certificate_not_after_seconds";
+        let gauge = GaugeVec::new(
+            Opts::new(
+                name,
+                "When the certificate a TLS server last showed expires (Unix seconds; TLS 1.2 and older handshakes, whose certificate is not encrypted).",
+            ),
+            &[
+                "tls_client_server_name",
+                "tls_server_subject",
+                "server_address",
+                "server_port",
+            ],
+        )?;
+        r.register(Box::new(gauge.clone()))?;
+        Ok(Certificates {
+            gauge,
+            series: Mutex::new(FxHashMap::default()),
+            overflow: overflow.with_label_values(&[name]),
+        })
+    }
+
+    fn set(&self, labels: &[&str; 4], value: f64, cap: usize) {
+        let key = labels.join(KEY_SEP);
+        let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = series.get(&key) {
+            g.set(value);
+        } else if series.len() < cap {
+            let g = self.gauge.with_label_values(labels);
+            g.set(value);
+            series.insert(key, g);
+        } else {
+            self.overflow.inc();
+        }
+    }
+}
+
+/// `2029-03-10T03:11:07Z` as Unix seconds (the form the TLS dissector writes), by the
+/// days-from-civil algorithm.
+fn unix_seconds(t: &str) -> Option<i64> {
+    let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 const HTTP_LABELS: [&str; 8] = [
@@ -239,6 +312,23 @@ impl RedMetrics {
                     "k8s_workload_name",
                 ],
             )?,
+            tls_duration: metric(
+                r,
+                &overflow,
+                "tls_handshake_duration_seconds",
+                "Duration of TLS handshakes seen on the wire (ClientHello to the server's last handshake record), by server name and outcome.",
+                &DURATION_BUCKETS,
+                &[
+                    "tls_client_server_name",
+                    "tls_protocol_version",
+                    "error_type",
+                    "server_address",
+                    "server_port",
+                    "k8s_namespace_name",
+                    "k8s_workload_name",
+                ],
+            )?,
+            certificates: Certificates::new(r, &overflow)?,
             offered,
             delivered,
         })
@@ -319,6 +409,30 @@ impl RedMetrics {
                 let rcode = d.and_then(|d| d.response_code.as_deref()).unwrap_or(&err);
                 let labels = [qtype, rcode, addr, ns, wl];
                 self.observe(&self.dns_duration, &labels, secs);
+            }
+            Family::Tls => {
+                let t = ex.tls.as_ref();
+                let sni = t
+                    .and_then(|t| t.client.as_ref())
+                    .and_then(|c| c.server_name.as_deref())
+                    .unwrap_or_default();
+                let version = t
+                    .and_then(|t| t.protocol.as_ref())
+                    .map(|p| p.version.as_str())
+                    .unwrap_or_default();
+                let labels = [sni, version, &err, addr, &port, ns, wl];
+                self.observe(&self.tls_duration, &labels, secs);
+                let server = t.and_then(|t| t.server.as_ref());
+                if let Some(s) = server
+                    && let Some(at) = s.not_after.as_deref().and_then(unix_seconds)
+                {
+                    let subject = s.subject.as_deref().unwrap_or_default();
+                    self.certificates.set(
+                        &[sni, subject, addr, &port],
+                        at as f64,
+                        self.cfg.max_series,
+                    );
+                }
             }
         }
     }
@@ -433,6 +547,7 @@ mod tests {
             "amqp/rabbitmq-pika.ndjson",
             "dns/dnsmasq-records.ndjson",
             "graphql/strawberry-graphql-h1.ndjson",
+            "tls/nginx-tls.ndjson",
         ] {
             for e in golden(f) {
                 m.record(&e);
@@ -449,11 +564,24 @@ mod tests {
             r#"messaging_client_operation_duration_seconds_count{error_type="",k8s_namespace_name="",k8s_workload_name="",messaging_destination_name="orders",messaging_operation_name="basic.publish",messaging_operation_type="send",messaging_system="rabbitmq",server_address="10.77.0.1",server_port="5672"} 6"#,
             r#"dns_lookup_duration_seconds_count{dns_question_type="A",dns_response_code="NXDOMAIN",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1"} 1"#,
             r#"http_server_request_duration_seconds_count{error_type="",http_request_method="POST",http_response_status_code="200",http_route="/graphql",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="8000"}"#,
+            r#"tls_handshake_duration_seconds_count{error_type="",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="443",tls_client_server_name="shop.tapwire.test",tls_protocol_version="1.3"} 3"#,
+            r#"tls_handshake_duration_seconds_count{error_type="protocol_version",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="8443",tls_client_server_name="shop.tapwire.test",tls_protocol_version=""} 1"#,
+            // The fixture's certificate: valid 825 days from its recording.
+            r#"tls_server_certificate_not_after_seconds{server_address="10.77.0.1",server_port="443",tls_client_server_name="shop.tapwire.test",tls_server_subject="O=tapwire fixtures, CN=shop.tapwire.test"} 1867806667"#,
         ];
         for w in want {
             assert!(t.contains(w), "missing {w}\n{t}");
         }
         assert!(!t.contains("=\"_other\""), "no cap reached");
+    }
+
+    #[test]
+    fn certificate_times_read_back() {
+        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_seconds("2000-02-29T00:00:00Z"), Some(951_782_400));
+        assert_eq!(unix_seconds("2026-12-06T03:30:00Z"), Some(1_796_527_800));
+        assert_eq!(unix_seconds("2026-13-06T03:30:00Z"), None);
+        assert_eq!(unix_seconds("garbage"), None);
     }
 
     #[test]

@@ -154,7 +154,7 @@ pub fn system(ex: &Exchange) -> &str {
         Family::Db => ex.db.as_ref().map(|d| d.system.name.as_str()),
         Family::Rpc => ex.rpc.as_ref().map(|r| r.system.name.as_str()),
         Family::Messaging => ex.messaging.as_ref().map(|m| m.system.as_str()),
-        Family::Http | Family::Dns => None,
+        Family::Http | Family::Dns | Family::Tls => None,
     };
     own.unwrap_or_else(|| {
         let info = ex.protocol.info();
@@ -232,6 +232,13 @@ pub fn error_type(ex: &Exchange) -> Option<String> {
             .as_ref()
             .and_then(|d| d.response_code.clone())
             .filter(|c| c != "NOERROR"),
+        // A failed handshake: the alert that ended it.
+        Family::Tls => ex
+            .tls
+            .as_ref()
+            .and_then(|t| t.alert.as_ref())
+            .filter(|_| ex.status == Status::Error)
+            .map(|a| a.description.clone()),
         // Each broker protocol reports failure in its own part: a Kafka error code, an AMQP
         // reply code other than 200.
         Family::Messaging => {
@@ -281,6 +288,12 @@ pub fn span(ex: &Exchange, routes: &Routes, opts: Options) -> SpanView {
             }
         }
         Family::Messaging => messaging_span(ex, &mut s),
+        Family::Tls => {
+            tls_span(ex, &mut s);
+            if ex.status == Status::Error {
+                s.error = err.clone();
+            }
+        }
         Family::Dns => {
             let d = ex.dns.as_ref();
             let q = d.and_then(|d| d.question.as_ref());
@@ -347,6 +360,60 @@ pub fn span(ex: &Exchange, routes: &Routes, opts: Options) -> SpanView {
         Status::Incomplete => s.str("tapwire.status", "incomplete"),
     }
     s
+}
+
+/// A TLS handshake: a client span named `TLS {server name}` (`TLS` without SNI) with the
+/// handshake's `tls.*` attributes. (`tls.established` is set by the common part.)
+fn tls_span(ex: &Exchange, s: &mut SpanView) {
+    let t = ex.tls.as_ref();
+    let client = t.and_then(|t| t.client.as_ref());
+    let sni = client.and_then(|c| c.server_name.clone());
+    s.name = match &sni {
+        Some(n) => format!("TLS {n}"),
+        None => "TLS".into(),
+    };
+    let Some(t) = t else { return };
+    if let Some(n) = sni {
+        s.str("tls.client.server_name", n);
+    }
+    if let Some(c) = client {
+        s.str("tls.client.ja3", c.ja3.clone());
+        s.str("tls.client.ja4", c.ja4.clone());
+        if !c.next_protocols.is_empty() {
+            s.attributes.push((
+                "tls.client.next_protocols",
+                Value::StrList(c.next_protocols.clone()),
+            ));
+        }
+    }
+    if let Some(p) = &t.protocol {
+        s.str("tls.protocol.name", p.name.clone());
+        s.str("tls.protocol.version", p.version.clone());
+    }
+    if let Some(c) = &t.cipher {
+        s.str("tls.cipher", c.clone());
+    }
+    if let Some(n) = &t.next_protocol {
+        s.str("tls.next_protocol", n.clone());
+    }
+    if let Some(r) = t.resumed {
+        s.bool("tls.resumed", r);
+    }
+    if let Some(srv) = &t.server {
+        for (key, v) in [
+            ("tls.server.subject", &srv.subject),
+            ("tls.server.issuer", &srv.issuer),
+            ("tls.server.not_before", &srv.not_before),
+            ("tls.server.not_after", &srv.not_after),
+        ] {
+            if let Some(v) = v {
+                s.str(key, v.clone());
+            }
+        }
+        if let Some(h) = &srv.hash {
+            s.str("tls.server.hash.sha256", h.sha256.clone());
+        }
+    }
 }
 
 fn http_span(ex: &Exchange, routes: &Routes, opts: Options, s: &mut SpanView) {

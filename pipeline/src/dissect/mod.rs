@@ -71,6 +71,9 @@ pub enum Progress {
     Incomplete { consumed: usize, needed: usize },
     /// The flow cannot be dissected further; the flow layer stops feeding it.
     Error(DissectError),
+    /// Everything there was to dissect is done (a TLS handshake reported; the rest is
+    /// encrypted): the flow layer stops feeding it, and it is not an error.
+    Finished,
 }
 
 /// The endpoints of a flow as the dissector sees them.
@@ -129,6 +132,7 @@ impl Emitter<'_> {
         if let Some(o) = self.origin {
             ex.tls = Some(schemas::Tls {
                 established: Some(true),
+                ..schemas::Tls::default()
             });
             ex.process = Some(schemas::Process {
                 pid: o.pid,

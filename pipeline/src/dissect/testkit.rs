@@ -28,6 +28,8 @@ pub struct Driver<D: Dissector> {
     pub peak: usize,
     /// gRPC descriptors the emitter offers.
     pub descriptors: Option<super::protobuf::Descriptors>,
+    /// The dissector said it is finished: later bytes are not fed (as the flow layer does).
+    pub finished: bool,
 }
 
 impl<D: Dissector> Driver<D> {
@@ -41,6 +43,7 @@ impl<D: Dissector> Driver<D> {
             ts: 0,
             peak: 0,
             descriptors: None,
+            finished: false,
         }
     }
 
@@ -48,6 +51,9 @@ impl<D: Dissector> Driver<D> {
     pub fn try_send(&mut self, dir: Direction, bytes: &[u8], step: usize) -> bool {
         for piece in bytes.chunks(step.max(1)) {
             self.ts += 1;
+            if self.finished {
+                continue;
+            }
             let buf = &mut self.pending[dir.index()];
             buf.extend_from_slice(piece);
             let mut em = Emitter {
@@ -63,6 +69,10 @@ impl<D: Dissector> Driver<D> {
                     buf.drain(..consumed);
                 }
                 Progress::Error(_) => return false,
+                Progress::Finished => {
+                    self.finished = true;
+                    buf.clear();
+                }
             }
             self.peak = self.peak.max(buf.len());
         }

@@ -914,13 +914,19 @@ impl Ctx<'_> {
                 Progress::Incomplete { consumed, .. } => {
                     buf.drain(..consumed.min(buf.len()));
                 }
-                Progress::Error(_) => {}
+                Progress::Error(_) | Progress::Finished => {}
             }
             p
         };
         match progress {
             Progress::Error(_) => {
                 self.stats.dissector_errors += 1;
+                *state = State::Opaque;
+                pending[0] = Vec::new();
+                pending[1] = Vec::new();
+            }
+            // The rest of the flow passes without being looked at.
+            Progress::Finished => {
                 *state = State::Opaque;
                 pending[0] = Vec::new();
                 pending[1] = Vec::new();

@@ -17,6 +17,7 @@ pub mod http1;
 pub mod http2;
 pub mod kafka;
 pub mod redis;
+pub mod tls;
 
 use crate::dissect::entry::ProtocolEntry;
 
@@ -30,6 +31,7 @@ pub static REGISTRY: &[ProtocolEntry] = &[
     amqp::ENTRY,
     http2::ENTRY,
     kafka::ENTRY,
+    tls::ENTRY,
 ];
 
 #[cfg(test)]
@@ -45,6 +47,7 @@ mod tests {
             Common::ALL.iter().map(|a| a.name()).collect::<Vec<_>>(),
             BodyAnomaly::ALL.iter().map(|a| a.name()).collect(),
             super::amqp::Anomaly::ALL.iter().map(|a| a.name()).collect(),
+            super::tls::Anomaly::ALL.iter().map(|a| a.name()).collect(),
             super::dns::Anomaly::ALL.iter().map(|a| a.name()).collect(),
             super::graphql::Anomaly::ALL
                 .iter()

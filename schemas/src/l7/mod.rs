@@ -6,3 +6,4 @@ pub mod graphql;
 pub mod http;
 pub mod messaging;
 pub mod rpc;
+pub mod tls;

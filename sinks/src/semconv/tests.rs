@@ -271,6 +271,7 @@ fn plaintext_source_exchanges_carry_their_process_and_tls_established() {
     assert_eq!(get(&plain, "process.pid"), None);
     e.tls = Some(schemas::Tls {
         established: Some(true),
+        ..schemas::Tls::default()
     });
     e.process = Some(schemas::Process {
         pid: 4242,
@@ -282,4 +283,34 @@ fn plaintext_source_exchanges_carry_their_process_and_tls_established() {
     assert_eq!(get(&sp, "tls.established"), Some(Value::Bool(true)));
     assert_eq!(get(&sp, "process.pid"), Some(Value::Int(4242)));
     assert_eq!(get(&sp, "process.executable.name"), s("curl"));
+}
+
+#[test]
+fn tls_handshake_spans_carry_the_handshake_and_fail_on_an_alert() {
+    let sp = spans("tls/nginx-tls.ndjson", Options::default());
+    assert_eq!(
+        (sp[0].name.as_str(), sp[0].kind),
+        ("TLS shop.tapwire.test", Kind::Client)
+    );
+    assert_eq!(get(&sp[0], "tls.protocol.version"), s("1.3"));
+    assert_eq!(get(&sp[0], "tls.cipher"), s("TLS_AES_256_GCM_SHA384"));
+    assert_eq!(get(&sp[0], "tls.established"), Some(Value::Bool(true)));
+    assert!(matches!(get(&sp[0], "tls.client.ja4"), Some(Value::Str(j)) if j.starts_with("t13d")));
+    assert_eq!(sp[0].error, None);
+    let full = sp
+        .iter()
+        .find(|x| get(x, "tls.next_protocol") == s("http/1.1"))
+        .expect("the TLS 1.2 handshake with a certificate");
+    assert_eq!(
+        get(full, "tls.server.subject"),
+        s("O=tapwire fixtures, CN=shop.tapwire.test")
+    );
+    assert!(get(full, "tls.server.not_after").is_some());
+    let refused = sp
+        .iter()
+        .find(|x| get(x, "error.type") == s("protocol_version"))
+        .expect("the refused version");
+    assert_eq!(refused.error.as_deref(), Some("protocol_version"));
+    let anonymous = sp.iter().find(|x| x.name == "TLS").expect("no SNI");
+    assert_eq!(get(anonymous, "tls.client.server_name"), None);
 }
