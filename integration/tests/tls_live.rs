@@ -21,7 +21,11 @@
 //! Ground truth: curl (HTTP/1.1, HTTP/2), Python's `ssl` and the Go client write their session
 //! keys to `SSLKEYLOGFILE` while tcpdump records the encrypted packets; the exchanges tshark
 //! decrypts with those keys are exactly those the agent dissected from the plaintext (path,
-//! status, client port). Skipped visibly when not
+//! status, client port).
+//!
+//! And with the TLS source off, the handshakes themselves from the packets: curl over TLS 1.3
+//! (HTTP/2) and TLS 1.2 (HTTP/1.1, its certificate visible), each a `tls` exchange with its
+//! server name. Skipped visibly when not
 //! root; a missing tool as root is a failure (`.ci/run` installs them).
 
 use std::process::Stdio;
@@ -81,6 +85,7 @@ fn start_https(lab: &mut Lab) -> String {
          events {{ worker_connections 64; }}\n\
          http {{ access_log off; client_body_temp_path {dd}; proxy_temp_path {dd};\n\
            fastcgi_temp_path {dd}; uwsgi_temp_path {dd}; scgi_temp_path {dd};\n\
+           ssl_protocols TLSv1.2 TLSv1.3;\n\
            server {{ listen {}:443 ssl http2; ssl_certificate {cert}; ssl_certificate_key {key};\n\
              root {dd}/www; }} }}\n",
         lab.sa,
@@ -759,4 +764,67 @@ fn what_tshark_decrypts_with_the_clients_keys_is_what_the_probes_saw() {
     );
     let _ = watch.kill();
     let _ = watch.wait();
+}
+
+#[test]
+fn handshakes_are_dissected_from_the_packets() {
+    // The TLS source off: the handshakes come from the wire alone. curl with a name (SNI) and
+    // HTTP/2 by ALPN over TLS 1.3; then TLS 1.2, whose certificate is visible.
+    let Some(mut lab) = Lab::new() else { return };
+    assert!(have("openssl"), "openssl (installed by .ci/run)");
+    let sa = start_https(&mut lab);
+    lab.start_agent_with(&["--tls", "off"]);
+    let (mut watch, rx) = lab.watch();
+    std::thread::sleep(Duration::from_millis(500)); // the subscription reaches the workers
+    let c = lab.c.clone();
+    let resolve = format!("shop.tapwire.test:443:{sa}");
+    for version in ["--tlsv1.3", "--tls-max"] {
+        let mut args = vec!["curl", "-sSk", "-o", "/dev/null", "--resolve", &resolve];
+        if version == "--tls-max" {
+            args.extend(["--tls-max", "1.2", "--http1.1"]);
+        } else {
+            args.extend([version, "--http2"]);
+        }
+        args.push("https://shop.tapwire.test/hello.txt");
+        let out = lab.in_ns(&c, &args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut handshakes: Vec<serde_json::Value> = Vec::new();
+    wait_until("two handshakes", || {
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l)
+                && v["protocol"] == "tls"
+            {
+                handshakes.push(v);
+            }
+        }
+        handshakes.len() >= 2
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let versions: Vec<&str> = handshakes
+        .iter()
+        .map(|h| h["tls"]["protocol"]["version"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(versions, ["1.3", "1.2"], "{handshakes:#?}");
+    for h in &handshakes {
+        assert_eq!(h["status"], "ok");
+        assert_eq!(h["tls"]["client"]["server_name"], "shop.tapwire.test");
+        assert_eq!(h["server"]["address"], sa.as_str());
+        assert!(
+            h["tls"]["client"]["ja4"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with('t')
+        );
+    }
+    assert_eq!(handshakes[1]["tls"]["next_protocol"], "http/1.1");
+    assert_eq!(
+        handshakes[1]["tls"]["server"]["subject"],
+        "CN=shop.tapwire.test"
+    );
 }
