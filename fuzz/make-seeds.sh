@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the fuzz seed corpora from the project's own recorded captures (needs tshark, xxd).
-#   seeds/http1/, seeds/dns/, seeds/redis/, seeds/amqp/, seeds/kafka/, seeds/tls/: one file per TCP connection: [piece size][split][client bytes][server bytes]
+#   seeds/http1/, seeds/dns/, seeds/redis/, seeds/amqp/, seeds/kafka/, seeds/tls/, seeds/postgresql/: one file per TCP connection: [piece size][split][client bytes][server bytes]
 #   seeds/pipeline/: the first packets of each fixture capture
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -37,6 +37,10 @@ done
 mkdir -p seeds/tls
 for i in $(tshark -r $fix/tls/nginx-tls.pcap -Y "tcp.port==443" -T fields -e tcp.stream | sort -un); do
   stream_seed $fix/tls/nginx-tls.pcap "$i" "seeds/tls/nginx-$i" 443
+done
+mkdir -p seeds/postgresql
+for i in $(tshark -r $fix/postgresql/postgres-psql-psycopg.pcap -T fields -e tcp.stream | sort -un); do
+  stream_seed $fix/postgresql/postgres-psql-psycopg.pcap "$i" "seeds/postgresql/pg-$i" 5432
 done
 mkdir -p seeds/http2 seeds/hpack seeds/http2_frame
 for i in $(tshark -r $fix/graphql/strawberry-graphql-h2.pcap -Y tcp -T fields -e tcp.stream | sort -un); do

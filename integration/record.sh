@@ -14,6 +14,8 @@
 #                                          hypercorn, starlette, httpx[http2] in PYTHON's env)
 #   integration/record.sh tls   OUT.pcap   nginx with TLS 1.2 and 1.3 (Debian) + curl and openssl
 #                                          s_client: SNI, ALPN, resumption, alerts, no SNI
+#   integration/record.sh postgresql OUT.pcap  PostgreSQL 15 (Debian) + psql (clear and TLS) and
+#                                          psycopg 3 (PyPI, in PYTHON's env)
 #   integration/record.sh grpc  OUT.pcap   grpcio server and client (PyPI: grpcio, grpcio-tools in
 #                                          PYTHON's env) for servers/proto/bookshop.proto; also
 #                                          writes the descriptor set next to OUT (OUT.desc)
@@ -24,7 +26,7 @@
 # Needs root, iproute2, ethtool, tcpdump, and the scenario's server and client.
 set -euo pipefail
 
-usage="usage: record.sh http1|dns|redis|amqp|kafka|graphql-h1|graphql-h2|grpc|tls OUT.pcap"
+usage="usage: record.sh http1|dns|redis|amqp|kafka|graphql-h1|graphql-h2|grpc|tls|postgresql OUT.pcap"
 scenario=${1:?$usage}
 out=$(realpath -m "${2:?$usage}")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -302,6 +304,39 @@ CONF
   sc 8443 -servername $name -tls1_2 -cipher ECDHE-ECDSA-AES128-GCM-SHA256 </dev/null >/dev/null 2>&1 || true
   # No SNI.
   (sleep 0.3; echo Q) | sc 8443 -noservername >/dev/null 2>&1 || true
+  stop_capture
+  ;;
+postgresql)
+  # PostgreSQL 15 (Debian) with TLS available; psql in the clear (simple queries, an error,
+  # COPY in and out, a refused password), psql with sslmode=require (the SSLRequest becomes a
+  # TLS handshake), and psycopg 3 (PYTHON's env) for the extended protocol.
+  py=${PYTHON:-python3}
+  bin=/usr/lib/postgresql/15/bin
+  run_pg() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
+  chmod 711 "$work"; mkdir -p "$work/pg/sock"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/pg/k.pem" -out "$work/pg/c.pem" \
+    -days 825 -subj /CN=db.tapwire.test 2>/dev/null
+  chown -R postgres "$work/pg"; chmod 600 "$work/pg/k.pem"
+  run_pg "$bin/initdb" -D "$work/pg/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+  echo "host all all 10.77.0.0/24 scram-sha-256" >> "$work/pg/data/pg_hba.conf"
+  ip netns exec "$S" setpriv --reuid=postgres --regid=postgres --init-groups -- "$bin/postgres" \
+    -D "$work/pg/data" -c listen_addresses=$SA -c unix_socket_directories="$work/pg/sock" \
+    -c ssl=on -c ssl_cert_file="$work/pg/c.pem" -c ssl_key_file="$work/pg/k.pem" -c fsync=off \
+    >"$work/pg/log" 2>&1 & pids+=($!)
+  wait_tcp "$S" $SA 5432
+  psql_sock() { run_pg psql -q -h "$work/pg/sock" -U postgres "$@"; }
+  psql_sock -c "CREATE ROLE shop LOGIN PASSWORD 'shop-pass'" -c "CREATE DATABASE shop OWNER shop" >/dev/null
+  start_capture
+  export PGPASSWORD=shop-pass
+  pq() { ip netns exec "$C" psql -q -X -h $SA -U shop -d shop "$@"; }
+  PGSSLMODE=disable pq -c "CREATE TABLE books (id int PRIMARY KEY, title text, price numeric)" \
+    -c "INSERT INTO books VALUES (1, 'Dune', 9.99), (2, 'Emma', 5.5)" \
+    -c "SELECT title FROM books WHERE price > 6" -c "SELECT * FROM missing" >/dev/null 2>&1 || true
+  printf '3\tUlysses\t12\n4\tBeloved\t8\n' | PGSSLMODE=disable pq -c "\\copy books FROM STDIN" >/dev/null
+  PGSSLMODE=disable pq -c "\\copy books TO STDOUT" >/dev/null
+  PGSSLMODE=disable PGPASSWORD=wrong pq -c "SELECT 1" >/dev/null 2>&1 || true
+  PGSSLMODE=require pq -c "SELECT 1" >/dev/null
+  ip netns exec "$C" "$py" "$here/clients/pg_client.py" $SA shop-pass
   stop_capture
   ;;
 *) echo "record.sh: unknown scenario $scenario" >&2; exit 2 ;;

@@ -233,6 +233,34 @@ pub fn tls_certificate_flood(records: usize) -> Case {
     }
 }
 
+/// A PostgreSQL client that logs in, then sends a Query announcing 1 GiB (`bytes` of it
+/// sent) and a server answering with DataRows announcing 1 GiB each: both must stream past,
+/// never buffered from the length.
+pub fn postgresql_lengths(bytes: usize) -> Case {
+    let msg = |kind: u8, len: u32, body: &[u8]| {
+        let mut m = vec![kind];
+        m.extend_from_slice(&len.to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    };
+    let mut client = Vec::new();
+    let params = b"user\0app\0database\0shop\0\0";
+    client.extend_from_slice(&((8 + params.len()) as u32).to_be_bytes());
+    client.extend_from_slice(&196_608u32.to_be_bytes());
+    client.extend_from_slice(params);
+    client.extend(msg(b'Q', 0x4000_0000, &vec![b'a'; bytes]));
+    let mut server = msg(b'R', 8, &[0, 0, 0, 0]);
+    server.extend(msg(b'Z', 5, b"I"));
+    server.extend(msg(b'D', 0x4000_0000, &vec![7; bytes]));
+    Case {
+        name: "postgresql-lengths",
+        target: "postgresql",
+        port: 5432,
+        client,
+        server,
+    }
+}
+
 /// Every case at a size that suits a fuzz seed (under 128 KiB).
 pub fn seed_cases() -> Vec<Case> {
     vec![
@@ -243,5 +271,6 @@ pub fn seed_cases() -> Vec<Case> {
         credentials(),
         unanswered_requests(20, 4000),
         tls_certificate_flood(6),
+        postgresql_lengths(20_000),
     ]
 }

@@ -154,6 +154,21 @@ fn a_tls_certificate_larger_than_the_cap_is_not_buffered() {
     );
 }
 
+/// PostgreSQL messages announcing 1 GiB (a query of 2 MB sent, then rows): streamed past as
+/// they come, the query reported without its text.
+#[test]
+fn postgresql_lengths_reserve_nothing() {
+    let mut p = Pcap::new();
+    hostile::postgresql_lengths(2_000_000).connect(&mut p, 5);
+    let run = dissect("postgresql-lengths.pcap", &p);
+    assert_survived(&run, "postgresql.message_too_large", 100);
+    assert!(
+        run.stdout.contains("\"protocol\":\"postgresql\""),
+        "{}",
+        run.stdout
+    );
+}
+
 /// Kafka requests on 3000 connections, each one 70-byte segment announcing a 1 MiB message:
 /// the buffer was reserved from the length prefix before the bytes arrived (3.2 GB).
 #[test]

@@ -49,8 +49,8 @@ fn ours(events: &[Exchange]) -> Facts {
             if let Some(op) = &db.operation {
                 f.redis_commands.insert(op.name.clone());
             }
-            if let Some(r) = &db.response {
-                f.redis_errors.insert(r.status_code.clone());
+            if let Some(code) = db.response.as_ref().and_then(|r| r.status_code.clone()) {
+                f.redis_errors.insert(code);
             }
         }
         if let Some(k) = &e.kafka

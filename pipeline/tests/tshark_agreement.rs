@@ -530,3 +530,59 @@ fn tls_handshakes_agree_with_tshark() {
         assert!(ours.len() >= 9, "every handshake of {}", file.display());
     }
 }
+
+/// PostgreSQL: the SQL tshark reads in every `Query` and `Parse` (literals hidden the way
+/// tapwire hides them) is the SQL of tapwire's exchanges, and the SQLSTATEs of tshark's
+/// `ErrorResponse`s are the status codes tapwire reports; statements the server skipped
+/// after an error in a pipeline (`SELECT 1` here) are tshark's alone.
+#[test]
+fn postgresql_statements_and_errors_agree_with_tshark() {
+    if !tshark_ok() {
+        common::skip("tshark is not installed: PostgreSQL tshark agreement not checked");
+        return;
+    }
+    let files = common::captures_under(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/postgresql"),
+    );
+    assert!(!files.is_empty(), "the recorded PostgreSQL fixture");
+    for file in files {
+        let (events, _) = common::dissect(std::slice::from_ref(&file));
+        let db = || events.iter().filter_map(|e| e.db.as_ref());
+        let ours: BTreeSet<String> = db()
+            .filter_map(|d| d.query.as_ref())
+            .map(|q| q.text.clone())
+            .collect();
+        let our_codes: BTreeSet<String> = db()
+            .filter_map(|d| d.response.as_ref()?.status_code.clone())
+            .collect();
+        let decode = ["-d".to_string(), "tcp.port==5432,pgsql".to_string()];
+        let mut theirs = BTreeSet::new();
+        let mut codes = BTreeSet::new();
+        for row in tshark_fields(&file, &decode, &["pgsql.query", "pgsql.code"]) {
+            for q in row[0].split('\u{1f}').filter(|q| !q.is_empty()) {
+                theirs.insert(pipeline::dissect::sql::obfuscate(q));
+            }
+            codes.extend(
+                row.get(1)
+                    .into_iter()
+                    .flat_map(|c| c.split('\u{1f}'))
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string),
+            );
+        }
+        let skipped: BTreeSet<String> = theirs.difference(&ours).cloned().collect();
+        assert_eq!(
+            skipped,
+            BTreeSet::from(["SELECT ?".to_string()]),
+            "{}",
+            file.display()
+        );
+        assert!(
+            ours.is_subset(&theirs),
+            "{:?}",
+            ours.difference(&theirs).collect::<Vec<_>>()
+        );
+        assert_eq!(our_codes, codes, "{}", file.display());
+        assert!(ours.len() >= 14, "{ours:?}");
+    }
+}

@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::l7::{
-    db::Db, db::Redis, dns::Dns, graphql::Graphql, http::Http, http::Http2, http::Url,
-    messaging::Amqp, messaging::Kafka, messaging::Messaging, rpc::Grpc, rpc::Rpc,
+    db::Db, db::Postgresql, db::Redis, dns::Dns, graphql::Graphql, http::Http, http::Http2,
+    http::Url, messaging::Amqp, messaging::Kafka, messaging::Messaging, rpc::Grpc, rpc::Rpc,
 };
 use crate::protocol::Protocol;
 
@@ -240,6 +240,8 @@ pub struct Exchange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<Redis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgresql: Option<Postgresql>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messaging: Option<Messaging>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amqp: Option<Amqp>,
@@ -286,6 +288,7 @@ impl Exchange {
             dns: None,
             db: None,
             redis: None,
+            postgresql: None,
             messaging: None,
             amqp: None,
             kafka: None,

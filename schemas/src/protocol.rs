@@ -24,6 +24,7 @@ pub enum Protocol {
     Redis,
     Amqp,
     Tls,
+    Postgresql,
 }
 
 /// The semantic-convention area of a protocol: which of the event's parts carry its fields
@@ -76,7 +77,7 @@ pub struct ProtocolInfo {
 
 impl Protocol {
     /// Every protocol, in declaration order.
-    pub const ALL: [Protocol; 8] = [
+    pub const ALL: [Protocol; 9] = [
         Protocol::Http,
         Protocol::Grpc,
         Protocol::Graphql,
@@ -85,6 +86,7 @@ impl Protocol {
         Protocol::Redis,
         Protocol::Amqp,
         Protocol::Tls,
+        Protocol::Postgresql,
     ];
 
     /// The protocol's row of the table.
@@ -109,6 +111,7 @@ impl Protocol {
             Protocol::Redis => row("redis", Family::Db, Some("redis")),
             Protocol::Amqp => row("amqp", Family::Messaging, Some("rabbitmq")),
             Protocol::Tls => row("tls", Family::Tls, None),
+            Protocol::Postgresql => row("postgresql", Family::Db, Some("postgresql")),
         }
     }
 

@@ -102,6 +102,10 @@ mod tests {
                 "POST /graphql -> 200 graphql query AllBooks  3.352ms ok\n",
             ),
             (
+                "postgresql/postgres-psql-psycopg",
+                "STARTUP -> -  10.249ms ok\n",
+            ),
+            (
                 "tls/nginx-tls",
                 "shop.tapwire.test 1.3 TLS_AES_256_GCM_SHA384  2.971ms ok\n",
             ),

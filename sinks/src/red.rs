@@ -382,7 +382,7 @@ impl RedMetrics {
                     .unwrap_or_default();
                 let code = db
                     .and_then(|d| d.response.as_ref())
-                    .map(|r| r.status_code.as_str())
+                    .and_then(|r| r.status_code.as_deref())
                     .unwrap_or_default();
                 let labels = [system(ex), op, code, addr, &port, ns, wl];
                 self.observe(&self.db_duration, &labels, secs);
@@ -548,6 +548,7 @@ mod tests {
             "dns/dnsmasq-records.ndjson",
             "graphql/strawberry-graphql-h1.ndjson",
             "tls/nginx-tls.ndjson",
+            "postgresql/postgres-psql-psycopg.ndjson",
         ] {
             for e in golden(f) {
                 m.record(&e);
@@ -564,6 +565,7 @@ mod tests {
             r#"messaging_client_operation_duration_seconds_count{error_type="",k8s_namespace_name="",k8s_workload_name="",messaging_destination_name="orders",messaging_operation_name="basic.publish",messaging_operation_type="send",messaging_system="rabbitmq",server_address="10.77.0.1",server_port="5672"} 6"#,
             r#"dns_lookup_duration_seconds_count{dns_question_type="A",dns_response_code="NXDOMAIN",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1"} 1"#,
             r#"http_server_request_duration_seconds_count{error_type="",http_request_method="POST",http_response_status_code="200",http_route="/graphql",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="8000"}"#,
+            r#"db_client_operation_duration_seconds_count{db_operation_name="STARTUP",db_response_status_code="28P01",db_system_name="postgresql",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="5432"} 1"#,
             r#"tls_handshake_duration_seconds_count{error_type="",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="443",tls_client_server_name="shop.tapwire.test",tls_protocol_version="1.3"} 3"#,
             r#"tls_handshake_duration_seconds_count{error_type="protocol_version",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="8443",tls_client_server_name="shop.tapwire.test",tls_protocol_version=""} 1"#,
             // The fixture's certificate: valid 825 days from its recording.

@@ -20,9 +20,10 @@
 //!   when [`Options::legacy_grpc_status_code`] asks for it.
 //! - GraphQL: the HTTP attributes, named `{graphql.operation.type} {graphql.operation.name}`;
 //!   error when the response listed errors.
-//! - Redis: client span named `{db.operation.name}`, `db.system.name`, `db.query.text`
-//!   (values already replaced by `?`), `db.response.status_code` and `error.type` on an error
-//!   reply.
+//! - Databases (Redis, PostgreSQL): client span named `{db.operation.name}` (with
+//!   `{db.collection.name}` after it when the query names one table), `db.system.name`,
+//!   `db.query.text` (values already replaced by `?`), `db.namespace`, `db.collection.name`,
+//!   `db.response.returned_rows`, `db.response.status_code` and `error.type` on an error.
 //! - Kafka and RabbitMQ: `{messaging.operation.name} {destination}` with
 //!   `messaging.operation.type`: Produce / `basic.publish` are `send` (producer spans), Fetch is
 //!   `receive` (client), `basic.deliver` / `basic.return` are `receive` (consumer),
@@ -226,7 +227,7 @@ pub fn error_type(ex: &Exchange) -> Option<String> {
             .db
             .as_ref()
             .and_then(|d| d.response.as_ref())
-            .map(|r| r.status_code.clone()),
+            .and_then(|r| r.status_code.clone()),
         Family::Dns => ex
             .dns
             .as_ref()
@@ -270,7 +271,17 @@ pub fn span(ex: &Exchange, routes: &Routes, opts: Options) -> SpanView {
                 .and_then(|d| d.operation.as_ref())
                 .map(|o| o.name.clone());
             let system = system(ex);
-            s.name = op.clone().unwrap_or_else(|| system.to_string());
+            // `{db.operation.name} {db.collection.name}` where both are known.
+            let collection = ex
+                .db
+                .as_ref()
+                .and_then(|d| d.collection.as_ref())
+                .map(|c| c.name.as_str());
+            s.name = match (&op, collection) {
+                (Some(op), Some(c)) => format!("{op} {c}"),
+                (Some(op), None) => op.clone(),
+                (None, _) => system.to_string(),
+            };
             s.str("db.system.name", system);
             if let Some(op) = op {
                 s.str("db.operation.name", op);
@@ -280,7 +291,18 @@ pub fn span(ex: &Exchange, routes: &Routes, opts: Options) -> SpanView {
                     s.str("db.query.text", q.text.clone());
                 }
                 if let Some(r) = &db.response {
-                    s.str("db.response.status_code", r.status_code.clone());
+                    if let Some(code) = &r.status_code {
+                        s.str("db.response.status_code", code.clone());
+                    }
+                    if let Some(n) = r.returned_rows {
+                        s.int("db.response.returned_rows", n as i64);
+                    }
+                }
+                if let Some(n) = &db.namespace {
+                    s.str("db.namespace", n.clone());
+                }
+                if let Some(c) = &db.collection {
+                    s.str("db.collection.name", c.name.clone());
                 }
             }
             if ex.status == Status::Error {

@@ -16,6 +16,7 @@ pub mod entry;
 pub mod http_fields;
 pub mod pairing;
 pub mod protobuf;
+pub mod sql;
 #[cfg(test)]
 pub(crate) mod testkit;
 

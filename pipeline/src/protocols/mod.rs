@@ -16,6 +16,7 @@ pub mod grpc;
 pub mod http1;
 pub mod http2;
 pub mod kafka;
+pub mod postgresql;
 pub mod redis;
 pub mod tls;
 
@@ -32,6 +33,7 @@ pub static REGISTRY: &[ProtocolEntry] = &[
     http2::ENTRY,
     kafka::ENTRY,
     tls::ENTRY,
+    postgresql::ENTRY,
 ];
 
 #[cfg(test)]
@@ -48,6 +50,10 @@ mod tests {
             BodyAnomaly::ALL.iter().map(|a| a.name()).collect(),
             super::amqp::Anomaly::ALL.iter().map(|a| a.name()).collect(),
             super::tls::Anomaly::ALL.iter().map(|a| a.name()).collect(),
+            super::postgresql::Anomaly::ALL
+                .iter()
+                .map(|a| a.name())
+                .collect(),
             super::dns::Anomaly::ALL.iter().map(|a| a.name()).collect(),
             super::graphql::Anomaly::ALL
                 .iter()

@@ -1,4 +1,4 @@
-//! Database client fields (`db.*`) and Redis's own (`redis.*`).
+//! Database client fields (`db.*`), Redis's own (`redis.*`) and PostgreSQL's (`postgresql.*`).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// `db.system.*`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DbSystem {
-    /// `redis`.
+    /// `redis`, `postgresql`.
     pub name: String,
 }
 
@@ -19,15 +19,28 @@ pub struct Named {
 /// `db.query.*`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DbQuery {
-    /// The command with every argument value replaced by `?` (command and sub-command kept).
+    /// The command with every argument value replaced by `?` (command and sub-command kept);
+    /// SQL with its literals replaced by `?` (bind parameters stay `$1`).
     pub text: String,
 }
 
 /// `db.response.*`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DbResponse {
-    /// Error prefix of an error reply (`ERR`, `WRONGTYPE`, `NOAUTH`, …); only on errors.
-    pub status_code: String,
+    /// The error's code, only on errors: Redis's error prefix (`ERR`, `WRONGTYPE`, …),
+    /// PostgreSQL's SQLSTATE (`42P01`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<String>,
+    /// `db.response.returned_rows`: rows the server sent back (PostgreSQL `DataRow`s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returned_rows: Option<u64>,
+}
+
+/// `db.collection.*`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DbCollection {
+    /// The one table the query names (`orders`, `public.orders`).
+    pub name: String,
 }
 
 /// `db.*`.
@@ -41,6 +54,43 @@ pub struct Db {
     pub query: Option<DbQuery>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<DbResponse>,
+    /// `db.namespace`: the database the connection was opened on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<DbCollection>,
+}
+
+/// `postgresql.*`: what the conventions do not name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Postgresql {
+    /// The startup's `user` and `application_name` (never a password: the authentication
+    /// messages are not read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_name: Option<String>,
+    /// The last `CommandComplete` tag (`INSERT 0 3`, `SELECT 2`, `COPY 100`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_tag: Option<String>,
+    /// The error's severity and message (`ERROR`, `relation "x" does not exist`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<PostgresqlMessage>,
+    /// Notices the server sent during the exchange.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<PostgresqlMessage>,
+    /// COPY data bytes (either way), counted as they passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_bytes: Option<u64>,
+}
+
+/// An ErrorResponse or NoticeResponse.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PostgresqlMessage {
+    pub severity: String,
+    /// SQLSTATE.
+    pub code: String,
+    pub message: String,
 }
 
 /// `redis.response.*`.
@@ -77,7 +127,12 @@ pub fn summary(ex: &crate::Exchange, s: &mut String) {
         &db.response,
         ex.redis.as_ref().and_then(|r| r.response.as_ref()),
     ) {
-        (Some(err), _) => err.status_code.as_str(),
+        (Some(r), _) if r.status_code.is_some() => r.status_code.as_deref().unwrap_or("-"),
+        (Some(r), _) if r.returned_rows.is_some() => {
+            let _ = write!(s, "{query} -> {} rows", r.returned_rows.unwrap_or(0));
+            return;
+        }
+        (Some(_), _) => "-",
         (None, Some(r)) => r.rtype.as_str(),
         (None, None) => "-",
     };

@@ -314,3 +314,25 @@ fn tls_handshake_spans_carry_the_handshake_and_fail_on_an_alert() {
     let anonymous = sp.iter().find(|x| x.name == "TLS").expect("no SNI");
     assert_eq!(get(anonymous, "tls.client.server_name"), None);
 }
+
+#[test]
+fn postgresql_spans_name_operation_and_table() {
+    let sp = spans(
+        "postgresql/postgres-psql-psycopg.ndjson",
+        Options::default(),
+    );
+    let select = sp
+        .iter()
+        .find(|x| x.name == "SELECT books" && get(x, "db.response.returned_rows").is_some())
+        .expect("a SELECT on books");
+    assert_eq!(select.kind, Kind::Client);
+    assert_eq!(get(select, "db.system.name"), s("postgresql"));
+    assert_eq!(get(select, "db.namespace"), s("shop"));
+    assert_eq!(get(select, "db.collection.name"), s("books"));
+    let missing = sp
+        .iter()
+        .find(|x| get(x, "db.response.status_code") == s("42P01"))
+        .expect("the missing table");
+    assert_eq!(missing.error.as_deref(), Some("42P01"));
+    assert_eq!(get(missing, "error.type"), s("42P01"));
+}

@@ -441,6 +441,7 @@ impl RedisDissector {
             operation: Some(Named { name: op.clone() }),
             query: Some(DbQuery { text }),
             response: None,
+            ..Db::default()
         });
         if !expects_reply {
             out.emit(ex);
@@ -474,6 +475,7 @@ impl RedisDissector {
                 }),
                 query: None,
                 response: None,
+                ..Db::default()
             });
             ex.redis = Some(Redis {
                 response: Some(RedisResponse {
@@ -530,7 +532,8 @@ impl RedisDissector {
             ex.status = Status::Error;
             if let Some(db) = ex.db.as_mut() {
                 db.response = Some(DbResponse {
-                    status_code: prefix,
+                    status_code: Some(prefix),
+                    ..DbResponse::default()
                 });
             }
         }

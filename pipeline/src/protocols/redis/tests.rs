@@ -28,7 +28,7 @@ fn view(e: &Exchange) -> (String, String, Status, String, String) {
             .unwrap_or_default(),
         db.response
             .as_ref()
-            .map(|r| r.status_code.clone())
+            .and_then(|r| r.status_code.clone())
             .unwrap_or_default(),
     )
 }

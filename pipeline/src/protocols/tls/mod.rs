@@ -287,9 +287,11 @@ impl TlsDissector {
                 side.handshake.extend_from_slice(body);
                 self.messages(dir, ts, out);
             }
-            CHANGE_CIPHER_SPEC => {
+            // A ChangeCipherSpec turns encryption on only in TLS ≤ 1.2, after the ServerHello;
+            // TLS 1.3's are dummies for middleboxes (around a HelloRetryRequest, too).
+            CHANGE_CIPHER_SPEC if self.version.is_some() && !tls13 => {
                 self.sides[dir.index()].encrypted = true;
-                if from_server && !tls13 && self.version.is_some() {
+                if from_server {
                     self.server_ccs = true;
                     // No certificate before it: an abbreviated (resumed) handshake.
                     let full = self.full;

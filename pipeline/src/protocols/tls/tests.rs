@@ -140,6 +140,39 @@ fn a_tls13_handshake_ends_at_the_servers_last_record_before_the_client_finishes(
 }
 
 #[test]
+fn a_hello_retry_request_and_its_dummy_change_cipher_specs_are_one_handshake() {
+    let mut d = driver();
+    d.send(
+        S,
+        &record(HANDSHAKE, &client_hello(&modern_extensions())),
+        100,
+    );
+    let mut retry = record(
+        HANDSHAKE,
+        &server_hello(HELLO_RETRY, 0x1301, &ext(0x002b, &[3, 4])),
+    );
+    retry.extend(record(CHANGE_CIPHER_SPEC, &[1]));
+    d.send(C, &retry, 100);
+    let mut again = record(CHANGE_CIPHER_SPEC, &[1]);
+    again.extend(record(HANDSHAKE, &client_hello(&modern_extensions())));
+    d.send(S, &again, 100);
+    let mut flight = record(
+        HANDSHAKE,
+        &server_hello([6; 32], 0x1302, &ext(0x002b, &[3, 4])),
+    );
+    flight.extend(record(APPLICATION_DATA, &[0u8; 80]));
+    d.send(C, &flight, 100);
+    d.send(S, &record(APPLICATION_DATA, &[0u8; 53]), 100);
+    let (out, _, _) = d.close();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].status, Status::Ok);
+    assert_eq!(
+        tls(&out[0]).cipher.as_deref(),
+        Some("TLS_AES_256_GCM_SHA384")
+    );
+}
+
+#[test]
 fn a_tls12_handshake_ends_at_the_servers_finished_and_resumption_shows() {
     for (full, resumed) in [(true, false), (false, true)] {
         let mut d = driver();
