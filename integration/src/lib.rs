@@ -316,6 +316,130 @@ pub mod lab {
             self.procs.push(child);
         }
 
+        /// PostgreSQL (Debian's, the newest under `/usr/lib/postgresql`) on the server address,
+        /// port 5432, TLS available, with a `shop` role (password `shop-pass`, SCRAM) owning a
+        /// `shop` database; returns once it accepts connections. A private cluster in the lab
+        /// folder, owned by the `postgres` user as PostgreSQL requires.
+        pub fn start_postgres(&mut self) {
+            let bin = std::fs::read_dir("/usr/lib/postgresql")
+                .expect("PostgreSQL is installed (by .ci/run)")
+                .flatten()
+                .map(|e| e.path().join("bin"))
+                .max()
+                .expect("a PostgreSQL version");
+            let pg = self.dir.join("pg");
+            std::fs::create_dir_all(pg.join("sock")).unwrap();
+            let (key, cert) = (pg.join("k.pem"), pg.join("c.pem"));
+            sh(&[
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                cert.to_str().unwrap(),
+                "-days",
+                "1",
+                "-subj",
+                "/CN=db.tapwire.test",
+            ]);
+            sh(&["chmod", "711", self.dir.to_str().unwrap()]);
+            sh(&["chown", "-R", "postgres", pg.to_str().unwrap()]);
+            sh(&["chmod", "600", key.to_str().unwrap()]);
+            let as_postgres = [
+                "setpriv",
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ];
+            let data = pg.join("data");
+            let initdb = bin.join("initdb");
+            let mut args = as_postgres.to_vec();
+            args.extend([
+                initdb.to_str().unwrap(),
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ]);
+            let st = Command::new(args[0])
+                .args(&args[1..])
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success(), "initdb");
+            let hba = data.join("pg_hba.conf");
+            let mut conf = std::fs::read_to_string(&hba).unwrap();
+            conf.push_str("host all all 10.79.0.0/16 scram-sha-256\n");
+            std::fs::write(&hba, conf).unwrap();
+            let server = bin.join("postgres");
+            let (listen, sock) = (
+                format!("listen_addresses={}", self.sa),
+                format!("unix_socket_directories={}", pg.join("sock").display()),
+            );
+            let (cert_opt, key_opt) = (
+                format!("ssl_cert_file={}", cert.display()),
+                format!("ssl_key_file={}", key.display()),
+            );
+            let mut args = as_postgres.to_vec();
+            args.extend([
+                server.to_str().unwrap(),
+                "-D",
+                data.to_str().unwrap(),
+                "-c",
+                &listen,
+                "-c",
+                &sock,
+                "-c",
+                "ssl=on",
+                "-c",
+                &cert_opt,
+                "-c",
+                &key_opt,
+                "-c",
+                "fsync=off",
+            ]);
+            let child = self
+                .in_ns(&self.s.clone(), &args)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            self.procs.push(child);
+            let socket = pg.join("sock").display().to_string();
+            let until = Instant::now() + Duration::from_secs(20);
+            loop {
+                let mut psql = as_postgres.to_vec();
+                psql.extend([
+                    "psql",
+                    "-q",
+                    "-h",
+                    &socket,
+                    "-U",
+                    "postgres",
+                    "-c",
+                    "CREATE ROLE shop LOGIN PASSWORD 'shop-pass'",
+                    "-c",
+                    "CREATE DATABASE shop OWNER shop",
+                ]);
+                let ok = Command::new(psql[0])
+                    .args(&psql[1..])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ok {
+                    break;
+                }
+                assert!(Instant::now() < until, "PostgreSQL did not start");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+
         pub fn wait_for(&self, ns: &str, url: &str) {
             let until = Instant::now() + Duration::from_secs(10);
             while Instant::now() < until {
