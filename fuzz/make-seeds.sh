@@ -42,6 +42,15 @@ mkdir -p seeds/postgresql
 for i in $(tshark -r $fix/postgresql/postgres-psql-psycopg.pcap -T fields -e tcp.stream | sort -un); do
   stream_seed $fix/postgresql/postgres-psql-psycopg.pcap "$i" "seeds/postgresql/pg-$i" 5432
 done
+# WebSocket seeds: each connection's bytes after its 101 (frames only).
+mkdir -p seeds/websocket
+for port in 8765 8766; do
+  for i in $(tshark -r $fix/websocket/websockets-echo.pcap -d tcp.port==8766,http -Y "tcp.port==$port" -T fields -e tcp.stream | sort -un); do
+    c=$(tshark -r $fix/websocket/websockets-echo.pcap -d tcp.port==8766,http -Y "tcp.stream==$i && websocket && tcp.dstport==$port" -T fields -e tcp.payload | tr -d '\n')
+    s=$(tshark -r $fix/websocket/websockets-echo.pcap -d tcp.port==8766,http -Y "tcp.stream==$i && websocket && tcp.srcport==$port" -T fields -e tcp.payload | tr -d '\n')
+    { printf "%02x%02x" 7 128; echo -n "$c$s"; } | xxd -r -p > "seeds/websocket/ws-$i"
+  done
+done
 mkdir -p seeds/http2 seeds/hpack seeds/http2_frame
 for i in $(tshark -r $fix/graphql/strawberry-graphql-h2.pcap -Y tcp -T fields -e tcp.stream | sort -un); do
   stream_seed $fix/graphql/strawberry-graphql-h2.pcap "$i" "seeds/http2/strawberry-$i" 8000

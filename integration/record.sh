@@ -16,6 +16,8 @@
 #                                          s_client: SNI, ALPN, resumption, alerts, no SNI
 #   integration/record.sh postgresql OUT.pcap  PostgreSQL 15 (Debian) + psql (clear and TLS) and
 #                                          psycopg 3 (PyPI, in PYTHON's env)
+#   integration/record.sh websocket OUT.pcap  a `websockets` echo server and client (PyPI, in
+#                                          PYTHON's env), with and without permessage-deflate
 #   integration/record.sh grpc  OUT.pcap   grpcio server and client (PyPI: grpcio, grpcio-tools in
 #                                          PYTHON's env) for servers/proto/bookshop.proto; also
 #                                          writes the descriptor set next to OUT (OUT.desc)
@@ -26,7 +28,7 @@
 # Needs root, iproute2, ethtool, tcpdump, and the scenario's server and client.
 set -euo pipefail
 
-usage="usage: record.sh http1|dns|redis|amqp|kafka|graphql-h1|graphql-h2|grpc|tls|postgresql OUT.pcap"
+usage="usage: record.sh http1|dns|redis|amqp|kafka|graphql-h1|graphql-h2|grpc|tls|postgresql|websocket OUT.pcap"
 scenario=${1:?$usage}
 out=$(realpath -m "${2:?$usage}")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -337,6 +339,16 @@ postgresql)
   PGSSLMODE=disable PGPASSWORD=wrong pq -c "SELECT 1" >/dev/null 2>&1 || true
   PGSSLMODE=require pq -c "SELECT 1" >/dev/null
   ip netns exec "$C" "$py" "$here/clients/pg_client.py" $SA shop-pass
+  stop_capture
+  ;;
+websocket)
+  # The `websockets` echo server (PYTHON's env) and its client: text, binary, fragments, ping,
+  # a large message, closes (normal and an error), permessage-deflate on port 8766.
+  py=${PYTHON:-python3}
+  ip netns exec "$S" "$py" "$here/servers/ws_server.py" $SA >"$work/ws.log" 2>&1 & pids+=($!)
+  wait_tcp "$S" $SA 8765
+  start_capture
+  ip netns exec "$C" "$py" "$here/clients/ws_client.py" $SA
   stop_capture
   ;;
 *) echo "record.sh: unknown scenario $scenario" >&2; exit 2 ;;

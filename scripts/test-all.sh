@@ -38,10 +38,12 @@ export TAPWIRE_TANSU="$tools/bin/tansu"
 # Helm's engine (helm-python-sdk bundles Helm's Go library: no helm binary) and
 # kubernetes-validate, for the chart test, in a venv next to it.
 export TAPWIRE_VENV="$tools/venv"
-if ! "$TAPWIRE_VENV/bin/python" -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null; then
-  echo "test-all: installing helm-python-sdk and kubernetes-validate into $TAPWIRE_VENV"
+# The `websockets` package, for the live WebSocket test's server and client, in it too.
+if ! "$TAPWIRE_VENV/bin/python" -c 'import helm_python, kubernetes_validate, yaml, websockets' 2>/dev/null; then
+  echo "test-all: installing helm-python-sdk, kubernetes-validate and websockets into $TAPWIRE_VENV"
   python3 -m venv "$TAPWIRE_VENV"
-  "$TAPWIRE_VENV/bin/pip" install -q 'helm-python-sdk==0.2.2' 'kubernetes-validate==1.37.0' pyyaml
+  "$TAPWIRE_VENV/bin/pip" install -q 'helm-python-sdk==0.2.2' 'kubernetes-validate==1.37.0' pyyaml \
+    'websockets==17.4'
 fi
 export CARGO_TERM_COLOR=never
 if [ ! -d ../shared/corpus ]; then

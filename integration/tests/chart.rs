@@ -314,6 +314,9 @@ fn dashboards_and_alerts_use_only_exported_metrics_and_labels() {
         "amqp/rabbitmq-pika.pcap",
         "dns/dnsmasq-records.pcap",
         "graphql/strawberry-graphql-h2.pcap",
+        "tls/nginx-tls.pcap",
+        "postgresql/postgres-psql-psycopg.pcap",
+        "websocket/websockets-echo.pcap",
     ]
     .iter()
     .enumerate()

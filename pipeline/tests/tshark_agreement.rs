@@ -586,3 +586,96 @@ fn postgresql_statements_and_errors_agree_with_tshark() {
         assert!(ours.len() >= 14, "{ours:?}");
     }
 }
+
+/// WebSocket: the messages tshark's frames make (data frames up to the one with FIN, control
+/// frames alone), with their sender, opcode and payload size summed over their frames, are
+/// the messages tapwire reports.
+#[test]
+fn websocket_messages_agree_with_tshark() {
+    if !tshark_ok() {
+        common::skip("tshark is not installed: WebSocket tshark agreement not checked");
+        return;
+    }
+    let files = common::captures_under(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/websocket"),
+    );
+    assert!(!files.is_empty(), "the recorded WebSocket fixture");
+    for file in files {
+        let (events, _) = common::dissect(std::slice::from_ref(&file));
+        let mut ours: Vec<(u16, String, String, u64)> = events
+            .iter()
+            .filter_map(|e| {
+                let w = e.websocket.as_ref()?;
+                Some((
+                    e.client.port,
+                    w.direction.clone(),
+                    w.opcode.clone(),
+                    w.message.size,
+                ))
+            })
+            .collect();
+        // tshark needs telling that the compressed connection's port is HTTP.
+        let decode = ["-d".to_string(), "tcp.port==8766,http".to_string()];
+        let rows = tshark_fields(
+            &file,
+            &decode,
+            &[
+                "tcp.srcport",
+                "tcp.dstport",
+                "websocket.fin",
+                "websocket.opcode",
+                "websocket.payload_length",
+                "websocket.payload_length_ext_16",
+                "websocket.payload_length_ext_64",
+            ],
+        );
+        let mut theirs = Vec::new();
+        let mut open: std::collections::BTreeMap<(u16, bool), (String, u64)> = Default::default();
+        for row in rows.iter().filter(|r| r.len() == 7 && !r[3].is_empty()) {
+            let (src, dst) = (
+                row[0].parse::<u16>().unwrap_or(0),
+                row[1].parse::<u16>().unwrap_or(0),
+            );
+            let from_client = dst == 8765 || dst == 8766;
+            let client_port = if from_client { src } else { dst };
+            let col = |i: usize| row[i].split('\u{1f}').collect::<Vec<_>>();
+            let (fins, ops, lens, l16, l64) = (col(2), col(3), col(4), col(5), col(6));
+            let (mut i16, mut i64) = (0, 0);
+            for (k, op) in ops.iter().enumerate() {
+                let op: u8 = op.parse().unwrap_or(0);
+                let mut len: u64 = lens.get(k).and_then(|l| l.parse().ok()).unwrap_or(0);
+                if len == 126 {
+                    len = l16.get(i16).and_then(|l| l.parse().ok()).unwrap_or(0);
+                    i16 += 1;
+                } else if len == 127 {
+                    len = l64.get(i64).and_then(|l| l.parse().ok()).unwrap_or(0);
+                    i64 += 1;
+                }
+                let dir = if from_client { "client" } else { "server" };
+                let name = |op: u8| match op {
+                    1 => "text",
+                    2 => "binary",
+                    8 => "close",
+                    9 => "ping",
+                    _ => "pong",
+                };
+                if op >= 8 {
+                    theirs.push((client_port, dir.to_string(), name(op).to_string(), len));
+                    continue;
+                }
+                let e = open
+                    .entry((client_port, from_client))
+                    .or_insert_with(|| (name(op).to_string(), 0));
+                e.1 += len;
+                if fins.get(k) == Some(&"1") {
+                    let (kind, size) = open.remove(&(client_port, from_client)).unwrap_or_default();
+                    theirs.push((client_port, dir.to_string(), kind, size));
+                }
+            }
+        }
+        ours.sort();
+        theirs.sort();
+        assert_eq!(ours, theirs, "{}", file.display());
+        assert!(ours.len() >= 20, "{ours:?}");
+    }
+}

@@ -25,6 +25,7 @@ pub enum Protocol {
     Amqp,
     Tls,
     Postgresql,
+    Websocket,
 }
 
 /// The semantic-convention area of a protocol: which of the event's parts carry its fields
@@ -43,6 +44,9 @@ pub enum Family {
     Dns,
     /// `tls.*` (handshakes): client spans, `tls_handshake_*` metrics.
     Tls,
+    /// `websocket.*` (messages of an upgraded HTTP connection): producer spans (the sender),
+    /// `websocket_message_*` metrics.
+    Websocket,
 }
 
 /// The side of a connection a span or metric is about.
@@ -58,7 +62,7 @@ impl Family {
     /// databases, brokers and resolvers (which tapwire sees from their callers).
     pub fn observed(self) -> Side {
         match self {
-            Family::Http | Family::Rpc | Family::Tls => Side::Server,
+            Family::Http | Family::Rpc | Family::Tls | Family::Websocket => Side::Server,
             Family::Db | Family::Messaging | Family::Dns => Side::Client,
         }
     }
@@ -77,7 +81,7 @@ pub struct ProtocolInfo {
 
 impl Protocol {
     /// Every protocol, in declaration order.
-    pub const ALL: [Protocol; 9] = [
+    pub const ALL: [Protocol; 10] = [
         Protocol::Http,
         Protocol::Grpc,
         Protocol::Graphql,
@@ -87,6 +91,7 @@ impl Protocol {
         Protocol::Amqp,
         Protocol::Tls,
         Protocol::Postgresql,
+        Protocol::Websocket,
     ];
 
     /// The protocol's row of the table.
@@ -112,6 +117,7 @@ impl Protocol {
             Protocol::Amqp => row("amqp", Family::Messaging, Some("rabbitmq")),
             Protocol::Tls => row("tls", Family::Tls, None),
             Protocol::Postgresql => row("postgresql", Family::Db, Some("postgresql")),
+            Protocol::Websocket => row("websocket", Family::Websocket, None),
         }
     }
 

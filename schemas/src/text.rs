@@ -46,6 +46,7 @@ pub fn table_line(ex: &Exchange, s: &mut String) {
         Family::Db => l7::db::summary(ex, s),
         Family::Messaging => l7::messaging::summary(ex, s),
         Family::Tls => l7::tls::summary(ex, s),
+        Family::Websocket => l7::websocket::summary(ex, s),
     }
     let status = match ex.status {
         Status::Ok => "ok",
@@ -104,6 +105,10 @@ mod tests {
             (
                 "postgresql/postgres-psql-psycopg",
                 "STARTUP -> -  10.249ms ok\n",
+            ),
+            (
+                "websocket/websockets-echo",
+                "GET /chat -> 101  0.689ms ok\n",
             ),
             (
                 "tls/nginx-tls",

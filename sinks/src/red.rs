@@ -10,6 +10,7 @@
 //! | `db_client_operation_duration_seconds` | Redis (every `db` family protocol) | `db_system_name`, `db_operation_name`, `db_response_status_code`, `server_address`, `server_port` |
 //! | `messaging_client_operation_duration_seconds` | Kafka, RabbitMQ (the `messaging` family) | `messaging_system`, `messaging_operation_name`, `messaging_operation_type`, `messaging_destination_name`, `error_type`, `server_address`, `server_port` |
 //! | `dns_lookup_duration_seconds` | DNS | `dns_question_type`, `dns_response_code`, `server_address` |
+//! | `websocket_message_size_bytes` | WebSocket messages (tapwire's) | `websocket_direction`, `websocket_opcode`, `error_type` (a close's error code), `server_address`, `server_port` |
 //! | `tls_handshake_duration_seconds` | TLS handshakes (tapwire's: the conventions have none) | `tls_client_server_name`, `tls_protocol_version`, `error_type` (the alert of a failed handshake), `server_address`, `server_port` |
 //!
 //! And one gauge: `tls_server_certificate_not_after_seconds` (`tls_client_server_name`,
@@ -103,6 +104,7 @@ pub struct RedMetrics {
     messaging_duration: Metric,
     dns_duration: Metric,
     tls_duration: Metric,
+    websocket_size: Metric,
     certificates: Certificates,
     offered: IntCounter,
     delivered: IntCounter,
@@ -328,6 +330,22 @@ impl RedMetrics {
                     "k8s_workload_name",
                 ],
             )?,
+            websocket_size: metric(
+                r,
+                &overflow,
+                "websocket_message_size_bytes",
+                "Size of WebSocket messages seen on the wire, by sender and opcode.",
+                &SIZE_BUCKETS,
+                &[
+                    "websocket_direction",
+                    "websocket_opcode",
+                    "error_type",
+                    "server_address",
+                    "server_port",
+                    "k8s_namespace_name",
+                    "k8s_workload_name",
+                ],
+            )?,
             certificates: Certificates::new(r, &overflow)?,
             offered,
             delivered,
@@ -409,6 +427,13 @@ impl RedMetrics {
                 let rcode = d.and_then(|d| d.response_code.as_deref()).unwrap_or(&err);
                 let labels = [qtype, rcode, addr, ns, wl];
                 self.observe(&self.dns_duration, &labels, secs);
+            }
+            Family::Websocket => {
+                let w = ex.websocket.as_ref();
+                let (dir, op) = w.map_or(("", ""), |w| (w.direction.as_str(), w.opcode.as_str()));
+                let size = w.map_or(0, |w| w.message.size) as f64;
+                let labels = [dir, op, &err, addr, &port, ns, wl];
+                self.observe(&self.websocket_size, &labels, size);
             }
             Family::Tls => {
                 let t = ex.tls.as_ref();
@@ -549,6 +574,7 @@ mod tests {
             "graphql/strawberry-graphql-h1.ndjson",
             "tls/nginx-tls.ndjson",
             "postgresql/postgres-psql-psycopg.ndjson",
+            "websocket/websockets-echo.ndjson",
         ] {
             for e in golden(f) {
                 m.record(&e);
@@ -566,6 +592,7 @@ mod tests {
             r#"dns_lookup_duration_seconds_count{dns_question_type="A",dns_response_code="NXDOMAIN",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1"} 1"#,
             r#"http_server_request_duration_seconds_count{error_type="",http_request_method="POST",http_response_status_code="200",http_route="/graphql",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="8000"}"#,
             r#"db_client_operation_duration_seconds_count{db_operation_name="STARTUP",db_response_status_code="28P01",db_system_name="postgresql",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="5432"} 1"#,
+            r#"websocket_message_size_bytes_count{error_type="1011",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="8765",websocket_direction="server",websocket_opcode="close"} 1"#,
             r#"tls_handshake_duration_seconds_count{error_type="",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="443",tls_client_server_name="shop.tapwire.test",tls_protocol_version="1.3"} 3"#,
             r#"tls_handshake_duration_seconds_count{error_type="protocol_version",k8s_namespace_name="",k8s_workload_name="",server_address="10.77.0.1",server_port="8443",tls_client_server_name="shop.tapwire.test",tls_protocol_version=""} 1"#,
             // The fixture's certificate: valid 825 days from its recording.

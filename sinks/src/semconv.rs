@@ -155,7 +155,7 @@ pub fn system(ex: &Exchange) -> &str {
         Family::Db => ex.db.as_ref().map(|d| d.system.name.as_str()),
         Family::Rpc => ex.rpc.as_ref().map(|r| r.system.name.as_str()),
         Family::Messaging => ex.messaging.as_ref().map(|m| m.system.as_str()),
-        Family::Http | Family::Dns | Family::Tls => None,
+        Family::Http | Family::Dns | Family::Tls | Family::Websocket => None,
     };
     own.unwrap_or_else(|| {
         let info = ex.protocol.info();
@@ -233,6 +233,13 @@ pub fn error_type(ex: &Exchange) -> Option<String> {
             .as_ref()
             .and_then(|d| d.response_code.clone())
             .filter(|c| c != "NOERROR"),
+        // A close with one of the protocol's error codes.
+        Family::Websocket => ex
+            .websocket
+            .as_ref()
+            .and_then(|w| w.close.as_ref()?.code)
+            .filter(|_| ex.status == Status::Error)
+            .map(|c| c.to_string()),
         // A failed handshake: the alert that ended it.
         Family::Tls => ex
             .tls
@@ -310,6 +317,28 @@ pub fn span(ex: &Exchange, routes: &Routes, opts: Options) -> SpanView {
             }
         }
         Family::Messaging => messaging_span(ex, &mut s),
+        Family::Websocket => {
+            // A producer span for the side that sent the message.
+            let w = ex.websocket.as_ref();
+            s.kind = Kind::Producer;
+            s.name = format!("WebSocket {}", w.map_or("message", |w| w.opcode.as_str()));
+            if let Some(w) = w {
+                s.str("websocket.direction", w.direction.clone());
+                s.str("websocket.opcode", w.opcode.clone());
+                s.int("websocket.message.size", w.message.size as i64);
+                if let Some(c) = &w.close {
+                    if let Some(code) = c.code {
+                        s.int("websocket.close.code", i64::from(code));
+                    }
+                    if let Some(r) = &c.reason {
+                        s.str("websocket.close.reason", r.clone());
+                    }
+                }
+            }
+            if ex.status == Status::Error {
+                s.error = err.clone();
+            }
+        }
         Family::Tls => {
             tls_span(ex, &mut s);
             if ex.status == Status::Error {

@@ -19,6 +19,7 @@ pub mod kafka;
 pub mod postgresql;
 pub mod redis;
 pub mod tls;
+pub mod websocket;
 
 use crate::dissect::entry::ProtocolEntry;
 
@@ -50,6 +51,10 @@ mod tests {
             BodyAnomaly::ALL.iter().map(|a| a.name()).collect(),
             super::amqp::Anomaly::ALL.iter().map(|a| a.name()).collect(),
             super::tls::Anomaly::ALL.iter().map(|a| a.name()).collect(),
+            super::websocket::Anomaly::ALL
+                .iter()
+                .map(|a| a.name())
+                .collect(),
             super::postgresql::Anomaly::ALL
                 .iter()
                 .map(|a| a.name())

@@ -7,3 +7,4 @@ pub mod http;
 pub mod messaging;
 pub mod rpc;
 pub mod tls;
+pub mod websocket;

@@ -336,3 +336,22 @@ fn postgresql_spans_name_operation_and_table() {
     assert_eq!(missing.error.as_deref(), Some("42P01"));
     assert_eq!(get(missing, "error.type"), s("42P01"));
 }
+
+#[test]
+fn websocket_spans_are_the_senders_messages() {
+    let sp = spans("websocket/websockets-echo.ndjson", Options::default());
+    let big = sp
+        .iter()
+        .find(|x| get(x, "websocket.message.size") == Some(Value::Int(100_000)))
+        .expect("the 100 kB message");
+    assert_eq!(
+        (big.name.as_str(), big.kind),
+        ("WebSocket text", Kind::Producer)
+    );
+    let failed = sp
+        .iter()
+        .find(|x| get(x, "websocket.close.code") == Some(Value::Int(1011)))
+        .expect("the error close");
+    assert_eq!(failed.error.as_deref(), Some("1011"));
+    assert_eq!(get(failed, "websocket.close.reason"), s("boom"));
+}

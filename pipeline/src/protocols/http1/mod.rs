@@ -6,7 +6,8 @@
 //! 204, 304, 2xx to CONNECT). Requests are paired with responses in order (pipelining), up
 //! to `pairing::DEFAULT_IN_FLIGHT` in flight. Interim 1xx responses (100 Continue, 103) are
 //! skipped; `101 Switching Protocols` and a 2xx answer to CONNECT end HTTP/1 parsing on the
-//! flow (the tunnel's bytes are not dissected).
+//! flow: an upgrade to `h2c` goes on as HTTP/2, one to `websocket` as WebSocket messages
+//! (`protocols::websocket`), other tunnels are not dissected.
 //!
 //! Limits: a header block is at most [`MAX_HEADER_BLOCK`] bytes and [`MAX_HEADERS`] fields;
 //! beyond either the message is dropped and the side resynchronises (`http.header_too_large`).
@@ -29,6 +30,7 @@ use crate::dissect::pairing::{DEFAULT_IN_FLIGHT, Fifo};
 use crate::dissect::{Direction, Dissector, Emitter, FlowMeta, Progress};
 use crate::protocols::graphql;
 use crate::protocols::http2::{Http2, Upgraded};
+use crate::protocols::websocket::WebSocket;
 
 crate::anomalies! {
     /// What this dissector counts (ARCHITECTURE.md §3 lists the caps behind some).
@@ -231,6 +233,8 @@ pub struct Http1 {
     tunnel_client_spoke: bool,
     /// After `101 Switching Protocols` to h2c: the connection is HTTP/2 from here on.
     h2: Option<Box<Http2>>,
+    /// After `101 Switching Protocols` to `websocket`: WebSocket messages from here on.
+    ws: Option<Box<WebSocket>>,
     meta: FlowMeta,
 }
 
@@ -240,6 +244,7 @@ impl Http1 {
             h2c_pending: false,
             tunnel_client_spoke: false,
             h2: None,
+            ws: None,
             meta: *meta,
             req_state: State::Headers,
             resp_state: State::Headers,
@@ -367,6 +372,7 @@ impl Http1 {
         }
         let (headers, mut framing_hdr) = collect_headers(resp.headers, false, out);
         let upgrade_h2c = code == 101 && wants_h2c(&headers);
+        let upgrade_ws = code == 101 && upgrades_to(&headers, "websocket");
         let idx = self.answered_index();
         let method = idx
             .and_then(|i| self.inflight.iter_mut().nth(i))
@@ -431,6 +437,10 @@ impl Http1 {
             self.resp_state = State::Tunnel;
             self.req_state = State::Tunnel;
             self.finish_response(ts, out);
+            if upgrade_ws {
+                self.flush_done(out);
+                self.ws = Some(Box::new(WebSocket::new()));
+            }
             return Parsed::Tunnel(n);
         }
         Parsed::Headers(n, framing)
@@ -655,6 +665,17 @@ impl Http1 {
                             }
                             Parsed::Tunnel(n) => {
                                 pos += n;
+                                if let Some(ws) = self.ws.as_mut() {
+                                    return match ws.feed(dir, &data[pos..], ts, out) {
+                                        Progress::Incomplete { consumed, needed } => {
+                                            Progress::Incomplete {
+                                                consumed: pos + consumed,
+                                                needed,
+                                            }
+                                        }
+                                        p => p,
+                                    };
+                                }
                                 if let Some(h2) = self.h2.as_mut() {
                                     return match h2.feed(dir, &data[pos..], ts, out) {
                                         Progress::Incomplete { consumed, needed } => {
@@ -943,6 +964,14 @@ fn first_line(partial: &[u8]) -> Option<&str> {
 }
 
 /// An `Upgrade` header offering (or accepting) h2c.
+/// Whether `Upgrade` names `protocol`.
+fn upgrades_to(headers: &HeaderMap, protocol: &str) -> bool {
+    headers
+        .get_all("upgrade")
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(protocol))
+}
+
 fn wants_h2c(headers: &HeaderMap) -> bool {
     headers
         .get_all("upgrade")
@@ -1042,6 +1071,9 @@ impl Resp {
 
 impl Dissector for Http1 {
     fn held_bytes(&self) -> usize {
+        if let Some(ws) = &self.ws {
+            return ws.held_bytes();
+        }
         match &self.h2 {
             Some(h2) => h2.held_bytes(),
             None => {
@@ -1052,6 +1084,9 @@ impl Dissector for Http1 {
     }
 
     fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {
+        if let Some(ws) = self.ws.as_mut() {
+            return ws.feed(dir, data, ts, out);
+        }
         match self.h2.as_mut() {
             Some(h2) => h2.feed(dir, data, ts, out),
             None => self.run(dir, data, ts, out),
@@ -1059,6 +1094,9 @@ impl Dissector for Http1 {
     }
 
     fn cut(&mut self, dir: Direction, partial: &[u8], ts: u64, out: &mut Emitter<'_>) {
+        if self.ws.is_some() {
+            return;
+        }
         if let Some(h2) = self.h2.as_mut() {
             return h2.cut(dir, partial, ts, out);
         }
@@ -1126,6 +1164,9 @@ impl Dissector for Http1 {
     }
 
     fn gap(&mut self, dir: Direction, len: u64, ts: u64, out: &mut Emitter<'_>) {
+        if let Some(ws) = self.ws.as_mut() {
+            return ws.gap(dir, len, ts, out);
+        }
         if let Some(h2) = self.h2.as_mut() {
             return h2.gap(dir, len, ts, out);
         }
@@ -1196,6 +1237,9 @@ impl Dissector for Http1 {
     }
 
     fn close(&mut self, ts: u64, out: &mut Emitter<'_>) {
+        if let Some(ws) = self.ws.as_mut() {
+            return ws.close(ts, out);
+        }
         if let Some(h2) = self.h2.as_mut() {
             return h2.close(ts, out);
         }

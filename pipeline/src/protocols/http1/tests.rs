@@ -109,10 +109,14 @@ fn upgrade_stops_parsing_and_unanswered_is_no_response() {
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello",
         100,
     );
-    d.send(S, b"GET /not-http-any-more HTTP/1.1\r\n\r\n", 100);
-    let (out, _, _) = d.close();
-    assert_eq!(out.len(), 1);
+    // After the upgrade the bytes are WebSocket frames (the server's text message), and a
+    // request line is not one: the flow is given up, not parsed as HTTP again.
+    assert!(!d.try_send(S, b"GET /not-http-any-more HTTP/1.1\r\n\r\n", 100));
+    let (out, an, _) = d.close();
+    assert_eq!(out.len(), 2);
     assert_eq!(summary(&out[0]).2, Some(101));
+    assert_eq!(out[1].websocket.as_ref().unwrap().message.size, 5);
+    assert_eq!(an.0["websocket.bad_frame"], 1);
 
     let mut d = driver();
     d.send(S, b"GET /lonely HTTP/1.1\r\n\r\n", 100);
