@@ -20,6 +20,10 @@
 //! `Progress::Finished` and the flow layer stops feeding it: the encrypted rest of the
 //! connection costs nothing here.
 //!
+//! Not visible: in TLS 1.3 everything after the ServerHello is encrypted, so a client that
+//! rejects the server's certificate answers with an encrypted alert that looks like its
+//! Finished: such a handshake is reported `ok` (the connection then closes at once).
+//!
 //! Failure behaviour: bytes that are not TLS records end dissection of the flow
 //! (`tls.bad_record`); a message the crates reject is counted (`tls.bad_client_hello`,
 //! `tls.bad_server_hello`, `tls.bad_certificate`) and the exchange goes on without its
