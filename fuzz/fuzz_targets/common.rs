@@ -29,6 +29,7 @@ pub fn drive(d: &mut dyn Dissector, transport: Transport, data: &[u8]) {
         anomalies: &mut an,
         out: &mut out,
         descriptors: None,
+        topic_ids: None,
     };
     let mut ts = 0;
     for (dir, bytes) in [

@@ -117,6 +117,8 @@ pub struct Emitter<'a> {
     pub out: &'a mut Vec<Exchange>,
     /// Protobuf descriptors for gRPC message decoding, when the user gave some.
     pub descriptors: Option<&'a protobuf::Descriptors>,
+    /// Kafka topic ids → names, shared by every flow of the configuration.
+    pub topic_ids: Option<&'a crate::protocols::kafka::topics::TopicIds>,
 }
 
 impl Emitter<'_> {

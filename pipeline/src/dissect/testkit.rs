@@ -30,6 +30,8 @@ pub struct Driver<D: Dissector> {
     pub descriptors: Option<super::protobuf::Descriptors>,
     /// The dissector said it is finished: later bytes are not fed (as the flow layer does).
     pub finished: bool,
+    /// Kafka topic ids learned (shared by a configuration's flows in the pipeline).
+    pub topic_ids: crate::protocols::kafka::topics::TopicIds,
 }
 
 impl<D: Dissector> Driver<D> {
@@ -44,6 +46,7 @@ impl<D: Dissector> Driver<D> {
             peak: 0,
             descriptors: None,
             finished: false,
+            topic_ids: Default::default(),
         }
     }
 
@@ -62,6 +65,7 @@ impl<D: Dissector> Driver<D> {
                 anomalies: &mut self.anomalies,
                 out: &mut self.out,
                 descriptors: self.descriptors.as_ref(),
+                topic_ids: Some(&self.topic_ids),
             };
             match self.d.feed(dir, buf, self.ts, &mut em) {
                 Progress::Done => buf.clear(),
@@ -92,6 +96,7 @@ impl<D: Dissector> Driver<D> {
             anomalies: &mut self.anomalies,
             out: &mut self.out,
             descriptors: self.descriptors.as_ref(),
+            topic_ids: Some(&self.topic_ids),
         };
         let held = std::mem::take(&mut self.pending[dir.index()]);
         if !held.is_empty() {
@@ -108,6 +113,7 @@ impl<D: Dissector> Driver<D> {
             anomalies: &mut self.anomalies,
             out: &mut self.out,
             descriptors: self.descriptors.as_ref(),
+            topic_ids: Some(&self.topic_ids),
         };
         self.d.close(self.ts + 1, &mut em);
         (self.out, self.anomalies, self.peak)

@@ -94,6 +94,9 @@ pub struct FlowConfig {
     pub max_detect_tries: u8,
     /// Protobuf descriptors for decoding gRPC messages (`--proto-descriptor`).
     pub descriptors: Option<std::sync::Arc<crate::dissect::protobuf::Descriptors>>,
+    /// Kafka topic ids → names, shared by every flow and every pipeline made from this
+    /// configuration (`protocols::kafka::topics`).
+    pub topic_ids: std::sync::Arc<crate::protocols::kafka::topics::TopicIds>,
     /// Bytes all flows may hold together (see the module doc).
     pub memory_budget: usize,
     /// Endpoints never dissected (the agent's own API and sink connections): a flow with
@@ -114,6 +117,7 @@ impl Default for FlowConfig {
             max_ooo_total: 256 << 20,
             max_detect_tries: 4,
             descriptors: None,
+            topic_ids: std::sync::Arc::default(),
             memory_budget: DEFAULT_MEMORY_BUDGET,
             skip: std::sync::Arc::new([]),
         }
@@ -727,6 +731,7 @@ impl FlowTable {
                 anomalies: ctx.anomalies,
                 out: ctx.out,
                 descriptors: ctx.cfg.descriptors.as_deref(),
+                topic_ids: Some(&ctx.cfg.topic_ids),
             };
             // A message start the flow ended in the middle of: use what is certain in it.
             for (side, held) in pending.iter().enumerate() {
@@ -870,6 +875,7 @@ impl Ctx<'_> {
                         anomalies: self.anomalies,
                         out: self.out,
                         descriptors: self.cfg.descriptors.as_deref(),
+                        topic_ids: Some(&self.cfg.topic_ids),
                     };
                     if !pending[side].is_empty() {
                         dis.cut(dir, &pending[side], ts, &mut em);
@@ -898,6 +904,7 @@ impl Ctx<'_> {
             anomalies: self.anomalies,
             out: self.out,
             descriptors: self.cfg.descriptors.as_deref(),
+            topic_ids: Some(&self.cfg.topic_ids),
         };
         let buf = &mut pending[side];
         let progress = if buf.is_empty() {

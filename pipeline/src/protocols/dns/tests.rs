@@ -37,6 +37,7 @@ fn run(t: Transport, msgs: &[(Direction, Vec<u8>)]) -> (Vec<Exchange>, AnomalyCo
         anomalies: &mut an,
         out: &mut out,
         descriptors: None,
+        topic_ids: None,
     };
     for (i, (dir, m)) in msgs.iter().enumerate() {
         let _ = d.feed(*dir, m, 100 + i as u64, &mut em);
@@ -110,6 +111,7 @@ fn tcp_messages_split_and_joined() {
         anomalies: &mut an,
         out: &mut out,
         descriptors: None,
+        topic_ids: None,
     };
     assert_eq!(
         d.feed(Direction::ToServer, &two, 1, &mut em),
@@ -160,6 +162,7 @@ fn mdns_responses_pair_by_what_they_answer_not_by_id() {
         anomalies: &mut an,
         out: &mut out,
         descriptors: None,
+        topic_ids: None,
     };
     let printer = b"\x07printer\x05local\x00";
     let host = b"\x04host\x05local\x00";

@@ -12,7 +12,8 @@
 //! is a one-way exchange.
 //!
 //! Fields: `kafka.api_key`, `api_name`, `api_version`, `correlation_id`, `topics` (every topic
-//! named), `error_code` (the first non-zero code at any level of the response, `status`
+//! named; a topic named by id only, as in Fetch v13+, by the name a Metadata response on any
+//! connection gave that id: [`topics`]), `error_code` (the first non-zero code at any level of the response, `status`
 //! `error`), `topic_stats` (records and bytes per topic for Produce requests and Fetch
 //! responses, from the record-batch headers: batches are never decompressed);
 //! `messaging.destination.name` when exactly one topic is named, `messaging.client.id`,
@@ -23,6 +24,7 @@
 //! generated from the crate's message definitions by `scripts/gen-kafka-errors.py`).
 
 mod errors;
+pub mod topics;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -46,6 +48,7 @@ crate::anomalies! {
         ResponseWithoutRequest = "kafka.response_without_request",
         ShortRequest = "kafka.short_request",
         ShortResponse = "kafka.short_response",
+        TopicIdsFull = "kafka.topic_ids_full",
         UnknownVersion = "kafka.unknown_version",
     }
 }
@@ -333,7 +336,7 @@ impl ReqInfo {
     }
 }
 
-fn request_info(req: &RequestKind, info: &mut ReqInfo) {
+fn request_info(req: &RequestKind, info: &mut ReqInfo, ids: Option<&topics::TopicIds>) {
     match req {
         RequestKind::Produce(r) => {
             info.acks = r.acks;
@@ -354,10 +357,14 @@ fn request_info(req: &RequestKind, info: &mut ReqInfo) {
                 info.stats.push(stats);
             }
         }
-        RequestKind::Fetch(r) => r
-            .topics
-            .iter()
-            .for_each(|t| info.topic(t.topic.to_string())),
+        // Fetch v13+ names topics by id: the name comes from the shared table.
+        RequestKind::Fetch(r) => r.topics.iter().for_each(|t| {
+            let name = match (t.topic.is_empty(), ids) {
+                (true, Some(ids)) => ids.name(t.topic_id.as_bytes()).unwrap_or_default(),
+                _ => t.topic.to_string(),
+            };
+            info.topic(name)
+        }),
         RequestKind::ListOffsets(r) => r.topics.iter().for_each(|t| info.topic(t.name.to_string())),
         RequestKind::Metadata(r) => r
             .topics
@@ -403,12 +410,31 @@ fn request_info(req: &RequestKind, info: &mut ReqInfo) {
     }
 }
 
-/// First non-zero error code at any level, and Fetch's per-topic stats.
-fn response_error(resp: &ResponseKind, stats: &mut Vec<TopicStats>) -> Option<i16> {
+/// First non-zero error code at any level, and Fetch's per-topic stats (topics named by id
+/// resolved through `ids`); a Metadata response teaches `ids` its topics' ids.
+fn response_error(
+    resp: &ResponseKind,
+    stats: &mut Vec<TopicStats>,
+    ids: Option<&topics::TopicIds>,
+    out: &mut Emitter<'_>,
+) -> Option<i16> {
+    if let (ResponseKind::Metadata(r), Some(ids)) = (resp, ids) {
+        for t in &r.topics {
+            if let Some(name) = &t.name
+                && !ids.learn(t.topic_id.as_bytes(), name)
+            {
+                out.anomaly(Anomaly::TopicIdsFull);
+            }
+        }
+    }
     if let ResponseKind::Fetch(r) = resp {
         for t in &r.responses {
+            let topic = match (t.topic.is_empty(), ids) {
+                (true, Some(ids)) => ids.name(t.topic_id.as_bytes()).unwrap_or_default(),
+                _ => t.topic.to_string(),
+            };
             let mut s = TopicStats {
-                topic: t.topic.to_string(),
+                topic,
                 ..TopicStats::default()
             };
             for p in &t.partitions {
@@ -531,7 +557,7 @@ impl KafkaDissector {
             let r = a.valid_versions();
             if (r.min..=r.max).contains(&version) {
                 match RequestKind::decode(a, &mut Bytes::copy_from_slice(rest), version) {
-                    Ok(req) => request_info(&req, &mut info),
+                    Ok(req) => request_info(&req, &mut info, out.topic_ids),
                     Err(_) => anomaly = Some(Anomaly::BadRequest),
                 }
             } else if legacy(a, version) {
@@ -620,7 +646,10 @@ impl KafkaDissector {
             let r = a.valid_versions();
             if (r.min..=r.max).contains(&p.version) {
                 match ResponseKind::decode(a, &mut Bytes::copy_from_slice(body), p.version) {
-                    Ok(resp) => error = response_error(&resp, &mut stats),
+                    Ok(resp) => {
+                        let ids = out.topic_ids;
+                        error = response_error(&resp, &mut stats, ids, out)
+                    }
                     Err(_) => {
                         out.anomaly(Anomaly::BadResponse);
                         ex.add_anomaly(Anomaly::BadResponse.name());

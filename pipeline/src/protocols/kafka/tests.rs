@@ -294,11 +294,11 @@ fn error_codes_of_every_api_are_found() {
             .with_group_id(GroupId(StrBytes::from_static_str("h")))
             .with_error_code(16),
     ]));
-    assert_eq!(response_error(&resp, &mut Vec::new()), Some(16));
+    assert_eq!(errors::first_error(&resp), Some(16));
     let resp = ResponseKind::SaslAuthenticate(
         kafka_protocol::messages::SaslAuthenticateResponse::default().with_error_code(58),
     );
-    assert_eq!(response_error(&resp, &mut Vec::new()), Some(58));
+    assert_eq!(errors::first_error(&resp), Some(58));
     let resp = ResponseKind::Heartbeat(kafka_protocol::messages::HeartbeatResponse::default());
-    assert_eq!(response_error(&resp, &mut Vec::new()), None);
+    assert_eq!(errors::first_error(&resp), None);
 }
