@@ -38,6 +38,10 @@ mkdir -p seeds/tls
 for i in $(tshark -r $fix/tls/nginx-tls.pcap -Y "tcp.port==443" -T fields -e tcp.stream | sort -un); do
   stream_seed $fix/tls/nginx-tls.pcap "$i" "seeds/tls/nginx-$i" 443
 done
+mkdir -p seeds/mysql
+for i in $(tshark -r $fix/mysql/mariadb-cli-connector.pcap -T fields -e tcp.stream | sort -un); do
+  stream_seed $fix/mysql/mariadb-cli-connector.pcap "$i" "seeds/mysql/mariadb-$i" 3306
+done
 mkdir -p seeds/postgresql
 for i in $(tshark -r $fix/postgresql/postgres-psql-psycopg.pcap -T fields -e tcp.stream | sort -un); do
   stream_seed $fix/postgresql/postgres-psql-psycopg.pcap "$i" "seeds/postgresql/pg-$i" 5432

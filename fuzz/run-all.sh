@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 secs="${1:-1200}"; jobs="${2:-1}"; shift $(( $# > 2 ? 2 : $# )) || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(amqp http2 hpack kafka http1 pipeline stream redis dns http2_frame tls postgresql websocket)
+  targets=(amqp http2 hpack kafka http1 pipeline stream redis dns http2_frame tls postgresql websocket mysql)
 fi
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/tapwire-fuzz-target}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

@@ -18,6 +18,8 @@
 #                                          psycopg 3 (PyPI, in PYTHON's env)
 #   integration/record.sh websocket OUT.pcap  a `websockets` echo server and client (PyPI, in
 #                                          PYTHON's env), with and without permessage-deflate
+#   integration/record.sh mysql OUT.pcap   MariaDB (Debian) + the mariadb client (clear and TLS)
+#                                          and mysql-connector-python (PyPI, in PYTHON's env)
 #   integration/record.sh grpc  OUT.pcap   grpcio server and client (PyPI: grpcio, grpcio-tools in
 #                                          PYTHON's env) for servers/proto/bookshop.proto; also
 #                                          writes the descriptor set next to OUT (OUT.desc)
@@ -28,7 +30,7 @@
 # Needs root, iproute2, ethtool, tcpdump, and the scenario's server and client.
 set -euo pipefail
 
-usage="usage: record.sh http1|dns|redis|amqp|kafka|graphql-h1|graphql-h2|grpc|tls|postgresql|websocket OUT.pcap"
+usage="usage: record.sh http1|dns|redis|amqp|kafka|graphql-h1|graphql-h2|grpc|tls|postgresql|websocket|mysql OUT.pcap"
 scenario=${1:?$usage}
 out=$(realpath -m "${2:?$usage}")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -349,6 +351,31 @@ websocket)
   wait_tcp "$S" $SA 8765
   start_capture
   ip netns exec "$C" "$py" "$here/clients/ws_client.py" $SA
+  stop_capture
+  ;;
+mysql)
+  # MariaDB (Debian) with TLS available; the mariadb client in the clear (queries, USE, an
+  # error, a refused password) and with --ssl (a TLS handshake), and mysql-connector-python
+  # (PYTHON's env) for prepared statements.
+  py=${PYTHON:-python3}
+  chmod 711 "$work"; mkdir -p "$work/my"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/my/k.pem" -out "$work/my/c.pem" \
+    -days 825 -subj /CN=db.tapwire.test 2>/dev/null
+  chown -R mysql "$work/my"
+  mariadb-install-db --no-defaults --datadir="$work/my/data" --user=mysql --skip-test-db \
+    --auth-root-authentication-method=socket >/dev/null 2>&1
+  ip netns exec "$S" mariadbd --no-defaults --user=mysql --datadir="$work/my/data" \
+    --socket="$work/my/sock" --pid-file="$work/my/pid" --log-error="$work/my/log" \
+    --bind-address=$SA --port=3306 --ssl-cert="$work/my/c.pem" --ssl-key="$work/my/k.pem" \
+    --skip-name-resolve --skip-log-bin --innodb-buffer-pool-size=16M & pids+=($!)
+  wait_tcp "$S" $SA 3306
+  mariadb -S "$work/my/sock" -u root -e "CREATE DATABASE shop; CREATE USER 'shop'@'%' IDENTIFIED BY 'shop-pass'; GRANT ALL ON shop.* TO 'shop'@'%'; CREATE TABLE shop.books (id int PRIMARY KEY, title text); INSERT INTO shop.books VALUES (1, 'Dune'), (2, 'Emma');"
+  start_capture
+  my() { ip netns exec "$C" mariadb -h $SA -u shop -pshop-pass "$@"; }
+  my --skip-ssl shop -e "SELECT title FROM books WHERE id > 0; INSERT INTO books VALUES (3, 'Ulysses'); USE shop; SELECT * FROM missing" >/dev/null 2>&1 || true
+  ip netns exec "$C" mariadb -h $SA -u shop -pwrong --skip-ssl shop -e "SELECT 1" >/dev/null 2>&1 || true
+  my --ssl --ssl-verify-server-cert=0 shop -e "SELECT 1" >/dev/null 2>&1 || true
+  ip netns exec "$C" "$py" "$here/clients/mysql_client.py" $SA shop-pass
   stop_capture
   ;;
 *) echo "record.sh: unknown scenario $scenario" >&2; exit 2 ;;

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 pkgs=(tshark tcpdump dnsmasq-base nginx-light redis-server bind9-dnsutils curl iproute2 ethtool
       build-essential pkg-config libpcap-dev zlib1g-dev libssl-dev prometheus openssl
-      python3-venv clang libelf-dev golang-go iptables postgresql)
+      python3-venv clang libelf-dev golang-go iptables postgresql
+      mariadb-server mariadb-client)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

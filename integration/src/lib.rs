@@ -440,6 +440,83 @@ pub mod lab {
             }
         }
 
+        /// MariaDB (Debian's) on the server address, port 3306, TLS available, with a `shop`
+        /// user (password `shop-pass`) owning a `shop` database; returns once it accepts
+        /// connections. A private data folder in the lab folder, owned by `mysql`.
+        pub fn start_mariadb(&mut self) {
+            let my = self.dir.join("my");
+            std::fs::create_dir_all(&my).unwrap();
+            let (key, cert) = (my.join("k.pem"), my.join("c.pem"));
+            sh(&[
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                cert.to_str().unwrap(),
+                "-days",
+                "1",
+                "-subj",
+                "/CN=db.tapwire.test",
+            ]);
+            sh(&["chmod", "711", self.dir.to_str().unwrap()]);
+            sh(&["chown", "-R", "mysql", my.to_str().unwrap()]);
+            let data = format!("--datadir={}", my.join("data").display());
+            let st = Command::new("mariadb-install-db")
+                .args(["--no-defaults", &data, "--user=mysql", "--skip-test-db"])
+                .arg("--auth-root-authentication-method=socket")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success(), "mariadb-install-db");
+            let socket = my.join("sock").display().to_string();
+            let args = [
+                "mariadbd".to_string(),
+                "--no-defaults".into(),
+                "--user=mysql".into(),
+                data,
+                format!("--socket={socket}"),
+                format!("--pid-file={}", my.join("pid").display()),
+                format!("--log-error={}", my.join("log").display()),
+                format!("--bind-address={}", self.sa),
+                "--port=3306".into(),
+                format!("--ssl-cert={}", cert.display()),
+                format!("--ssl-key={}", key.display()),
+                "--skip-name-resolve".into(),
+                "--skip-log-bin".into(),
+                "--innodb-buffer-pool-size=16M".into(),
+            ];
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let child = self
+                .in_ns(&self.s.clone(), &args)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            self.procs.push(child);
+            let until = Instant::now() + Duration::from_secs(30);
+            loop {
+                let ok = Command::new("mariadb")
+                    .args(["-S", &socket, "-u", "root", "-e"])
+                    .arg(
+                        "CREATE DATABASE shop; CREATE USER 'shop'@'%' IDENTIFIED BY 'shop-pass'; \
+                         GRANT ALL ON shop.* TO 'shop'@'%';",
+                    )
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ok {
+                    break;
+                }
+                assert!(Instant::now() < until, "MariaDB did not start");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+
         pub fn wait_for(&self, ns: &str, url: &str) {
             let until = Instant::now() + Duration::from_secs(10);
             while Instant::now() < until {

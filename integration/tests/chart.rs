@@ -317,6 +317,7 @@ fn dashboards_and_alerts_use_only_exported_metrics_and_labels() {
         "tls/nginx-tls.pcap",
         "postgresql/postgres-psql-psycopg.pcap",
         "websocket/websockets-echo.pcap",
+        "mysql/mariadb-cli-connector.pcap",
     ]
     .iter()
     .enumerate()

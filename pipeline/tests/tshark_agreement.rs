@@ -679,3 +679,45 @@ fn websocket_messages_agree_with_tshark() {
         assert!(ours.len() >= 20, "{ours:?}");
     }
 }
+
+/// MySQL/MariaDB: the SQL of every `COM_QUERY` and `COM_STMT_PREPARE` tshark decodes (literals
+/// hidden the way tapwire hides them) is the SQL tapwire reports, and the error numbers of
+/// tshark's ERR packets are tapwire's status codes.
+#[test]
+fn mysql_statements_and_errors_agree_with_tshark() {
+    if !tshark_ok() {
+        common::skip("tshark is not installed: MySQL tshark agreement not checked");
+        return;
+    }
+    let files =
+        common::captures_under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/mysql"));
+    assert!(!files.is_empty(), "the recorded MariaDB fixture");
+    for file in files {
+        let (events, _) = common::dissect(std::slice::from_ref(&file));
+        let db = || events.iter().filter_map(|e| e.db.as_ref());
+        let ours: BTreeSet<String> = db()
+            .filter_map(|d| d.query.as_ref())
+            .map(|q| q.text.clone())
+            .collect();
+        let our_codes: BTreeSet<String> = db()
+            .filter_map(|d| d.response.as_ref()?.status_code.clone())
+            .collect();
+        let mut theirs = BTreeSet::new();
+        let mut codes = BTreeSet::new();
+        for row in tshark_fields(&file, &[], &["mysql.query", "mysql.error_code"]) {
+            for q in row[0].split('\u{1f}').filter(|q| !q.is_empty()) {
+                theirs.insert(pipeline::dissect::sql::obfuscate(q));
+            }
+            codes.extend(
+                row.get(1)
+                    .into_iter()
+                    .flat_map(|c| c.split('\u{1f}'))
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string),
+            );
+        }
+        assert_eq!(ours, theirs, "{}", file.display());
+        assert_eq!(our_codes, codes, "{}", file.display());
+        assert!(ours.len() >= 8, "{ours:?}");
+    }
+}

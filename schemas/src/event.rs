@@ -8,9 +8,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::l7::{
-    db::Db, db::Postgresql, db::Redis, dns::Dns, graphql::Graphql, http::Http, http::Http2,
-    http::Url, messaging::Amqp, messaging::Kafka, messaging::Messaging, rpc::Grpc, rpc::Rpc,
-    websocket::Websocket,
+    db::Db, db::Mysql, db::Postgresql, db::Redis, dns::Dns, graphql::Graphql, http::Http,
+    http::Http2, http::Url, messaging::Amqp, messaging::Kafka, messaging::Messaging, rpc::Grpc,
+    rpc::Rpc, websocket::Websocket,
 };
 use crate::protocol::Protocol;
 
@@ -243,6 +243,8 @@ pub struct Exchange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgresql: Option<Postgresql>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<Mysql>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub websocket: Option<Websocket>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messaging: Option<Messaging>,
@@ -292,6 +294,7 @@ impl Exchange {
             db: None,
             redis: None,
             postgresql: None,
+            mysql: None,
             websocket: None,
             messaging: None,
             amqp: None,

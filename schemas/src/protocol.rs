@@ -26,6 +26,7 @@ pub enum Protocol {
     Tls,
     Postgresql,
     Websocket,
+    Mysql,
 }
 
 /// The semantic-convention area of a protocol: which of the event's parts carry its fields
@@ -81,7 +82,7 @@ pub struct ProtocolInfo {
 
 impl Protocol {
     /// Every protocol, in declaration order.
-    pub const ALL: [Protocol; 10] = [
+    pub const ALL: [Protocol; 11] = [
         Protocol::Http,
         Protocol::Grpc,
         Protocol::Graphql,
@@ -92,6 +93,7 @@ impl Protocol {
         Protocol::Tls,
         Protocol::Postgresql,
         Protocol::Websocket,
+        Protocol::Mysql,
     ];
 
     /// The protocol's row of the table.
@@ -118,6 +120,7 @@ impl Protocol {
             Protocol::Tls => row("tls", Family::Tls, None),
             Protocol::Postgresql => row("postgresql", Family::Db, Some("postgresql")),
             Protocol::Websocket => row("websocket", Family::Websocket, None),
+            Protocol::Mysql => row("mysql", Family::Db, Some("mysql")),
         }
     }
 

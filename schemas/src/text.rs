@@ -107,6 +107,10 @@ mod tests {
                 "STARTUP -> -  10.249ms ok\n",
             ),
             (
+                "mysql/mariadb-cli-connector",
+                "COM_CONNECT -> -  0.142ms ok\n",
+            ),
+            (
                 "websocket/websockets-echo",
                 "GET /chat -> 101  0.689ms ok\n",
             ),

@@ -16,6 +16,7 @@ pub mod grpc;
 pub mod http1;
 pub mod http2;
 pub mod kafka;
+pub mod mysql;
 pub mod postgresql;
 pub mod redis;
 pub mod tls;
@@ -35,6 +36,7 @@ pub static REGISTRY: &[ProtocolEntry] = &[
     kafka::ENTRY,
     tls::ENTRY,
     postgresql::ENTRY,
+    mysql::ENTRY,
 ];
 
 #[cfg(test)]
@@ -52,6 +54,10 @@ mod tests {
             super::amqp::Anomaly::ALL.iter().map(|a| a.name()).collect(),
             super::tls::Anomaly::ALL.iter().map(|a| a.name()).collect(),
             super::websocket::Anomaly::ALL
+                .iter()
+                .map(|a| a.name())
+                .collect(),
+            super::mysql::Anomaly::ALL
                 .iter()
                 .map(|a| a.name())
                 .collect(),

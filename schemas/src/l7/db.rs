@@ -84,6 +84,29 @@ pub struct Postgresql {
     pub copy_bytes: Option<u64>,
 }
 
+/// `mysql.*`: what the conventions do not name (MySQL and MariaDB).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Mysql {
+    /// The user the connection logged in as (never its auth data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The server's version string from its greeting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<MysqlError>,
+}
+
+/// An ERR packet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct MysqlError {
+    /// The error number (`1146`).
+    pub code: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+    pub message: String,
+}
+
 /// An ErrorResponse or NoticeResponse.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PostgresqlMessage {
