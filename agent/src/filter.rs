@@ -247,6 +247,58 @@ mod tests {
         assert!(!h.matches_event(&http("GET", 200)));
     }
 
+    /// The second wave's fields, on the project's recorded fixtures' events.
+    #[test]
+    fn new_protocols_fields_filter() {
+        let events = |file: &str| -> Vec<schemas::Exchange> {
+            let path = format!(
+                "{}/../pipeline/tests/golden/{file}.ndjson",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{path}: {e}"))
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("an Exchange"))
+                .collect()
+        };
+        for (file, filter, want) in [
+            (
+                "tls/nginx-tls",
+                r#"protocol == "tls" && tls.client.server_name == "shop.tapwire.test" && tls.protocol.version == "1.3""#,
+                3,
+            ),
+            (
+                "tls/nginx-tls",
+                r#"tls.alert.description == "protocol_version""#,
+                1,
+            ),
+            (
+                "postgresql/postgres-psql-psycopg",
+                r#"db.system.name == "postgresql" && db.response.status_code == "42P01""#,
+                1,
+            ),
+            (
+                "postgresql/postgres-psql-psycopg",
+                r#"db.collection.name == "books" && db.response.returned_rows > 0"#,
+                5,
+            ),
+            (
+                "mysql/mariadb-cli-connector",
+                r#"db.system.name == "mariadb" && mysql.error.sqlstate == "42S02""#,
+                2,
+            ),
+            (
+                "websocket/websockets-echo",
+                r#"websocket.opcode == "close" && websocket.close.code == 1011"#,
+                2,
+            ),
+        ] {
+            let f = Filter::compile(filter).unwrap();
+            let n = events(file).iter().filter(|e| f.matches_event(e)).count();
+            assert_eq!(n, want, "{file}: {filter}");
+        }
+    }
+
     #[test]
     fn kubernetes_names_are_filter_fields() {
         use schemas::k8s::{K8s, Name, Pod, Resolution};

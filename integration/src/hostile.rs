@@ -261,6 +261,48 @@ pub fn postgresql_lengths(bytes: usize) -> Case {
     }
 }
 
+/// A MySQL server greeting, a login, then a query answered by a result set whose rows each
+/// announce 16 MiB (`bytes` of each sent) and a column count of 2^62: rows must stream past,
+/// and no count is believed into an allocation.
+pub fn mysql_lengths(rows: usize, bytes: usize) -> Case {
+    let packet = |seq: u8, len: usize, body: &[u8]| {
+        let mut p = (len as u32).to_le_bytes()[..3].to_vec();
+        p.push(seq);
+        p.extend_from_slice(body);
+        p
+    };
+    let mut greet = vec![10];
+    greet.extend_from_slice(b"8.0.36\0");
+    greet.extend_from_slice(&[7, 0, 0, 0]);
+    greet.extend_from_slice(&[1; 8]);
+    greet.push(0);
+    greet.extend_from_slice(&[0x08, 0xa2, 33, 2, 0, 0x08, 0x00, 21]);
+    greet.extend_from_slice(&[0; 10]);
+    greet.extend_from_slice(&[2; 13]);
+    let mut server = packet(0, greet.len(), &greet);
+    server.extend(packet(2, 7, &[0, 0, 0, 2, 0, 0, 0]));
+    let mut login = 0x0000_a208u32.to_le_bytes().to_vec();
+    login.extend_from_slice(&[0, 0, 0, 1, 33]);
+    login.extend_from_slice(&[0; 23]);
+    login.extend_from_slice(b"app\0\0shop\0");
+    let mut client = packet(1, login.len(), &login);
+    client.extend(packet(0, 9, b"\x03SELECT 1"));
+    // A column count of 2^62, one definition, its EOF, then the rows.
+    server.extend(packet(1, 9, &[0xfe, 0, 0, 0, 0, 0, 0, 0, 0x40]));
+    server.extend(packet(2, 3, b"def"));
+    server.extend(packet(3, 5, &[0xfe, 0, 0, 2, 0]));
+    for i in 0..rows {
+        server.extend(packet(4 + i as u8, 0xff_fffe, &vec![b'r'; bytes]));
+    }
+    Case {
+        name: "mysql-lengths",
+        target: "mysql",
+        port: 3306,
+        client,
+        server,
+    }
+}
+
 /// Every case at a size that suits a fuzz seed (under 128 KiB).
 pub fn seed_cases() -> Vec<Case> {
     vec![
@@ -272,5 +314,6 @@ pub fn seed_cases() -> Vec<Case> {
         unanswered_requests(20, 4000),
         tls_certificate_flood(6),
         postgresql_lengths(20_000),
+        mysql_lengths(2, 20_000),
     ]
 }

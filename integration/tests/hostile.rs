@@ -169,6 +169,22 @@ fn postgresql_lengths_reserve_nothing() {
     );
 }
 
+/// MySQL rows announcing 16 MiB each (the first 1 MB of each sent) after a column count of
+/// 2^62: nothing is allocated from the counts, the rows stream past.
+#[test]
+fn mysql_lengths_reserve_nothing() {
+    let mut p = Pcap::new();
+    hostile::mysql_lengths(1, 1_000_000).connect(&mut p, 6);
+    let run = dissect("mysql-lengths.pcap", &p);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.peak_rss_mib <= 100, "peak RSS {} MiB", run.peak_rss_mib);
+    assert!(
+        run.stdout.contains("\"protocol\":\"mysql\""),
+        "{}",
+        run.stdout
+    );
+}
+
 /// Kafka requests on 3000 connections, each one 70-byte segment announcing a 1 MiB message:
 /// the buffer was reserved from the length prefix before the bytes arrived (3.2 GB).
 #[test]

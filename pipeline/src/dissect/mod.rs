@@ -14,6 +14,7 @@ pub mod body;
 pub mod detect;
 pub mod entry;
 pub mod http_fields;
+pub mod kafka_topics;
 pub mod pairing;
 pub mod protobuf;
 pub mod sql;
@@ -118,7 +119,7 @@ pub struct Emitter<'a> {
     /// Protobuf descriptors for gRPC message decoding, when the user gave some.
     pub descriptors: Option<&'a protobuf::Descriptors>,
     /// Kafka topic ids → names, shared by every flow of the configuration.
-    pub topic_ids: Option<&'a crate::protocols::kafka::topics::TopicIds>,
+    pub topic_ids: Option<&'a kafka_topics::TopicIds>,
 }
 
 impl Emitter<'_> {

@@ -31,7 +31,7 @@ pub struct Driver<D: Dissector> {
     /// The dissector said it is finished: later bytes are not fed (as the flow layer does).
     pub finished: bool,
     /// Kafka topic ids learned (shared by a configuration's flows in the pipeline).
-    pub topic_ids: crate::protocols::kafka::topics::TopicIds,
+    pub topic_ids: super::kafka_topics::TopicIds,
 }
 
 impl<D: Dissector> Driver<D> {

@@ -95,8 +95,8 @@ pub struct FlowConfig {
     /// Protobuf descriptors for decoding gRPC messages (`--proto-descriptor`).
     pub descriptors: Option<std::sync::Arc<crate::dissect::protobuf::Descriptors>>,
     /// Kafka topic ids → names, shared by every flow and every pipeline made from this
-    /// configuration (`protocols::kafka::topics`).
-    pub topic_ids: std::sync::Arc<crate::protocols::kafka::topics::TopicIds>,
+    /// configuration (`dissect::kafka_topics`).
+    pub topic_ids: std::sync::Arc<crate::dissect::kafka_topics::TopicIds>,
     /// Bytes all flows may hold together (see the module doc).
     pub memory_budget: usize,
     /// Endpoints never dissected (the agent's own API and sink connections): a flow with

@@ -13,7 +13,7 @@
 //!
 //! Fields: `kafka.api_key`, `api_name`, `api_version`, `correlation_id`, `topics` (every topic
 //! named; a topic named by id only, as in Fetch v13+, by the name a Metadata response on any
-//! connection gave that id: [`topics`]), `error_code` (the first non-zero code at any level of the response, `status`
+//! connection gave that id: `dissect::kafka_topics`), `error_code` (the first non-zero code at any level of the response, `status`
 //! `error`), `topic_stats` (records and bytes per topic for Produce requests and Fetch
 //! responses, from the record-batch headers: batches are never decompressed);
 //! `messaging.destination.name` when exactly one topic is named, `messaging.client.id`,
@@ -24,7 +24,6 @@
 //! generated from the crate's message definitions by `scripts/gen-kafka-errors.py`).
 
 mod errors;
-pub mod topics;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -34,6 +33,7 @@ use schemas::{Exchange, Protocol, Status, Transport};
 
 use crate::dissect::entry::Detection;
 use crate::dissect::entry::ProtocolEntry;
+use crate::dissect::kafka_topics::TopicIds;
 use crate::dissect::pairing::{ById, DEFAULT_IN_FLIGHT};
 use crate::dissect::{Direction, Dissector, Emitter, FlowMeta, Progress};
 
@@ -336,7 +336,7 @@ impl ReqInfo {
     }
 }
 
-fn request_info(req: &RequestKind, info: &mut ReqInfo, ids: Option<&topics::TopicIds>) {
+fn request_info(req: &RequestKind, info: &mut ReqInfo, ids: Option<&TopicIds>) {
     match req {
         RequestKind::Produce(r) => {
             info.acks = r.acks;
@@ -415,7 +415,7 @@ fn request_info(req: &RequestKind, info: &mut ReqInfo, ids: Option<&topics::Topi
 fn response_error(
     resp: &ResponseKind,
     stats: &mut Vec<TopicStats>,
-    ids: Option<&topics::TopicIds>,
+    ids: Option<&TopicIds>,
     out: &mut Emitter<'_>,
 ) -> Option<i16> {
     if let (ResponseKind::Metadata(r), Some(ids)) = (resp, ids) {

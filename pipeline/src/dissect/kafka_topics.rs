@@ -1,8 +1,9 @@
-//! Kafka topic ids → names (KIP-516): Fetch v13 and later, and other topic-id APIs, name
-//! topics by a UUID only; Metadata responses give the names. A client asks for metadata on one
-//! connection and fetches on another (from the partition leader), so the table is shared by
-//! every connection and every worker of a pipeline configuration ([`crate::flow::FlowConfig`]
-//! holds it behind an `Arc`), never kept in one flow.
+//! Kafka topic ids → names (KIP-516), for the Kafka dissector (`protocols::kafka`): Fetch v13
+//! and later, and other topic-id APIs, name topics by a UUID only; Metadata responses give the
+//! names. A client asks for metadata on one connection and fetches on another (from the
+//! partition leader), so the table is shared by every connection and every worker of a
+//! pipeline configuration (the flow layer's `FlowConfig` holds it behind an `Arc`), never
+//! kept in one flow.
 //!
 //! Limits: at most [`MAX_TOPIC_IDS`] ids (then new ones are not remembered: `learn` says so
 //! and the Kafka dissector counts `kafka.topic_ids_full`); a lookup before the Metadata that
