@@ -75,6 +75,29 @@ pub mod lab {
     }
 
     /// The namespaces, their processes and a scratch folder; all removed on drop.
+    /// A self-signed certificate for `cn` (RSA, one day) written to `dir`: (cert, key).
+    pub fn self_signed(dir: &std::path::Path, cn: &str) -> (PathBuf, PathBuf) {
+        let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+        let subject = format!("/CN={cn}");
+        sh(&[
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+            "-days",
+            "1",
+            "-subj",
+            &subject,
+        ]);
+        (cert, key)
+    }
+
     pub struct Lab {
         /// Server and client namespaces.
         pub s: String,
@@ -329,23 +352,7 @@ pub mod lab {
                 .expect("a PostgreSQL version");
             let pg = self.dir.join("pg");
             std::fs::create_dir_all(pg.join("sock")).unwrap();
-            let (key, cert) = (pg.join("k.pem"), pg.join("c.pem"));
-            sh(&[
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                key.to_str().unwrap(),
-                "-out",
-                cert.to_str().unwrap(),
-                "-days",
-                "1",
-                "-subj",
-                "/CN=db.tapwire.test",
-            ]);
+            let (cert, key) = self_signed(&pg, "db.tapwire.test");
             sh(&["chmod", "711", self.dir.to_str().unwrap()]);
             sh(&["chown", "-R", "postgres", pg.to_str().unwrap()]);
             sh(&["chmod", "600", key.to_str().unwrap()]);
@@ -446,23 +453,7 @@ pub mod lab {
         pub fn start_mariadb(&mut self) {
             let my = self.dir.join("my");
             std::fs::create_dir_all(&my).unwrap();
-            let (key, cert) = (my.join("k.pem"), my.join("c.pem"));
-            sh(&[
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                key.to_str().unwrap(),
-                "-out",
-                cert.to_str().unwrap(),
-                "-days",
-                "1",
-                "-subj",
-                "/CN=db.tapwire.test",
-            ]);
+            let (cert, key) = self_signed(&my, "db.tapwire.test");
             sh(&["chmod", "711", self.dir.to_str().unwrap()]);
             sh(&["chown", "-R", "mysql", my.to_str().unwrap()]);
             let data = format!("--datadir={}", my.join("data").display());

@@ -31,7 +31,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use tapwire_integration::lab::{API, Lab, have, sh, wait_until};
+use tapwire_integration::lab::{API, Lab, have, self_signed, sh, wait_until};
 
 /// The agent's gauge `name`, read inside the server namespace.
 fn read_gauge(lab: &Lab, name: &str) -> Option<i64> {
@@ -52,24 +52,7 @@ fn tracing(lab: &Lab) -> Option<i64> {
 
 /// A self-signed certificate and key in the lab folder: (cert, key).
 fn certificate(lab: &Lab) -> (String, String) {
-    let d = &lab.dir;
-    let (key, cert) = (d.join("k.pem"), d.join("c.pem"));
-    sh(&[
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        cert.to_str().unwrap(),
-        "-days",
-        "1",
-        "-subj",
-        "/CN=shop.tapwire.test",
-    ]);
+    let (cert, key) = self_signed(&lab.dir, "shop.tapwire.test");
     (cert.display().to_string(), key.display().to_string())
 }
 

@@ -65,6 +65,16 @@ pub fn ne64(b: &[u8], at: usize) -> Option<u64> {
     array(b, at).map(u64::from_ne_bytes)
 }
 
+/// The NUL-terminated string at the start of `b` (lossily decoded) and the bytes after its
+/// NUL; `None` without a NUL.
+pub fn cstr(b: &[u8]) -> Option<(String, &[u8])> {
+    let end = b.iter().position(|x| *x == 0)?;
+    Some((
+        String::from_utf8_lossy(b.get(..end)?).into_owned(),
+        b.get(end + 1..)?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -531,6 +531,43 @@ fn tls_handshakes_agree_with_tshark() {
     }
 }
 
+/// The SQL statements and error codes of a database capture: tapwire's `db.query.text` and
+/// `db.response.status_code`, and tshark's `query_field` (literals hidden as tapwire hides
+/// them) and `code_field`, read with `decode`.
+type SqlSets = (
+    BTreeSet<String>,
+    BTreeSet<String>,
+    BTreeSet<String>,
+    BTreeSet<String>,
+);
+
+fn sql_sets(file: &Path, decode: &[String], query_field: &str, code_field: &str) -> SqlSets {
+    let (events, _) = common::dissect(&[file.to_path_buf()]);
+    let db = || events.iter().filter_map(|e| e.db.as_ref());
+    let ours = db()
+        .filter_map(|d| d.query.as_ref())
+        .map(|q| q.text.clone())
+        .collect();
+    let our_codes = db()
+        .filter_map(|d| d.response.as_ref()?.status_code.clone())
+        .collect();
+    let mut theirs = BTreeSet::new();
+    let mut codes = BTreeSet::new();
+    for row in tshark_fields(file, decode, &[query_field, code_field]) {
+        for q in row[0].split('\u{1f}').filter(|q| !q.is_empty()) {
+            theirs.insert(pipeline::dissect::sql::obfuscate(q));
+        }
+        codes.extend(
+            row.get(1)
+                .into_iter()
+                .flat_map(|c| c.split('\u{1f}'))
+                .filter(|c| !c.is_empty())
+                .map(str::to_string),
+        );
+    }
+    (ours, theirs, our_codes, codes)
+}
+
 /// PostgreSQL: the SQL tshark reads in every `Query` and `Parse` (literals hidden the way
 /// tapwire hides them) is the SQL of tapwire's exchanges, and the SQLSTATEs of tshark's
 /// `ErrorResponse`s are the status codes tapwire reports; statements the server skipped
@@ -546,30 +583,9 @@ fn postgresql_statements_and_errors_agree_with_tshark() {
     );
     assert!(!files.is_empty(), "the recorded PostgreSQL fixture");
     for file in files {
-        let (events, _) = common::dissect(std::slice::from_ref(&file));
-        let db = || events.iter().filter_map(|e| e.db.as_ref());
-        let ours: BTreeSet<String> = db()
-            .filter_map(|d| d.query.as_ref())
-            .map(|q| q.text.clone())
-            .collect();
-        let our_codes: BTreeSet<String> = db()
-            .filter_map(|d| d.response.as_ref()?.status_code.clone())
-            .collect();
         let decode = ["-d".to_string(), "tcp.port==5432,pgsql".to_string()];
-        let mut theirs = BTreeSet::new();
-        let mut codes = BTreeSet::new();
-        for row in tshark_fields(&file, &decode, &["pgsql.query", "pgsql.code"]) {
-            for q in row[0].split('\u{1f}').filter(|q| !q.is_empty()) {
-                theirs.insert(pipeline::dissect::sql::obfuscate(q));
-            }
-            codes.extend(
-                row.get(1)
-                    .into_iter()
-                    .flat_map(|c| c.split('\u{1f}'))
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_string),
-            );
-        }
+        let (ours, theirs, our_codes, codes) =
+            sql_sets(&file, &decode, "pgsql.query", "pgsql.code");
         let skipped: BTreeSet<String> = theirs.difference(&ours).cloned().collect();
         assert_eq!(
             skipped,
@@ -693,29 +709,8 @@ fn mysql_statements_and_errors_agree_with_tshark() {
         common::captures_under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/mysql"));
     assert!(!files.is_empty(), "the recorded MariaDB fixture");
     for file in files {
-        let (events, _) = common::dissect(std::slice::from_ref(&file));
-        let db = || events.iter().filter_map(|e| e.db.as_ref());
-        let ours: BTreeSet<String> = db()
-            .filter_map(|d| d.query.as_ref())
-            .map(|q| q.text.clone())
-            .collect();
-        let our_codes: BTreeSet<String> = db()
-            .filter_map(|d| d.response.as_ref()?.status_code.clone())
-            .collect();
-        let mut theirs = BTreeSet::new();
-        let mut codes = BTreeSet::new();
-        for row in tshark_fields(&file, &[], &["mysql.query", "mysql.error_code"]) {
-            for q in row[0].split('\u{1f}').filter(|q| !q.is_empty()) {
-                theirs.insert(pipeline::dissect::sql::obfuscate(q));
-            }
-            codes.extend(
-                row.get(1)
-                    .into_iter()
-                    .flat_map(|c| c.split('\u{1f}'))
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_string),
-            );
-        }
+        let (ours, theirs, our_codes, codes) =
+            sql_sets(&file, &[], "mysql.query", "mysql.error_code");
         assert_eq!(ours, theirs, "{}", file.display());
         assert_eq!(our_codes, codes, "{}", file.display());
         assert!(ours.len() >= 8, "{ours:?}");

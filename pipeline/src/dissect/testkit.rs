@@ -16,6 +16,22 @@ pub fn meta(transport: Transport, server_port: u16) -> FlowMeta {
     }
 }
 
+/// `n` copies of `base`, each with one byte changed (a xorshift sequence from `seed` picks the
+/// byte and its value): the hostile-input loops of the dissectors' tests.
+pub fn mutations(base: &[u8], n: usize, mut seed: u64) -> impl Iterator<Item = Vec<u8>> + '_ {
+    (0..n).map(move |_| {
+        let mut m = base.to_vec();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        if !m.is_empty() {
+            let i = (seed as usize) % m.len();
+            m[i] = (seed >> 40) as u8;
+        }
+        m
+    })
+}
+
 /// Drives one dissector through both directions of a flow.
 pub struct Driver<D: Dissector> {
     pub d: D,

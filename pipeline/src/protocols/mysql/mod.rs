@@ -39,6 +39,7 @@ use crate::dissect::{
     Direction, DissectError, Dissector, EXCHANGE_ESTIMATE, Emitter, FlowMeta, Progress,
 };
 use crate::protocols::tls::TlsDissector;
+use crate::wire::cstr;
 
 crate::anomalies! {
     /// What this dissector counts (ARCHITECTURE.md §3 lists the caps behind some).
@@ -167,14 +168,6 @@ fn lenenc(b: &[u8]) -> Option<(u64, usize)> {
         .rev()
         .fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
     Some((v, 1 + n))
-}
-
-fn cstr(b: &[u8]) -> Option<(String, &[u8])> {
-    let end = b.iter().position(|x| *x == 0)?;
-    Some((
-        String::from_utf8_lossy(&b[..end]).into_owned(),
-        &b[end + 1..],
-    ))
 }
 
 fn command_name(code: u8) -> String {
@@ -647,18 +640,12 @@ impl Dissector for MysqlDissector {
                 Direction::ToClient => self.server(body, ts, out),
             }
             at += total;
-            if self.tls.is_some() {
-                let rest = data.get(at..).unwrap_or_default();
-                if rest.is_empty() {
-                    return Progress::Done;
+            if let Some(t) = self.tls.as_mut() {
+                let p = t.feed_from(dir, data, at, ts, out);
+                if matches!(p, Progress::Finished | Progress::Error(_)) {
+                    self.done = true;
                 }
-                return match self.feed(dir, rest, ts, out) {
-                    Progress::Incomplete { consumed, needed } => Progress::Incomplete {
-                        consumed: consumed + at,
-                        needed,
-                    },
-                    p => p,
-                };
+                return p;
             }
         }
         if self.done {

@@ -320,14 +320,7 @@ fn big_rows_stream_and_garbage_is_safe() {
     let mut base = greeting("8.0.36", CAPS);
     base.extend(login(CAPS, "u", "d"));
     base.extend(query("SELECT 1"));
-    let mut seed = 0x4d59_u64;
-    for _ in 0..3000 {
-        let mut m = base.clone();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let i = (seed as usize) % m.len();
-        m[i] = (seed >> 40) as u8;
+    for m in testkit::mutations(&base, 3000, 0x4d59) {
         let mut d = driver();
         let _ = d.try_send(S, &m, 9);
         let _ = d.try_send(C, &m, 9);

@@ -44,7 +44,7 @@ use crate::dissect::{
     Direction, DissectError, Dissector, EXCHANGE_ESTIMATE, Emitter, FlowMeta, Progress,
 };
 use crate::protocols::tls::TlsDissector;
-use crate::wire::be32;
+use crate::wire::{be32, cstr};
 
 crate::anomalies! {
     /// What this dissector counts (ARCHITECTURE.md §3 lists the caps behind some).
@@ -175,15 +175,6 @@ fn message(data: &[u8], at: usize) -> Option<(u8, usize)> {
     let kind = *data.get(at)?;
     let len = be32(data, at + 1)? as usize;
     Some((kind, len))
-}
-
-/// The NUL-terminated string at the start of `b` and the rest after it.
-fn cstr(b: &[u8]) -> Option<(String, &[u8])> {
-    let end = b.iter().position(|x| *x == 0)?;
-    Some((
-        String::from_utf8_lossy(&b[..end]).into_owned(),
-        &b[end + 1..],
-    ))
 }
 
 /// An ErrorResponse or NoticeResponse body: (field type, value) pairs ending in 0.
@@ -567,18 +558,7 @@ impl Dissector for PostgresqlDissector {
                 match (data[at], gss) {
                     (b'S', false) => {
                         let mut tls = Box::<TlsDissector>::default();
-                        let rest = data.get(at + 1..).unwrap_or_default();
-                        let p = if rest.is_empty() {
-                            Progress::Done
-                        } else {
-                            match tls.feed(dir, rest, ts, out) {
-                                Progress::Incomplete { consumed, needed } => Progress::Incomplete {
-                                    consumed: consumed + at + 1,
-                                    needed,
-                                },
-                                other => other,
-                            }
-                        };
+                        let p = tls.feed_from(dir, data, at + 1, ts, out);
                         self.tls = Some(tls);
                         if matches!(p, Progress::Finished | Progress::Error(_)) {
                             self.done = true;

@@ -371,16 +371,9 @@ fn hostile_lengths_and_garbage() {
     let mut d = driver();
     d.send(C, &startup(&[("user", "app")]), 100);
     assert!(!d.try_send(S, &[0xff, 0, 0, 0, 1], 100));
-    let mut seed = 0x5151_u64;
     let mut base = startup(&[("user", "u"), ("database", "d")]);
     base.extend(extended("SELECT 1"));
-    for _ in 0..3000 {
-        let mut m = base.clone();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let i = (seed as usize) % m.len();
-        m[i] = (seed >> 40) as u8;
+    for m in testkit::mutations(&base, 3000, 0x5151) {
         let mut d = driver();
         let _ = d.try_send(C, &m, 7);
         let _ = d.try_send(S, &m, 7);

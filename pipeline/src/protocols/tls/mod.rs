@@ -325,6 +325,32 @@ impl TlsDissector {
     }
 }
 
+impl TlsDissector {
+    /// Feed the bytes of `data` from `at` on (a connection that switched to TLS inside
+    /// another protocol: PostgreSQL's SSLRequest, MySQL's SSL request), with the progress
+    /// measured from the start of `data`.
+    pub fn feed_from(
+        &mut self,
+        dir: Direction,
+        data: &[u8],
+        at: usize,
+        ts: u64,
+        out: &mut Emitter<'_>,
+    ) -> Progress {
+        let rest = data.get(at..).unwrap_or_default();
+        if rest.is_empty() {
+            return Progress::Done;
+        }
+        match self.feed(dir, rest, ts, out) {
+            Progress::Incomplete { consumed, needed } => Progress::Incomplete {
+                consumed: consumed + at,
+                needed,
+            },
+            p => p,
+        }
+    }
+}
+
 impl Dissector for TlsDissector {
     fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {
         let mut at = 0;

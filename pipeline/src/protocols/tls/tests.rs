@@ -332,14 +332,7 @@ fn every_prefix_and_mutation_is_safe() {
         let _ = d.try_send(S, &whole[..n], 13);
         let _ = d.close();
     }
-    let mut seed = 0x7157_u64;
-    for _ in 0..3000 {
-        let mut m = whole.clone();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let i = (seed as usize) % m.len();
-        m[i] = (seed >> 40) as u8;
+    for m in testkit::mutations(&whole, 3000, 0x7157) {
         let mut d = driver();
         let _ = d.try_send(S, &m, 31);
         let _ = d.try_send(C, &m, 31);

@@ -167,14 +167,7 @@ fn garbage_after_the_upgrade_never_panics() {
     let mut base = frame(false, false, 0x1, b"abc", KEY);
     base.extend(frame(true, false, 0x0, b"def", KEY));
     base.extend(frame(true, false, 0x8, &[3, 232, b'x'], KEY));
-    let mut seed = 0x3e3e_u64;
-    for _ in 0..3000 {
-        let mut m = base.clone();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let i = (seed as usize) % m.len();
-        m[i] = (seed >> 40) as u8;
+    for m in testkit::mutations(&base, 3000, 0x3e3e) {
         let mut d = driver();
         d.send(C, &upgrade_request(), 100);
         d.send(S, &switching(), 100);
