@@ -7,10 +7,12 @@
 //! Hand-written: a directory of links and two text tables of fixed layout; the `procfs` crate
 //! would bring a large dependency for them.
 //!
-//! Limits: at most [`MAX_DESCRIPTORS`] descriptors read per process and [`MAX_CONNECTIONS`]
-//! connections per call (the rest counted in [`Established::over_cap`]); each network
-//! namespace's tables are read once per call; a process gone or not readable is skipped
-//! (counted).
+//! Limits: at most [`MAX_DESCRIPTORS`] descriptors read per process, [`MAX_CONNECTIONS`]
+//! connections per call, and [`BUDGET`] of time per call (the caller's thread polls the ring
+//! buffer: processes left when it is spent are skipped, and all of these counted in
+//! [`Established::over_cap`]; their old connections then count as picked up at their start);
+//! each network namespace's tables are read once per call; a process gone or not readable is
+//! skipped (counted).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -22,6 +24,8 @@ use crate::chunk::Endpoints;
 pub const MAX_CONNECTIONS: usize = 65536;
 /// Most descriptors read per process.
 pub const MAX_DESCRIPTORS: usize = 65536;
+/// Most time one call spends reading descriptors.
+pub const BUDGET: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The established connections some processes hold.
 #[derive(Debug, Default)]
@@ -38,7 +42,12 @@ pub fn established(proc_root: &Path, pids: &[u32]) -> Established {
     let mut out = Established::default();
     // Network namespace → a process in it, and the socket inodes its processes hold.
     let mut by_netns: BTreeMap<u32, (u32, BTreeSet<u64>)> = BTreeMap::new();
+    let start = std::time::Instant::now();
     for &pid in pids {
+        if start.elapsed() >= BUDGET {
+            out.over_cap += 1;
+            continue;
+        }
         let dir = proc_root.join(pid.to_string());
         let netns = std::fs::read_link(dir.join("ns/net"))
             .ok()
