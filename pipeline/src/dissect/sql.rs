@@ -39,100 +39,112 @@ pub fn summarize(sql: &str) -> Summary {
 /// The text with literals as `?`, comments dropped, whitespace collapsed, capped.
 pub fn obfuscate(sql: &str) -> String {
     let b = sql.as_bytes();
-    let mut out = String::with_capacity(sql.len().min(MAX_TEXT));
+    // Built as bytes, every slice of the input taken with `get`: no index can fall outside
+    // the text or inside a character (the result is read back lossily).
+    let mut out: Vec<u8> = Vec::with_capacity(sql.len().min(MAX_TEXT));
     let mut i = 0;
-    let push = |out: &mut String, s: &str| {
+    let push = |out: &mut Vec<u8>, s: &[u8]| {
         if out.len() < MAX_TEXT {
-            out.push_str(s);
+            out.extend_from_slice(s);
         }
     };
-    let space = |out: &mut String| {
-        if !out.is_empty() && !out.ends_with(' ') && out.len() < MAX_TEXT {
-            out.push(' ');
+    let space = |out: &mut Vec<u8>| {
+        if !out.is_empty() && out.last() != Some(&b' ') && out.len() < MAX_TEXT {
+            out.push(b' ');
         }
     };
-    while i < b.len() {
-        let c = b[i];
-        let prev_word = i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+    let word = |x: Option<&u8>| x.is_some_and(|x| x.is_ascii_alphanumeric() || *x == b'_');
+    while let Some(&c) = b.get(i) {
+        let prev_word = i > 0 && word(b.get(i - 1));
         match c {
             b'\'' => {
                 i = skip_quoted(b, i + 1, b'\'', false);
-                push(&mut out, "?");
+                push(&mut out, b"?");
             }
             b'E' | b'e' if !prev_word && b.get(i + 1) == Some(&b'\'') => {
                 i = skip_quoted(b, i + 2, b'\'', true);
-                push(&mut out, "?");
+                push(&mut out, b"?");
             }
             b'"' | b'`' => {
                 // A quoted identifier: kept.
                 let end = skip_quoted(b, i + 1, c, false);
-                push(&mut out, &sql[i..end.min(b.len())]);
+                push(&mut out, b.get(i..end).unwrap_or_default());
                 i = end;
             }
             b'$' if !prev_word => match dollar_tag(b, i) {
                 Some(tag_end) => {
-                    let tag = &b[i..tag_end];
-                    let body = tag_end;
-                    let close = b[body..]
-                        .windows(tag.len())
+                    let tag = b.get(i..tag_end).unwrap_or_default();
+                    let body = b.get(tag_end..).unwrap_or_default();
+                    let close = body
+                        .windows(tag.len().max(1))
                         .position(|w| w == tag)
-                        .map_or(b.len(), |p| body + p + tag.len());
-                    push(&mut out, "?");
-                    i = close;
+                        .map_or(b.len(), |p| tag_end + p + tag.len());
+                    push(&mut out, b"?");
+                    i = close.max(i + 1);
                 }
                 None => {
                     // `$1`: a bind parameter.
-                    let end = i + 1 + b[i + 1..].iter().take_while(|d| d.is_ascii_digit()).count();
-                    push(&mut out, &sql[i..end]);
-                    i = end;
+                    let digits = b
+                        .get(i + 1..)
+                        .unwrap_or_default()
+                        .iter()
+                        .take_while(|d| d.is_ascii_digit())
+                        .count();
+                    push(&mut out, b.get(i..i + 1 + digits).unwrap_or_default());
+                    i += 1 + digits;
                 }
             },
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                i += b[i..]
-                    .iter()
-                    .position(|&x| x == b'\n')
-                    .unwrap_or(b.len() - i);
+                let rest = b.get(i..).unwrap_or_default();
+                i += rest.iter().position(|&x| x == b'\n').unwrap_or(rest.len());
                 space(&mut out);
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                i = b[i + 2..]
+                i = b
+                    .get(i + 2..)
+                    .unwrap_or_default()
                     .windows(2)
                     .position(|w| w == b"*/")
                     .map_or(b.len(), |p| i + 2 + p + 2);
                 space(&mut out);
             }
             b'0'..=b'9' if !prev_word => {
-                let mut j = i;
-                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'.' || b[j] == b'_')
-                {
-                    j += 1;
-                }
-                push(&mut out, "?");
-                i = j;
+                i += b
+                    .get(i..)
+                    .unwrap_or_default()
+                    .iter()
+                    .take_while(|x| x.is_ascii_alphanumeric() || **x == b'.' || **x == b'_')
+                    .count();
+                push(&mut out, b"?");
             }
             c if c.is_ascii_whitespace() => {
                 space(&mut out);
                 i += 1;
             }
             _ => {
-                // One character (UTF-8 sequences whole).
-                let len = sql[i..].chars().next().map_or(1, char::len_utf8);
-                push(&mut out, &sql[i..i + len]);
-                i += len;
+                // A byte of anything else (a character's bytes are copied one after another).
+                push(&mut out, &[c]);
+                i += 1;
             }
         }
     }
-    let trimmed = out.trim_end().len();
-    out.truncate(trimmed);
-    if sql.len() > MAX_TEXT && out.len() >= MAX_TEXT {
-        let mut cut = MAX_TEXT;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-        out.push('…');
+    while out.last() == Some(&b' ') {
+        out.pop();
     }
-    out
+    let cut = sql.len() > MAX_TEXT && out.len() >= MAX_TEXT;
+    if cut {
+        // Back to the start of the character at the cap.
+        let mut at = MAX_TEXT;
+        while at > 0 && out.get(at).is_some_and(|x| x & 0xc0 == 0x80) {
+            at -= 1;
+        }
+        out.truncate(at);
+    }
+    let mut text = String::from_utf8_lossy(&out).into_owned();
+    if cut {
+        text.push('…');
+    }
+    text
 }
 
 /// Past a quoted run that started before `from` (after its opening `q`): a doubled quote is
@@ -167,19 +179,22 @@ fn dollar_tag(b: &[u8], i: usize) -> Option<usize> {
     (b.get(j) == Some(&b'$')).then_some(j + 1)
 }
 
-/// Words and single punctuation marks of obfuscated text.
+/// Words and single punctuation marks of obfuscated text (taken with `get`: a piece that
+/// would not be whole characters is left out).
 fn tokens(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let b = text.as_bytes();
     let mut i = 0;
-    while i < b.len() && out.len() < 64 {
-        let c = b[i];
+    while let Some(&c) = b.get(i) {
+        if out.len() >= 64 {
+            break;
+        }
+        let start = i;
         if c == b' ' {
             i += 1;
+            continue;
         } else if c.is_ascii_alphanumeric() || c == b'_' || c == b'"' || c == b'`' || c >= 0x80 {
-            let start = i;
-            while i < b.len() {
-                let x = b[i];
+            while let Some(&x) = b.get(i) {
                 if x == b'"' || x == b'`' {
                     i = skip_quoted(b, i + 1, x, false);
                 } else if x.is_ascii_alphanumeric() || x == b'_' || x == b'.' || x >= 0x80 {
@@ -188,11 +203,14 @@ fn tokens(text: &str) -> Vec<&str> {
                     break;
                 }
             }
-            out.push(&text[start..i.min(b.len())]);
         } else {
-            let len = text[i..].chars().next().map_or(1, char::len_utf8);
-            out.push(&text[i..i + len]);
-            i += len;
+            i += text
+                .get(i..)
+                .and_then(|t| t.chars().next())
+                .map_or(1, char::len_utf8);
+        }
+        if let Some(t) = text.get(start..i.min(b.len())) {
+            out.push(t);
         }
     }
     out
@@ -240,7 +258,7 @@ fn collection(op: &str, w: &[&str]) -> Option<String> {
     };
     let name = table(w.get(at)?)?;
     // One table only: no join, no list, no subquery in its place.
-    let rest = &w[at + 1..];
+    let rest = w.get(at + 1..).unwrap_or_default();
     if rest.first().is_some_and(|x| *x == "," || *x == "(") && op == "SELECT"
         || rest.iter().any(|x| is(x, "JOIN"))
     {
@@ -306,6 +324,19 @@ mod tests {
             assert_eq!(s.collection.as_deref(), coll, "{sql}");
         }
         assert_eq!(summarize("").operation, None);
+    }
+
+    #[test]
+    fn any_text_is_read_without_a_panic() {
+        let base = "SELECT 'é\\'', E'ü\\'' , $tag$ ß $tag$, \"ç\" /* ö */ -- ä\n FROM t WHERE a = $1 ∞ 3.5e2".as_bytes();
+        for m in crate::dissect::testkit::mutations(base, 5000, 0x5e1) {
+            let text = String::from_utf8_lossy(&m);
+            let s = summarize(&text);
+            assert!(s.text.len() <= MAX_TEXT + 3);
+        }
+        for cut in 0..base.len() {
+            let _ = summarize(&String::from_utf8_lossy(&base[..cut]));
+        }
     }
 
     #[test]

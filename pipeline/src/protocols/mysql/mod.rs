@@ -28,13 +28,14 @@
 //! dissection of the flow (`mysql.bad_packet`).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use schemas::l7::db::{Db, DbCollection, DbQuery, DbResponse, DbSystem, Mysql, MysqlError, Named};
 use schemas::{Exchange, Protocol, Status, Transport};
 
 use crate::dissect::entry::{Detection, ProtocolEntry};
 use crate::dissect::pairing::DEFAULT_IN_FLIGHT;
-use crate::dissect::sql;
+use crate::dissect::sql::{self, Summary};
 use crate::dissect::{
     Direction, DissectError, Dissector, EXCHANGE_ESTIMATE, Emitter, FlowMeta, Progress,
 };
@@ -125,7 +126,7 @@ struct Command {
     code: u8,
     expect: Expect,
     /// COM_STMT_PREPARE: the SQL (literals hidden), remembered under the id the reply gives.
-    prepare: Option<String>,
+    prepare: Option<Arc<Summary>>,
     /// COM_INIT_DB: the schema it switches to.
     schema: Option<String>,
 }
@@ -144,7 +145,7 @@ pub struct MysqlDissector {
     /// Authentication is over (commands follow).
     ready: bool,
     commands: VecDeque<Command>,
-    statements: HashMap<u32, String>,
+    statements: HashMap<u32, Arc<Summary>>,
     tls: Option<Box<TlsDissector>>,
     /// Bytes of a streamed packet still to pass, per direction.
     skip: [usize; 2],
@@ -330,12 +331,12 @@ impl MysqlDissector {
         let mut ex = out.exchange(Protocol::Mysql, ts);
         let (mut prepare, mut schema) = (None, None);
         let summary = match code {
-            0x03 | 0x16 if !too_large => Some(sql::summarize(&text())),
+            0x03 | 0x16 if !too_large => Some(Arc::new(sql::summarize(&text()))),
             0x17 => body
                 .get(1..5)
                 .map(|i| u32::from_le_bytes([i[0], i[1], i[2], i[3]]))
                 .and_then(|id| self.statements.get(&id))
-                .map(|s| sql::summarize(s)),
+                .cloned(),
             _ => None,
         };
         if too_large {
@@ -344,7 +345,7 @@ impl MysqlDissector {
         }
         let op = match (code, &summary) {
             (0x16, Some(s)) => {
-                prepare = Some(s.text.clone());
+                prepare = Some(Arc::clone(s));
                 Some("PREPARE".to_string())
             }
             (0x03 | 0x17, Some(s)) => s.operation.clone(),
@@ -352,8 +353,10 @@ impl MysqlDissector {
         };
         let mut db = self.db(op);
         if let Some(s) = summary {
-            db.query = Some(DbQuery { text: s.text });
-            db.collection = s.collection.map(|name| DbCollection { name });
+            db.query = Some(DbQuery {
+                text: s.text.clone(),
+            });
+            db.collection = s.collection.clone().map(|name| DbCollection { name });
         }
         if code == 0x02 {
             schema = Some(text());
@@ -686,7 +689,7 @@ impl Dissector for MysqlDissector {
     fn held_bytes(&self) -> usize {
         self.statements
             .values()
-            .map(|v| v.capacity() + 40)
+            .map(|v| v.text.capacity() + 64)
             .sum::<usize>()
             + self.commands.len() * EXCHANGE_ESTIMATE
             + self.connect.as_ref().map_or(0, |_| EXCHANGE_ESTIMATE)

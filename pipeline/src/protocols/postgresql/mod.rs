@@ -31,6 +31,7 @@
 //! dissection of the flow (`postgresql.bad_message`).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use schemas::l7::db::{
     Db, DbCollection, DbQuery, DbResponse, DbSystem, Named, Postgresql, PostgresqlMessage,
@@ -39,7 +40,7 @@ use schemas::{Exchange, Protocol, Status, Transport};
 
 use crate::dissect::entry::{Detection, ProtocolEntry};
 use crate::dissect::pairing::DEFAULT_IN_FLIGHT;
-use crate::dissect::sql;
+use crate::dissect::sql::{self, Summary};
 use crate::dissect::{
     Direction, DissectError, Dissector, EXCHANGE_ESTIMATE, Emitter, FlowMeta, Progress,
 };
@@ -122,7 +123,7 @@ enum Pending {
     Query(Box<Exchange>),
     /// `Parse` of this SQL (literals hidden) into a statement.
     Parse {
-        sql: Option<String>,
+        sql: Option<Arc<Summary>>,
         ts: u64,
     },
     Bind,
@@ -159,9 +160,9 @@ pub struct PostgresqlDissector {
     database: Option<String>,
     pending: VecDeque<Pending>,
     /// Statement name → its SQL (the unnamed one is "").
-    statements: HashMap<String, String>,
+    statements: HashMap<String, Arc<Summary>>,
     /// Portal name → its statement's SQL.
-    portals: HashMap<String, String>,
+    portals: HashMap<String, Arc<Summary>>,
     /// Bytes of a streamed message still to pass, per direction.
     skip: [usize; 2],
     /// After an error in the extended protocol the server ignores the client's messages until
@@ -212,13 +213,14 @@ impl PostgresqlDissector {
     }
 
     /// A new exchange for `sql` (`None`: a statement whose SQL was not seen).
-    fn statement(&self, sql: Option<&str>, ts: u64, out: &mut Emitter<'_>) -> Box<Exchange> {
+    fn statement(&self, sql: Option<&Summary>, ts: u64, out: &mut Emitter<'_>) -> Box<Exchange> {
         let mut ex = out.exchange(Protocol::Postgresql, ts);
-        let summary = sql.map(sql::summarize);
-        let mut db = self.db(summary.as_ref().and_then(|s| s.operation.clone()));
-        if let Some(s) = summary {
-            db.query = Some(DbQuery { text: s.text });
-            db.collection = s.collection.map(|name| DbCollection { name });
+        let mut db = self.db(sql.and_then(|s| s.operation.clone()));
+        if let Some(s) = sql {
+            db.query = Some(DbQuery {
+                text: s.text.clone(),
+            });
+            db.collection = s.collection.clone().map(|name| DbCollection { name });
         }
         ex.db = Some(db);
         ex.postgresql = Some(Postgresql::default());
@@ -262,23 +264,23 @@ impl PostgresqlDissector {
         }
         match kind {
             b'Q' => {
-                let sql = cstr(body).map(|(s, _)| s);
-                let ex = self.statement(sql.as_deref(), ts, out);
+                let sql = cstr(body).map(|(s, _)| sql::summarize(&s));
+                let ex = self.statement(sql.as_ref(), ts, out);
                 self.push(Pending::Query(ex), out);
             }
             b'P' => {
                 let Some((name, rest)) = cstr(body) else {
                     return;
                 };
-                // Kept with its literals hidden: a statement can wait long for its reply.
-                let sql = cstr(rest).map(|(s, _)| sql::obfuscate(&s));
+                // Read once (literals hidden) and shared by its portals and executions.
+                let sql = cstr(rest).map(|(s, _)| Arc::new(sql::summarize(&s)));
                 // Known from now on: a pipelining client binds and executes it before the
                 // server's ParseComplete (a Parse that fails makes the server skip those).
-                if let Some(text) = &sql
+                if let Some(summary) = &sql
                     && (self.statements.len() < MAX_STATEMENTS
                         || self.statements.contains_key(&name))
                 {
-                    self.statements.insert(name, text.clone());
+                    self.statements.insert(name, Arc::clone(summary));
                 }
                 self.push(Pending::Parse { sql, ts }, out);
             }
@@ -672,7 +674,7 @@ impl Dissector for PostgresqlDissector {
             .statements
             .iter()
             .chain(self.portals.iter())
-            .map(|(k, v)| k.capacity() + v.capacity() + 48)
+            .map(|(k, v)| k.capacity() + v.text.capacity() + 64)
             .sum();
         sql + self.pending.len() * EXCHANGE_ESTIMATE
             + self.startup.as_ref().map_or(0, |_| EXCHANGE_ESTIMATE)

@@ -94,18 +94,16 @@ fn version_code(h: &Hello) -> &'static str {
 /// The ALPN part of JA4: first and last character of the first protocol offered when both
 /// are alphanumeric, else the first and last hex digit of its bytes; `00` without ALPN.
 fn alpn_code(h: &Hello) -> String {
-    match h.first_alpn.as_deref() {
-        None | Some([]) => "00".into(),
-        Some(p) => {
-            let (first, last) = (p[0], p[p.len() - 1]);
-            if first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric() {
-                format!("{}{}", first as char, last as char)
-            } else {
-                let x = hex(p);
-                let b = x.as_bytes();
-                format!("{}{}", b[0] as char, b[b.len() - 1] as char)
-            }
-        }
+    let p = h.first_alpn.as_deref().unwrap_or_default();
+    let (Some(&first), Some(&last)) = (p.first(), p.last()) else {
+        return "00".into();
+    };
+    if first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric() {
+        format!("{}{}", first as char, last as char)
+    } else {
+        // The first and last hex digits: of the first byte's high nibble, the last's low one.
+        let digit = |n: u8| char::from_digit(u32::from(n), 16).unwrap_or('0');
+        format!("{}{}", digit(first >> 4), digit(last & 0xf))
     }
 }
 
