@@ -80,25 +80,26 @@ fn detect(data: &[u8], t: Transport, _hinted: bool) -> Detection {
     if t != Transport::Tcp {
         return Detection::No;
     }
-    if data.len() < 6 {
-        return if data.len() < 4 || (data[3] == 0 && data.get(4).is_none_or(|v| *v == 10)) {
+    // Length (3 bytes), sequence 0, protocol 10, then the version up to its NUL.
+    let (Some(head), Some(&protocol)) = (data.get(..4), data.get(4)) else {
+        let short_ok = data.get(3).is_none_or(|seq| *seq == 0);
+        return if short_ok {
             Detection::NeedMore
         } else {
             Detection::No
         };
-    }
-    let len = usize::from(data[0]) | usize::from(data[1]) << 8 | usize::from(data[2]) << 16;
-    if data[3] != 0 || data[4] != 10 || !(30..=1024).contains(&len) {
+    };
+    let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
+    if head[3] != 0 || protocol != 10 || !(30..=1024).contains(&len) {
         return Detection::No;
     }
-    let version = &data[5..data.len().min(4 + len)];
+    let version = data.get(5..data.len().min(4 + len)).unwrap_or_default();
+    let printable = |v: &[u8]| v.iter().all(|b| (0x20..0x7f).contains(b));
     match version.iter().position(|b| *b == 0) {
-        Some(end) if end > 0 && version[..end].iter().all(|b| (0x20..0x7f).contains(b)) => {
+        Some(end) if end > 0 && printable(version.get(..end).unwrap_or_default()) => {
             Detection::FromServer
         }
-        None if version.len() < 64 && version.iter().all(|b| (0x20..0x7f).contains(b)) => {
-            Detection::NeedMore
-        }
+        None if version.len() < 64 && printable(version) => Detection::NeedMore,
         _ => Detection::No,
     }
 }

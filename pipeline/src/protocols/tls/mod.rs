@@ -305,7 +305,7 @@ impl TlsDissector {
                 }
             }
             ALERT if !encrypted && body.len() >= 2 => {
-                let (level, code) = (body[0], body[1]);
+                let [level, code, ..] = *body else { return };
                 if self.ex.is_none() {
                     return;
                 }
@@ -494,7 +494,7 @@ fn extensions(mut ext: &[u8]) -> Option<Vec<(u16, &[u8])>> {
         let len = usize::from(be16(ext, 2)?);
         let body = ext.get(4..4 + len)?;
         out.push((kind, body));
-        ext = &ext[4 + len..];
+        ext = ext.get(4 + len..)?;
     }
     Some(out)
 }
@@ -516,7 +516,7 @@ fn alpn_names(body: &[u8]) -> Vec<Vec<u8>> {
             break;
         };
         names.push(name.to_vec());
-        rest = &tail[usize::from(len)..];
+        rest = tail.get(usize::from(len)..).unwrap_or_default();
     }
     names
 }
