@@ -209,4 +209,13 @@ pub struct DissectArgs {
     /// Bytes all flows may hold together (`256MiB`); past it the largest flows are closed.
     #[arg(long, value_name = "SIZE")]
     pub memory_budget: Option<String>,
+    /// Worker threads, flows spread over them by a symmetric hash of their addresses and
+    /// ports; each flow's exchanges stay in order [default: one per core].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Print the exchanges in the order one worker would: as the capture's packets complete
+    /// them (those still open at the end last, in the order they started). Without it, each
+    /// batch of packets is printed worker by worker.
+    #[arg(long)]
+    pub sort: bool,
 }

@@ -669,3 +669,106 @@ fn watch_on_a_terminal_prints_a_table_with_errors_in_red() {
     assert!(plain.iter().any(|l| l.contains("-> 200")), "{text}");
     assert!(!text.contains("{\"protocol\""), "a table, not JSON: {text}");
 }
+
+/// Every golden capture, and all of them read as one capture.
+fn golden_captures() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline/tests/golden");
+    let mut all: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|d| d.path().is_dir() && d.file_name() != "corpus")
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .map(|f| f.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    all.sort();
+    assert!(all.len() >= 12, "{all:?}");
+    all
+}
+
+/// Each flow's lines, in the order printed (flows by client and server endpoints).
+fn per_flow(ndjson: &[u8]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut flows = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for line in String::from_utf8_lossy(ndjson).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = format!(
+            "{} {} {}",
+            v["client"], v["server"], v["network"]["transport"]
+        );
+        flows.entry(key).or_default().push(line.to_string());
+    }
+    flows
+}
+
+#[test]
+fn workers_print_what_one_worker_prints() {
+    let files = golden_captures();
+    // One capture at a time: with --sort, byte for byte what one worker prints.
+    for f in &files {
+        let one = tapwire(&["dissect", "-q", "--workers", "1", f]);
+        assert!(one.status.success());
+        assert!(!one.stdout.is_empty(), "{f}");
+        for n in ["2", "3", "8"] {
+            let many = tapwire(&["dissect", "-q", "--sort", "--workers", n, f]);
+            assert!(many.status.success());
+            assert!(
+                one.stdout == many.stdout,
+                "{f} with {n} workers:\n{}\n---\n{}",
+                String::from_utf8_lossy(&one.stdout),
+                String::from_utf8_lossy(&many.stdout)
+            );
+        }
+    }
+    // All of them as one capture (their clocks jump back and forth, so idle flows are closed
+    // when each worker next sees a packet, not all at once): the same exchanges, each flow's
+    // in the same order, sorted or not.
+    let mut args = vec!["dissect", "-q", "--workers", "1"];
+    args.extend(files.iter().map(String::as_str));
+    let one = tapwire(&args);
+    assert!(one.status.success());
+    let expected = per_flow(&one.stdout);
+    assert!(expected.len() > 50, "{}", expected.len());
+    for n in ["2", "3", "8"] {
+        for sort in [true, false] {
+            let mut args = vec!["dissect", "-q", "--workers", n];
+            if sort {
+                args.push("--sort");
+            }
+            args.extend(files.iter().map(String::as_str));
+            let many = tapwire(&args);
+            assert!(many.status.success());
+            assert!(
+                per_flow(&many.stdout) == expected,
+                "all captures, {n} workers, sort {sort}"
+            );
+        }
+    }
+}
+
+#[test]
+fn workers_apply_the_filter_and_the_table_format_and_refuse_zero() {
+    let files = golden_captures();
+    let mut args = vec![
+        "dissect",
+        "-q",
+        "--workers",
+        "2",
+        "--format",
+        "table",
+        "--filter",
+        "status != \"ok\"",
+    ];
+    args.extend(files.iter().map(String::as_str));
+    let out = tapwire(&args);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().count() >= 5, "{text}");
+    assert!(
+        text.lines().all(|l| !l.trim_end().ends_with(" ok")),
+        "{text}"
+    );
+    let zero = tapwire(&["dissect", "--workers", "0", &files[0]]);
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--workers"));
+}

@@ -5,12 +5,18 @@
 //! `traceparent`, JSON bodies; responses 200/201/204/304/404/500 with Content-Length or chunked
 //! bodies that span several segments) interleaved with DNS lookups over UDP (A and AAAA,
 //! some NXDOMAIN). Everything is deterministic for a given seed.
+//!
+//! The other capture, [`generate_mix`], is the eight-protocol mix of short connections
+//! (`mix.rs`).
 
 use std::io::Write;
 use std::time::Duration;
 
 use etherparse::PacketBuilder;
 use pcap_file::pcap::{PcapPacket, PcapWriter};
+
+mod mix;
+pub use mix::{MixConfig, MixProtocol, MixSummary, WEIGHTS, generate_mix};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -137,7 +143,8 @@ impl<W: Write> Gen<W> {
         self.tcp(!from_client, c, seq, ack, "A", &[])
     }
 
-    fn open(&mut self, n: u64) -> std::io::Result<Conn> {
+    /// Open a connection (the handshake) to `port`, or to one of the HTTP ports.
+    fn open(&mut self, n: u64, port: Option<u16>) -> std::io::Result<Conn> {
         let r = self.rng.next();
         let mut c = Conn {
             client: (
@@ -151,7 +158,7 @@ impl<W: Write> Gen<W> {
             ),
             server: (
                 [10, 96, (n % 16) as u8, 10 + (r >> 40) as u8 % 20],
-                [80, 8080, 8000, 3000][(r >> 48) as usize % 4],
+                port.unwrap_or([80, 8080, 8000, 3000][(r >> 48) as usize % 4]),
             ),
             cseq: (r >> 7) as u32,
             sseq: (r >> 29) as u32,
@@ -186,6 +193,15 @@ impl<W: Write> Gen<W> {
         req: &mut Vec<u8>,
         resp: &mut Vec<u8>,
     ) -> std::io::Result<()> {
+        self.http_messages(req, resp)?;
+        self.stream(true, c, req)?;
+        self.stream(false, c, resp)?;
+        self.sum.http_exchanges += 1;
+        Ok(())
+    }
+
+    /// One HTTP/1.1 request and its response.
+    fn http_messages(&mut self, req: &mut Vec<u8>, resp: &mut Vec<u8>) -> std::io::Result<()> {
         let r = self.rng.next();
         let id = r % 100_000;
         req.clear();
@@ -265,9 +281,6 @@ impl<W: Write> Gen<W> {
             write!(resp, "Content-Length: {len}\r\n\r\n")?;
             resp.extend(std::iter::repeat_n(b'{', len));
         }
-        self.stream(true, c, req)?;
-        self.stream(false, c, resp)?;
-        self.sum.http_exchanges += 1;
         Ok(())
     }
 
@@ -356,7 +369,7 @@ pub fn generate<W: Write>(w: W, cfg: &GenConfig) -> std::io::Result<GenSummary> 
     let mut n = 0u64;
     while n < cfg.http_exchanges {
         if conns.len() < cfg.concurrency.max(1) {
-            let c = g.open(g.sum.connections)?;
+            let c = g.open(g.sum.connections, None)?;
             conns.push(c);
             continue;
         }

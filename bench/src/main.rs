@@ -1,51 +1,86 @@
-//! `gen-capture OUT.pcap [HTTP_EXCHANGES] [DNS_EVERY] [SEED]`: write a benchmark capture.
+//! `gen-capture OUT.pcap [HTTP_EXCHANGES] [DNS_EVERY] [SEED]`: the HTTP/1 capture (long
+//! keep-alive connections and DNS lookups).
+//! `gen-capture --mix OUT.pcap [FLOWS] [SEED]`: the eight-protocol mix of short connections.
 
 use std::io::BufWriter;
 use std::process::ExitCode;
 
-use tapwire_bench::{GenConfig, generate};
+use tapwire_bench::{GenConfig, MixConfig, WEIGHTS, generate, generate_mix};
+
+const USAGE: &str = "usage: gen-capture OUT.pcap [HTTP_EXCHANGES] [DNS_EVERY] [SEED] | gen-capture --mix OUT.pcap [FLOWS] [SEED]";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let Some(out) = args.get(1) else {
-        eprintln!("usage: gen-capture OUT.pcap [HTTP_EXCHANGES] [DNS_EVERY] [SEED]");
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mix = args.first().is_some_and(|a| a == "--mix");
+    if mix {
+        args.remove(0);
+    }
+    let Some(out) = args.first().cloned() else {
+        eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
     let num = |i: usize, d: u64| -> Result<u64, String> {
         args.get(i)
             .map(|s| {
                 s.parse::<u64>()
-                    .map_err(|e| format!("argument {i} ({s}): {e}"))
+                    .map_err(|e| format!("argument {} ({s}): {e}", i + 1))
             })
             .unwrap_or(Ok(d))
     };
-    let cfg = match (num(2, 1_200_000), num(3, 3), num(4, 7)) {
-        (Ok(h), Ok(d), Ok(s)) => GenConfig {
-            http_exchanges: h,
-            dns_every: d,
-            concurrency: 2000,
-            seed: s,
-        },
-        (a, b, c) => {
-            for e in [a.err(), b.err(), c.err()].into_iter().flatten() {
-                eprintln!("gen-capture: {e}");
-            }
-            return ExitCode::from(2);
-        }
+    let nums = if mix {
+        [num(1, 200_000), num(2, 7), Ok(0)]
+    } else {
+        [num(1, 1_200_000), num(2, 3), num(3, 7)]
     };
-    let file = match std::fs::File::create(out) {
-        Ok(f) => f,
+    let [Ok(a), Ok(b), Ok(c)] = nums else {
+        for e in nums.into_iter().filter_map(Result::err) {
+            eprintln!("gen-capture: {e}");
+        }
+        return ExitCode::from(2);
+    };
+    let file = match std::fs::File::create(&out) {
+        Ok(f) => BufWriter::with_capacity(1 << 20, f),
         Err(e) => {
             eprintln!("gen-capture: {out}: {e}");
             return ExitCode::from(2);
         }
     };
-    match generate(BufWriter::with_capacity(1 << 20, file), &cfg) {
-        Ok(s) => {
-            println!(
+    let res = if mix {
+        let cfg = MixConfig {
+            flows: a,
+            concurrency: 1000,
+            seed: b,
+        };
+        generate_mix(file, &cfg).map(|s| {
+            let per: Vec<String> = WEIGHTS
+                .iter()
+                .zip(s.flows.iter().zip(s.exchanges))
+                .map(|((p, _), (f, e))| format!("{p:?} {f} flows/{e} exchanges"))
+                .collect();
+            format!(
+                "{out}: {} packets, {} bytes; {}",
+                s.packets,
+                s.bytes,
+                per.join(", ")
+            )
+        })
+    } else {
+        let cfg = GenConfig {
+            http_exchanges: a,
+            dns_every: b,
+            concurrency: 2000,
+            seed: c,
+        };
+        generate(file, &cfg).map(|s| {
+            format!(
                 "{out}: {} packets, {} bytes, {} HTTP exchanges, {} DNS lookups, {} connections",
                 s.packets, s.bytes, s.http_exchanges, s.dns_lookups, s.connections
-            );
+            )
+        })
+    };
+    match res {
+        Ok(line) => {
+            println!("{line}");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -31,3 +31,53 @@ fn every_generated_exchange_is_found() {
     assert_eq!(stats.flows.reassembly.gaps, 0);
     assert_eq!(stats.anomalies.total(), 0, "{:?}", stats.anomalies);
 }
+
+/// The eight-protocol mix is dissected into exactly the exchanges the generator wrote, per
+/// protocol, with nothing left incomplete or anomalous.
+#[test]
+fn every_exchange_of_the_mix_is_found() {
+    use tapwire_bench::{MixConfig, MixProtocol, WEIGHTS, generate_mix};
+    let cfg = MixConfig {
+        flows: 3_000,
+        concurrency: 300,
+        seed: 42,
+    };
+    let mut buf = Vec::new();
+    let sum = generate_mix(&mut buf, &cfg).expect("generate");
+    let mut pipe = Pipeline::default();
+    let mut out = Vec::new();
+    pipeline::source::read(&buf[..], std::path::Path::new("mix"), |f| {
+        pipe.packet(f.link, f.ts, f.data, f.orig_len, &mut out)
+    })
+    .expect("read back");
+    pipe.finish(&mut out);
+    let kind = |e: &schemas::Exchange| match e.protocol {
+        Protocol::Http if e.http2.is_some() => Some(MixProtocol::H2c),
+        Protocol::Http => Some(MixProtocol::Http1),
+        Protocol::Dns => Some(MixProtocol::Dns),
+        Protocol::Redis => Some(MixProtocol::Redis),
+        Protocol::Kafka => Some(MixProtocol::Kafka),
+        Protocol::Grpc => Some(MixProtocol::Grpc),
+        Protocol::Amqp => Some(MixProtocol::Amqp),
+        Protocol::Graphql => Some(MixProtocol::Graphql),
+        _ => None,
+    };
+    let found: Vec<u64> = WEIGHTS
+        .iter()
+        .map(|(p, _)| out.iter().filter(|e| kind(e) == Some(*p)).count() as u64)
+        .collect();
+    assert_eq!(found, sum.exchanges);
+    assert!(sum.flows.iter().all(|&n| n > 0), "{:?}", sum.flows);
+    let packets_per_flow = sum.packets as f64 / sum.flows.iter().sum::<u64>() as f64;
+    assert!(
+        (9.0..14.0).contains(&packets_per_flow),
+        "{packets_per_flow}"
+    );
+    assert!(out.iter().all(
+        |e| e.status != schemas::Status::Incomplete && e.status != schemas::Status::NoResponse
+    ));
+    let stats = pipe.stats();
+    assert_eq!(stats.flows.reassembly.gaps, 0);
+    assert_eq!(stats.flows.opaque, 0);
+    assert_eq!(stats.anomalies.total(), 0, "{:?}", stats.anomalies);
+}

@@ -91,6 +91,17 @@ impl Stats {
             ("defrag_timed_out", self.defrag.timed_out),
         ]
     }
+
+    /// Add another pipeline's counters to these (one capture read by several workers).
+    pub fn add(&mut self, o: &Stats) {
+        self.decode.add(&o.decode);
+        self.defrag.add(&o.defrag);
+        self.flows.add(&o.flows);
+        for (k, v) in &o.anomalies.0 {
+            *self.anomalies.0.entry(k).or_default() += v;
+        }
+        self.exchanges += o.exchanges;
+    }
 }
 
 /// One worker's pipeline: decoder, flow table and dissectors.

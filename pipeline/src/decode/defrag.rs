@@ -72,6 +72,20 @@ pub struct DefragStats {
     pub errors: u64,
 }
 
+impl DefragStats {
+    /// Add another table's counters.
+    pub fn add(&mut self, o: &DefragStats) {
+        let DefragStats {
+            evicted,
+            timed_out,
+            errors,
+        } = o;
+        self.evicted += evicted;
+        self.timed_out += timed_out;
+        self.errors += errors;
+    }
+}
+
 /// Fragment reassembly table.
 #[derive(Debug)]
 pub struct Defragmenter {

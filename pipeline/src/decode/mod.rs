@@ -11,6 +11,9 @@
 //! can turn it into a gap. Nothing here allocates per packet except fragment reassembly.
 
 pub mod defrag;
+mod shard;
+
+pub use shard::shard_hash;
 
 use std::net::IpAddr;
 
@@ -96,6 +99,33 @@ pub struct DecodeStats {
     pub fragments: u64,
     pub reassembled: u64,
     pub frag_dropped: u64,
+}
+
+impl DecodeStats {
+    /// Add another decoder's counters (every field: the destructuring fails to build when
+    /// one is added and not summed).
+    pub fn add(&mut self, o: &DecodeStats) {
+        let DecodeStats {
+            packets,
+            bytes,
+            truncated,
+            not_ip,
+            not_tcp_udp,
+            bad_l4,
+            fragments,
+            reassembled,
+            frag_dropped,
+        } = o;
+        self.packets += packets;
+        self.bytes += bytes;
+        self.truncated += truncated;
+        self.not_ip += not_ip;
+        self.not_tcp_udp += not_tcp_udp;
+        self.bad_l4 += bad_l4;
+        self.fragments += fragments;
+        self.reassembled += reassembled;
+        self.frag_dropped += frag_dropped;
+    }
 }
 
 /// Decoder state: counters and the fragment reassembly buffers.

@@ -153,6 +153,41 @@ pub struct FlowStats {
     pub reassembly: ReassemblyStats,
 }
 
+impl FlowStats {
+    /// Add another table's counters (every field: the destructuring fails to build when one
+    /// is added and not summed).
+    pub fn add(&mut self, o: &FlowStats) {
+        let FlowStats {
+            created,
+            closed,
+            timed_out,
+            evicted,
+            opaque,
+            dissector_errors,
+            pending_overflow,
+            midstream,
+            memory_evicted,
+            skipped,
+            stream_gap_bytes,
+            stream_repeated_bytes,
+            reassembly,
+        } = o;
+        self.created += created;
+        self.closed += closed;
+        self.timed_out += timed_out;
+        self.evicted += evicted;
+        self.opaque += opaque;
+        self.dissector_errors += dissector_errors;
+        self.pending_overflow += pending_overflow;
+        self.midstream += midstream;
+        self.memory_evicted += memory_evicted;
+        self.skipped += skipped;
+        self.stream_gap_bytes += stream_gap_bytes;
+        self.stream_repeated_bytes += stream_repeated_bytes;
+        self.reassembly.add(reassembly);
+    }
+}
+
 /// How often (capture time) idle flows are looked for.
 const SWEEP_EVERY_NS: u64 = 1_000_000_000;
 

@@ -46,6 +46,26 @@ pub struct ReassemblyStats {
     pub ooo_overflow: u64,
 }
 
+impl ReassemblyStats {
+    /// Add another reassembler's counters.
+    pub fn add(&mut self, o: &ReassemblyStats) {
+        let ReassemblyStats {
+            retransmitted_segments,
+            overlapping_segments,
+            out_of_order_segments,
+            gaps,
+            gap_bytes,
+            ooo_overflow,
+        } = o;
+        self.retransmitted_segments += retransmitted_segments;
+        self.overlapping_segments += overlapping_segments;
+        self.out_of_order_segments += out_of_order_segments;
+        self.gaps += gaps;
+        self.gap_bytes += gap_bytes;
+        self.ooo_overflow += ooo_overflow;
+    }
+}
+
 /// A buffered out-of-order segment: its bytes and how many bytes after them the capture cut.
 #[derive(Debug)]
 struct Held {
