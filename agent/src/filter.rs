@@ -216,7 +216,7 @@ mod tests {
             Peer::new("10.0.0.2", 80),
             1,
         );
-        ex.http = Some(Http {
+        ex.http = Some(Box::new(Http {
             request: HttpRequest {
                 method: Some(method.into()),
                 ..Default::default()
@@ -225,7 +225,7 @@ mod tests {
                 status_code: Some(code),
                 ..Default::default()
             }),
-        });
+        }));
         ex.status = if code >= 400 {
             Status::Error
         } else {

@@ -145,8 +145,15 @@ impl<W: Write> Gen<W> {
 
     /// Open a connection (the handshake) to `port`, or to one of the HTTP ports.
     fn open(&mut self, n: u64, port: Option<u16>) -> std::io::Result<Conn> {
+        let mut c = self.conn(n, port);
+        self.handshake(&mut c)?;
+        Ok(c)
+    }
+
+    /// A new connection's endpoints and sequence numbers (no packets yet).
+    fn conn(&mut self, n: u64, port: Option<u16>) -> Conn {
         let r = self.rng.next();
-        let mut c = Conn {
+        Conn {
             client: (
                 [
                     10,
@@ -163,15 +170,19 @@ impl<W: Write> Gen<W> {
             cseq: (r >> 7) as u32,
             sseq: (r >> 29) as u32,
             left: 1 + self.rng.below(40) as u32,
-        };
+        }
+    }
+
+    /// The three-way handshake.
+    fn handshake(&mut self, c: &mut Conn) -> std::io::Result<()> {
         let (cs, ss) = (c.cseq, c.sseq);
-        self.tcp(true, &c, cs, 0, "S", &[])?;
-        self.tcp(false, &c, ss, cs.wrapping_add(1), "SA", &[])?;
+        self.tcp(true, c, cs, 0, "S", &[])?;
+        self.tcp(false, c, ss, cs.wrapping_add(1), "SA", &[])?;
         c.cseq = cs.wrapping_add(1);
         c.sseq = ss.wrapping_add(1);
-        self.tcp(true, &c, c.cseq, c.sseq, "A", &[])?;
+        self.tcp(true, c, c.cseq, c.sseq, "A", &[])?;
         self.sum.connections += 1;
-        Ok(c)
+        Ok(())
     }
 
     fn close(&mut self, c: &Conn) -> std::io::Result<()> {
@@ -353,6 +364,45 @@ impl<W: Write> Gen<W> {
         self.sum.dns_lookups += 1;
         Ok(())
     }
+}
+
+/// Write `flows` HTTP/1 connections that stay open: each has its handshake, a request, and the
+/// response's headers with the first 1000 bytes of a 100 kB body (the rest never comes). For
+/// measuring what an open flow costs (`tapwire dissect`'s peak RSS over the flow count).
+pub fn generate_open<W: Write>(w: W, flows: u64, seed: u64) -> std::io::Result<GenSummary> {
+    let mut g = Gen {
+        w: PcapWriter::new(w).map_err(std::io::Error::other)?,
+        rng: Rng(seed | 1),
+        ts: 1_764_237_600_000_000_000,
+        frame: Vec::with_capacity(2048),
+        sum: GenSummary::default(),
+    };
+    let (mut req, mut resp) = (Vec::new(), Vec::new());
+    for n in 0..flows {
+        let mut c = g.conn(n, Some(80));
+        // Distinct clients: the generator's random addresses could repeat a 4-tuple.
+        c.client = (
+            [
+                10,
+                200 + (n >> 24) as u8 % 50,
+                (n >> 16) as u8,
+                (n >> 8) as u8,
+            ],
+            1024 + (n % 256) as u16 * 200,
+        );
+        g.handshake(&mut c)?;
+        g.http_messages(&mut req, &mut resp)?;
+        g.stream(true, &mut c, &req)?;
+        let head =
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
+        let mut part = head.to_vec();
+        part.extend(std::iter::repeat_n(b'{', 1000));
+        g.stream(false, &mut c, &part)?;
+        g.sum.http_exchanges += 1;
+    }
+    let mut w = g.w.into_writer();
+    w.flush()?;
+    Ok(g.sum)
 }
 
 /// Write a pcap (Ethernet, microsecond timestamps) following `cfg` to `w`.

@@ -1,20 +1,27 @@
 //! `gen-capture OUT.pcap [HTTP_EXCHANGES] [DNS_EVERY] [SEED]`: the HTTP/1 capture (long
 //! keep-alive connections and DNS lookups).
 //! `gen-capture --mix OUT.pcap [FLOWS] [SEED]`: the eight-protocol mix of short connections.
+//! `gen-capture --open OUT.pcap [FLOWS] [SEED]`: HTTP/1 connections left open mid-response
+//! (what an open flow costs).
 
 use std::io::BufWriter;
 use std::process::ExitCode;
 
-use tapwire_bench::{GenConfig, MixConfig, WEIGHTS, generate, generate_mix};
+use tapwire_bench::{GenConfig, MixConfig, WEIGHTS, generate, generate_mix, generate_open};
 
 const USAGE: &str = "usage: gen-capture OUT.pcap [HTTP_EXCHANGES] [DNS_EVERY] [SEED] | gen-capture --mix OUT.pcap [FLOWS] [SEED]";
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mix = args.first().is_some_and(|a| a == "--mix");
-    if mix {
-        args.remove(0);
-    }
+    let mode = match args.first().map(String::as_str) {
+        Some(m @ ("--mix" | "--open")) => {
+            let m = m.to_string();
+            args.remove(0);
+            m
+        }
+        _ => String::new(),
+    };
+    let mix = !mode.is_empty();
     let Some(out) = args.first().cloned() else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
@@ -45,7 +52,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let res = if mix {
+    let res = if mode == "--open" {
+        generate_open(file, a, b).map(|s| {
+            format!(
+                "{out}: {} packets, {} bytes, {} connections left open mid-response",
+                s.packets, s.bytes, s.connections
+            )
+        })
+    } else if mix {
         let cfg = MixConfig {
             flows: a,
             concurrency: 1000,

@@ -186,6 +186,35 @@ impl Pipeline {
         self.done(before, out);
     }
 
+    /// [`Pipeline::finish`], handing the exchanges to `each` (redacted, counted) in batches
+    /// of about `batch`, so that many open flows at the end are not all turned into
+    /// exchanges at once. `out` is empty afterwards unless `each` leaves exchanges in it.
+    pub fn finish_each(
+        &mut self,
+        out: &mut Vec<Exchange>,
+        batch: usize,
+        mut each: impl FnMut(&mut Vec<Exchange>),
+    ) {
+        self.decoder.finish();
+        let mut before = out.len();
+        let (flows, redaction, verdicts, exchanges) = (
+            &mut self.flows,
+            &self.redaction,
+            &mut self.verdicts,
+            &mut self.exchanges,
+        );
+        let mut hand = |out: &mut Vec<Exchange>| {
+            for ex in out.get_mut(before..).unwrap_or_default() {
+                redaction.apply_with(ex, verdicts);
+            }
+            *exchanges += (out.len() - before) as u64;
+            each(out);
+            before = out.len();
+        };
+        flows.finish_each(out, batch, &mut hand);
+        hand(out);
+    }
+
     /// Flows currently tracked.
     pub fn flows(&self) -> usize {
         self.flows.len()

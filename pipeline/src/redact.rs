@@ -297,7 +297,7 @@ mod tests {
         for (n, v) in headers {
             h.push(Cow::Owned(n.to_string()), v.to_string());
         }
-        ex.http = Some(Http {
+        ex.http = Some(Box::new(Http {
             request: HttpRequest {
                 header: h.clone(),
                 ..Default::default()
@@ -306,12 +306,12 @@ mod tests {
                 header: h,
                 ..Default::default()
             }),
-        });
-        ex.url = Some(Url {
+        }));
+        ex.url = Some(Box::new(Url {
             path: Some(path.into()),
             query: query.map(str::to_string),
             ..Default::default()
-        });
+        }));
         ex
     }
 

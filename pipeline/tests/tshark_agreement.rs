@@ -93,7 +93,7 @@ fn compare(file: &Path) -> Result<(), String> {
         let http1 = |h: &&schemas::l7::http::Http| {
             e.http2.is_none() || h.request.header.first("upgrade").is_some()
         };
-        if let Some(h) = e.http.as_ref().filter(http1) {
+        if let Some(h) = e.http.as_deref().filter(http1) {
             ports.insert(e.server.port);
             let u = e.url.as_ref().unwrap();
             let target = match &u.query {

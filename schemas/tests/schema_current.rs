@@ -25,13 +25,13 @@ fn event_nests_on_dots() {
         Peer::new("10.0.0.2", 80),
         1,
     );
-    e.http = Some(schemas::l7::http::Http {
+    e.http = Some(Box::new(schemas::l7::http::Http {
         response: Some(schemas::l7::http::HttpResponse {
             status_code: Some(200),
             ..Default::default()
         }),
         ..Default::default()
-    });
+    }));
     let v = serde_json::to_value(&e).unwrap();
     assert_eq!(v["http"]["response"]["status_code"], 200);
     assert_eq!(v["network"]["transport"], "tcp");

@@ -134,10 +134,10 @@ impl Emitter<'_> {
             start_ts,
         );
         if let Some(o) = self.origin {
-            ex.tls = Some(schemas::Tls {
+            ex.tls = Some(Box::new(schemas::Tls {
                 established: Some(true),
                 ..schemas::Tls::default()
-            });
+            }));
             ex.process = Some(schemas::Process {
                 pid: o.pid,
                 executable: o

@@ -715,6 +715,18 @@ impl FlowTable {
 
     /// Close every flow (end of input).
     pub fn finish(&mut self, out: &mut Vec<Exchange>) {
+        self.finish_each(out, usize::MAX, |_| {});
+    }
+
+    /// Close every flow (end of input), handing `out` to `each` whenever it holds `batch`
+    /// exchanges or more, so that closing many flows does not build all their exchanges
+    /// at once.
+    pub fn finish_each(
+        &mut self,
+        out: &mut Vec<Exchange>,
+        batch: usize,
+        mut each: impl FnMut(&mut Vec<Exchange>),
+    ) {
         let mut keys: Vec<(u64, FlowKey)> =
             self.flows.iter().map(|(k, f)| (f.last_ts, *k)).collect();
         // Close in order of last activity so output order does not depend on hashing.
@@ -722,6 +734,9 @@ impl FlowTable {
         for (ts, k) in keys {
             self.close(&k, ts, out);
             self.stats.closed += 1;
+            if out.len() >= batch {
+                each(out);
+            }
         }
     }
 

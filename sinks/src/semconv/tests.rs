@@ -275,10 +275,10 @@ fn plaintext_source_exchanges_carry_their_process_and_tls_established() {
     let plain = span(&e, &Routes::new(RouteConfig::default()), Options::default());
     assert_eq!(get(&plain, "tls.established"), None);
     assert_eq!(get(&plain, "process.pid"), None);
-    e.tls = Some(schemas::Tls {
+    e.tls = Some(Box::new(schemas::Tls {
         established: Some(true),
         ..schemas::Tls::default()
-    });
+    }));
     e.process = Some(schemas::Process {
         pid: 4242,
         executable: Some(schemas::ProcessExecutable {

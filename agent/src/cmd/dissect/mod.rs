@@ -200,6 +200,10 @@ fn feed(
     }
 }
 
+/// Exchanges of the flows still open at the end turned into lines at a time (without
+/// `--sort`, which orders them all by start time).
+const FINISH_BATCH: usize = 1024;
+
 /// With `--sort`, what is still open at the end comes out in the order the exchanges started.
 fn sort_finished(events: &mut [Exchange]) {
     events.sort_by_key(|e| e.start_time_unix_nano);
@@ -368,9 +372,20 @@ fn one_worker(
     }
     if !out.closed {
         flows_open = pipe.flows();
-        pipe.finish(&mut events);
         if args.sort {
+            pipe.finish(&mut events);
             sort_finished(&mut events);
+        } else {
+            // Flows still open are closed in batches, written as they come.
+            pipe.finish_each(&mut events, FINISH_BATCH, |evs| {
+                for ex in evs.drain(..) {
+                    render.render(&ex, &mut buf);
+                }
+                if buf.len() >= 1 << 16 {
+                    out.write_all(&buf);
+                    buf.clear();
+                }
+            });
         }
         for ex in events.drain(..) {
             render.render(&ex, &mut buf);

@@ -27,7 +27,7 @@ use std::thread;
 use pipeline::decode::{LinkType, shard_hash};
 use pipeline::{Pipeline, Stats};
 
-use super::{Done, Output, Render, feed, read_file, report, sort_finished};
+use super::{Done, FINISH_BATCH, Output, Render, feed, read_file, report, sort_finished};
 use crate::cli::DissectArgs;
 
 /// Packets per round (all workers together).
@@ -62,9 +62,11 @@ struct Lines {
     ends: Vec<(u64, usize)>,
 }
 
-/// A worker's answer: one per round, then what was open at the end.
+/// A worker's answer: one per round, then what was open at the end (without `--sort`, in
+/// parts as the flows close, then the rest).
 enum Msg {
     Round(Lines),
+    Part(Lines),
     End(Lines),
 }
 
@@ -251,9 +253,21 @@ fn worker(
         }
     }
     let open = pipe.flows();
-    pipe.finish(&mut events);
     if sort {
+        pipe.finish(&mut events);
         sort_finished(&mut events);
+    } else {
+        let mut gone = false;
+        pipe.finish_each(&mut events, FINISH_BATCH, |evs| {
+            let mut lines = Lines::default();
+            for ex in evs.drain(..) {
+                render.render(&ex, &mut lines.text);
+            }
+            gone = gone || output.send(Msg::Part(lines)).is_err();
+        });
+        if gone {
+            return (pipe.stats(), open);
+        }
     }
     let mut lines = Lines::default();
     for ex in events.drain(..) {
@@ -272,14 +286,22 @@ fn merge(outputs: &[Receiver<Msg>], sort: bool, out: &mut Output<impl std::io::W
         let mut round = Vec::with_capacity(outputs.len());
         let mut ended = false;
         for rx in outputs {
-            match rx.recv() {
-                Ok(Msg::Round(l)) => round.push(l),
-                Ok(Msg::End(l)) => {
-                    ended = true;
-                    round.push(l);
+            loop {
+                match rx.recv() {
+                    Ok(Msg::Round(l)) => round.push(l),
+                    // Lines of flows closed at the end, unsorted: written as they come.
+                    Ok(Msg::Part(l)) => {
+                        out.write_all(&l.text);
+                        continue;
+                    }
+                    Ok(Msg::End(l)) => {
+                        ended = true;
+                        round.push(l);
+                    }
+                    // A worker that stopped early (its output closed): nothing more to write.
+                    Err(_) => return,
                 }
-                // A worker that stopped early (its output closed): nothing more to write.
-                Err(_) => return,
+                break;
             }
         }
         if sort {

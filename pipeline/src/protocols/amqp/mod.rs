@@ -319,7 +319,7 @@ impl AmqpDissector {
         routing_key: Option<&str>,
     ) -> Exchange {
         let mut ex = out.exchange(Protocol::Amqp, ts);
-        ex.messaging = Some(Messaging {
+        ex.messaging = Some(Box::new(Messaging {
             system: "rabbitmq".into(),
             operation: Some(Named { name: name.into() }),
             destination,
@@ -331,11 +331,11 @@ impl AmqpDissector {
                 exchange: None,
             }),
             ..Messaging::default()
-        });
-        ex.amqp = Some(Amqp {
+        }));
+        ex.amqp = Some(Box::new(Amqp {
             channel,
             ..Amqp::default()
-        });
+        }));
         ex
     }
 

@@ -366,7 +366,7 @@ impl DnsDissector {
         if let Some(a) = q.anomaly {
             ex.add_anomaly(a.name());
         }
-        ex.dns = Some(q.dns);
+        ex.dns = Some(Box::new(q.dns));
         out.emit(ex);
     }
 
@@ -433,7 +433,7 @@ impl DnsDissector {
         if let Some(a) = p.anomaly {
             ex.add_anomaly(a.name());
         }
-        ex.dns = Some(dns);
+        ex.dns = Some(Box::new(dns));
         out.emit(ex);
     }
 }

@@ -132,6 +132,43 @@ fn requests(p: &HttpParts<'_>) -> Option<Vec<Request>> {
     }
 }
 
+/// Could this request be GraphQL, so that its response's body is worth keeping? A cheap look
+/// before the response arrives, a superset of what [`refine`] accepts: `GET` with a `query` or
+/// `extensions` parameter; a GraphQL body; a JSON body that mentions `"query"` or
+/// `persistedQuery` (or that cannot be looked at: encoded, cut at the keeping cap, or not all
+/// there yet). Any other response body is counted, not kept, which saves its copy and up to
+/// `body::MAX_KEPT_BODY` bytes per open flow.
+pub fn may_be_request(
+    method: &str,
+    query: Option<&str>,
+    request_type: Option<&str>,
+    body: Option<&crate::dissect::body::KeptBody>,
+    coding: Option<&str>,
+    complete: bool,
+) -> bool {
+    if method == "GET" {
+        return query.is_some_and(|q| q.contains("query=") || q.contains("extensions="));
+    }
+    let Some(t) = request_type else {
+        return false;
+    };
+    let t = t.to_ascii_lowercase();
+    if t.contains("graphql") {
+        return true;
+    }
+    if !t.contains("json") {
+        return false;
+    }
+    let Some(b) = body else {
+        return false;
+    };
+    !complete
+        || coding.is_some()
+        || b.truncated
+        || memchr::memmem::find(&b.bytes, b"\"query\"").is_some()
+        || memchr::memmem::find(&b.bytes, b"persistedQuery").is_some()
+}
+
 /// Bracket nesting depth of a document (strings and comments skipped).
 fn depth(doc: &str) -> usize {
     // The same tokens as graphql-parser's lexer: `#` comments to the end of the line, block
@@ -344,7 +381,7 @@ pub fn refine(ex: &mut Exchange, p: &HttpParts<'_>, out: &mut Emitter<'_>) -> bo
         ex.status = Status::Error;
     }
     ex.protocol = Protocol::Graphql;
-    ex.graphql = Some(Graphql {
+    ex.graphql = Some(Box::new(Graphql {
         operation: op,
         errors,
         persisted_query: first
@@ -354,7 +391,7 @@ pub fn refine(ex: &mut Exchange, p: &HttpParts<'_>, out: &mut Emitter<'_>) -> bo
         batch: (reqs.len() > 1).then_some(Batch {
             size: reqs.len() as u64,
         }),
-    });
+    }));
     true
 }
 

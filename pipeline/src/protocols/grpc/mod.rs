@@ -246,19 +246,19 @@ pub fn refine(ex: &mut Exchange, f: Finished<'_>, out: &mut Emitter<'_>) {
     if f.request.mid_message() || f.response.mid_message() {
         ex.add_anomaly(Anomaly::CutMessage.name());
     }
-    ex.rpc = Some(Rpc {
+    ex.rpc = Some(Box::new(Rpc {
         system: RpcSystem {
             name: "grpc".into(),
         },
         method,
         response: status_code.map(|status_code| RpcResponse { status_code }),
-    });
-    ex.grpc = Some(Grpc {
+    }));
+    ex.grpc = Some(Box::new(Grpc {
         status_message: f.message.filter(|m| !m.is_empty()).map(percent_decode),
         encoding: encoding.map(str::to_string),
         request,
         response,
-    });
+    }));
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@
 //!
 //! Limits: a header block is at most [`MAX_HEADER_BLOCK`] bytes and [`MAX_HEADERS`] fields;
 //! beyond either the message is dropped and the side resynchronises (`http.header_too_large`).
-//! Bodies are counted, not kept.
+//! Bodies are counted; one is kept (under `body.rs`'s caps) only when something will read it:
+//! the GraphQL refiner, for a request that may be GraphQL (`graphql::may_be_request`), or the
+//! content-coding check, for an encoded body.
 //!
 //! Loss: a gap inside a body of known length keeps the framing (the exchange is marked
 //! `incomplete`); a gap anywhere else loses the message in flight and the side resynchronises
@@ -374,9 +376,21 @@ impl Http1 {
         let upgrade_h2c = code == 101 && wants_h2c(&headers);
         let upgrade_ws = code == 101 && upgrades_to(&headers, "websocket");
         let idx = self.answered_index();
-        let method = idx
-            .and_then(|i| self.inflight.iter_mut().nth(i))
-            .map(|r| r.method.as_str());
+        let answered = idx.and_then(|i| self.inflight.iter_mut().nth(i));
+        // The body is read later by the GraphQL refiner, only for a request that may be
+        // GraphQL (with no request to go by it is kept), and by the content-coding check,
+        // only when it is encoded.
+        let read_later = answered.as_ref().is_none_or(|r| {
+            graphql::may_be_request(
+                &r.method,
+                r.query.as_deref(),
+                r.headers.first("content-type"),
+                r.body.as_ref(),
+                r.coding.as_deref(),
+                r.complete,
+            )
+        });
+        let method = answered.map(|r| r.method.as_str());
         let mut framing = match framing_hdr.body(true) {
             Ok(f) => f,
             Err(a) => return Parsed::Bad(a),
@@ -399,7 +413,8 @@ impl Http1 {
             body_size: 0,
             complete: false,
             incomplete: false,
-            body: framing_hdr.keep.then(KeptBody::default),
+            body: (framing_hdr.keep && (read_later || framing_hdr.coding.is_some()))
+                .then(KeptBody::default),
             coding: framing_hdr.coding.take(),
         });
         if code == 101
@@ -1027,7 +1042,7 @@ fn build(r: Req, out: &mut Emitter<'_>) -> Exchange {
         },
         out,
     );
-    ex.http = Some(Http {
+    ex.http = Some(Box::new(Http {
         request: HttpRequest {
             method: Some(r.method),
             body: Some(Body { size: r.body_size }),
@@ -1038,12 +1053,12 @@ fn build(r: Req, out: &mut Emitter<'_>) -> Exchange {
             body: Some(Body { size }),
             header,
         }),
-    });
-    ex.url = Some(Url {
+    }));
+    ex.url = Some(Box::new(Url {
         path: Some(r.path),
         query: r.query,
         scheme: None,
-    });
+    }));
     ex
 }
 

@@ -290,3 +290,48 @@ fn header_names_are_lower_case_whether_common_or_not() {
     assert_eq!(header_name(&long), long.to_ascii_lowercase());
     assert_eq!(header_name(""), "");
 }
+
+/// A JSON response is kept only when its request may be GraphQL (the refiner reads it); any
+/// other is counted as it streams past, and its flow holds none of it.
+#[test]
+fn response_bodies_are_kept_only_for_requests_that_may_be_graphql() {
+    let body = b"{\"data\":{\"user\":{\"id\":1}}}".repeat(200);
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len() + 10
+    );
+    let graphql = br#"{"query":"{ user(id: 1) { id } }"}"#;
+    let requests: [(Vec<u8>, bool); 4] = [
+        (b"GET /api/users/1 HTTP/1.1\r\n\r\n".to_vec(), false),
+        (b"GET /graphql?query=%7Bx%7D HTTP/1.1\r\n\r\n".to_vec(), true),
+        (
+            format!(
+                "POST /graphql HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                graphql.len()
+            )
+            .into_bytes()
+            .into_iter()
+            .chain(graphql.iter().copied())
+            .collect(),
+            true,
+        ),
+        (
+            b"POST /orders HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"id\":71}"
+                .to_vec(),
+            false,
+        ),
+    ];
+    for (req, kept) in requests {
+        let mut d = driver();
+        d.send(S, &req, 4096);
+        d.send(C, head.as_bytes(), 4096);
+        d.send(C, &body, 4096);
+        let held = d.d.held_bytes();
+        assert_eq!(
+            held >= body.len(),
+            kept,
+            "{}: {held} bytes held",
+            String::from_utf8_lossy(&req[..20])
+        );
+    }
+}

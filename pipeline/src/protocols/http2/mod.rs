@@ -1032,11 +1032,11 @@ impl Http2 {
                 Some((p, q)) => (Some(p), q),
                 None => (None, None),
             };
-            ex.url = Some(Url {
+            ex.url = Some(Box::new(Url {
                 path,
                 query,
                 scheme,
-            });
+            }));
         }
         let merged = |part: &Part| {
             let mut m = part
@@ -1051,7 +1051,7 @@ impl Http2 {
             }
             m
         };
-        ex.http = Some(Http {
+        ex.http = Some(Box::new(Http {
             request: HttpRequest {
                 method: req_head.and_then(|h| h.method.clone()),
                 body: Some(Body {
@@ -1066,14 +1066,14 @@ impl Http2 {
                 }),
                 header: merged(&s.resp),
             }),
-        });
-        ex.http2 = Some(Http2Fields {
+        }));
+        ex.http2 = Some(Box::new(Http2Fields {
             stream_id: s.id,
             error_code: error_code.map(frame::error_name),
             reset_by: s.reset.map(|(_, r)| r.as_str().to_string()),
             pushed: s.pushed,
             unknown_header_fields: unknown,
-        });
+        }));
         let grpc_status = s.resp.header("grpc-status");
         if s.req.grpc.is_some() || s.resp.grpc.is_some() || grpc_status.is_some() {
             let empty = MessageScan::default();

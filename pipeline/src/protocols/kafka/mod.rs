@@ -586,7 +586,7 @@ impl KafkaDissector {
             _ => api_name(key, api),
         };
         let count: u64 = info.stats.iter().map(|s| s.records).sum();
-        ex.messaging = Some(Messaging {
+        ex.messaging = Some(Box::new(Messaging {
             system: "kafka".into(),
             operation: Some(Named { name: op }),
             destination: (info.topics.len() == 1).then(|| Named {
@@ -600,8 +600,8 @@ impl KafkaDissector {
                 message_count: count,
             }),
             ..Messaging::default()
-        });
-        ex.kafka = Some(Kafka {
+        }));
+        ex.kafka = Some(Box::new(Kafka {
             api_key: key,
             api_name: api_name(key, api),
             api_version: version,
@@ -609,7 +609,7 @@ impl KafkaDissector {
             topics: info.topics,
             error_code: None,
             topic_stats: info.stats,
-        });
+        }));
         if api == Some(ApiKey::Produce) && info.acks == 0 {
             // acks=0: the broker never answers.
             out.emit(ex);

@@ -240,7 +240,7 @@ impl MysqlDissector {
                 .get_or_insert_with(DbResponse::default)
                 .status_code = code.map(|c| c.to_string());
         }
-        let m = ex.mysql.get_or_insert_with(Mysql::default);
+        let m = ex.mysql.get_or_insert_with(Default::default);
         m.error = Some(MysqlError {
             code: code.unwrap_or(0),
             sqlstate,
@@ -270,11 +270,11 @@ impl MysqlDissector {
             .map_or(0, |c| u16::from_le_bytes([c[0], c[1]]));
         self.caps = u32::from(low) | u32::from(high) << 16;
         let mut ex = out.exchange(Protocol::Mysql, ts);
-        ex.db = Some(self.db(Some("COM_CONNECT".into())));
-        ex.mysql = Some(Mysql {
+        ex.db = Some(Box::new(self.db(Some("COM_CONNECT".into()))));
+        ex.mysql = Some(Box::new(Mysql {
             server_version: Some(version),
             ..Mysql::default()
-        });
+        }));
         self.connect = Some(Box::new(ex));
     }
 
@@ -313,7 +313,7 @@ impl MysqlDissector {
             if let Some(db) = ex.db.as_mut() {
                 db.namespace = schema;
             }
-            ex.mysql.get_or_insert_with(Mysql::default).user = Some(user);
+            ex.mysql.get_or_insert_with(Default::default).user = Some(user);
         }
     }
 
@@ -362,8 +362,8 @@ impl MysqlDissector {
         if code == 0x02 {
             schema = Some(text());
         }
-        ex.db = Some(db);
-        ex.mysql = Some(Mysql::default());
+        ex.db = Some(Box::new(db));
+        ex.mysql = Some(Box::new(Mysql::default()));
         match code {
             // No reply: one-way.
             0x01 | 0x19 | 0x18 => {

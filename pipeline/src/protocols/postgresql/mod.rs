@@ -222,8 +222,8 @@ impl PostgresqlDissector {
             });
             db.collection = s.collection.clone().map(|name| DbCollection { name });
         }
-        ex.db = Some(db);
-        ex.postgresql = Some(Postgresql::default());
+        ex.db = Some(Box::new(db));
+        ex.postgresql = Some(Box::new(Postgresql::default()));
         Box::new(ex)
     }
 
@@ -455,7 +455,7 @@ impl PostgresqlDissector {
             GSSENC_REQUEST => self.phase = Phase::Negotiating { gss: true },
             CANCEL_REQUEST => {
                 let mut ex = out.exchange(Protocol::Postgresql, ts);
-                ex.db = Some(self.db(Some("CANCEL".into())));
+                ex.db = Some(Box::new(self.db(Some("CANCEL".into()))));
                 out.emit(ex);
                 self.done = true;
             }
@@ -476,12 +476,12 @@ impl PostgresqlDissector {
                 // The database defaults to the user's name.
                 self.database = params.remove("database").or_else(|| user.clone());
                 let mut ex = out.exchange(Protocol::Postgresql, ts);
-                ex.db = Some(self.db(Some("STARTUP".into())));
-                ex.postgresql = Some(Postgresql {
+                ex.db = Some(Box::new(self.db(Some("STARTUP".into()))));
+                ex.postgresql = Some(Box::new(Postgresql {
                     user,
                     application_name: params.remove("application_name"),
                     ..Postgresql::default()
-                });
+                }));
                 self.startup = Some(Box::new(ex));
                 self.phase = Phase::Authenticating;
             }

@@ -434,7 +434,7 @@ impl RedisDissector {
             ex.status = Status::Incomplete;
             ex.add_anomaly(Anomaly::Gap.name());
         }
-        ex.db = Some(Db {
+        ex.db = Some(Box::new(Db {
             system: DbSystem {
                 name: "redis".into(),
             },
@@ -442,7 +442,7 @@ impl RedisDissector {
             query: Some(DbQuery { text }),
             response: None,
             ..Db::default()
-        });
+        }));
         if !expects_reply {
             out.emit(ex);
             return;
@@ -466,7 +466,7 @@ impl RedisDissector {
         if is_push_msg {
             let mut ex = out.exchange(Protocol::Redis, m.start_ts);
             ex.end_time_unix_nano = ts;
-            ex.db = Some(Db {
+            ex.db = Some(Box::new(Db {
                 system: DbSystem {
                     name: "redis".into(),
                 },
@@ -476,7 +476,7 @@ impl RedisDissector {
                 query: None,
                 response: None,
                 ..Db::default()
-            });
+            }));
             ex.redis = Some(Redis {
                 response: Some(RedisResponse {
                     rtype: "push".into(),

@@ -135,7 +135,7 @@ impl TlsDissector {
     fn tls(&mut self) -> Option<&mut Tls> {
         self.ex
             .as_mut()
-            .map(|e| e.tls.get_or_insert_with(Tls::default))
+            .map(|e| &mut **e.tls.get_or_insert_with(Default::default))
     }
 
     /// Report the handshake, ending at `end` with `status`.
@@ -157,7 +157,7 @@ impl TlsDissector {
     fn start(&mut self, ts: u64, out: &mut Emitter<'_>) {
         if self.ex.is_none() && !self.done {
             let mut ex = out.exchange(Protocol::Tls, ts);
-            ex.tls = Some(Tls::default());
+            ex.tls = Some(Box::new(Tls::default()));
             self.ex = Some(ex);
         }
     }

@@ -108,7 +108,7 @@ impl WebSocket {
             }
             f.close = Some(WebsocketClose { code, reason });
         }
-        ex.websocket = Some(f);
+        ex.websocket = Some(Box::new(f));
         out.emit(ex);
     }
 
