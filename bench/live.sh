@@ -77,6 +77,10 @@ sleep 3
 rss_series=$(awk '{print $2}' "$work/rss.log" | tr '\n' ' ')
 status=$(ip netns exec "$ns" curl -sf "http://$api/v1/status")
 tw_cpu=$(cpu $tw); tw_rss=$(hwm $tw); tw_wcpu=$(worker_cpu $tw)
+# CPU seconds per thread name (where the rest of the process's time goes).
+tw_threads=$(for d in /proc/"$tw"/task/*; do
+    printf '%s %s\n' "$(tr ' ' _ < "$d/comm")" "$(awk '{print ($14+$15)/100}' "$d/stat")"
+  done | awk '{t[$1]+=$2} END {for (k in t) if (t[k] > 0) printf "%s=%.2f ", k, t[k]}')
 kill -TERM $tw; wait $tw 2>/dev/null || true
 pps1=$(awk '/Rated:/{for(i=1;i<=NF;i++) if($i=="pps") print $(i-1)}' "$work/replay1.log" | head -1)
 tw_packets=$(echo "$status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["capture"]["packets"])')
@@ -103,4 +107,5 @@ printf '%-8s %12s %12s %14s %10s %10s %10s\n' tapwire "$pps1" "$tw_packets" "$tw
 printf '%-8s %12s %12s %14s %10s %10s %10s\n' tcpdump "$pps2" "$td_packets" "$td_drops" "$td_cpu" "$td_rss" -
 echo "tapwire RSS (MiB) every 10 s during the replay: $rss_series"
 echo "tapwire workers: $tw_wcpu CPU s, $(echo "$tw_wcpu * 1000000 / $tw_packets" | bc -l | awk '{printf "%.3f", $1}') µs per packet captured (process: $(echo "$tw_cpu * 1000000 / $tw_packets" | bc -l | awk '{printf "%.3f", $1}'))"
+echo "tapwire CPU s by thread: $tw_threads"
 echo "tcpdump: $(echo "$td_cpu * 1000000 / $td_packets" | bc -l | awk '{printf "%.3f", $1}') µs per packet captured"

@@ -7,10 +7,12 @@
 //! each line tagged with the index of the packet that completed it. This thread takes the
 //! rounds back in order, one from each worker, and writes them: worker by worker, or with
 //! `--sort` merged by packet index, which is the order one worker prints. Exchanges still open
-//! at the end come last, merged by their start time. The output is the same on every run.
+//! at the end come last: with `--sort` merged by their start time, without it worker by worker
+//! as their flows close (in batches, so many open flows are not all built at once). The output
+//! is the same on every run.
 //!
 //! Limits: [`QUEUE`] rounds wait per worker in each direction, so at most
-//! `2 × QUEUE × ROUND_BYTES` of frames (plus their lines) are in flight; a slow stdout slows
+//! `QUEUE × ROUND_BYTES` of frames (16 MiB, plus their lines) are in flight; a slow stdout slows
 //! the workers, which slow the reader. The flow caps (`max_flows`, `--memory-budget`) are
 //! shared: each worker gets its part. TLS plaintext records (their pcapng comment says so)
 //! all go to the first worker, which keeps each stream in order.
@@ -33,9 +35,9 @@ use crate::cli::DissectArgs;
 /// Packets per round (all workers together).
 const ROUND_PACKETS: usize = 4096;
 /// Frame bytes per round (all workers together).
-const ROUND_BYTES: usize = 8 << 20;
+const ROUND_BYTES: usize = 4 << 20;
 /// Rounds waiting per worker, in each direction.
-const QUEUE: usize = 8;
+const QUEUE: usize = 4;
 
 /// One frame of a round: where its bytes (and its comment's) are in the round's buffer.
 struct Frame {
