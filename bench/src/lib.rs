@@ -74,6 +74,17 @@ const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 
 impl<W: Write> Gen<W> {
+    /// A pcap writer (Ethernet, microsecond timestamps) at a fixed start time.
+    fn new(w: W, seed: u64) -> std::io::Result<Self> {
+        Ok(Gen {
+            w: PcapWriter::new(w).map_err(std::io::Error::other)?,
+            rng: Rng(seed | 1),
+            ts: 1_764_237_600_000_000_000,
+            frame: Vec::with_capacity(2048),
+            sum: GenSummary::default(),
+        })
+    }
+
     fn write(&mut self) -> std::io::Result<()> {
         self.ts += 3_000 + self.rng.below(20_000);
         let p = PcapPacket::new(
@@ -370,13 +381,7 @@ impl<W: Write> Gen<W> {
 /// response's headers with the first 1000 bytes of a 100 kB body (the rest never comes). For
 /// measuring what an open flow costs (`tapwire dissect`'s peak RSS over the flow count).
 pub fn generate_open<W: Write>(w: W, flows: u64, seed: u64) -> std::io::Result<GenSummary> {
-    let mut g = Gen {
-        w: PcapWriter::new(w).map_err(std::io::Error::other)?,
-        rng: Rng(seed | 1),
-        ts: 1_764_237_600_000_000_000,
-        frame: Vec::with_capacity(2048),
-        sum: GenSummary::default(),
-    };
+    let mut g = Gen::new(w, seed)?;
     let (mut req, mut resp) = (Vec::new(), Vec::new());
     for n in 0..flows {
         let mut c = g.conn(n, Some(80));
@@ -407,13 +412,7 @@ pub fn generate_open<W: Write>(w: W, flows: u64, seed: u64) -> std::io::Result<G
 
 /// Write a pcap (Ethernet, microsecond timestamps) following `cfg` to `w`.
 pub fn generate<W: Write>(w: W, cfg: &GenConfig) -> std::io::Result<GenSummary> {
-    let mut g = Gen {
-        w: PcapWriter::new(w).map_err(std::io::Error::other)?,
-        rng: Rng(cfg.seed | 1),
-        ts: 1_764_237_600_000_000_000,
-        frame: Vec::with_capacity(2048),
-        sum: GenSummary::default(),
-    };
+    let mut g = Gen::new(w, cfg.seed)?;
     let mut conns: Vec<Conn> = Vec::new();
     let (mut req, mut resp) = (Vec::new(), Vec::new());
     let mut n = 0u64;

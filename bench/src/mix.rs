@@ -20,9 +20,8 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use pcap_file::pcap::PcapWriter;
 
-use super::{Conn, Gen, GenSummary, Rng};
+use super::{Conn, Gen, Rng};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -93,13 +92,7 @@ impl Rng {
 
 /// Write the mix following `cfg` to `w` (pcap, Ethernet, microsecond timestamps).
 pub fn generate_mix<W: Write>(w: W, cfg: &MixConfig) -> std::io::Result<MixSummary> {
-    let mut g = Gen {
-        w: PcapWriter::new(w).map_err(std::io::Error::other)?,
-        rng: Rng(cfg.seed | 1),
-        ts: 1_764_237_600_000_000_000,
-        frame: Vec::with_capacity(2048),
-        sum: GenSummary::default(),
-    };
+    let mut g = Gen::new(w, cfg.seed)?;
     let mut sum = MixSummary::default();
     let mut open: Vec<Flow> = Vec::new();
     let mut started = 0u64;
@@ -148,26 +141,19 @@ fn messages<W: Write>(g: &mut Gen<W>, p: MixProtocol, n: u64) -> std::io::Result
             for _ in 0..count {
                 let (mut req, mut resp) = (Vec::new(), Vec::new());
                 g.http_messages(&mut req, &mut resp)?;
-                msgs.push_back((true, req));
-                msgs.push_back((false, resp));
+                push_pair(&mut msgs, (req, resp));
             }
             [80, 8080][(r >> 8) as usize % 2]
         }
         MixProtocol::Redis => {
             for _ in 0..count {
-                let (req, resp) = redis(&mut g.rng);
-                msgs.push_back((true, req));
-                msgs.push_back((false, resp));
+                push_pair(&mut msgs, redis(&mut g.rng));
             }
             6379
         }
         MixProtocol::Kafka => {
-            let (req, resp) = kafka_api_versions(n as i32)?;
-            msgs.push_back((true, req));
-            msgs.push_back((false, resp));
-            let (req, resp) = kafka(&mut g.rng, n as i32 + 1)?;
-            msgs.push_back((true, req));
-            msgs.push_back((false, resp));
+            push_pair(&mut msgs, kafka_api_versions(n as i32)?);
+            push_pair(&mut msgs, kafka(&mut g.rng, n as i32 + 1)?);
             return Ok((9092, msgs, 2));
         }
         MixProtocol::H2c | MixProtocol::Grpc => {
@@ -187,25 +173,17 @@ fn messages<W: Write>(g: &mut Gen<W>, p: MixProtocol, n: u64) -> std::io::Result
                 } else {
                     h2c_exchange(&mut g.rng, &mut cli, &mut srv, stream, &mut up, &mut down);
                 }
-                if s == 0 {
+                push_pair(&mut msgs, (up, down));
+                if s == 0 && count > 1 {
                     // The client acknowledges the server's settings with its next flight.
-                    msgs.push_back((true, up));
-                    msgs.push_back((false, down));
-                    if count > 1 {
-                        msgs.push_back((true, h2(4, 1, 0, &[])));
-                    }
-                } else {
-                    msgs.push_back((true, up));
-                    msgs.push_back((false, down));
+                    msgs.push_back((true, h2(4, 1, 0, &[])));
                 }
             }
             if grpc { 50051 } else { 8080 }
         }
         MixProtocol::Graphql => {
             for _ in 0..count {
-                let (req, resp) = graphql(&mut g.rng);
-                msgs.push_back((true, req));
-                msgs.push_back((false, resp));
+                push_pair(&mut msgs, graphql(&mut g.rng));
             }
             4000
         }
@@ -216,6 +194,12 @@ fn messages<W: Write>(g: &mut Gen<W>, p: MixProtocol, n: u64) -> std::io::Result
         MixProtocol::Dns => 53,
     };
     Ok((port, msgs, count))
+}
+
+/// A request and its response, in that order.
+fn push_pair(msgs: &mut VecDeque<(bool, Vec<u8>)>, (req, resp): (Vec<u8>, Vec<u8>)) {
+    msgs.push_back((true, req));
+    msgs.push_back((false, resp));
 }
 
 /// One HTTP/2 frame.

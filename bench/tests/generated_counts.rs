@@ -81,3 +81,62 @@ fn every_exchange_of_the_mix_is_found() {
     assert_eq!(stats.flows.opaque, 0);
     assert_eq!(stats.anomalies.total(), 0, "{:?}", stats.anomalies);
 }
+
+/// tshark, the reference dissector, reads the mix as the protocols it is meant to be: as many
+/// HTTP/1 requests (GraphQL included), DNS answers, Kafka requests, AMQP publishes and HTTP/2
+/// and gRPC requests as the generator says it wrote.
+#[test]
+fn tshark_reads_the_mix_as_the_protocols_it_is() {
+    use tapwire_bench::{MixConfig, MixProtocol, WEIGHTS, generate_mix};
+    if std::process::Command::new("tshark")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: tshark is not installed");
+        return;
+    }
+    let cfg = MixConfig {
+        flows: 1_500,
+        concurrency: 200,
+        seed: 11,
+    };
+    let mut buf = Vec::new();
+    let sum = generate_mix(&mut buf, &cfg).expect("generate");
+    let path = std::env::temp_dir().join(format!("tapwire-mix-{}.pcap", std::process::id()));
+    std::fs::write(&path, &buf).expect("write");
+    let count = |filter: &str| -> u64 {
+        let out = std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(&path)
+            .args(["-d", "tcp.port==50051,http2", "-Y", filter, "-T", "fields"])
+            .args(["-e", "frame.number"])
+            .output()
+            .expect("tshark runs");
+        String::from_utf8_lossy(&out.stdout).lines().count() as u64
+    };
+    let of = |p: MixProtocol| {
+        WEIGHTS
+            .iter()
+            .position(|(q, _)| *q == p)
+            .map_or((0, 0), |i| (sum.exchanges[i], sum.flows[i]))
+    };
+    let got = [
+        count("http.request"),
+        count("dns.flags.response == 1"),
+        count("kafka.api_key && tcp.dstport == 9092"),
+        count("amqp.method.class == 60 && amqp.method.method == 40"),
+        count("http2.headers.path && tcp.dstport == 8080"),
+        count("http2.headers.path && tcp.dstport == 50051"),
+    ];
+    let _ = std::fs::remove_file(&path);
+    let want = [
+        of(MixProtocol::Http1).0 + of(MixProtocol::Graphql).0,
+        of(MixProtocol::Dns).0,
+        of(MixProtocol::Kafka).0,
+        of(MixProtocol::Amqp).1,
+        of(MixProtocol::H2c).0,
+        of(MixProtocol::Grpc).0,
+    ];
+    assert_eq!(got, want);
+}
