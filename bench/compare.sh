@@ -17,6 +17,19 @@
 # one); every tool reads from the page cache. Prints one
 # table with the ratios the performance targets are stated in (tapwire / tcpdump, the N-worker
 # speed-up, tshark / tapwire).
+#
+# What the profiles said (perf record -g, `tapwire dissect --workers 1` on mix.pcap, 2026-12):
+# - No single hot spot: the top symbols are memmove, serde_json's string escaper, mimalloc's
+#   malloc/free, the flow table's hash lookup, each 4-11%. The cost is many small owned
+#   allocations per exchange, built, moved, written and freed.
+# - An exchange was 2264 bytes by value (every protocol's part inline); boxing the parts made
+#   it 384 and halved memmove's share (11% -> 5%).
+# - JSON writing is ~16% of the time, but a hand-written writer (SWAR escaping, one pass) was
+#   no faster: in a whole run its time is load misses on the cold strings of each event, and
+#   on hot events serde_json's writer is as fast or faster (schemas-side criterion bench, not
+#   kept). Fewer, denser strings per event is the lever, not the escaper.
+# - HTTP/1 bodies: a JSON response body was copied and kept (up to 64 KiB) for the GraphQL
+#   refiner even when the request could not be GraphQL; now kept only when it may be read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tapwire-target}"
