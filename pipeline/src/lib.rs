@@ -180,10 +180,7 @@ impl Pipeline {
 
     /// End of input: close every flow and flush what is pending.
     pub fn finish(&mut self, out: &mut Vec<Exchange>) {
-        let before = out.len();
-        self.decoder.finish();
-        self.flows.finish(out);
-        self.done(before, out);
+        self.finish_each(out, usize::MAX, |_| {});
     }
 
     /// [`Pipeline::finish`], handing the exchanges to `each` (redacted, counted) in batches

@@ -30,7 +30,8 @@ pub const LINK_RAW: u16 = 101;
 /// Most plaintext bytes in one record (an IPv4 packet holds 65535 bytes in all).
 pub const MAX_RECORD: usize = 60_000;
 
-const TAG: &str = "tapwire-tls ";
+/// What starts the comment of a plaintext record's packet.
+pub const TAG: &str = "tapwire-tls ";
 
 /// One record's packet and comment, for each piece of `chunk`; `packet` is the caller's
 /// buffer, reused from chunk to chunk.

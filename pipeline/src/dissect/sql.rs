@@ -150,12 +150,12 @@ pub fn obfuscate(sql: &str) -> String {
 /// Past a quoted run that started before `from` (after its opening `q`): a doubled quote is
 /// one quote; with `backslash`, `\` escapes the next byte. Returns the index after the close.
 fn skip_quoted(b: &[u8], mut i: usize, q: u8, backslash: bool) -> usize {
-    while i < b.len() {
-        if backslash && b[i] == b'\\' {
+    while let Some(&c) = b.get(i) {
+        if backslash && c == b'\\' {
             i += 2;
             continue;
         }
-        if b[i] == q {
+        if c == q {
             if b.get(i + 1) == Some(&q) {
                 i += 2;
                 continue;
@@ -170,8 +170,11 @@ fn skip_quoted(b: &[u8], mut i: usize, q: u8, backslash: bool) -> usize {
 /// A dollar-quote tag at `i` (`$$` or `$name$`): the index after it.
 fn dollar_tag(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
-    while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
-        if j == i + 1 && b[j].is_ascii_digit() {
+    while let Some(&c) = b
+        .get(j)
+        .filter(|c| c.is_ascii_alphanumeric() || **c == b'_')
+    {
+        if j == i + 1 && c.is_ascii_digit() {
             return None;
         }
         j += 1;

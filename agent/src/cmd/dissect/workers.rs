@@ -31,6 +31,7 @@ use pipeline::{Pipeline, Stats};
 
 use super::{Done, FINISH_BATCH, Output, Render, feed, read_file, report, sort_finished};
 use crate::cli::DissectArgs;
+use crate::spool::plaintext;
 
 /// Packets per round (all workers together).
 const ROUND_PACKETS: usize = 4096;
@@ -176,7 +177,7 @@ fn read_all(
                 return;
             }
             let comment = frame.comment.map(str::as_bytes);
-            let w = if comment.is_some_and(|c| c.starts_with(b"tapwire-tls ")) {
+            let w = if comment.is_some_and(|c| c.starts_with(plaintext::TAG.as_bytes())) {
                 0
             } else {
                 (shard_hash(frame.link, frame.data) % n) as usize

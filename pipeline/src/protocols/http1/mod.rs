@@ -681,7 +681,12 @@ impl Http1 {
                             Parsed::Tunnel(n) => {
                                 pos += n;
                                 if let Some(ws) = self.ws.as_mut() {
-                                    return match ws.feed(dir, &data[pos..], ts, out) {
+                                    return match ws.feed(
+                                        dir,
+                                        data.get(pos..).unwrap_or_default(),
+                                        ts,
+                                        out,
+                                    ) {
                                         Progress::Incomplete { consumed, needed } => {
                                             Progress::Incomplete {
                                                 consumed: pos + consumed,
@@ -692,7 +697,12 @@ impl Http1 {
                                     };
                                 }
                                 if let Some(h2) = self.h2.as_mut() {
-                                    return match h2.feed(dir, &data[pos..], ts, out) {
+                                    return match h2.feed(
+                                        dir,
+                                        data.get(pos..).unwrap_or_default(),
+                                        ts,
+                                        out,
+                                    ) {
                                         Progress::Incomplete { consumed, needed } => {
                                             Progress::Incomplete {
                                                 consumed: pos + consumed,
