@@ -36,11 +36,11 @@ impl Source for Ring {
     }
 }
 
-/// An owned frame, as read from a file or libpcap.
-struct Frame {
+/// A frame as read from a file or libpcap.
+struct Frame<'a> {
     ts: u64,
     link: LinkType,
-    data: Vec<u8>,
+    data: &'a [u8],
     orig_len: u32,
 }
 
@@ -48,7 +48,7 @@ struct Frame {
 /// header the worker understands.
 /// A cooked packet (network header first) and its link fields.
 fn cooked<'a>(
-    fr: &Frame,
+    fr: &Frame<'_>,
     data: &'a [u8],
     protocol: u16,
     ifindex: i32,
@@ -70,8 +70,8 @@ fn cooked<'a>(
     }
 }
 
-fn present(fr: &Frame, f: &mut dyn FnMut(Packet<'_>)) {
-    let d = &fr.data[..];
+fn present(fr: &Frame<'_>, f: &mut dyn FnMut(Packet<'_>)) {
+    let d = fr.data;
     let u16_at = |at: usize| be16(d, at).unwrap_or_default();
     match fr.link {
         LinkType::Ethernet => f(Packet {
@@ -125,14 +125,58 @@ fn present(fr: &Frame, f: &mut dyn FnMut(Packet<'_>)) {
     }
 }
 
-/// A capture file replayed. A reader thread parses it (bounded queue); the worker takes the
-/// frames, at the recorded pace when `paced`.
+/// Frames read from a file, handed from the reading thread to the worker together: one
+/// buffer for their bytes and one record per frame. Handing frames over one by one cost the
+/// worker a futex wake of the reader for every packet (a quarter of its CPU in
+/// `bench/sinks.sh`'s profile); a batch costs one per [`BATCH_FRAMES`] frames.
+#[derive(Default)]
+struct Batch {
+    data: Vec<u8>,
+    frames: Vec<BatchFrame>,
+}
+
+struct BatchFrame {
+    ts: u64,
+    link: LinkType,
+    orig_len: u32,
+    end: usize,
+}
+
+impl Batch {
+    fn frame(&self, i: usize) -> Option<Frame<'_>> {
+        let m = self.frames.get(i)?;
+        let start = match i.checked_sub(1) {
+            Some(p) => self.frames.get(p)?.end,
+            None => 0,
+        };
+        Some(Frame {
+            ts: m.ts,
+            link: m.link,
+            data: self.data.get(start..m.end)?,
+            orig_len: m.orig_len,
+        })
+    }
+}
+
+/// A batch is handed over at this many frames...
+const BATCH_FRAMES: usize = 512;
+/// ...or this many bytes, whichever comes first.
+const BATCH_BYTES: usize = 1 << 20;
+/// Batches queued between the reader and the worker (so at most about this many MiB).
+const BATCH_QUEUE: usize = 8;
+
+/// A capture file replayed. A reader thread parses it into batches (a bounded queue, their
+/// buffers handed back for reuse); the worker takes the frames, at the recorded pace when
+/// `paced`.
 pub struct FileSource {
-    rx: Receiver<Frame>,
+    rx: Receiver<Batch>,
+    /// Emptied batches, back to the reader.
+    back: SyncSender<Batch>,
+    /// The batch being handed out and the next frame in it.
+    current: Option<(Batch, usize)>,
     paced: bool,
     /// (first frame's capture time, when it was handed over).
     start: Option<(u64, Instant)>,
-    held: Option<Frame>,
     pub done: bool,
 }
 
@@ -143,23 +187,47 @@ impl FileSource {
     ) -> Result<FileSource, pipeline::source::SourceError> {
         // Open now, so a missing or unreadable file is refused before anything starts.
         let file = pipeline::source::open(path)?;
-        let (tx, rx): (SyncSender<Frame>, _) = sync_channel(4096);
-        let path = path.to_path_buf();
-        std::thread::spawn(move || {
-            let _ = pipeline::source::read(file, &path, |f| {
-                let _ = tx.send(Frame {
-                    ts: f.ts,
-                    link: f.link,
-                    data: f.data.to_vec(),
-                    orig_len: f.orig_len,
+        let (tx, rx) = sync_channel::<Batch>(BATCH_QUEUE);
+        let (back, back_rx) = sync_channel::<Batch>(BATCH_QUEUE + 2);
+        let owned = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("tapwire-read".into())
+            .spawn(move || {
+                let path = owned;
+                let mut b = Batch::default();
+                let mut open = true;
+                let _ = pipeline::source::read(file, &path, |f| {
+                    if !open {
+                        return;
+                    }
+                    b.data.extend_from_slice(f.data);
+                    b.frames.push(BatchFrame {
+                        ts: f.ts,
+                        link: f.link,
+                        orig_len: f.orig_len,
+                        end: b.data.len(),
+                    });
+                    if b.frames.len() >= BATCH_FRAMES || b.data.len() >= BATCH_BYTES {
+                        let mut next = back_rx.try_recv().unwrap_or_default();
+                        next.data.clear();
+                        next.frames.clear();
+                        open = tx.send(std::mem::replace(&mut b, next)).is_ok();
+                    }
                 });
-            });
-        });
+                if open && !b.frames.is_empty() {
+                    let _ = tx.send(b);
+                }
+            })
+            .map_err(|source| pipeline::source::SourceError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(FileSource {
             rx,
+            back,
+            current: None,
             paced,
             start: None,
-            held: None,
             done: false,
         })
     }
@@ -170,13 +238,13 @@ impl Source for FileSource {
         let deadline = Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
         let mut n = 0;
         loop {
-            let fr = match self.held.take() {
-                Some(fr) => fr,
+            let (batch, at) = match self.current.take() {
+                Some(c) => c,
                 None => match self
                     .rx
                     .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 {
-                    Ok(fr) => fr,
+                    Ok(b) => (b, 0),
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return n,
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                         self.done = true;
@@ -187,20 +255,28 @@ impl Source for FileSource {
                     }
                 },
             };
+            let Some(ts) = batch.frames.get(at).map(|m| m.ts) else {
+                // Emptied: back to the reader (dropped if its queue is full).
+                let _ = self.back.try_send(batch);
+                continue;
+            };
             if self.paced {
-                let (t0, w0) = *self.start.get_or_insert((fr.ts, Instant::now()));
-                let due = w0 + Duration::from_nanos(fr.ts.saturating_sub(t0));
+                let (t0, w0) = *self.start.get_or_insert((ts, Instant::now()));
+                let due = w0 + Duration::from_nanos(ts.saturating_sub(t0));
                 if due > Instant::now() {
                     if due > deadline {
-                        self.held = Some(fr);
+                        self.current = Some((batch, at));
                         std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
                         return n;
                     }
                     std::thread::sleep(due - Instant::now());
                 }
             }
-            present(&fr, f);
+            if let Some(fr) = batch.frame(at) {
+                present(&fr, f);
+            }
             n += 1;
+            self.current = Some((batch, at + 1));
             if n >= 4096 {
                 return n;
             }
@@ -270,7 +346,7 @@ impl Source for PcapSource {
                     let fr = Frame {
                         ts,
                         link: self.link,
-                        data: p.data.to_vec(),
+                        data: p.data,
                         orig_len: p.header.len,
                     };
                     present(&fr, f);
