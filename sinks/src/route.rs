@@ -13,8 +13,9 @@
 //! segments with `/{path}` at the end. Spans and metrics read the same templates, so a route
 //! in a trace is a label value in Prometheus.
 
-use std::sync::Mutex;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -45,9 +46,23 @@ impl Default for RouteConfig {
 #[derive(Debug, Default)]
 pub struct Routes {
     cfg: RouteConfig,
-    seen: Mutex<FxHashMap<String, FxHashSet<String>>>,
+    seen: Mutex<Seen>,
     /// Templates replaced by [`OVERFLOW_ROUTE`] because a cap was reached.
     pub overflowed: AtomicU64,
+}
+
+/// Templates by server address, then port: looked up with the exchange's own address and
+/// port, so a known route costs no allocation (a shared template is handed out as an `Arc`).
+#[derive(Debug, Default)]
+struct Seen {
+    by: FxHashMap<Box<str>, FxHashMap<u16, FxHashSet<Arc<str>>>>,
+    /// Servers (address and port) in `by`.
+    servers: usize,
+}
+
+thread_local! {
+    /// Each thread's scratch buffer for a template being looked up.
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 impl Routes {
@@ -58,34 +73,58 @@ impl Routes {
         }
     }
 
-    /// The route for `path` on `server` (`address:port`), within the caps.
-    pub fn route(&self, server: &str, path: &str) -> String {
-        let t = template(path);
+    /// The route for `path` on the server at `address`:`port`, within the caps.
+    pub fn route(&self, address: &str, port: u16, path: &str) -> Arc<str> {
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut t) => self.route_in(address, port, path, &mut t),
+            // Only reachable by re-entry (none): fall back to a buffer of its own.
+            Err(_) => self.route_in(address, port, path, &mut String::new()),
+        })
+    }
+
+    fn route_in(&self, address: &str, port: u16, path: &str, t: &mut String) -> Arc<str> {
+        template_into(path, t);
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let servers = seen.len();
-        let set = match seen.get_mut(server) {
-            Some(s) => s,
-            None if servers >= self.cfg.max_servers => return self.overflow(),
-            None => seen.entry(server.to_string()).or_default(),
+        let Seen { by, servers } = &mut *seen;
+        let known = by.get_mut(address).and_then(|ports| ports.get_mut(&port));
+        let set = match known {
+            Some(set) => set,
+            None if *servers >= self.cfg.max_servers => return self.overflow(),
+            None => {
+                *servers += 1;
+                by.entry(address.into())
+                    .or_default()
+                    .entry(port)
+                    .or_default()
+            }
         };
-        if set.contains(&t) {
-            return t;
+        if let Some(known) = set.get(t.as_str()) {
+            return known.clone();
         }
         if set.len() >= self.cfg.max_per_server {
             return self.overflow();
         }
-        set.insert(t.clone());
-        t
+        let new: Arc<str> = Arc::from(t.as_str());
+        set.insert(new.clone());
+        new
     }
 
-    fn overflow(&self) -> String {
+    fn overflow(&self) -> Arc<str> {
         self.overflowed.fetch_add(1, Ordering::Relaxed);
-        OVERFLOW_ROUTE.to_string()
+        Arc::from(OVERFLOW_ROUTE)
     }
 }
 
 /// The template of one path, without caps.
 pub fn template(path: &str) -> String {
+    let mut out = String::new();
+    template_into(path, &mut out);
+    out
+}
+
+/// [`template`], written into `out` (cleared first).
+fn template_into(path: &str, out: &mut String) {
+    out.clear();
     let mut p = path.split(['?', '#']).next().unwrap_or("");
     let byte_cut = p.len() > MAX_PATH;
     let mut cut = byte_cut;
@@ -94,12 +133,12 @@ pub fn template(path: &str) -> String {
         while !p.is_char_boundary(end) {
             end -= 1;
         }
-        p = &p[..end];
+        p = p.get(..end).unwrap_or_default();
     }
     if p.is_empty() {
-        return "/".to_string();
+        out.push('/');
+        return;
     }
-    let mut out = String::with_capacity(p.len().min(128));
     for (i, seg) in p.split('/').enumerate() {
         if i == 0 {
             // Before the leading slash (empty for an origin-form path).
@@ -126,7 +165,6 @@ pub fn template(path: &str) -> String {
         }
         out.push_str(OVERFLOW_ROUTE);
     }
-    out
 }
 
 /// Does this path segment look like an identifier rather than a route word?
@@ -209,16 +247,25 @@ mod tests {
             max_per_server: 2,
             max_servers: 2,
         });
-        assert_eq!(r.route("s:80", "/a/1"), "/a/{id}");
-        assert_eq!(r.route("s:80", "/b"), "/b");
-        assert_eq!(r.route("s:80", "/a/2"), "/a/{id}", "known templates stay");
-        assert_eq!(r.route("s:80", "/c"), OVERFLOW_ROUTE);
+        assert_eq!(&*r.route("s", 80, "/a/1"), "/a/{id}");
+        assert_eq!(&*r.route("s", 80, "/b"), "/b");
         assert_eq!(
-            r.route("t:80", "/c"),
+            &*r.route("s", 80, "/a/2"),
+            "/a/{id}",
+            "known templates stay"
+        );
+        assert_eq!(&*r.route("s", 80, "/c"), OVERFLOW_ROUTE);
+        assert_eq!(
+            &*r.route("t", 80, "/c"),
             "/c",
             "another server has its own set"
         );
-        assert_eq!(r.route("u:80", "/c"), OVERFLOW_ROUTE, "server cap");
-        assert_eq!(r.overflowed.load(Ordering::Relaxed), 2);
+        assert_eq!(&*r.route("u", 80, "/c"), OVERFLOW_ROUTE, "server cap");
+        assert_eq!(
+            &*r.route("t", 81, "/c"),
+            OVERFLOW_ROUTE,
+            "another port of a known address is another server"
+        );
+        assert_eq!(r.overflowed.load(Ordering::Relaxed), 3);
     }
 }

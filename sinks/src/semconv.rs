@@ -39,6 +39,8 @@
 //! came through the TLS plaintext source, and `tapwire.status` when the exchange is not simply `ok` (`no_response`,
 //! `incomplete`).
 
+use std::sync::Arc;
+
 use schemas::{Exchange, Family, Side, Status};
 
 use crate::route::Routes;
@@ -115,9 +117,9 @@ pub fn http_method(ex: &Exchange) -> (&str, Option<&str>) {
 }
 
 /// The route template of an HTTP exchange, within the per-server caps of `routes`.
-pub fn http_route(ex: &Exchange, routes: &Routes) -> Option<String> {
+pub fn http_route(ex: &Exchange, routes: &Routes) -> Option<Arc<str>> {
     let path = ex.url.as_ref()?.path.as_deref()?;
-    Some(routes.route(&server_key(ex), path))
+    Some(routes.route(&ex.server.address, ex.server.port, path))
 }
 
 /// The side a span or metric is about: the server of HTTP, GraphQL and gRPC (server spans,
@@ -140,11 +142,6 @@ pub fn workload_labels(peer: &schemas::Peer) -> (&str, &str) {
         k.namespace.as_ref().map_or("", |n| n.name.as_str()),
         k.workload.as_ref().map_or("", |w| w.name.as_str()),
     )
-}
-
-/// `address:port` of the exchange's server.
-pub fn server_key(ex: &Exchange) -> String {
-    format!("{}:{}", ex.server.address, ex.server.port)
 }
 
 /// The conventions' system name (`db.system.name`, `rpc.system.name`, `messaging.system`):
@@ -480,7 +477,7 @@ fn http_span(ex: &Exchange, routes: &Routes, opts: Options, s: &mut SpanView) {
         s.str("http.request.method_original", o);
     }
     if let Some(r) = &route {
-        s.str("http.route", r.clone());
+        s.str("http.route", &**r);
     }
     if let Some(u) = &ex.url {
         if let Some(p) = &u.path {
