@@ -15,7 +15,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -59,6 +59,10 @@ struct Seen {
     /// Servers (address and port) in `by`.
     servers: usize,
 }
+
+/// [`OVERFLOW_ROUTE`], shared: an overflowing exchange (a client spraying paths) allocates
+/// nothing.
+static OVERFLOW: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(OVERFLOW_ROUTE));
 
 thread_local! {
     /// Each thread's scratch buffer for a template being looked up.
@@ -111,18 +115,11 @@ impl Routes {
 
     fn overflow(&self) -> Arc<str> {
         self.overflowed.fetch_add(1, Ordering::Relaxed);
-        Arc::from(OVERFLOW_ROUTE)
+        OVERFLOW.clone()
     }
 }
 
-/// The template of one path, without caps.
-pub fn template(path: &str) -> String {
-    let mut out = String::new();
-    template_into(path, &mut out);
-    out
-}
-
-/// [`template`], written into `out` (cleared first).
+/// The template of one path, without caps, written into `out` (cleared first).
 fn template_into(path: &str, out: &mut String) {
     out.clear();
     let mut p = path.split(['?', '#']).next().unwrap_or("");
@@ -202,6 +199,12 @@ fn is_uuid(b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn template(path: &str) -> String {
+        let mut out = String::new();
+        template_into(path, &mut out);
+        out
+    }
 
     #[test]
     fn identifiers_become_placeholders_and_words_stay() {

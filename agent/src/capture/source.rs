@@ -162,7 +162,9 @@ impl Batch {
 const BATCH_FRAMES: usize = 512;
 /// ...or this many bytes, whichever comes first.
 const BATCH_BYTES: usize = 1 << 20;
-/// Batches queued between the reader and the worker (so at most about this many MiB).
+/// Batches queued between the reader and the worker. The reader takes a new buffer only when
+/// none came back, so with the one it fills and the one the worker reads, about ten batches
+/// (ten MiB) exist at most.
 const BATCH_QUEUE: usize = 8;
 
 /// A capture file replayed. A reader thread parses it into batches (a bounded queue, their
