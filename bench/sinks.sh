@@ -29,6 +29,9 @@
 #   bench/sinks.sh [CAPTURE]   default: bench/out/sinks.pcap (200k HTTP exchanges, generated)
 #   ROUNDS=3 bench/sinks.sh    every configuration three times, interleaved (the spread shows
 #                              the noise of a shared two-core machine)
+#   CONFIGS="otlp all" ...     only these configurations
+#   THREADS=1 ...              also the agent's CPU seconds by thread name
+#   TAPWIRE=/tmp/old ...       another build of the agent (A/B runs, alternating)
 #
 # What the profiles said (perf record -a while the agent runs; perf report --comm tapwire-w0):
 #   - `run --read` handed frames to the worker one by one over a channel: the blocked reader
@@ -53,6 +56,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tapwire-target}"
 cargo build --release -q -p tapwire-agent -p tapwire-bench -p tapwire-integration --bins
 bin="$CARGO_TARGET_DIR/release"
+# TAPWIRE: another build of the agent (the helpers stay this tree's).
+tapwire="${TAPWIRE:-$bin/tapwire}"
 tansu="${TAPWIRE_TANSU:-$HOME/.cache/tapwire-tools/bin/tansu}"
 cap=$(realpath -m "${1:-bench/out/sinks.pcap}")
 if [ ! -f "$cap" ]; then
@@ -157,7 +162,7 @@ run() {
   fi
   rm -rf "$work/spool"
   local t0; t0=$(date +%s.%N)
-  ip netns exec "$ns" "${others[@]}" "$bin/tapwire" run --read "$cap" --spool-dir "$work/spool" --spool-limit 4GiB \
+  ip netns exec "$ns" "${others[@]}" "$tapwire" run --read "$cap" --spool-dir "$work/spool" --spool-limit 4GiB \
     --listen "$api" --config "$work/tapwire.yaml" 2>"$work/agent.log" &
   local tw=$!; pids+=($tw)
   if [ "$pin" = 1 ]; then
@@ -203,6 +208,13 @@ run() {
     sleep 0.05
   done
   local c; c=$(cpu $tw)
+  if [ "${THREADS:-0}" = 1 ]; then
+    # CPU seconds by thread name (the OTLP exporter runs on tokio-rt-worker, the Kafka sink's
+    # thread is tapwire-kafka, librdkafka's are rdk:*).
+    for d in /proc/$tw/task/*; do
+      printf '%s %s\n' "$(tr ' ' '_' < "$d/comm")" "$(awk '{print ($14+$15)/100}' "$d/stat")"
+    done | awk '{s[$1] += $2} END {for (t in s) if (s[t] > 0) printf "            %-16s %6.2f\n", t, s[t]}' | sort
+  fi
   printf '%-11s %10s %10.2f %10.0f %12.2f %14.0f %11.2f %10.0f %11s %8s\n' "$name" "$ex" "$t_pipe" \
     "$(echo "$dpk / ($t_pipe - $t_sub)" | bc -l)" "$wcpu" "$(echo "$dpk / $wcpu" | bc -l)" \
     "$t_done" "$(echo "$ex / ($t_done - $t_sub)" | bc -l)" "$c" "$drp"

@@ -784,14 +784,16 @@ fn otlp_over_tls_checks_the_server_and_presents_a_client_certificate() {
     let d = lab.dir.display().to_string();
     let client = format!("ca_file: {d}/ca.pem, cert_file: {d}/cli.pem, key_file: {d}/cli.key");
     let mut spans: Vec<Value> = Vec::new();
-    for (n, (protocol, endpoint, name)) in [
+    for (n, (protocol, endpoint, name, extra)) in [
         // The certificate names otel.tapwire.test, not the address dialled: server_name.
+        // gRPC also compressed, with a header of the configuration.
         (
             "grpc",
             "https://127.0.0.1:4443",
             ", server_name: otel.tapwire.test",
+            "    compression: gzip\n    headers: {x-tapwire-test: tls}\n",
         ),
-        ("http/protobuf", "https://127.0.0.1:4444", ""),
+        ("http/protobuf", "https://127.0.0.1:4444", "", ""),
     ]
     .into_iter()
     .enumerate()
@@ -801,7 +803,7 @@ fn otlp_over_tls_checks_the_server_and_presents_a_client_certificate() {
             &config,
             format!(
                 "sinks:\n  otlp:\n    endpoint: {endpoint}\n    protocol: {protocol}\n    \
-                 batch_timeout: 200ms\n    tls: {{{client}{name}}}\n"
+                 batch_timeout: 200ms\n    tls: {{{client}{name}}}\n{extra}"
             ),
         )
         .unwrap();
@@ -813,6 +815,12 @@ fn otlp_over_tls_checks_the_server_and_presents_a_client_certificate() {
         collect(&rx, &mut spans, before + 3, "3 spans through the TLS proxy");
         let want = if protocol == "grpc" { "grpc" } else { "http" };
         assert!(spans[before..].iter().all(|s| s["transport"] == want));
+        if protocol == "grpc" {
+            for s in &spans[before..] {
+                assert_eq!(s["meta"]["encoding"], "gzip");
+                assert_eq!(s["meta"]["x-tapwire-test"], "tls");
+            }
+        }
         assert_eq!(accounted(&lab, "otlp").1, 3);
         lab.signal(agent, "-TERM");
     }

@@ -1,9 +1,9 @@
-//! What each sink costs the capture worker per exchange, on the project's recorded exchanges
-//! (every protocol's golden events): RED metrics (`RedMetrics::record`), the semantic-convention
-//! mapping an OTLP span starts from (`semconv::span`), and the JSON line the Kafka sink sends
-//! (`json_line`, shared with API subscribers; the Kafka sink runs it on its own thread). The
-//! OTLP and Kafka sinks only queue a reference on the worker; conversion and export run on
-//! their own task and thread.
+//! What each sink costs per exchange, on the project's recorded exchanges (every protocol's
+//! golden events): RED metrics (`RedMetrics::record`, on the capture worker), the
+//! semantic-convention mapping an OTLP span starts from (`semconv::span`), the whole encoded
+//! OTLP request (`otlp::request`: spans, resources, protobuf; on the exporter task), and the
+//! JSON line the Kafka sink sends (`json_line`, shared with API subscribers; the Kafka sink
+//! runs it on its own thread). The OTLP and Kafka sinks only queue a reference on the worker.
 //! Run: `cargo bench -p tapwire-sinks --bench sinks`.
 
 use std::path::Path;
@@ -62,6 +62,11 @@ fn bench(c: &mut Criterion) {
                 std::hint::black_box(semconv::span(e, &routes, semconv::Options::default()));
             }
         })
+    });
+    let batch: Vec<Arc<Exchange>> = evs.iter().cloned().map(Arc::new).collect();
+    let cfg = sinks::otlp::OtlpConfig::new("http://127.0.0.1:4317", sinks::otlp::Transport::Grpc);
+    g.bench_function("otlp_request", |b| {
+        b.iter(|| std::hint::black_box(sinks::otlp::request(&batch, &routes, &cfg).len()))
     });
     g.bench_function("json_line", |b| {
         b.iter(|| {

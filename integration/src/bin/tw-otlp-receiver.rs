@@ -76,7 +76,11 @@ fn print(req: &ExportTraceServiceRequest, transport: &str, meta: Value) {
                     "start": s.start_time_unix_nano,
                     "end": s.end_time_unix_nano,
                     "attributes": attrs(&s.attributes),
-                    "status": s.status.as_ref().map(|st| json!({"code": st.code, "message": st.message})),
+                    // An absent status is the unset one (code 0), as the protocol defines it.
+                    "status": s.status.as_ref().map_or_else(
+                        || json!({"code": 0, "message": ""}),
+                        |st| json!({"code": st.code, "message": st.message}),
+                    ),
                 });
                 let _ = writeln!(out, "{line}");
             }

@@ -1,18 +1,17 @@
-//! OTLP spans: one span per exchange, sent with `opentelemetry-otlp`'s exporter over gRPC or
-//! HTTP/protobuf.
+//! OTLP spans: one span per exchange, sent over gRPC or HTTP/protobuf.
 //!
-//! Spans are built as `SpanData` directly (the SDK's tracer cannot take an explicit span id or
-//! packet timestamps): start and end are the exchange's first request and last response byte;
-//! when the request carried a W3C `traceparent`, the span joins that trace with the caller's
-//! span as its (remote) parent, otherwise it starts a new trace. Span ids are random.
-//! Names, kinds, attributes and status come from [`semconv`](crate::semconv).
+//! Spans are built as protobuf directly from the exchanges ([`proto`]: start and end are the
+//! exchange's first request and last response byte, a W3C `traceparent` makes the span a
+//! child in the caller's trace) and sent by [`export`]. Names, kinds, attributes and status
+//! come from [`semconv`](crate::semconv).
 //!
 //! Delivery: [`OtlpSink::offer`] puts the exchange on a bounded queue ([`OtlpConfig::queue`]);
 //! a full queue drops it (`tapwire_sink_dropped_total{sink="otlp",reason="queue_full"}`).
 //! One exporter task takes batches of up to [`OtlpConfig::batch_size`] (or what arrived
-//! within [`OtlpConfig::batch_timeout`]) and exports them; the exporter retries transient
-//! failures with exponential backoff (the OTLP retry rules, `Retry-After` and gRPC
-//! `RetryInfo` honoured) and a batch that still fails is counted as `export_failed`.
+//! within [`OtlpConfig::batch_timeout`]), encodes each once and exports it; transient
+//! failures are retried with exponential backoff (the OTLP retry rules, `Retry-After` and gRPC
+//! `RetryInfo` honoured, [`export`]) and a batch that still fails is counted as
+//! `export_failed`; spans a receiver rejects in a partial success are counted as `rejected`.
 //! gzip, TLS (CA, client certificate) and custom headers are configuration.
 //!
 //! The resource: with Kubernetes enrichment, the workload of the side the span is about (the
@@ -22,30 +21,28 @@
 //! spans of workloads past [`MAX_RESOURCES`]) `service.name` is the configured one. Every
 //! resource also has `host.name`, `telemetry.sdk.name` = `tapwire` and
 //! `OTEL_RESOURCE_ATTRIBUTES`; the scope is `tapwire` with the agent's version. A batch with
-//! spans of several workloads is sent as one export per workload (one exporter, its resource
-//! set before each), so a batch costs at most as many requests as it has workloads.
+//! spans of several workloads is one request with one `ResourceSpans` per workload.
 
-use std::borrow::Cow;
+pub mod export;
+pub mod proto;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status as OtelStatus, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry::{Array, InstrumentationScope, KeyValue, StringValue, Value as OtelValue};
-use opentelemetry_otlp::{
-    Compression, RetryPolicy, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
-};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message as _;
 use schemas::Exchange;
 use tokio::sync::mpsc;
 
 use crate::route::Routes;
-use crate::semconv::{self, Kind, Options, Value};
+use crate::semconv::{self, Options};
 use crate::{Published, Sink, SinkMetrics};
 
 const SINK: &str = "otlp";
@@ -55,12 +52,14 @@ pub const MAX_RESOURCES: usize = 1024;
 
 /// `(namespace, kind, name)` of a span's workload.
 type WorkloadKey = (String, String, String);
+/// The same, borrowed from the exchange.
+type WorkloadRef<'a> = (&'a str, &'a str, &'a str);
 
-fn workload_key(ex: &Exchange) -> Option<WorkloadKey> {
+fn workload_of(ex: &Exchange) -> Option<WorkloadRef<'_>> {
     let k = semconv::observed(ex).k8s.as_deref()?;
     let w = k.workload.as_ref()?;
     let ns = k.namespace.as_ref()?;
-    Some((ns.name.clone(), w.kind.clone(), w.name.clone()))
+    Some((&ns.name, &w.kind, &w.name))
 }
 
 /// The resource of each workload, built once.
@@ -70,15 +69,19 @@ struct Resources {
 }
 
 impl Resources {
-    fn get(&mut self, cfg: &OtlpConfig, key: &Option<WorkloadKey>) -> &Resource {
-        let Some(key) = key else { return &self.default };
-        if !self.by.contains_key(key) {
+    fn get(&mut self, cfg: &OtlpConfig, key: Option<WorkloadRef<'_>>) -> &Resource {
+        let Some((ns, kind, name)) = key else {
+            return &self.default;
+        };
+        let key = (ns.to_owned(), kind.to_owned(), name.to_owned());
+        if !self.by.contains_key(&key) {
             if self.by.len() >= MAX_RESOURCES {
                 return &self.default;
             }
-            self.by.insert(key.clone(), workload_resource(cfg, key));
+            let r = workload_resource(cfg, &key);
+            self.by.insert(key.clone(), r);
         }
-        self.by.get(key).unwrap_or(&self.default)
+        self.by.get(&key).unwrap_or(&self.default)
     }
 }
 
@@ -212,16 +215,25 @@ fn read(path: &PathBuf, key: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("sinks.otlp.tls.{key}: {}: {e}", path.display()))
 }
 
-fn build_exporter(cfg: &OtlpConfig) -> Result<SpanExporter, String> {
-    let retry = RetryPolicy::default()
-        .with_max_retries(cfg.max_retries)
-        .with_initial_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_secs(8));
+fn header_map(cfg: &OtlpConfig) -> Result<reqwest::header::HeaderMap, String> {
+    let mut h = reqwest::header::HeaderMap::new();
+    for (k, v) in &cfg.headers {
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("sinks.otlp.headers: {k:?} is not a header name"))?;
+        let val = reqwest::header::HeaderValue::from_str(v)
+            .map_err(|_| format!("sinks.otlp.headers.{k}: not a valid header value"))?;
+        h.insert(name, val);
+    }
+    Ok(h)
+}
+
+/// The transport (no connection is made yet; gRPC must be called inside the runtime).
+fn build_exporter(cfg: &OtlpConfig) -> Result<export::Exporter, String> {
     let url = cfg.traces_url();
     let tls_wanted = url.starts_with("https://");
-    let built = match cfg.transport {
+    match cfg.transport {
         Transport::Grpc => {
-            let mut meta = tonic::metadata::MetadataMap::new();
+            let mut metadata = tonic::metadata::MetadataMap::new();
             for (k, v) in &cfg.headers {
                 let key =
                     tonic::metadata::MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
@@ -231,17 +243,12 @@ fn build_exporter(cfg: &OtlpConfig) -> Result<SpanExporter, String> {
                 let val = v
                     .parse()
                     .map_err(|_| format!("sinks.otlp.headers.{k}: not a valid header value"))?;
-                meta.insert(key, val);
+                metadata.insert(key, val);
             }
-            let mut b = SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(url)
-                .with_timeout(cfg.timeout)
-                .with_metadata(meta)
-                .with_retry_policy(retry);
-            if cfg.gzip {
-                b = b.with_compression(Compression::Gzip);
-            }
+            let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+                .map_err(|e| format!("sinks.otlp.endpoint: {url:?}: {e}"))?
+                .timeout(cfg.timeout)
+                .connect_timeout(cfg.timeout);
             if tls_wanted {
                 let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
                 if let Some(ca) = &cfg.tls.ca_file {
@@ -258,9 +265,21 @@ fn build_exporter(cfg: &OtlpConfig) -> Result<SpanExporter, String> {
                 if let Some(n) = &cfg.tls.server_name {
                     tls = tls.domain_name(n.clone());
                 }
-                b = b.with_tls_config(tls);
+                endpoint = endpoint
+                    .tls_config(tls)
+                    .map_err(|e| format!("sinks.otlp.tls: {e}"))?;
             }
-            b.build()
+            let mut client = tonic::client::Grpc::new(endpoint.connect_lazy());
+            if cfg.gzip {
+                client = client
+                    .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+                    .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+            }
+            Ok(export::Exporter::Grpc {
+                client,
+                metadata,
+                timeout: cfg.timeout,
+            })
         }
         Transport::HttpProtobuf => {
             // reqwest is built without a crypto provider (aws-lc stays out): use ring. It is
@@ -294,20 +313,14 @@ fn build_exporter(cfg: &OtlpConfig) -> Result<SpanExporter, String> {
             let client = client
                 .build()
                 .map_err(|e| format!("sinks.otlp: HTTP client: {e}"))?;
-            let mut b = SpanExporter::builder()
-                .with_http()
-                .with_http_client(client)
-                .with_endpoint(url)
-                .with_timeout(cfg.timeout)
-                .with_headers(cfg.headers.iter().cloned().collect::<HashMap<_, _>>())
-                .with_retry_policy(retry);
-            if cfg.gzip {
-                b = b.with_compression(Compression::Gzip);
-            }
-            b.build()
+            Ok(export::Exporter::Http {
+                client,
+                url,
+                headers: header_map(cfg)?,
+                gzip: cfg.gzip,
+            })
         }
-    };
-    built.map_err(|e| format!("sinks.otlp: {e}"))
+    }
 }
 
 /// The running sink: a bounded queue in front of the exporter task.
@@ -330,11 +343,10 @@ impl OtlpSink {
         rt: &tokio::runtime::Handle,
     ) -> Result<OtlpSink, String> {
         cfg.validate()?;
-        let mut exporter = {
+        let exporter = {
             let _in_rt = rt.enter();
             build_exporter(&cfg)?
         };
-        exporter.set_resource(&resource(&cfg));
         let (tx, rx) = mpsc::channel(cfg.queue);
         let queued = Arc::new(AtomicU64::new(0));
         let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -360,39 +372,56 @@ impl OtlpSink {
 }
 
 fn resource(cfg: &OtlpConfig) -> Resource {
-    Resource::builder_empty()
-        .with_attributes(base_attributes(cfg))
-        .with_service_name(cfg.service_name.clone())
-        .build()
+    let mut attributes = base_attributes(cfg);
+    set(
+        &mut attributes,
+        proto::kv("service.name", cfg.service_name.clone()),
+    );
+    Resource {
+        attributes,
+        ..Resource::default()
+    }
 }
 
 fn workload_resource(cfg: &OtlpConfig, (ns, kind, name): &WorkloadKey) -> Resource {
-    let mut attrs = base_attributes(cfg);
-    attrs.push(KeyValue::new("service.namespace", ns.clone()));
-    attrs.push(KeyValue::new("k8s.namespace.name", ns.clone()));
+    let mut attributes = base_attributes(cfg);
+    set(&mut attributes, proto::kv("service.namespace", ns.clone()));
+    set(&mut attributes, proto::kv("k8s.namespace.name", ns.clone()));
     if matches!(
         kind.as_str(),
         "deployment" | "statefulset" | "daemonset" | "job" | "cronjob" | "replicaset"
     ) {
-        attrs.push(KeyValue::new(format!("k8s.{kind}.name"), name.clone()));
+        set(
+            &mut attributes,
+            proto::kv(format!("k8s.{kind}.name"), name.clone()),
+        );
     }
-    Resource::builder_empty()
-        .with_attributes(attrs)
-        .with_service_name(name.clone())
-        .build()
+    set(&mut attributes, proto::kv("service.name", name.clone()));
+    Resource {
+        attributes,
+        ..Resource::default()
+    }
 }
 
+/// Set an attribute, replacing one of the same key (keys are unique in a resource).
+fn set(attrs: &mut Vec<KeyValue>, kv: KeyValue) {
+    attrs.retain(|a| a.key != kv.key);
+    attrs.push(kv);
+}
+
+/// The attributes of every resource (`OTEL_RESOURCE_ATTRIBUTES` last, so they win over the
+/// defaults; the caller's `service.name` and workload attributes win over them).
 fn base_attributes(cfg: &OtlpConfig) -> Vec<KeyValue> {
     let mut attrs = vec![
-        KeyValue::new("telemetry.sdk.name", "tapwire"),
-        KeyValue::new("telemetry.sdk.language", "rust"),
-        KeyValue::new("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
+        proto::kv("telemetry.sdk.name", "tapwire"),
+        proto::kv("telemetry.sdk.language", "rust"),
+        proto::kv("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
     ];
     if !cfg.host_name.is_empty() {
-        attrs.push(KeyValue::new("host.name", cfg.host_name.clone()));
+        attrs.push(proto::kv("host.name", cfg.host_name.clone()));
     }
     for (k, v) in &cfg.resource {
-        attrs.push(KeyValue::new(k.clone(), v.clone()));
+        set(&mut attrs, proto::kv(k.clone(), v.clone()));
     }
     attrs
 }
@@ -432,16 +461,14 @@ impl Sink for OtlpSink {
 async fn export_loop(
     mut rx: mpsc::Receiver<Arc<Exchange>>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
-    mut exporter: SpanExporter,
+    mut exporter: export::Exporter,
     cfg: OtlpConfig,
     routes: Arc<Routes>,
     counters: SinkMetrics,
     queued: Arc<AtomicU64>,
 ) {
-    let scope = InstrumentationScope::builder("tapwire")
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build();
-    let mut ids = IdGen::new();
+    let scope = proto::scope();
+    let mut ids = proto::IdGen::new();
     let mut warned = false;
     let mut resources = Resources {
         default: resource(&cfg),
@@ -471,152 +498,81 @@ async fn export_loop(
                 Ok(None) | Err(_) => break,
             }
         }
-        // One export per workload in the batch, in the order they first appear.
-        let mut groups: Vec<(Option<WorkloadKey>, Vec<SpanData>)> = Vec::new();
-        let mut slot: HashMap<Option<WorkloadKey>, usize> = HashMap::new();
-        for e in &batch {
-            let key = workload_key(e);
-            let i = *slot.entry(key.clone()).or_insert_with(|| {
-                groups.push((key, Vec::new()));
-                groups.len() - 1
-            });
-            groups[i]
-                .1
-                .push(span_data(e, &routes, cfg.options, &scope, &mut ids));
-        }
-        for (key, spans) in groups {
-            let n = spans.len() as u64;
-            exporter.set_resource(resources.get(&cfg, &key));
-            let result = exporter.export(spans).await;
-            queued.fetch_sub(n, Ordering::Relaxed);
-            match result {
-                Ok(()) => {
-                    delivered.inc_by(n);
-                    warned = false;
+        let n = batch.len() as u64;
+        let body = encode(&batch, &routes, &cfg, &scope, &mut ids, &mut resources);
+        // The exchanges are in the request now: free them before waiting on the network.
+        batch.clear();
+        let result = exporter.export(body, cfg.max_retries).await;
+        queued.fetch_sub(n, Ordering::Relaxed);
+        match result {
+            Ok(rejected) => {
+                let rejected = rejected.min(n);
+                delivered.inc_by(n - rejected);
+                if rejected > 0 {
+                    counters.drop_n(SINK, "rejected", rejected);
                 }
-                Err(e) => {
-                    counters.drop_n(SINK, "export_failed", n);
-                    if !warned {
-                        eprintln!(
-                            "tapwire: sinks.otlp: export to {} failed, {n} spans lost (counted in tapwire_sink_dropped_total): {e}",
-                            cfg.endpoint
-                        );
-                        warned = true;
-                    }
+                warned = false;
+            }
+            Err(e) => {
+                counters.drop_n(SINK, "export_failed", n);
+                if !warned {
+                    eprintln!(
+                        "tapwire: sinks.otlp: export to {} failed, {n} spans lost (counted in tapwire_sink_dropped_total): {e}",
+                        cfg.endpoint
+                    );
+                    warned = true;
                 }
             }
         }
     }
-    let _ = exporter.shutdown();
 }
 
-/// Random span and trace ids (splitmix64 seeded from the clock, the process and a counter):
-/// unique enough for ids, never zero.
-struct IdGen(u64);
-
-static SEED_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-impl IdGen {
-    fn new() -> IdGen {
-        let t = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let c = SEED_COUNTER.fetch_add(1, Ordering::Relaxed);
-        IdGen(t ^ (u64::from(std::process::id()) << 32) ^ c.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-    }
-
-    fn next(&mut self) -> u64 {
-        loop {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            if z != 0 {
-                return z;
-            }
-        }
-    }
-}
-
-fn to_time(ns: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_nanos(ns)
-}
-
-/// The span of one exchange.
-fn span_data(
-    ex: &Exchange,
-    routes: &Routes,
-    opts: Options,
-    scope: &InstrumentationScope,
-    ids: &mut IdGen,
-) -> SpanData {
-    let view = semconv::span(ex, routes, opts);
-    let parent = ex
-        .trace_id
-        .as_deref()
-        .and_then(|t| TraceId::from_hex(t).ok())
-        .zip(ex.span_id.as_deref().and_then(|s| SpanId::from_hex(s).ok()))
-        .filter(|(t, s)| *t != TraceId::INVALID && *s != SpanId::INVALID);
-    let (trace_id, parent_span_id, remote) = match parent {
-        Some((t, s)) => (t, s, true),
-        None => {
-            let hi = u128::from(ids.next()) << 64;
-            (
-                TraceId::from(hi | u128::from(ids.next())),
-                SpanId::INVALID,
-                false,
-            )
-        }
+/// The encoded request for `batch` under `cfg`'s resource, as the exporter task sends it
+/// (the benchmarks measure this).
+pub fn request(batch: &[Arc<Exchange>], routes: &Routes, cfg: &OtlpConfig) -> Bytes {
+    let mut resources = Resources {
+        default: resource(cfg),
+        by: HashMap::new(),
     };
-    let span_id = SpanId::from(ids.next());
-    SpanData {
-        span_context: SpanContext::new(
-            trace_id,
-            span_id,
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::default(),
-        ),
-        parent_span_id,
-        parent_span_is_remote: remote,
-        span_kind: match view.kind {
-            Kind::Server => SpanKind::Server,
-            Kind::Client => SpanKind::Client,
-            Kind::Producer => SpanKind::Producer,
-            Kind::Consumer => SpanKind::Consumer,
-        },
-        name: Cow::Owned(view.name),
-        start_time: to_time(ex.start_time_unix_nano),
-        end_time: to_time(ex.end_time_unix_nano.max(ex.start_time_unix_nano)),
-        attributes: view
-            .attributes
-            .into_iter()
-            .map(|(k, v)| {
-                KeyValue::new(
-                    k,
-                    match v {
-                        Value::Str(s) => OtelValue::String(s.into()),
-                        Value::Int(i) => OtelValue::I64(i),
-                        Value::Bool(b) => OtelValue::Bool(b),
-                        Value::StrList(l) => OtelValue::Array(Array::String(
-                            l.into_iter().map(StringValue::from).collect(),
-                        )),
-                    },
-                )
-            })
-            .collect(),
-        dropped_attributes_count: 0,
-        events: SpanEvents::default(),
-        links: SpanLinks::default(),
-        status: match view.error {
-            Some(d) => OtelStatus::Error {
-                description: Cow::Owned(d),
-            },
-            None => OtelStatus::Unset,
-        },
-        instrumentation_scope: scope.clone(),
+    encode(
+        batch,
+        routes,
+        cfg,
+        &proto::scope(),
+        &mut proto::IdGen::new(),
+        &mut resources,
+    )
+}
+
+/// One encoded request for a batch: a `ResourceSpans` per workload, in the order they first
+/// appear.
+fn encode(
+    batch: &[Arc<Exchange>],
+    routes: &Routes,
+    cfg: &OtlpConfig,
+    scope: &opentelemetry_proto::tonic::common::v1::InstrumentationScope,
+    ids: &mut proto::IdGen,
+    resources: &mut Resources,
+) -> Bytes {
+    let mut groups: Vec<(Option<WorkloadRef<'_>>, Vec<Span>)> = Vec::new();
+    let mut slot: HashMap<Option<WorkloadRef<'_>>, usize> = HashMap::new();
+    for e in batch {
+        let key = workload_of(e);
+        let i = *slot.entry(key).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        if let Some((_, spans)) = groups.get_mut(i) {
+            spans.push(proto::span(e, routes, cfg.options, ids));
+        }
     }
+    let req = ExportTraceServiceRequest {
+        resource_spans: groups
+            .into_iter()
+            .map(|(key, spans)| proto::resource_spans(resources.get(cfg, key), scope, spans))
+            .collect(),
+    };
+    Bytes::from(req.encode_to_vec())
 }
 
 /// The keys under `sinks.otlp:` in the agent's configuration (flags already merged in by
@@ -782,50 +738,104 @@ mod tests {
 
     #[test]
     fn a_traceparent_makes_the_span_a_child_in_that_trace() {
+        use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
         let evs = crate::golden("http1/nginx-keepalive-pipelining.ndjson");
         let routes = Routes::default();
-        let scope = InstrumentationScope::builder("tapwire").build();
-        let mut ids = IdGen::new();
+        let mut ids = proto::IdGen::new();
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         let with = evs.iter().find(|e| e.trace_id.is_some()).expect("traced");
-        let s = span_data(with, &routes, Options::default(), &scope, &mut ids);
-        assert_eq!(
-            s.span_context.trace_id(),
-            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").expect("hex")
-        );
-        assert_eq!(
-            s.parent_span_id,
-            SpanId::from_hex("00f067aa0ba902b7").expect("hex")
-        );
-        assert!(s.parent_span_is_remote);
-        assert_ne!(s.span_context.span_id(), s.parent_span_id);
-        assert_eq!(s.start_time, to_time(with.start_time_unix_nano));
-        assert_eq!(s.end_time, to_time(with.end_time_unix_nano));
+        let s = proto::span(with, &routes, Options::default(), &mut ids);
+        assert_eq!(hex(&s.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(hex(&s.parent_span_id), "00f067aa0ba902b7");
+        assert_eq!(s.flags, 0x301, "sampled, the parent known to be remote");
+        assert_eq!(s.span_id.len(), 8);
+        assert_ne!(s.span_id, s.parent_span_id);
+        assert_eq!(s.start_time_unix_nano, with.start_time_unix_nano);
+        assert_eq!(s.end_time_unix_nano, with.end_time_unix_nano);
         let without = evs.iter().find(|e| e.trace_id.is_none()).expect("untraced");
-        let a = span_data(without, &routes, Options::default(), &scope, &mut ids);
-        let b = span_data(without, &routes, Options::default(), &scope, &mut ids);
-        assert_eq!(a.parent_span_id, SpanId::INVALID);
-        assert_ne!(
-            a.span_context.trace_id(),
-            b.span_context.trace_id(),
-            "a new trace each"
+        let a = proto::span(without, &routes, Options::default(), &mut ids);
+        let b = proto::span(without, &routes, Options::default(), &mut ids);
+        assert!(a.parent_span_id.is_empty());
+        assert_eq!(
+            a.flags, 0x101,
+            "sampled, a root: its parent is known not to be remote"
         );
-        assert_eq!(a.span_kind, SpanKind::Server);
+        assert_eq!(a.trace_id.len(), 16);
+        assert_ne!(a.trace_id, b.trace_id, "a new trace each");
+        assert_eq!(a.kind, SpanKind::Server as i32);
 
         // A Kafka Produce whose record carried a traceparent header joins that trace.
         let produce = crate::golden("kafka/tansu-confluent.ndjson")
             .into_iter()
             .find(|e| e.trace_id.is_some())
             .expect("the Produce with a traceparent record header");
-        let k = span_data(&produce, &routes, Options::default(), &scope, &mut ids);
-        assert_eq!(k.span_kind, SpanKind::Producer);
+        let k = proto::span(&produce, &routes, Options::default(), &mut ids);
+        assert_eq!(k.kind, SpanKind::Producer as i32);
         assert_eq!(k.name, "send orders");
-        assert_eq!(
-            k.span_context.trace_id(),
-            TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").expect("hex")
-        );
-        assert_eq!(
-            k.parent_span_id,
-            SpanId::from_hex("b7ad6b7169203331").expect("hex")
-        );
+        assert_eq!(hex(&k.trace_id), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(hex(&k.parent_span_id), "b7ad6b7169203331");
+    }
+
+    #[test]
+    fn a_batch_is_one_request_with_a_resource_per_workload() {
+        use opentelemetry_proto::tonic::common::v1::any_value;
+        let mut evs = crate::golden("http1/nginx-keepalive-pipelining.ndjson");
+        assert!(evs.len() >= 3);
+        let name = |ex: &mut Exchange, ns: &str, w: &str| {
+            let k: schemas::k8s::K8s = serde_json::from_value(serde_json::json!({
+                "resolution": "resolved",
+                "namespace": {"name": ns},
+                "workload": {"kind": "deployment", "name": w},
+            }))
+            .expect("k8s names");
+            ex.server.k8s = Some(Arc::new(k));
+        };
+        name(&mut evs[0], "shop", "cart");
+        name(&mut evs[2], "shop", "cart");
+        let batch: Vec<Arc<Exchange>> = evs.into_iter().map(Arc::new).collect();
+        let mut cfg = OtlpConfig::new("http://127.0.0.1:4317", Transport::Grpc);
+        cfg.resource = vec![
+            ("deployment.environment.name".into(), "prod".into()),
+            ("service.name".into(), "overridden".into()),
+        ];
+        let body = request(&batch, &Routes::default(), &cfg);
+        let req = ExportTraceServiceRequest::decode(body).expect("a request");
+        let attrs = |rs: &opentelemetry_proto::tonic::trace::v1::ResourceSpans| {
+            rs.resource
+                .as_ref()
+                .expect("a resource")
+                .attributes
+                .iter()
+                .map(|kv| {
+                    let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(any_value::Value::StringValue(s)) => s.clone(),
+                        other => format!("{other:?}"),
+                    };
+                    (kv.key.clone(), v)
+                })
+                .collect::<HashMap<_, _>>()
+        };
+        assert_eq!(req.resource_spans.len(), 2, "cart first, then the rest");
+        let cart = attrs(&req.resource_spans[0]);
+        assert_eq!(cart["service.name"], "cart");
+        assert_eq!(cart["k8s.namespace.name"], "shop");
+        assert_eq!(cart["k8s.deployment.name"], "cart");
+        assert_eq!(cart["deployment.environment.name"], "prod");
+        let rest = attrs(&req.resource_spans[1]);
+        assert_eq!(rest["service.name"], "tapwire-observed");
+        assert_eq!(rest["telemetry.sdk.name"], "tapwire");
+        let spans = |i: usize| req.resource_spans[i].scope_spans[0].spans.len();
+        assert_eq!(spans(0), 2);
+        assert_eq!(spans(0) + spans(1), batch.len());
+        let scope = req.resource_spans[0].scope_spans[0]
+            .scope
+            .as_ref()
+            .expect("scope");
+        assert_eq!(scope.name, "tapwire");
+        // Keys are unique in each resource.
+        for rs in &req.resource_spans {
+            let keys = &rs.resource.as_ref().expect("a resource").attributes;
+            assert_eq!(keys.len(), attrs(rs).len());
+        }
     }
 }
