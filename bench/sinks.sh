@@ -44,6 +44,17 @@
 #     values. Comparing the kept values with `==` (a libc memcmp call per value) made it 3x
 #     slower than the joined key on this VM; a byte loop made it 20% faster than before
 #     (criterion sinks/red_record: 20.0 -> 15.9 us for the bench's 150 exchanges).
+#   - The OTLP exporter built each span three times (semconv view, the SDK's SpanData, the
+#     protobuf), cloned the batch per attempt and copied every attribute string again: 5.9 us
+#     of tokio-rt-worker CPU per span (THREADS=1). Spans are now protobuf built from the view
+#     (sinks/src/otlp/proto.rs) and sent by our own transport: 4.0-4.2 us per span, of which
+#     encoding is 1.7 us (criterion sinks/otlp_request); the rest is tonic/h2 and freeing the
+#     exchanges.
+#   - Tried and dropped: freeing each exchange on the worker that built it (a per-worker list
+#     of handles swept when the readers were done). The profile's allocator share on the
+#     worker fell from ~23% to ~9%, but the worker's CPU per packet did not (A/B over 6
+#     alternating rounds, none and kafka: -5%, inside the noise): the worker then pays every
+#     free that the readers' threads used to pay.
 #   - With every sink on, core 1 (exporter task, Kafka thread, librdkafka, receiver, broker) is
 #     saturated and the worker's CPU per packet rises although its own sink work (one queue
 #     push per sink) is the same as with one sink: no hardware counters in this VM to tell
