@@ -47,7 +47,7 @@
 #   - The OTLP exporter built each span three times (semconv view, the SDK's SpanData, the
 #     protobuf), cloned the batch per attempt and copied every attribute string again: 5.9 us
 #     of tokio-rt-worker CPU per span (THREADS=1). Spans are now protobuf built from the view
-#     (sinks/src/otlp/proto.rs) and sent by our own transport: 4.0-4.2 us per span, of which
+#     (sinks/src/otlp/proto.rs) and sent by our own transport: 4.0-4.6 us per span, of which
 #     encoding is 1.7 us (criterion sinks/otlp_request); the rest is tonic/h2 and freeing the
 #     exchanges.
 #   - Tried and dropped: freeing each exchange on the worker that built it (a per-worker list

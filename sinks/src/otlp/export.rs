@@ -33,6 +33,9 @@ const MAX_DELAY: Duration = Duration::from_secs(8);
 /// The longest wait a server's `Retry-After` or `RetryInfo` is granted.
 pub const MAX_SERVER_DELAY: Duration = Duration::from_secs(30);
 
+/// Bytes of an HTTP response body read at most.
+pub const MAX_RESPONSE: usize = 64 * 1024;
+
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// How one attempt ended.
@@ -62,7 +65,7 @@ pub enum Exporter {
 }
 
 impl Exporter {
-    /// Send `body` (an encoded request of `spans` spans), retrying up to `max_retries` times.
+    /// Send `body` (an encoded request), retrying up to `max_retries` times.
     /// `Ok(rejected)` once accepted, or the last error.
     pub async fn export(&mut self, body: Bytes, max_retries: usize) -> Result<u64, String> {
         let mut backoff = Backoff::new();
@@ -130,11 +133,25 @@ impl Exporter {
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| retry_after(v, SystemTime::now()));
-                let body = resp.bytes().await.unwrap_or_default();
+                let body = response_body(resp).await;
                 http_outcome(status, after, &body)
             }
         }
     }
+}
+
+/// The first [`MAX_RESPONSE`] bytes of a response body (an `ExportTraceServiceResponse` is
+/// a few bytes; a collector that sends more cannot make the sink hold it).
+async fn response_body(mut resp: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = MAX_RESPONSE.saturating_sub(body.len());
+        body.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
+        if body.len() >= MAX_RESPONSE {
+            break;
+        }
+    }
+    body
 }
 
 /// A reqwest error without the URL (it is in the sink's configuration already).
@@ -433,6 +450,19 @@ mod tests {
             headers: reqwest::header::HeaderMap::new(),
             gzip: false,
         }
+    }
+
+    #[test]
+    fn a_response_body_is_read_up_to_its_cap() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let big = tonic::codegen::http::Response::new(vec![7u8; 3 * MAX_RESPONSE + 5]);
+        let small = tonic::codegen::http::Response::new(vec![7u8; 10]);
+        rt.block_on(async {
+            assert_eq!(response_body(big.into()).await.len(), MAX_RESPONSE);
+            assert_eq!(response_body(small.into()).await, vec![7u8; 10]);
+        });
     }
 
     #[test]
