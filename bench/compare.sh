@@ -30,6 +30,11 @@
 #   kept). Fewer, denser strings per event is the lever, not the escaper.
 # - HTTP/1 bodies: a JSON response body was copied and kept (up to 64 KiB) for the GraphQL
 #   refiner even when the request could not be GraphQL; now kept only when it may be read.
+# - Memory per open flow (gen-capture --open OUT 100000; dissect's peak RSS over the flows):
+#   2.9 KB, of which 912 bytes were three empty request slots: a VecDeque's first push makes
+#   room for four, and an HTTP/1 request is 304 bytes. The pairing queues now reserve one slot
+#   first (most connections have one request in flight) and header lists their exact count:
+#   1.8 KB per open flow, and 0.6 s instead of 1.3 s for the 100k-flow capture.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tapwire-target}"

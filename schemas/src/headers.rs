@@ -23,6 +23,13 @@ impl HeaderMap {
         HeaderMap::default()
     }
 
+    /// Room for `n` fields (a parser that knows the count allocates the list once).
+    pub fn with_capacity(n: usize) -> Self {
+        HeaderMap {
+            fields: Vec::with_capacity(n),
+        }
+    }
+
     /// Add a field (`name` must be lower case); later values of a name follow earlier ones.
     pub fn push(&mut self, name: Cow<'static, str>, value: String) {
         let at = self

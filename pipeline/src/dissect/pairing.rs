@@ -3,11 +3,23 @@
 //! [`Fifo`] pairs in order (HTTP/1 pipelining, Redis); [`ById`] pairs by an id (DNS ids).
 //! Both hold at most `cap` requests in flight per flow; pushing beyond the cap returns the
 //! oldest request, which the dissector reports as `no_response` (`pairing.evicted`).
+//!
+//! A queue's first slot is reserved alone: most connections have one request in flight at a
+//! time, and a `VecDeque` would otherwise make room for four (for HTTP/1, 3 × 304 bytes per
+//! open flow held for nothing). It grows as usual from there. `held_bytes` counts the slots
+//! (capacity, not length) for the memory budget.
 
 use std::collections::VecDeque;
 
 /// Default number of requests in flight per flow.
 pub const DEFAULT_IN_FLIGHT: usize = 256;
+
+/// Room for exactly one element in an unallocated queue (growth doubles from there).
+fn first_slot_alone<T>(q: &mut VecDeque<T>) {
+    if q.capacity() == 0 {
+        q.reserve_exact(1);
+    }
+}
 
 /// In-order pairing queue.
 #[derive(Debug)]
@@ -30,8 +42,14 @@ impl<T> Fifo<T> {
         } else {
             None
         };
+        first_slot_alone(&mut self.queue);
         self.queue.push_back(req);
         evicted
+    }
+    /// The queue's slots plus what `each` says every request owns beyond its slot.
+    pub fn held_bytes(&self, each: impl Fn(&T) -> usize) -> usize {
+        self.queue.capacity() * std::mem::size_of::<T>()
+            + self.queue.iter().map(each).sum::<usize>()
     }
     pub fn front_mut(&mut self) -> Option<&mut T> {
         self.queue.front_mut()
@@ -83,8 +101,14 @@ impl<K: PartialEq, T> ById<K, T> {
         } else {
             None
         };
+        first_slot_alone(&mut self.queue);
         self.queue.push_back((id, ts, req));
         evicted
+    }
+    /// The queue's slots plus what `each` says every request owns beyond its slot.
+    pub fn held_bytes(&self, each: impl Fn(&T) -> usize) -> usize {
+        self.queue.capacity() * std::mem::size_of::<(K, u64, T)>()
+            + self.queue.iter().map(|(_, _, r)| each(r)).sum::<usize>()
     }
     /// Take the oldest request with this id.
     pub fn take(&mut self, id: &K) -> Option<T> {
@@ -117,5 +141,46 @@ impl<K: PartialEq, T> ById<K, T> {
     }
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_request_in_flight_holds_one_slot_and_more_grow_as_needed() {
+        let mut q = Fifo::new(8);
+        assert_eq!(q.held_bytes(|_| 0), 0);
+        q.push([1u8; 100]);
+        assert_eq!(q.held_bytes(|_| 0), 100);
+        assert_eq!(q.held_bytes(|_| 7), 107);
+        q.pop();
+        q.push([2u8; 100]);
+        assert_eq!(q.held_bytes(|_| 0), 100, "a slot freed is reused");
+        q.push([3u8; 100]);
+        q.push([4u8; 100]);
+        assert!(
+            q.held_bytes(|_| 0) >= 300,
+            "capacity, not length, is counted"
+        );
+        assert_eq!(q.pop().map(|r| r[0]), Some(2), "order kept across growth");
+
+        let mut ids = ById::new(8, 1_000);
+        ids.push(7u16, 0, [5u8; 64]);
+        let slot = std::mem::size_of::<(u16, u64, [u8; 64])>();
+        assert_eq!(ids.held_bytes(|_| 1), slot + 1);
+        ids.push(8, 1, [6u8; 64]);
+        assert!(ids.held_bytes(|_| 0) >= 2 * slot);
+        assert_eq!(ids.take(&8).map(|r| r[0]), Some(6));
+    }
+
+    #[test]
+    fn the_cap_evicts_the_oldest() {
+        let mut q = Fifo::new(2);
+        assert_eq!(q.push(1), None);
+        assert_eq!(q.push(2), None);
+        assert_eq!(q.push(3), Some(1));
+        assert_eq!(q.len(), 2);
     }
 }

@@ -440,7 +440,7 @@ impl DnsDissector {
 
 impl Dissector for DnsDissector {
     fn held_bytes(&self) -> usize {
-        self.queries.len() * (std::mem::size_of::<Query>() + 256)
+        self.queries.held_bytes(|_| 256)
     }
 
     fn feed(&mut self, _dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {

@@ -907,7 +907,8 @@ fn collect_headers(
     request: bool,
     out: &mut Emitter<'_>,
 ) -> (HeaderMap, FramingHeaders) {
-    let mut map = HeaderMap::new();
+    // `raw` is the header block's field count, itself capped (`MAX_HEADERS`).
+    let mut map = HeaderMap::with_capacity(raw.len());
     let mut f = FramingHeaders::default();
     for h in raw {
         let name = header_name(h.name);
@@ -1073,9 +1074,9 @@ fn build(r: Req, out: &mut Emitter<'_>) -> Exchange {
 }
 
 impl Req {
+    /// What the request owns beyond its own size (its slot is counted by the queue).
     fn heap_bytes(&self) -> usize {
-        std::mem::size_of::<Req>()
-            + self.method.capacity()
+        self.method.capacity()
             + self.path.capacity()
             + self.query.as_ref().map_or(0, String::capacity)
             + self.headers.heap_bytes()
@@ -1086,9 +1087,9 @@ impl Req {
 }
 
 impl Resp {
+    /// What the response owns beyond its own size (it lives inline in a request or `Http1`).
     fn heap_bytes(&self) -> usize {
-        std::mem::size_of::<Resp>()
-            + self.headers.heap_bytes()
+        self.headers.heap_bytes()
             + self.body.as_ref().map_or(0, KeptBody::heap_bytes)
             + self.coding.as_ref().map_or(0, String::capacity)
     }
@@ -1102,7 +1103,7 @@ impl Dissector for Http1 {
         match &self.h2 {
             Some(h2) => h2.held_bytes(),
             None => {
-                self.inflight.iter().map(Req::heap_bytes).sum::<usize>()
+                self.inflight.held_bytes(Req::heap_bytes)
                     + self.resp_cur.as_ref().map_or(0, Resp::heap_bytes)
             }
         }

@@ -767,8 +767,9 @@ impl KafkaDissector {
 impl Dissector for KafkaDissector {
     fn held_bytes(&self) -> usize {
         self.sides.iter().map(|s| s.buf.capacity()).sum::<usize>()
-            + self.pending.len()
-                * (std::mem::size_of::<Pending>() + crate::dissect::EXCHANGE_ESTIMATE)
+            + self
+                .pending
+                .held_bytes(|_| crate::dissect::EXCHANGE_ESTIMATE)
     }
 
     fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {

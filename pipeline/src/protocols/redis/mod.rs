@@ -632,8 +632,9 @@ impl Dissector for RedisDissector {
             })
             .sum();
         scans
-            + self.pending.len()
-                * (std::mem::size_of::<Pending>() + crate::dissect::EXCHANGE_ESTIMATE)
+            + self
+                .pending
+                .held_bytes(|_| crate::dissect::EXCHANGE_ESTIMATE)
     }
 
     fn feed(&mut self, dir: Direction, data: &[u8], ts: u64, out: &mut Emitter<'_>) -> Progress {
