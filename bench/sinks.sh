@@ -155,6 +155,7 @@ PY
 ip netns exec "$ns" "${others[@]}" "$bin/tw-fake-k8s" "$work/objects.json" 127.0.0.1:6443 > /dev/null &
 pids+=($!)
 for _ in $(seq 300); do in_ns curl -sf -o /dev/null "http://127.0.0.1:6443/api/v1/nodes" && break; sleep 0.1; done
+in_ns curl -sf -o /dev/null "http://127.0.0.1:6443/api/v1/nodes" || { echo "sinks.sh: tw-fake-k8s did not start" >&2; exit 1; }
 printf 'apiVersion: v1\nkind: Config\ncurrent-context: b\nclusters:\n- name: b\n  cluster:\n    server: http://127.0.0.1:6443\ncontexts:\n- name: b\n  context:\n    cluster: b\n    user: u\nusers:\n- name: u\n  user: {}\n' > "$work/kubeconfig"
 run() {
   local name=$1
