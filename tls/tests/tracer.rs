@@ -865,17 +865,25 @@ fn static_openssl_is_traced_by_symbol_and_reported_when_stripped() {
         .client(&[stripped.to_str().unwrap(), "7000", "/"])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let scan = discover::scan(Path::new("/proc"));
-    let mut report = t.sync(&scan);
-    while report.deferred > 0 {
-        report = t.sync(&scan);
-    }
-    let found = report
-        .unsupported
-        .iter()
-        .find(|u| u.pids.contains(&waiting.id()))
-        .unwrap_or_else(|| panic!("{report:?}"));
+    // Scanned until the process shows up with its libraries mapped (a loaded machine can take
+    // longer than any fixed wait to start it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let found = loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let scan = discover::scan(Path::new("/proc"));
+        let mut report = t.sync(&scan);
+        while report.deferred > 0 {
+            report = t.sync(&scan);
+        }
+        if let Some(u) = report
+            .unsupported
+            .iter()
+            .find(|u| u.pids.contains(&waiting.id()))
+        {
+            break u.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{report:?}");
+    };
     assert_eq!(found.why.reason, "stripped_static_tls");
     assert!(found.path.ends_with("static_client_stripped"), "{found:?}");
     for c in [&mut waiting, &mut mute] {
