@@ -55,6 +55,21 @@
 #     worker fell from ~23% to ~9%, but the worker's CPU per packet did not (A/B over 6
 #     alternating rounds, none and kafka: -5%, inside the noise): the worker then pays every
 #     free that the readers' threads used to pay.
+#   - Tried and dropped (2026-12-06), each with A/B runs (TAPWIRE=, 3 alternating rounds):
+#     * one label-set table for the three HTTP histograms (one lookup per exchange instead of
+#       three) and the route RED looks up handed to the OTLP exporter with the exchange:
+#       criterion red_record 16.4 -> 16.8 us (no change: hot lookups are cheap), worker and
+#       exporter CPU within the noise.
+#     * RED recorded on a thread of its own behind a bounded queue: the worker's share of RED
+#       (route_in, observe_key, Histogram::observe: ~1.1% of 4.8% of all samples with every
+#       sink on) moves off it, but with every sink on core 1 is saturated and the RED thread
+#       dropped 12k-43k of 267k exchanges (metrics that were exact became lossy), and the
+#       worker's packets per CPU-second did not move out of the noise.
+#     * sink threads polling their queues instead of blocking in recv (so the worker's send
+#       never wakes them): futex_wake was 0.04% of the worker's 14% of samples (kafka), so
+#       nothing to gain.
+#     The noise that day: "none" ranged 455k-850k worker packets per CPU-second for one
+#     binary across rounds; a 5-10% effect cannot be told apart with three rounds.
 #   - With every sink on, core 1 (exporter task, Kafka thread, librdkafka, receiver, broker) is
 #     saturated and the worker's CPU per packet rises although its own sink work (one queue
 #     push per sink) is the same as with one sink: no hardware counters in this VM to tell
