@@ -385,16 +385,7 @@ pub fn generate_open<W: Write>(w: W, flows: u64, seed: u64) -> std::io::Result<G
     let (mut req, mut resp) = (Vec::new(), Vec::new());
     for n in 0..flows {
         let mut c = g.conn(n, Some(80));
-        // Distinct clients: the generator's random addresses could repeat a 4-tuple.
-        c.client = (
-            [
-                10,
-                200 + (n >> 24) as u8 % 50,
-                (n >> 16) as u8,
-                (n >> 8) as u8,
-            ],
-            1024 + (n % 256) as u16 * 200,
-        );
+        c.client = distinct_client(n);
         g.handshake(&mut c)?;
         g.http_messages(&mut req, &mut resp)?;
         g.stream(true, &mut c, &req)?;
@@ -404,6 +395,36 @@ pub fn generate_open<W: Write>(w: W, flows: u64, seed: u64) -> std::io::Result<G
         part.extend(std::iter::repeat_n(b'{', 1000));
         g.stream(false, &mut c, &part)?;
         g.sum.http_exchanges += 1;
+    }
+    let mut w = g.w.into_writer();
+    w.flush()?;
+    Ok(g.sum)
+}
+
+/// Client `n` of a capture whose every connection has a client of its own (the generator's
+/// random addresses could repeat a 4-tuple): distinct for `n` below 50 × 2^24.
+fn distinct_client(n: u64) -> ([u8; 4], u16) {
+    (
+        [
+            10,
+            200 + (n >> 24) as u8 % 50,
+            (n >> 16) as u8,
+            (n >> 8) as u8,
+        ],
+        1024 + (n % 256) as u16 * 200,
+    )
+}
+
+/// `syns` SYNs from distinct clients to one HTTP server, none answered: a SYN flood, every
+/// packet a new flow, for what the flow table holds under one (its caps keep it flat).
+pub fn generate_syn_flood<W: Write>(w: W, syns: u64, seed: u64) -> std::io::Result<GenSummary> {
+    let mut g = Gen::new(w, seed)?;
+    for n in 0..syns {
+        let mut c = g.conn(n, Some(80));
+        c.client = distinct_client(n);
+        let seq = c.cseq;
+        g.tcp(true, &c, seq, 0, "S", &[])?;
+        g.sum.connections += 1;
     }
     let mut w = g.w.into_writer();
     w.flush()?;

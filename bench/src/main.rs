@@ -3,18 +3,22 @@
 //! `gen-capture --mix OUT.pcap [FLOWS] [SEED]`: the eight-protocol mix of short connections.
 //! `gen-capture --open OUT.pcap [FLOWS] [SEED]`: HTTP/1 connections left open mid-response
 //! (what an open flow costs).
+//! `gen-capture --syn-flood OUT.pcap [SYNS] [SEED]`: SYNs from distinct clients, none
+//! answered (memory under a SYN flood).
 
 use std::io::BufWriter;
 use std::process::ExitCode;
 
-use tapwire_bench::{GenConfig, MixConfig, WEIGHTS, generate, generate_mix, generate_open};
+use tapwire_bench::{
+    GenConfig, MixConfig, WEIGHTS, generate, generate_mix, generate_open, generate_syn_flood,
+};
 
-const USAGE: &str = "usage: gen-capture OUT.pcap [HTTP_EXCHANGES] [DNS_EVERY] [SEED] | gen-capture --mix OUT.pcap [FLOWS] [SEED]";
+const USAGE: &str = "usage: gen-capture OUT.pcap [HTTP_EXCHANGES] [DNS_EVERY] [SEED] | gen-capture --mix|--open|--syn-flood OUT.pcap [N] [SEED]";
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mode = match args.first().map(String::as_str) {
-        Some(m @ ("--mix" | "--open")) => {
+        Some(m @ ("--mix" | "--open" | "--syn-flood")) => {
             let m = m.to_string();
             args.remove(0);
             m
@@ -52,7 +56,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let res = if mode == "--open" {
+    let res = if mode == "--syn-flood" {
+        generate_syn_flood(file, a, b).map(|s| {
+            format!(
+                "{out}: {} packets, {} bytes, {} SYNs from distinct clients",
+                s.packets, s.bytes, s.connections
+            )
+        })
+    } else if mode == "--open" {
         generate_open(file, a, b).map(|s| {
             format!(
                 "{out}: {} packets, {} bytes, {} connections left open mid-response",

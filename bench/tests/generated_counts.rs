@@ -140,3 +140,25 @@ fn tshark_reads_the_mix_as_the_protocols_it_is() {
     ];
     assert_eq!(got, want);
 }
+
+/// A SYN flood is one new flow per packet, none dissected, and the flow table's cap holds it
+/// (the oldest flows are evicted and counted).
+#[test]
+fn a_syn_flood_is_a_flow_per_packet_within_the_cap() {
+    let mut buf = Vec::new();
+    let sum = tapwire_bench::generate_syn_flood(&mut buf, 5_000, 7).expect("generate");
+    assert_eq!((sum.packets, sum.connections), (5_000, 5_000));
+    let mut cfg = pipeline::Config::default();
+    cfg.flow.max_flows = 1_000;
+    let mut pipe = Pipeline::new(cfg);
+    let mut out = Vec::new();
+    pipeline::source::read(&buf[..], std::path::Path::new("generated"), |f| {
+        pipe.packet(f.link, f.ts, f.data, f.orig_len, &mut out)
+    })
+    .expect("read back");
+    let stats = pipe.stats();
+    assert_eq!(stats.flows.created, 5_000, "every SYN is a flow of its own");
+    assert_eq!(stats.flows.evicted, 4_000, "the cap of 1000 flows held");
+    pipe.finish(&mut out);
+    assert!(out.is_empty(), "no payload, no exchange: {:?}", out.first());
+}
