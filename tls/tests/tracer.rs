@@ -856,11 +856,20 @@ fn static_openssl_is_traced_by_symbol_and_reported_when_stripped() {
         .client(&[
             "python3",
             "-c",
-            "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 7000))\ns.listen()\ntime.sleep(60)",
+            "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 7000))\ns.listen()\nprint('listening', flush=True)\ntime.sleep(60)",
         ])
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The client must find the server listening (refused, it would exit at once): wait for it
+    // to say so rather than for a fixed time a loaded machine can exceed.
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(mute.stdout.take().expect("piped")),
+        &mut said,
+    )
+    .unwrap();
+    assert_eq!(said.trim(), "listening");
     let mut waiting = srv
         .client(&[stripped.to_str().unwrap(), "7000", "/"])
         .spawn()
