@@ -233,8 +233,11 @@ struct Flow {
     stream: Option<Box<StreamState>>,
 }
 
-/// A flow's record in the table, before anything it buffers.
-const FLOW_RECORD: usize = std::mem::size_of::<Flow>() + std::mem::size_of::<FlowKey>() + 16;
+/// A flow's record (its table slot and its box), before anything it buffers.
+const FLOW_RECORD: usize = std::mem::size_of::<Flow>()
+    + std::mem::size_of::<FlowKey>()
+    + std::mem::size_of::<Box<Flow>>()
+    + 16;
 
 impl Flow {
     /// What the flow holds now.
@@ -281,7 +284,9 @@ pub struct FlowTable {
     cfg: FlowConfig,
     /// The protocols detection tries (the protocols' `REGISTRY` in a pipeline).
     registry: &'static [ProtocolEntry],
-    flows: FxHashMap<FlowKey, Flow>,
+    /// Boxed: the table holds keys and pointers (64 bytes a slot), so its spare slots (an
+    /// eighth to a half of them) and its copy while it grows cost little.
+    flows: FxHashMap<FlowKey, Box<Flow>>,
     budget: Budget,
     pub stats: FlowStats,
     pub anomalies: AnomalyCounts,
@@ -363,7 +368,7 @@ impl FlowTable {
     /// Take a flow out of the table, and its bytes out of the totals (the memory budget's
     /// and the out-of-order budget's: a flow that became opaque may still hold out-of-order
     /// bytes from before).
-    fn remove(&mut self, key: &FlowKey) -> Option<Flow> {
+    fn remove(&mut self, key: &FlowKey) -> Option<Box<Flow>> {
         let mut flow = self.flows.remove(key)?;
         self.held -= flow.held.min(self.held);
         if matches!(flow.state, State::Opaque) {
@@ -758,7 +763,7 @@ impl FlowTable {
             client_is_a,
             stream,
             ..
-        } = &mut flow;
+        } = &mut *flow;
         let origin = stream.as_deref().map(|st| &st.origin);
         let mut ctx = ctx!(self, out, key, meta, origin);
         if !matches!(state, State::Opaque) {
@@ -796,7 +801,7 @@ impl FlowTable {
 
 /// The flow of `key`, created when `create` (one hash lookup either way).
 fn lookup<'a>(
-    flows: &'a mut FxHashMap<FlowKey, Flow>,
+    flows: &'a mut FxHashMap<FlowKey, Box<Flow>>,
     cfg: &FlowConfig,
     stats: &mut FlowStats,
     key: FlowKey,
@@ -817,7 +822,7 @@ fn lookup<'a>(
                 stats.skipped += 1;
                 flow.state = State::Opaque;
             }
-            Some(v.insert(flow))
+            Some(v.insert(Box::new(flow)))
         }
         std::collections::hash_map::Entry::Vacant(_) => None,
     }
