@@ -907,7 +907,7 @@ fn collect_headers(
     request: bool,
     out: &mut Emitter<'_>,
 ) -> (HeaderMap, FramingHeaders) {
-    // `raw` is the header block's field count, itself capped (`MAX_HEADERS`).
+    // One allocation for the block's fields (`raw`, at most `MAX_HEADERS` of them).
     let mut map = HeaderMap::with_capacity(raw.len());
     let mut f = FramingHeaders::default();
     for h in raw {
